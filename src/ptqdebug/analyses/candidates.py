@@ -1,0 +1,76 @@
+"""What a sweep tries: candidates, each a named set of calibration nodes switched on together."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..errors import ModelError, OptionError
+from ..model import CalibratedModel
+
+__all__ = ["NODE_TYPES", "Candidate", "NodeList", "candidates_for", "normalize_node_list"]
+
+NODE_TYPES = ("node", "weight", "activation")
+
+#: A node list as the original tool accepts it: a name, a list of names, or a list of lists.
+NodeList = str | Sequence[str | Sequence[str]]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """``name`` is the result key: a node name, or names joined with ``+`` for a group."""
+
+    name: str
+    quantizers: tuple[str, ...]
+
+
+def normalize_node_list(value: object, what: str) -> list[str | list[str]]:
+    """A str becomes ``[str]``; lists of str / lists of lists of str are checked and copied."""
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, (list, tuple)):
+        raise OptionError(f"{what} is a {type(value).__name__}; expected a node name, a list of names or a list of lists")
+    out: list[str | list[str]] = []
+    for item in value:
+        if isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, (list, tuple)) and all(isinstance(x, str) for x in item):
+            out.append(list(item))
+        else:
+            raise OptionError(f"{what} contains {item!r}; expected node names or lists of node names")
+    return out
+
+
+def check_node_type(node_type: str) -> str:
+    if node_type not in NODE_TYPES:
+        raise OptionError(f"unknown node_type {node_type!r}; expected one of {', '.join(NODE_TYPES)}")
+    return node_type
+
+
+def candidates_for(model: CalibratedModel, node_type: str, interested_nodes: object = None) -> list[Candidate]:
+    """The candidates of a sweep (reference §3.3 step 1).
+
+    ``node``: every ordinary node with calibration nodes on its inputs, all of them switched on
+    together; ``weight`` / ``activation``: each calibration node of that kind. ``interested_nodes``
+    replaces the list: each name is a candidate, each nested list one candidate group.
+    """
+    check_node_type(node_type)
+    fixed = model.fixed_quantizers
+    if interested_nodes is not None:
+        out = []
+        for item in normalize_node_list(interested_nodes, "interested_nodes"):
+            names = [item] if isinstance(item, str) else item
+            if not names:
+                raise OptionError("interested_nodes contains an empty group []; expected at least one name per group")
+            quantizers = model.expand(names, "interested_nodes")
+            out.append(Candidate("+".join(names), quantizers))
+        return out
+    if node_type == "node":
+        return [Candidate(n, model.node_quantizers[n]) for n in model.sensitivity_nodes]
+    pool = model.weight_quantizers if node_type == "weight" else model.activation_quantizers
+    if node_type == "weight" and pool and all(q.name in fixed for q in pool):
+        raise ModelError(
+            "every weight of this model is stored as integers (lone DequantizeLinear) and no float model was "
+            "given, so weight calibration nodes cannot be switched off; pass float_model= / --float-model FLOAT.onnx"
+        )
+    return [Candidate(q.name, (q.name,)) for q in pool if q.name not in fixed]

@@ -1,0 +1,171 @@
+"""Node sensitivity: the error at the compared outputs when only one candidate is quantized.
+
+For each candidate (an ordinary node's calibration nodes, one weight or one activation
+calibration node, or a user group), everything else stays float; the candidate's outputs are
+compared with the float outputs by each metric, per sample and per compared tensor, then averaged
+over samples and over tensors (reference §3.3). Entries are ranked worst first by the first
+metric; a candidate whose quantization makes a compared value NaN or inf ranks first of all and
+is flagged ``nonfinite``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from ..context import Context
+from ..metrics import Metric, compare, get_metrics
+from .candidates import Candidate
+
+__all__ = ["Progress", "SensitivityEntry", "SensitivityResult", "node_sensitivity"]
+
+#: Called as ``progress(done, total)`` after each unit of work.
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class SensitivityEntry:
+    """One candidate's scores.
+
+    ``node`` is, for a calibration node, the ordinary nodes reading it (joined with ``;``);
+    ``threshold`` and ``bits`` describe an activation calibration node.
+    """
+
+    name: str
+    quantizers: tuple[str, ...]
+    scores: Mapping[str, float]
+    nonfinite: bool = False
+    node: str = ""
+    threshold: float | None = None
+    bits: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "quantizers": list(self.quantizers),
+            "scores": {k: _encode(v) for k, v in self.scores.items()},
+            "nonfinite": self.nonfinite,
+            "node": self.node,
+            "threshold": _encode(self.threshold) if self.threshold is not None else None,
+            "bits": self.bits,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SensitivityEntry:
+        return cls(
+            name=d["name"],
+            quantizers=tuple(d["quantizers"]),
+            scores=MappingProxyType({k: _decode(v) for k, v in d["scores"].items()}),
+            nonfinite=bool(d.get("nonfinite", False)),
+            node=d.get("node", ""),
+            threshold=_decode(d["threshold"]) if d.get("threshold") is not None else None,
+            bits=d.get("bits"),
+        )
+
+
+@dataclass(frozen=True)
+class SensitivityResult:
+    """A ranked sweep: ``entries`` worst first by ``metrics[0]``."""
+
+    node_type: str
+    metrics: tuple[str, ...]
+    entries: tuple[SensitivityEntry, ...]
+    compared: tuple[str, ...]
+    samples: int
+
+    def as_mapping(self) -> dict[str, dict[str, float]]:
+        """``{name: {metric: value}}`` in ranked order: what ``get_sensitivity_of_nodes`` returns."""
+        return {e.name: dict(e.scores) for e in self.entries}
+
+    def top(self, k: int) -> tuple[SensitivityEntry, ...]:
+        return self.entries[:k]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "node_type": self.node_type,
+            "metrics": list(self.metrics),
+            "compared": list(self.compared),
+            "samples": self.samples,
+            "entries": [e.to_dict() for e in self.entries],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SensitivityResult:
+        return cls(
+            node_type=d["node_type"],
+            metrics=tuple(d["metrics"]),
+            entries=tuple(SensitivityEntry.from_dict(e) for e in d["entries"]),
+            compared=tuple(d["compared"]),
+            samples=int(d["samples"]),
+        )
+
+
+def _encode(x: float) -> float | str:
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return float(x)
+
+
+def _decode(x: float | str) -> float:
+    return float(x)
+
+
+def rank(entries: Sequence[SensitivityEntry], metric: Metric) -> list[SensitivityEntry]:
+    """Worst first: flagged non-finite entries, then by ``metric``; ties keep their order."""
+    return sorted(entries, key=lambda e: (not e.nonfinite, metric.badness(e.scores[metric.name])))
+
+
+def node_sensitivity(
+    ctx: Context,
+    candidates: Sequence[Candidate],
+    *,
+    metrics: str | Sequence[str] = "cosine-similarity",
+    compare_at: Sequence[str] | None = None,
+    node_type: str = "node",
+    data_num: int | None = 1,
+    progress: Progress | None = None,
+) -> SensitivityResult:
+    """Score every candidate against the float model (see module doc)."""
+    mets = get_metrics(metrics)
+    tensors = tuple(compare_at) if compare_at is not None else ctx.model.outputs
+    data = ctx.samples(data_num)
+    n_c, n_t, n_m = len(candidates), len(tensors), len(mets)
+    # values[c, t, m, s]: one score per candidate, tensor, metric and sample
+    values = np.full((n_c, n_t, n_m, len(data)), np.nan)
+    total, done = len(data) * n_c, 0
+    for s in range(len(data)):
+        ref = ctx.reference(s, tensors)
+        for c, cand in enumerate(candidates):
+            out = ctx.engine.run(ref, cand.quantizers, tensors)
+            for t, name in enumerate(tensors):
+                values[c, t, :, s] = compare(mets, ref[name], out[name])
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    entries = []
+    for c, cand in enumerate(candidates):
+        nonfinite = bool(np.isnan(values[c]).any())
+        scores = {m.name: (math.nan if nonfinite else float(values[c, :, i, :].mean(axis=1).mean()))
+                  for i, m in enumerate(mets)}
+        entries.append(_entry(ctx, cand, scores, nonfinite))
+    ranked = rank(entries, mets[0])
+    return SensitivityResult(node_type, tuple(m.name for m in mets), tuple(ranked), tensors, len(data))
+
+
+def _entry(ctx: Context, cand: Candidate, scores: dict[str, float], nonfinite: bool) -> SensitivityEntry:
+    qmap = ctx.model.quantizer_map
+    node, threshold, bits = "", None, None
+    if len(cand.quantizers) == 1 and cand.name in qmap:
+        q = qmap[cand.name]
+        node = ";".join(ctx.model.quantizer_consumers.get(q.name, ()))
+        if q.kind == "activation":
+            threshold = round(q.threshold, 5) if q.threshold is not None else None
+            bits = q.bits
+    return SensitivityEntry(cand.name, cand.quantizers, MappingProxyType(scores), nonfinite, node, threshold, bits)

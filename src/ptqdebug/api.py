@@ -1,0 +1,133 @@
+"""The original tool's functions, with its names, parameters and files.
+
+``import ptqdebug as dbg`` replaces ``import horizon_nn.debug as dbg`` (or ``hmct``'s debugger):
+every function here takes the original's arguments, computes with the typed core
+(:mod:`ptqdebug.analyses`) and writes the original's files. Arguments the original did not have
+come last and are keyword-friendly: ``float_model`` (for QDQ models whose weights are stored as
+integers), ``providers`` (ONNX Runtime execution providers) and ``progress`` (a callback
+``progress(done, total)``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import onnx
+
+from .analyses.candidates import candidates_for, check_node_type, normalize_node_list
+from .analyses.sensitivity import Progress, SensitivityResult, node_sensitivity
+from .context import Context, open_context
+from .errors import OptionError
+from .metrics import get_metrics
+from .model import CalibratedModel, load_model
+from .report.files import ensure_dir
+from .report.sensitivity_files import write_sensitivity
+from .report.tables import info_table, sensitivity_rows
+
+__all__ = ["get_sensitivity_of_nodes", "load_model", "open_context", "sensitivity_of_nodes", "write_sensitivity"]
+
+logger = logging.getLogger("ptqdebug")
+
+ModelArg = str | os.PathLike[str] | onnx.ModelProto | CalibratedModel | Context
+
+
+def _show_info(text: str) -> None:
+    """Log a verbose table; make sure it is seen even when logging is not configured."""
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    if not logging.getLogger().handlers and not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.info(text)
+
+
+def compare_tensors(ctx: Context, output_node: object) -> tuple[str, ...] | None:
+    """The tensors an ``output_node`` option stands for (None: the model outputs)."""
+    if output_node is None:
+        return None
+    names = normalize_node_list(output_node, "output_node")
+    flat = [n for item in names for n in ([item] if isinstance(item, str) else item)]
+    if not flat:
+        raise OptionError("output_node is an empty list; expected a node name (or None for the model outputs)")
+    return tuple(dict.fromkeys(t for n in flat for t in ctx.model.tensors_of(n)))
+
+
+def sensitivity_of_nodes(
+    ctx: Context,
+    *,
+    metrics: str | Sequence[str] = "cosine-similarity",
+    output_node: object = None,
+    node_type: str = "node",
+    data_num: int | None = 1,
+    interested_nodes: object = None,
+    progress: Progress | None = None,
+) -> SensitivityResult:
+    """The typed sweep behind :func:`get_sensitivity_of_nodes` (no printing, no files)."""
+    check_node_type(node_type)
+    get_metrics(metrics)
+    ctx.samples(data_num)
+    candidates = candidates_for(ctx.model, node_type, interested_nodes)
+    compare_at = compare_tensors(ctx, output_node)
+    return node_sensitivity(ctx, candidates, metrics=metrics, compare_at=compare_at,
+                            node_type=node_type, data_num=data_num, progress=progress)
+
+
+def get_sensitivity_of_nodes(
+    model_or_file: ModelArg,
+    metrics: str | Sequence[str] = "cosine-similarity",
+    calibrated_data: object = None,
+    output_node: object = None,
+    node_type: str = "node",
+    data_num: int | None = 1,
+    verbose: bool = False,
+    interested_nodes: object = None,
+    save_dir: str | os.PathLike[str] | None = None,
+    *,
+    float_model: str | os.PathLike[str] | onnx.ModelProto | None = None,
+    providers: str | Sequence[str] | None = None,
+    progress: Progress | None = None,
+) -> dict[str, dict[str, float]]:
+    """Quantization sensitivity of nodes, most sensitive first (reference §3).
+
+    For each candidate — an ordinary node (``node_type="node"``: all calibration nodes on its
+    inputs together), a weight or an activation calibration node — only that candidate is
+    quantized and the model outputs (or ``output_node``'s outputs) are compared with the float
+    model by each metric, averaged over the first ``data_num`` samples (None: all).
+
+    Args:
+        model_or_file: the calibrated model (path, ModelProto, or a loaded model).
+        metrics: one name or a list of ``cosine-similarity``, ``mse``, ``mre``, ``sqnr``,
+            ``chebyshev``; the ranking follows the first.
+        calibrated_data: the calibration data (``calibration_data/`` folder, ``.npz``, reader...).
+        output_node: compare at this node's outputs (or several nodes') instead of the model's.
+        node_type: ``"node"``, ``"weight"`` or ``"activation"``.
+        data_num: how many samples (the first ones); None for all.
+        verbose: log the ranked table (reference §3.5) at INFO level.
+        interested_nodes: candidates to score instead of all: names, or nested lists (one group
+            each, keyed by the names joined with ``+``).
+        save_dir: if set, also write ``sensitivity_of_<node_type>.log`` and ``.json`` there.
+
+    Returns:
+        ``{name: {metric: value}}`` in ranked order (worst first). Candidates whose quantization
+        makes an output NaN/inf come first with NaN values.
+    """
+    if model_or_file is None:
+        raise OptionError("there is no calibrated model: pass model_or_file (e.g. './calibrated_model.onnx')")
+    if calibrated_data is None and not isinstance(model_or_file, Context):
+        raise OptionError("there is no calibration data: pass calibrated_data (e.g. './calibration_data/')")
+    get_metrics(metrics)
+    check_node_type(node_type)
+    if save_dir is not None:
+        ensure_dir(save_dir)
+    ctx = open_context(model_or_file, calibrated_data, float_model=float_model, providers=providers)
+    result = sensitivity_of_nodes(ctx, metrics=metrics, output_node=output_node, node_type=node_type,
+                                  data_num=data_num, interested_nodes=interested_nodes, progress=progress)
+    if verbose:
+        _show_info(info_table("node sensitivity", node_type, sensitivity_rows(result, rounded=True)))
+    if save_dir is not None:
+        write_sensitivity(result, save_dir)
+    return result.as_mapping()

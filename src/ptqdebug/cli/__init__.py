@@ -1,0 +1,33 @@
+"""The ``ptqdebug`` command line: a thin layer over :mod:`ptqdebug.api`.
+
+Subcommands keep the original tool's names and flags (``hmct-debugger`` → ``ptqdebug``). Every
+user mistake ends as one line ``ptqdebug: error: ...`` on stderr and exit status 2; an interrupt
+as ``ptqdebug: interrupted`` and status 130. Bugs keep their traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from ..errors import PtqDebugError
+from .args import UsageError, build_parser, normalize_argv
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(normalize_argv(args_in))
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        return int(args.func(args) or 0)
+    except (PtqDebugError, UsageError) as exc:
+        print(f"ptqdebug: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ptqdebug: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,128 @@
+"""Argument parsing: the original's flags, list syntax and boolean options, with argparse.
+
+Two conveniences run before argparse sees the arguments (:func:`normalize_argv`):
+
+* a list value split by the shell at a space (``-q ['weight', 'activation']`` arrives as two
+  words) is joined back until its brackets balance;
+* a boolean flag (``-v``) may be given bare or followed by a value (``-v True``, ``-v no``), as
+  with the original's click options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from ..errors import OptionError
+from ..listsyntax import ListValue, parse_list
+
+__all__ = ["BOOL_FLAGS", "UsageError", "build_parser", "normalize_argv", "parse_bool"]
+
+_TRUE = {"true", "1", "yes", "y", "t", "on"}
+_FALSE = {"false", "0", "no", "n", "f", "off"}
+
+#: Boolean options per subcommand (short and long spellings); ``-a`` is a boolean only in
+#: plot-acc-error (elsewhere it is ``--axis``).
+BOOL_FLAGS: dict[str, set[str]] = {
+    "get-sensitivity-of-nodes": {"-v", "--verbose"},
+    "runall": {"-v", "--verbose", "-avm", "--average_mode"},
+    "plot-acc-error": {"-a", "--average_mode"},
+    "get-calibration-nodes-stat-info": {"-v", "--visualize"},
+}
+
+
+class UsageError(Exception):
+    """A command-line mistake argparse found."""
+
+
+def parse_bool(text: str) -> bool:
+    t = str(text).strip().lower()
+    if t in _TRUE:
+        return True
+    if t in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean; expected true/false, yes/no, 1/0, on/off")
+
+
+def list_value(what: str):  # noqa: ANN201 - argparse type factory
+    def parse(text: str) -> ListValue:
+        try:
+            return parse_list(text, what)
+        except OptionError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+def normalize_argv(argv: Sequence[str]) -> list[str]:
+    command = next((a for a in argv if not a.startswith("-")), "")
+    flags = BOOL_FLAGS.get(command, set())
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok in flags:
+            nxt = argv[i + 1] if i + 1 < len(argv) else None
+            if nxt is not None and nxt.strip().lower() in _TRUE | _FALSE:
+                out.append(f"{tok}={nxt}")
+                i += 2
+            else:
+                out.append(f"{tok}=true")
+                i += 1
+            continue
+        if tok.lstrip().startswith("[") and tok.count("[") > tok.count("]"):
+            joined = tok
+            j = i + 1
+            while j < len(argv) and joined.count("[") > joined.count("]"):
+                joined += " " + argv[j]
+                j += 1
+            out.append(joined)
+            i = j
+            continue
+        out.append(tok)
+        i += 1
+    return out
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import commands
+
+    parser = _Parser(
+        prog="ptqdebug",
+        description="Find where and why post-training quantization hurts an ONNX model.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("--version", action="version", version=f"ptqdebug {_version()}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
+    commands.register(sub)
+    return parser
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def add_model_and_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model_or_file", metavar="MODEL", help="the calibrated model (.onnx)")
+    p.add_argument("calibrated_data", metavar="CALIBRATION_DATA",
+                   help="calibration data: a folder with one folder per model input (0.npy, 1.npy, ...), or an .npz")
+
+
+def add_runtime(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--float-model", dest="float_model", metavar="FLOAT.onnx",
+                   help="the float model, for QDQ models that store weights as integers")
+    p.add_argument("--providers", metavar="LIST",
+                   help="ONNX Runtime execution providers, comma-separated (default: CPUExecutionProvider)")
+
+
+def stderr_is_tty() -> bool:
+    return sys.stderr.isatty()

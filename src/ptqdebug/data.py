@@ -1,0 +1,272 @@
+"""Calibration data in: samples checked against the model's inputs.
+
+A *sample* is one feed, ``dict[input name, ndarray]``. :func:`load_data` accepts:
+
+* the original layout, a folder with one sub-folder per model input named exactly like it, each
+  holding ``0.npy``, ``1.npy``, ... (sorted in numeric order: ``2.npy`` before ``10.npy``; the
+  original tool sorted them as text and so took ``10.npy`` first);
+* for a single-input model, a folder of ``.npy`` files, or one ``.npy`` file whose first axis
+  indexes samples;
+* a ``.npz`` file with one array per input name, first axis indexing samples;
+* an ``onnxruntime.quantization.CalibrationDataReader`` (anything with ``get_next()``), a single
+  ``dict``, or any iterable of dicts;
+* a :class:`Dataset` (returned as is).
+
+Files are read with ``np.load(..., allow_pickle=False)``; a pickled array is refused, never loaded.
+Folder data is read lazily, one sample at a time, so memory does not grow with the sample count.
+Every sample is checked against the model's inputs (names, dtype, rank, fixed dims, finite values)
+and a mismatch names what was found and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError, OptionError
+from .model import TensorSpec
+
+__all__ = ["Dataset", "load_data", "select"]
+
+Sample = dict[str, np.ndarray]
+
+
+def _np_load(path: Path, mmap: bool = False) -> np.ndarray:
+    try:
+        value = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "pickle" in str(exc).lower():
+            raise DataError(
+                f"{str(path)!r} holds a pickled object array, which ptqdebug refuses to load "
+                "(allow_pickle=False); save plain numeric arrays with np.save"
+            ) from None
+        raise DataError(f"{str(path)!r} is not a readable .npy file ({exc}); expected an array saved with np.save") from None
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{str(path)!r} could not be read ({exc}); expected an array saved with np.save") from None
+    if isinstance(value, np.lib.npyio.NpzFile):
+        raise DataError(f"{str(path)!r} is an .npz archive named .npy; rename it to .npz")
+    return value
+
+
+def _numeric_key(path: Path) -> tuple[int, int | str, str]:
+    stem = path.stem
+    return (0, int(stem), "") if re.fullmatch(r"\d+", stem) else (1, stem, path.name)
+
+
+def _visible(folder: Path) -> list[Path]:
+    return sorted((p for p in folder.iterdir() if not p.name.startswith(".")), key=lambda p: p.name)
+
+
+class Dataset(Sequence[Sample]):
+    """Validated samples, read on demand.
+
+    ``Dataset[i]`` returns sample ``i`` as a dict; ``len()`` is the sample count. ``source``
+    says where the data came from, for messages and reports.
+    """
+
+    def __init__(self, loaders: Sequence[Callable[[], Sample]], inputs: Sequence[TensorSpec], source: str,
+                 labels: Sequence[str] | None = None) -> None:
+        self._loaders = list(loaders)
+        self.inputs = tuple(inputs)
+        self.source = source
+        self.labels = tuple(labels) if labels is not None else tuple(str(i) for i in range(len(self._loaders)))
+
+    def __len__(self) -> int:
+        return len(self._loaders)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            idx = range(*i.indices(len(self)))
+            return Dataset([self._loaders[j] for j in idx], self.inputs, self.source, [self.labels[j] for j in idx])
+        sample = self._loaders[i]()
+        _check_sample(sample, self.inputs, f"sample {self.labels[i]} of {self.source}", values=True)
+        return sample
+
+    def head(self, n: int | None) -> Dataset:
+        """The first ``n`` samples (all when ``n`` is None)."""
+        return self if n is None else self[:n]
+
+
+def _check_sample(sample: Mapping[str, np.ndarray], inputs: Sequence[TensorSpec], where: str, values: bool) -> None:
+    if not isinstance(sample, Mapping):
+        raise DataError(f"{where} is a {type(sample).__name__}; expected a dict of input name → array")
+    names = [s.name for s in inputs]
+    missing = [n for n in names if n not in sample]
+    extra = [n for n in sample if n not in names]
+    if missing or extra:
+        found = ", ".join(repr(n) for n in sample) or "nothing"
+        raise DataError(
+            f"{where} has inputs {found}; the model expects {', '.join(repr(n) for n in names)}"
+            + (f" (missing {', '.join(map(repr, missing))})" if missing else "")
+            + (f" (unknown {', '.join(map(repr, extra))})" if extra else "")
+        )
+    for spec in inputs:
+        arr = sample[spec.name]
+        if not isinstance(arr, np.ndarray):
+            raise DataError(f"{where}: input {spec.name!r} is a {type(arr).__name__}; expected a numpy array")
+        if arr.dtype != spec.dtype:
+            raise DataError(
+                f"{where}: input {spec.name!r} has dtype {arr.dtype}, the model expects {spec.dtype}; "
+                f"convert it with .astype(np.{spec.dtype.name})"
+            )
+        if spec.shape is not None:
+            if arr.ndim != len(spec.shape) or any(
+                isinstance(d, int) and d > 0 and d != n for d, n in zip(spec.shape, arr.shape)
+            ):
+                raise DataError(
+                    f"{where}: input {spec.name!r} has shape {list(arr.shape)}, the model expects "
+                    f"{spec.describe()} (? = any size)"
+                )
+        if values and arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+            bad = "NaN" if np.isnan(arr).any() else "inf"
+            raise DataError(f"{where}: input {spec.name!r} contains {bad} values; expected finite numbers")
+
+
+def _from_memory(samples: Iterable[Mapping[str, np.ndarray]], inputs: Sequence[TensorSpec], source: str,
+                 limit: int | None) -> Dataset:
+    loaded: list[Sample] = []
+    for i, sample in enumerate(samples):
+        if limit is not None and i >= limit:
+            break
+        sample = dict(sample) if isinstance(sample, Mapping) else sample
+        _check_sample(sample, inputs, f"sample {i} of {source}", values=False)  # type: ignore[arg-type]
+        loaded.append(sample)  # type: ignore[arg-type]
+    return Dataset([lambda s=s: s for s in loaded], inputs, source)
+
+
+def _split_samples(arr: np.ndarray, spec: TensorSpec, where: str) -> list[np.ndarray]:
+    rank = None if spec.shape is None else len(spec.shape)
+    if rank is not None and arr.ndim == rank + 1:
+        return [np.ascontiguousarray(arr[i]) for i in range(arr.shape[0])]
+    if rank is None or arr.ndim == rank:
+        return [np.ascontiguousarray(arr[i: i + 1]) for i in range(arr.shape[0])]
+    raise DataError(
+        f"{where}: input {spec.name!r} has shape {list(arr.shape)}; expected samples of {spec.describe()} "
+        "stacked along a new first axis (or along the batch axis)"
+    )
+
+
+def _from_arrays(arrays: Mapping[str, np.ndarray], inputs: Sequence[TensorSpec], source: str) -> Dataset:
+    names = [s.name for s in inputs]
+    if sorted(arrays) != sorted(names):
+        raise DataError(
+            f"{source} holds arrays {', '.join(map(repr, arrays)) or 'none'}; expected one per model input: "
+            f"{', '.join(map(repr, names))}"
+        )
+    per_input = {s.name: _split_samples(arrays[s.name], s, source) for s in inputs}
+    counts = {n: len(v) for n, v in per_input.items()}
+    if len(set(counts.values())) > 1:
+        raise DataError(f"{source} has unequal sample counts per input {counts}; expected the same count for every input")
+    n = next(iter(counts.values()))
+    samples = [{name: per_input[name][i] for name in names} for i in range(n)]
+    return _from_memory(samples, inputs, source, None)
+
+
+def _from_folder(folder: Path, inputs: Sequence[TensorSpec]) -> Dataset:
+    entries = _visible(folder)
+    if not entries:
+        raise DataError(f"calibration data folder {str(folder)!r} is empty; expected one folder per model input holding 0.npy, 1.npy, ...")
+    names = [s.name for s in inputs]
+    dirs = [p for p in entries if p.is_dir()]
+    files = [p for p in entries if p.is_file()]
+    if not dirs and len(inputs) == 1 and all(p.suffix == ".npy" for p in files):
+        per_input = {names[0]: sorted(files, key=_numeric_key)}
+    else:
+        if files:
+            raise DataError(
+                f"calibration data folder {str(folder)!r} contains the file {files[0].name!r}; expected only "
+                f"one folder per model input ({', '.join(map(repr, names))})"
+            )
+        found = [p.name for p in dirs]
+        if sorted(found) != sorted(names):
+            raise DataError(
+                f"calibration data folder {str(folder)!r} has folders {', '.join(map(repr, found))}; the model "
+                f"inputs are {', '.join(map(repr, names))}: name one folder after each input"
+            )
+        per_input = {}
+        for d in dirs:
+            items = _visible(d)
+            stray = [p.name for p in items if not (p.is_file() and p.suffix == ".npy")]
+            if stray:
+                raise DataError(f"{str(d)!r} contains {stray[0]!r}; expected only .npy files (0.npy, 1.npy, ...)")
+            per_input[d.name] = sorted(items, key=_numeric_key)
+    counts = {n: len(v) for n, v in per_input.items()}
+    if len(set(counts.values())) > 1:
+        raise DataError(f"calibration data folder {str(folder)!r} has unequal sample counts per input {counts}; expected the same count in every input folder")
+    n = next(iter(counts.values()))
+    if n == 0:
+        raise DataError(f"calibration data folder {str(folder)!r} holds no .npy files; expected 0.npy, 1.npy, ... per input")
+    # Check headers (dtype, shape) of every file now; values are read and checked when used.
+    for i in range(n):
+        header = {name: _np_load(paths[i], mmap=True) for name, paths in per_input.items()}
+        _check_sample(header, inputs, f"sample file {per_input[names[0]][i].name!r} in {str(folder)!r}", values=False)
+    loaders = [lambda i=i: {name: np.asarray(_np_load(paths[i])) for name, paths in per_input.items()} for i in range(n)]
+    labels = [per_input[names[0]][i].stem for i in range(n)]
+    return Dataset(loaders, inputs, repr(str(folder)), labels)
+
+
+def load_data(source: object, inputs: Sequence[TensorSpec]) -> Dataset:
+    """Calibration data from any supported source, checked against ``inputs`` (see module doc)."""
+    if source is None:
+        raise DataError("no calibration data given; expected a calibration_data folder (one folder per model input)")
+    if isinstance(source, Dataset):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise DataError(f"calibration data {str(path)!r} does not exist; expected a folder with one folder per model input")
+        if path.is_dir():
+            return _from_folder(path, inputs)
+        if path.suffix == ".npz":
+            try:
+                with np.load(path, allow_pickle=False) as archive:
+                    arrays = {k: archive[k] for k in archive.files}
+            except ValueError as exc:
+                if "pickle" in str(exc).lower():
+                    raise DataError(f"{str(path)!r} holds pickled object arrays, which ptqdebug refuses to load; save plain numeric arrays with np.savez") from None
+                raise DataError(f"{str(path)!r} is not a readable .npz file ({exc})") from None
+            except (OSError, EOFError) as exc:
+                raise DataError(f"{str(path)!r} is not a readable .npz file ({exc}); expected an archive saved with np.savez") from None
+            return _from_arrays(arrays, inputs, repr(str(path)))
+        if path.suffix == ".npy":
+            if len(inputs) != 1:
+                raise DataError(f"{str(path)!r} is one array but the model has {len(inputs)} inputs; use a folder per input or an .npz with one array per input")
+            return _from_arrays({inputs[0].name: np.asarray(_np_load(path))}, inputs, repr(str(path)))
+        raise DataError(f"calibration data {str(path)!r} is a {path.suffix or 'extensionless'} file; expected a folder, an .npz or an .npy file")
+    if hasattr(source, "get_next"):
+        reader = source
+
+        def drain() -> Iterable[Mapping[str, np.ndarray]]:
+            while (item := reader.get_next()) is not None:  # type: ignore[attr-defined]
+                yield item
+
+        return _from_memory(drain(), inputs, "the CalibrationDataReader", None)
+    if isinstance(source, Mapping):
+        return _from_memory([source], inputs, "the sample dict", None)
+    if isinstance(source, Iterable):
+        return _from_memory(source, inputs, "the sample iterable", None)  # type: ignore[arg-type]
+    raise DataError(
+        f"calibration data is a {type(source).__name__}; expected a folder path, an .npz file, a "
+        "CalibrationDataReader or an iterable of dicts"
+    )
+
+
+def select(data: Dataset, data_num: int | None) -> Dataset:
+    """The first ``data_num`` samples (all when None), with the original tool's bounds check.
+
+    The original tool took the *last* ``data_num`` files in text order; ptqdebug takes the first
+    ones in numeric order, which is what the word "first" suggests and what users expect.
+    """
+    if data_num is None:
+        return data
+    if isinstance(data_num, bool) or not isinstance(data_num, (int, np.integer)):
+        raise OptionError(f"data_num is {data_num!r}; expected a positive whole number or None (all samples)")
+    if data_num < 1:
+        raise OptionError(f"data_num is {data_num}; expected at least 1")
+    if data_num > len(data):
+        raise OptionError(f"there are only {len(data)} samples in {data.source}, but data_num is {data_num}; use at most {len(data)}")
+    return data.head(int(data_num))

@@ -1,0 +1,139 @@
+"""Runnable ONNX models for a part of the graph under a configuration.
+
+Each calibration node placeholder of the float graph becomes, depending on the configuration:
+
+* ``off``: the placeholder ``Identity`` (ONNX Runtime removes it);
+* ``on``: the calibration node's own operators (e.g. its QuantizeLinear → DequantizeLinear);
+* ``switchable`` activation: its operators and ``Where(switch, fake_quantized, float)``, with
+  ``switch`` a boolean model input, so one session serves every on/off choice;
+* ``switchable`` weight: the weight becomes a model input, fed either the float weight or its
+  fake-quantized value (computed once by the node's own operators), so no per-run work is spent
+  on weights. Calibration nodes that cannot be switched off (``exact=False``) are always on.
+
+The same function builds the brute-force models of the tests (whole graph, fixed configuration).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+
+import onnx
+from onnx import helper
+
+from ..graph import node_inputs
+from ..model import CalibratedModel
+
+__all__ = ["Built", "build_model", "switch_name"]
+
+
+def switch_name(quantizer: str) -> str:
+    return f"ptqdebug::switch::{quantizer}"
+
+
+@dataclass(frozen=True)
+class Built:
+    model: onnx.ModelProto
+    switches: Mapping[str, str]  # quantizer → boolean input name
+    weights: Mapping[str, str]  # quantizer → weight input name (its output tensor)
+
+
+def build_model(
+    cm: CalibratedModel,
+    *,
+    on: Collection[str] = (),
+    switchable: Collection[str] = (),
+    nodes: Sequence[onnx.NodeProto] | None = None,
+    inputs: Sequence[str] | None = None,
+    outputs: Sequence[str] | None = None,
+    input_types: Mapping[str, onnx.TypeProto] | None = None,
+) -> Built:
+    """A model over ``nodes`` (default: the whole graph) with the given calibration nodes on.
+
+    ``inputs`` default to the model inputs, ``outputs`` to the model outputs. ``input_types``
+    gives the type of every input that is not a model input.
+    """
+    qmap = cm.quantizer_map
+    graph = cm.proto.graph
+    nodes = list(graph.node) if nodes is None else list(nodes)
+    inputs = [i.name for i in cm.inputs] if inputs is None else list(inputs)
+    outputs = list(cm.outputs) if outputs is None else list(outputs)
+    on = set(on) | {q.name for q in cm.quantizers if not q.exact}
+    switchable = set(switchable) - on
+
+    new_nodes: list[onnx.NodeProto] = []
+    extra_inits: dict[str, onnx.TensorProto] = {}
+    switches: dict[str, str] = {}
+    weights: dict[str, str] = {}
+    domains: set[str] = set()
+    for node in nodes:
+        q = qmap.get(node.name)
+        if q is None:
+            new_nodes.append(node)
+            continue
+        if q.name in on:
+            new_nodes.extend(q.nodes)
+            extra_inits.update((t.name, t) for t in q.initializers)
+            domains.update(n.domain for n in q.nodes)
+        elif q.name in switchable and q.kind == "weight":
+            weights[q.name] = q.output
+        elif q.name in switchable:
+            fq = f"{q.output}::fake_quantized"
+            for n in q.nodes:
+                copy = onnx.NodeProto()
+                copy.CopyFrom(n)
+                for i, out in enumerate(copy.output):
+                    if out == q.output:
+                        copy.output[i] = fq
+                new_nodes.append(copy)
+            extra_inits.update((t.name, t) for t in q.initializers)
+            domains.update(n.domain for n in q.nodes)
+            sw = switch_name(q.name)
+            switches[q.name] = sw
+            off_value = q.input
+            if q.off_node is not None:  # the deleted Relu/Clip this node stands for when off
+                off = onnx.NodeProto()
+                off.CopyFrom(node)
+                off.name = f"{q.name}::off"
+                off_value = off.output[0] = f"{q.output}::off"
+                new_nodes.append(off)
+            new_nodes.append(helper.make_node("Where", [sw, fq, off_value], [q.output], name=f"{q.name}::switch"))
+        else:
+            new_nodes.append(node)
+
+    reads: set[str] = set()
+    for node in new_nodes:
+        reads.update(node_inputs(node))
+    inits = [t for t in graph.initializer if t.name in reads]
+    inits += [t for name, t in extra_inits.items() if name in reads]
+
+    types = dict(input_types or {})
+    for vi in graph.input:
+        types.setdefault(vi.name, vi.type)
+    for q, name in weights.items():
+        src = qmap[q].input
+        proto = next(t for t in graph.initializer if t.name == src)
+        types[name] = helper.make_tensor_type_proto(proto.data_type, list(proto.dims))
+    graph_inputs = []
+    for name in [*inputs, *weights.values()]:
+        vi = onnx.ValueInfoProto()
+        vi.name = name
+        vi.type.CopyFrom(types[name])
+        graph_inputs.append(vi)
+    graph_inputs += [helper.make_tensor_value_info(sw, onnx.TensorProto.BOOL, []) for sw in switches.values()]
+    declared = {o.name: o for o in graph.output}
+    graph_outputs = []
+    for name in outputs:
+        if name in declared:
+            graph_outputs.append(declared[name])
+        else:
+            vi = onnx.ValueInfoProto()
+            vi.name = name
+            graph_outputs.append(vi)
+
+    g = helper.make_graph(new_nodes, graph.name or "ptqdebug", graph_inputs, graph_outputs, inits)
+    model = helper.make_model(g, opset_imports=list(cm.proto.opset_import))
+    model.ir_version = cm.proto.ir_version
+    if "com.microsoft" in domains and not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return Built(model, switches, weights)

@@ -1,0 +1,171 @@
+"""The engine: runs the calibrated model under any configuration, exactly and cheaply.
+
+A *configuration* is the set of enabled calibration nodes; the engine's outputs equal those of a
+model in which exactly those calibration nodes fake-quantize and all others are the identity.
+
+How it stays cheap (see :mod:`ptqdebug.engine.plan`):
+
+* the graph is cut into segments; each has a *float* session (no calibration node on) and,
+  built when first needed, a *switchable* session (every calibration node in it switchable);
+* :meth:`Engine.reference` runs the float sessions once per sample and keeps the tensors that
+  cross the cuts;
+* :meth:`Engine.run` starts at the first segment holding an enabled calibration node, takes what
+  crosses into it from the reference, and re-runs only the segments whose inputs changed.
+
+No session is ever built per configuration: at most two per segment (per set of fetched tensors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from ..model import CalibratedModel
+from .build import build_model
+from .plan import Plan, Segment, make_plan
+from .runtime import make_session, resolve_providers, type_from_ort
+
+__all__ = ["Engine", "Reference"]
+
+Sample = Mapping[str, np.ndarray]
+
+
+@dataclass(frozen=True, eq=False)
+class Reference:
+    """The float run of one sample: the values crossing every cut, and the fetched tensors."""
+
+    sample: Sample
+    values: Mapping[str, np.ndarray] = field(repr=False)
+    fetch: tuple[str, ...]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.values[name]
+
+
+class Engine:
+    """Runs configurations of one calibrated model.
+
+    Args:
+        model: the calibrated model.
+        providers: ONNX Runtime execution providers (default CPU).
+        threads: intra-op threads per session (default: ONNX Runtime's choice).
+        segments: how many segments to cut the graph into (default: about sqrt(#nodes)).
+        shapes: input shapes of a typical sample, used to place the cuts well.
+    """
+
+    def __init__(
+        self,
+        model: CalibratedModel,
+        *,
+        providers: str | Sequence[str] | None = None,
+        threads: int | None = None,
+        segments: int | None = None,
+        shapes: Mapping[str, Sequence[int]] | None = None,
+    ) -> None:
+        self.model = model
+        self.providers = resolve_providers(providers)
+        self.threads = threads
+        self.plan: Plan = make_plan(model, segments, shapes)
+        self._nodes = list(model.proto.graph.node)
+        self._sessions: dict[tuple[int, bool, frozenset[str]], tuple[ort.InferenceSession, object]] = {}
+        self._types: dict[str, onnx.TypeProto] = {vi.name: vi.type for vi in model.proto.graph.input}
+        self._weights: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._fixed = model.fixed_quantizers
+        self._switchable = frozenset(q.name for q in model.quantizers if q.exact)
+        self._constants = {t.name for t in model.proto.graph.initializer}
+        self.runs = 0  # segment session runs, for tests and benchmarks
+
+    # -- sessions ---------------------------------------------------------------------------------
+    def _session(self, seg: Segment, switchable: bool, extra: frozenset[str]) -> tuple[ort.InferenceSession, object]:
+        key = (seg.index, switchable, extra)
+        hit = self._sessions.get(key)
+        if hit is not None:
+            return hit
+        outputs = [*seg.outputs, *sorted(extra - set(seg.outputs))]
+        built = build_model(
+            self.model,
+            on=(),
+            switchable=[q for q in seg.quantizers if q in self._switchable] if switchable else (),
+            nodes=self._nodes[seg.start:seg.stop],
+            inputs=seg.inputs,
+            outputs=outputs,
+            input_types=self._types,
+        )
+        session = make_session(built.model, self.providers, self.threads)
+        for out in session.get_outputs():
+            self._types.setdefault(out.name, type_from_ort(out.type, out.shape))
+        if switchable:
+            self._prepare_weights(built.weights)
+        self._sessions[key] = (session, built)
+        return session, built
+
+    def _prepare_weights(self, weights: Mapping[str, str]) -> None:
+        """Float and fake-quantized value of each switchable weight, the latter computed by ORT."""
+        todo = [q for q in weights if q not in self._weights]
+        if not todo:
+            return
+        qmap = self.model.quantizer_map
+        inits = {t.name: t for t in self.model.proto.graph.initializer}
+        floats = {q: onnx.numpy_helper.to_array(inits[qmap[q].input]) for q in todo}
+        built = build_model(self.model, on=todo, nodes=[n for n in self._nodes if n.name in set(todo)],
+                            inputs=[], outputs=[qmap[q].output for q in todo])
+        session = make_session(built.model, self.providers, self.threads)
+        values = session.run(None, {})
+        for q, fq in zip(todo, values):
+            self._weights[q] = (floats[q], fq)
+
+    # -- running ----------------------------------------------------------------------------------
+    def _extra(self, seg: Segment, fetch: Collection[str]) -> frozenset[str]:
+        produced = self.plan.producer_segment
+        return frozenset(t for t in fetch if produced.get(t) == seg.index and t not in seg.outputs)
+
+    def _run_segment(self, seg: Segment, env: dict[str, np.ndarray], enabled: Collection[str] | None,
+                     fetch: Collection[str]) -> None:
+        switchable = enabled is not None
+        session, built = self._session(seg, switchable, self._extra(seg, fetch))
+        feed = {name: env[name] for name in seg.inputs}
+        if switchable:
+            for q, sw in built.switches.items():  # type: ignore[attr-defined]
+                feed[sw] = np.array(q in enabled)  # type: ignore[operator]
+            for q, name in built.weights.items():  # type: ignore[attr-defined]
+                w_float, w_quant = self._weights[q]
+                feed[name] = w_quant if q in enabled else w_float  # type: ignore[operator]
+        names = [o.name for o in session.get_outputs()]
+        self.runs += 1
+        for name, value in zip(names, session.run(names, feed)):
+            env[name] = value
+
+    def reference(self, sample: Sample, fetch: Iterable[str] = ()) -> Reference:
+        """Run the float model (every switchable calibration node off) on one sample."""
+        fetch = tuple(dict.fromkeys(fetch))
+        env: dict[str, np.ndarray] = dict(sample)
+        for seg in self.plan.segments:
+            self._run_segment(seg, env, None, fetch)
+        return Reference(sample=sample, values=env, fetch=fetch)
+
+    def run(self, ref: Reference, enabled: Collection[str], fetch: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Values of ``fetch`` (default: the reference's) with ``enabled`` calibration nodes on.
+
+        Only the segments downstream of the first enabled calibration node are re-run, and of
+        those only the ones whose inputs changed or that hold an enabled calibration node.
+        """
+        fetch = ref.fetch if fetch is None else tuple(fetch)
+        missing = [t for t in fetch if t not in ref.values and t not in ref.fetch]
+        if missing:
+            raise ValueError(f"tensors {missing[:3]} were not fetched by the reference run")
+        enabled = frozenset(enabled) & self._switchable
+        start = self.plan.first_segment(list(enabled))
+        env = dict(ref.values)
+        dirty: set[str] = set()
+        for seg in self.plan.segments[start:]:
+            here = enabled.intersection(seg.quantizers)
+            if not here and not dirty.intersection(seg.inputs):
+                continue
+            self._run_segment(seg, env, here if here else None, fetch)
+            dirty.update(seg.outputs)
+            dirty.update(self._extra(seg, fetch))
+        return {t: env[t] for t in fetch}

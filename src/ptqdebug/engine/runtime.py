@@ -1,0 +1,77 @@
+"""ONNX Runtime sessions, built the one way ptqdebug needs them.
+
+* Graph optimizations stay on (fusing Conv+Relu etc. keeps float numerics), but ONNX Runtime's
+  QDQ fusions are off (``session.disable_quant_qdq``): they would replace fake-quantization by
+  integer kernels whose numerics differ from the calibrated model's definition.
+* ``use_deterministic_compute`` and a fixed thread count make repeated runs bit-identical.
+* Providers: CPU by default; any list ONNX Runtime accepts (``["CUDAExecutionProvider",
+  "CPUExecutionProvider"]`` with onnxruntime-gpu).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import onnx
+import onnxruntime as ort
+
+from ..errors import ModelError, OptionError
+
+__all__ = ["make_session", "resolve_providers", "type_from_ort"]
+
+_ORT_ELEM = {
+    "float": onnx.TensorProto.FLOAT, "float16": onnx.TensorProto.FLOAT16, "double": onnx.TensorProto.DOUBLE,
+    "bfloat16": onnx.TensorProto.BFLOAT16, "int8": onnx.TensorProto.INT8, "uint8": onnx.TensorProto.UINT8,
+    "int16": onnx.TensorProto.INT16, "uint16": onnx.TensorProto.UINT16, "int32": onnx.TensorProto.INT32,
+    "uint32": onnx.TensorProto.UINT32, "int64": onnx.TensorProto.INT64, "uint64": onnx.TensorProto.UINT64,
+    "bool": onnx.TensorProto.BOOL, "string": onnx.TensorProto.STRING,
+}
+
+
+def resolve_providers(providers: str | Sequence[str] | None) -> list[str]:
+    """Check requested execution providers against what this onnxruntime build offers."""
+    if providers is None:
+        return ["CPUExecutionProvider"]
+    if isinstance(providers, str):
+        providers = [p.strip() for p in providers.split(",") if p.strip()]
+    available = ort.get_available_providers()
+    aliases = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+    out = [aliases.get(p.lower(), p) for p in providers]
+    missing = [p for p in out if p not in available]
+    if missing:
+        hint = " (install the `gpu` extra: pip install 'ptqdebug[gpu]')" if "CUDAExecutionProvider" in missing else ""
+        raise OptionError(
+            f"execution provider {', '.join(missing)} is not available in this onnxruntime build; "
+            f"available: {', '.join(available)}{hint}"
+        )
+    if "CPUExecutionProvider" not in out:
+        out.append("CPUExecutionProvider")
+    return out
+
+
+def make_session(model: onnx.ModelProto, providers: Sequence[str], threads: int | None) -> ort.InferenceSession:
+    """An inference session over ``model`` with ptqdebug's options."""
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.use_deterministic_compute = True
+    so.add_session_config_entry("session.disable_quant_qdq", "1")
+    if threads:
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(model.SerializeToString(), so, providers=list(providers))
+    except Exception as exc:  # ORT raises its own exception types for invalid graphs
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"ONNX Runtime cannot run the model ({first}); expected a model ONNX Runtime can load") from None
+
+
+def type_from_ort(type_str: str, shape: Sequence[object] | None) -> onnx.TypeProto:
+    """The ONNX type of a value ONNX Runtime reports as e.g. ``tensor(float)`` (rank kept, dims free)."""
+    if type_str.startswith("seq(") and type_str.endswith(")"):
+        inner = type_from_ort(type_str[4:-1], None)
+        return onnx.helper.make_sequence_type_proto(inner)
+    elem = type_str[len("tensor("):-1] if type_str.startswith("tensor(") else type_str
+    if elem not in _ORT_ELEM:
+        raise ModelError(f"ptqdebug cannot pass a value of type {type_str} between graph parts")
+    dims = None if shape is None else [None] * len(shape)
+    return onnx.helper.make_tensor_type_proto(_ORT_ELEM[elem], dims)

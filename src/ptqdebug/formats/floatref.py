@@ -1,0 +1,43 @@
+"""The float model a QDQ model was made from, as a source of facts the QDQ file lost.
+
+ONNX Runtime's quantizer stores weights as integers by default and deletes a Relu/Clip when the
+next QuantizeLinear's range already clamps there. Given the float model, ptqdebug recovers the
+float weights (found through the reading node's name and input slot, else through the
+``<name>_quantized`` initializer naming) and the deleted Relu/Clip nodes (found through the
+tensor name, which the quantizer keeps).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+__all__ = ["FloatModel"]
+
+
+class FloatModel:
+    def __init__(self, proto: onnx.ModelProto) -> None:
+        g = proto.graph
+        self._inits = {t.name: t for t in g.initializer}
+        for node in g.node:
+            if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+                self._inits[node.output[0]] = node.attribute[0].t
+        self._nodes = {n.name: n for n in g.node if n.name}
+        self._producer = {o: n for n in g.node for o in n.output if o}
+
+    def constant(self, name: str) -> np.ndarray | None:
+        t = self._inits.get(name)
+        return None if t is None else numpy_helper.to_array(t)
+
+    def weight(self, consumer: str, slot: int, stored: str) -> np.ndarray | None:
+        """The float value read by node ``consumer`` at input ``slot`` (or named like ``stored``)."""
+        node = self._nodes.get(consumer)
+        if node is not None and 0 <= slot < len(node.input) and node.input[slot] in self._inits:
+            return self.constant(node.input[slot])
+        if stored.endswith("_quantized"):
+            return self.constant(stored[: -len("_quantized")])
+        return None
+
+    def producer(self, tensor: str) -> onnx.NodeProto | None:
+        return self._producer.get(tensor)

@@ -1,0 +1,213 @@
+"""Standard ONNX QDQ models: QuantizeLinear → DequantizeLinear pairs, and weights stored as integers.
+
+What ONNX Runtime's ``quantize_static`` (and Quark, NNCF, ModelOpt) write:
+
+* a Q→DQ pair on an activation or on a float weight initializer (``AddQDQPairToWeight``): one
+  calibration node, named after its QuantizeLinear node;
+* a lone DQ on an integer weight initializer (the default): one weight calibration node, named
+  after the DequantizeLinear node; its float value comes from the float model when one is given,
+  otherwise it cannot be switched off exactly (``exact=False``);
+* a lone DQ on an int32 initializer: a quantized bias, not a calibration node. With a float model
+  its float value replaces it; without, it stays as it is.
+
+Deleted activations. ``quantize_static`` deletes a Relu (or Clip) whose effect the next
+QuantizeLinear already has (a range starting at 0 clamps negatives), unless asked to keep it
+(``QDQKeepRemovableActivations``). Switching that calibration node off would then drop the Relu
+and the "float" model would not be the float model. So such a calibration node, switched off,
+computes the deleted Relu/Clip: taken from the float model when one is given (the tensor name is
+kept by the quantizer), else inferred when the range starts exactly at 0 right after an operator
+that can produce negative values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from ..errors import ModelError
+from ..graph import GraphIndex
+from ..quantizer import Quantizer
+from . import Found
+from .floatref import FloatModel
+from .params import dequantize, qtype_of_onnx, thresholds_of
+
+__all__ = ["find_qdq"]
+
+_QDQ_DOMAINS = ("", "ai.onnx", "com.microsoft")
+
+
+def _is(node: onnx.NodeProto, op: str) -> bool:
+    return node.op_type == op and node.domain in _QDQ_DOMAINS
+
+
+def _attr(node: onnx.NodeProto, name: str, default: int) -> int:
+    for a in node.attribute:
+        if a.name == name:
+            return int(onnx.helper.get_attribute_value(a))
+    return default
+
+
+def _params(index: GraphIndex, node: onnx.NodeProto) -> tuple[np.ndarray, np.ndarray, str, int | None, list[onnx.TensorProto]]:
+    """Scale, zero point, qtype, axis and the constants of a Q or DQ node."""
+    names = list(node.input[1:3])
+    for name in names:
+        if name and name not in index.initializers:
+            raise ModelError(
+                f"{node.op_type} node {node.name!r} reads its scale or zero point {name!r} from a "
+                "runtime tensor; expected constant quantization parameters (a calibrated model)"
+            )
+    protos = [index.initializers[n] for n in names if n]
+    scale = numpy_helper.to_array(protos[0]).astype(np.float32)
+    if len(protos) > 1:
+        zp_proto = protos[1]
+        zero_point = numpy_helper.to_array(zp_proto)
+        qtype = qtype_of_onnx(zp_proto.data_type)
+    else:
+        code = _attr(node, "output_dtype", 0) or onnx.TensorProto.UINT8
+        if node.op_type == "DequantizeLinear":
+            code = index.initializers[node.input[0]].data_type if node.input[0] in index.initializers else code
+        qtype = qtype_of_onnx(code)
+        zero_point = np.zeros(scale.shape, dtype=np.int64)
+    axis: int | None = None
+    if scale.ndim == 1 and scale.size > 1:
+        axis = _attr(node, "axis", 1)
+    return scale.reshape(-1) if scale.ndim else scale, np.asarray(zero_point).reshape(scale.shape), qtype, axis, protos
+
+
+def find_qdq(index: GraphIndex, float_model: FloatModel | None) -> list[Found]:
+    """Every QDQ calibration node of the graph, and the int32 biases a float model restores."""
+    found: list[Found] = []
+    paired: set[str] = set()
+    for q in index.nodes:
+        if not _is(q, "QuantizeLinear"):
+            continue
+        out = q.output[0]
+        readers = index.consumers.get(out, [])
+        bad = [n for n in readers if not _is(n, "DequantizeLinear")]
+        if bad or not readers or out in index.outputs:
+            what = f"{bad[0].op_type} node {bad[0].name!r}" if bad else "a graph output"
+            raise ModelError(
+                f"QuantizeLinear node {q.name!r} feeds {what}, not a DequantizeLinear: ptqdebug reads "
+                "fake-quantized (QDQ) models; quantize with quant_format=QuantFormat.QDQ "
+                "(or give the original toolchain's calibrated model)"
+            )
+        dqs = readers
+        paired.update(n.name for n in dqs)
+        scale, zero_point, qtype, axis, protos = _params(index, q)
+        dq_protos = [p for d in dqs for p in _params(index, d)[4]]
+        src = q.input[0]
+        kind = "weight" if src in index.initializers else "activation"
+        quantizer = Quantizer(
+            name=q.name,
+            kind=kind,
+            input=src,
+            output=dqs[0].output[0],
+            qtype=qtype,
+            axis=axis,
+            scale=scale,
+            zero_point=zero_point,
+            thresholds=thresholds_of(qtype, scale, zero_point),
+            nodes=(q, dqs[0]),
+            initializers=tuple({p.name: p for p in protos + dq_protos}.values()),
+            source_op="QuantizeLinear",
+        )
+        if kind == "activation":
+            quantizer = _with_deleted_activation(index, quantizer, float_model)
+        aliases = tuple((quantizer.output, d.output[0]) for d in dqs[1:])
+        found.append(Found(nodes=(q, *dqs), quantizer=quantizer, aliases=aliases))
+
+    for dq in index.nodes:
+        if not _is(dq, "DequantizeLinear") or dq.name in paired:
+            continue
+        stored = dq.input[0]
+        if stored not in index.initializers:
+            continue  # dequantizes a runtime integer tensor: an ordinary node
+        item = _lone_dq(index, dq, float_model)
+        if item is not None:
+            found.append(item)
+    return found
+
+
+def _lone_dq(index: GraphIndex, dq: onnx.NodeProto, float_model: FloatModel | None) -> Found | None:
+    stored_proto = index.initializers[dq.input[0]]
+    scale, zero_point, qtype, axis, protos = _params(index, dq)
+    readers = index.consumers.get(dq.output[0], [])
+    slot_of = [(n.name, list(n.input).index(dq.output[0])) for n in readers if dq.output[0] in n.input]
+    float_value = None
+    if float_model is not None:
+        for consumer, slot in slot_of or [("", -1)]:
+            float_value = float_model.weight(consumer, slot, dq.input[0])
+            if float_value is not None:
+                break
+    stored = numpy_helper.to_array(stored_proto)
+    if stored_proto.data_type == onnx.TensorProto.INT32:
+        if float_value is None:
+            return None  # a quantized bias stays as the model has it
+        const = numpy_helper.from_array(float_value.astype(np.float32), dq.output[0])
+        return Found(nodes=(dq,), quantizer=None, initializers=(const,))
+    exact = float_value is not None
+    if float_value is None:
+        float_value = dequantize(stored, scale, zero_point, axis)
+    float_name = f"{dq.input[0]}/float"
+    float_init = numpy_helper.from_array(float_value.astype(np.float32), float_name)
+    quantizer = Quantizer(
+        name=dq.name,
+        kind="weight",
+        input=float_name,
+        output=dq.output[0],
+        qtype=qtype,
+        axis=axis,
+        scale=scale,
+        zero_point=zero_point,
+        thresholds=thresholds_of(qtype, scale, zero_point),
+        exact=exact,
+        nodes=(dq,),
+        initializers=(stored_proto, *protos),
+        source_op="DequantizeLinear",
+    )
+    return Found(nodes=(dq,), quantizer=quantizer, initializers=(float_init,))
+
+
+#: Operators whose output is non-negative, or has the sign of its input: a calibration range
+#: starting at 0 after them is no sign of a deleted Relu.
+_SIGN_KEEPING = frozenset({
+    "Relu", "Clip", "Sigmoid", "HardSigmoid", "Softmax", "Abs", "Exp", "Sqrt", "Softplus",
+    "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Reshape", "Flatten",
+    "Transpose", "Squeeze", "Unsqueeze", "Resize", "Upsample", "Concat", "Slice", "Split",
+    "Gather", "Identity", "ReduceMax", "ReduceMean", "Pad", "DepthToSpace", "SpaceToDepth",
+    "QuantizeLinear", "DequantizeLinear",
+})
+
+
+def _with_deleted_activation(index: GraphIndex, q: Quantizer, float_model: FloatModel | None) -> Quantizer:
+    """``q`` with the Relu/Clip the quantizer deleted before it as its switched-off form."""
+    from dataclasses import replace
+
+    producer = index.producer.get(q.input)
+    if producer is None or producer.op_type in ("Relu", "Clip"):
+        return q
+    if float_model is not None:
+        original = float_model.producer(q.input)
+        if original is None or original.op_type not in ("Relu", "Clip"):
+            return q
+        inits = []
+        node = onnx.helper.make_node(original.op_type, [q.input], [q.output], name=q.name)
+        node.attribute.extend(original.attribute)
+        for slot, name in enumerate(original.input[1:3], start=1):
+            value = float_model.constant(name) if name else None
+            if value is None:
+                node.input.append("")
+                continue
+            const = numpy_helper.from_array(value, f"{q.name}::clip_{'min' if slot == 1 else 'max'}")
+            inits.append(const)
+            node.input.append(const.name)
+        while node.input and node.input[-1] == "":
+            node.input.pop()
+        return replace(q, off_node=node, off_initializers=tuple(inits))
+    if not q.is_integer or producer.op_type in _SIGN_KEEPING or producer.domain not in ("", "ai.onnx"):
+        return q
+    lo = q.thresholds[0] if len(q.thresholds) == 2 else None
+    if lo != 0.0:
+        return q
+    return replace(q, off_node=onnx.helper.make_node("Relu", [q.input], [q.output], name=q.name))

@@ -1,0 +1,500 @@
+"""Calibrated models in: one internal picture whatever the format.
+
+:func:`load_model` reads a standard QDQ model or an ``HzCalibration`` model and returns a
+:class:`CalibratedModel`: the float graph in topological order, in which every calibration node is a
+named placeholder (an ``Identity`` node named after it), the list of :class:`Quantizer` records,
+and the maps between ordinary nodes and calibration nodes (reference §2.2).
+
+Names reported to the user are the model's own node names. Nodes without a name get
+``<op_type>_<index in the file>`` (with ``_1``, ``_2``... appended if that is taken), which is
+stable for a given file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from .errors import ModelError, OptionError, UnknownNodeError, UnsupportedOpError
+from .formats import Found
+from .formats.horizon import find_horizon
+from .formats.floatref import FloatModel
+from .formats.qdq import find_qdq
+from .graph import GraphIndex, node_inputs, topological_order
+from .quantizer import Quantizer
+
+__all__ = ["CalibratedModel", "ModelSource", "TensorSpec", "load_model", "read_onnx"]
+
+ModelSource = "str | os.PathLike[str] | onnx.ModelProto | CalibratedModel"
+
+#: Ops the pass-through rule looks through when it searches a node's calibration nodes
+#: (reference §2.2: the hmct list, plus Identity, Flatten, Squeeze and Unsqueeze, which move data
+#: like Reshape does).
+PASS_THROUGH_OPS = frozenset(
+    {"MaxPool", "GlobalMaxPool", "Relu", "Reshape", "Transpose", "ReduceMax", "Split", "Slice",
+     "Gather", "ScatterND", "Clip", "Identity", "Flatten", "Squeeze", "Unsqueeze"}
+)
+
+#: Operator domains plain ONNX Runtime runs.
+_RUNNABLE_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft"})
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A model input: name, numpy dtype and shape (ints for fixed dims, str/None for free ones)."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int | str | None, ...] | None
+
+    def describe(self) -> str:
+        dims = "?" if self.shape is None else "[" + ", ".join("?" if d is None else str(d) for d in self.shape) + "]"
+        return f"{self.dtype.name}{dims}"
+
+
+@dataclass(frozen=True, eq=False)
+class CalibratedModel:
+    """A calibrated model as ptqdebug sees it.
+
+    Attributes:
+        proto: the float graph, topologically sorted, each calibration node an ``Identity``
+            placeholder named after it. Running it as is gives the float model.
+        quantizers: every calibration node, in topological order.
+        inputs: the model inputs that take data.
+        outputs: the model output tensor names.
+        node_outputs: every ordinary node (not a calibration node) → its output tensors, in
+            topological order.
+        node_quantizers: ordinary node → its calibration nodes, found through pass-through ops
+            (reference §2.2), in input order.
+        quantizer_nodes: calibration node → the ordinary nodes that find it that way.
+        quantizer_consumers: calibration node → the ordinary nodes that read its output directly.
+        source_format: ``"qdq"``, ``"horizon"`` or ``"qdq+horizon"``.
+        path: the file it was read from, if any.
+        notes: things the user should know about how the model was read (one line each).
+    """
+
+    proto: onnx.ModelProto = field(repr=False)
+    quantizers: tuple[Quantizer, ...]
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[str, ...]
+    node_outputs: Mapping[str, tuple[str, ...]] = field(repr=False)
+    node_quantizers: Mapping[str, tuple[str, ...]] = field(repr=False)
+    quantizer_nodes: Mapping[str, tuple[str, ...]] = field(repr=False)
+    quantizer_consumers: Mapping[str, tuple[str, ...]] = field(repr=False)
+    node_types: Mapping[str, str] = field(repr=False)
+    source_format: str = "qdq"
+    path: str | None = None
+    notes: tuple[str, ...] = ()
+
+    # -- lookups ---------------------------------------------------------------------------
+    @property
+    def quantizer_map(self) -> Mapping[str, Quantizer]:
+        return MappingProxyType({q.name: q for q in self.quantizers})
+
+    def quantizer(self, name: str) -> Quantizer:
+        for q in self.quantizers:
+            if q.name == name:
+                return q
+        raise UnknownNodeError([name], "calibration node", [q.name for q in self.quantizers])
+
+    @property
+    def weight_quantizers(self) -> tuple[Quantizer, ...]:
+        return tuple(q for q in self.quantizers if q.kind == "weight")
+
+    @property
+    def activation_quantizers(self) -> tuple[Quantizer, ...]:
+        return tuple(q for q in self.quantizers if q.kind == "activation")
+
+    @property
+    def calibrated_configuration(self) -> frozenset[str]:
+        """The calibration nodes switched on in the file (normally all of them)."""
+        return frozenset(q.name for q in self.quantizers if q.enabled)
+
+    @property
+    def fixed_quantizers(self) -> frozenset[str]:
+        """Calibration nodes that cannot be switched off exactly and therefore always stay on."""
+        return frozenset(q.name for q in self.quantizers if not q.exact)
+
+    @property
+    def sensitivity_nodes(self) -> tuple[str, ...]:
+        """Ordinary nodes with at least one calibration node (``node_type="node"`` candidates)."""
+        return tuple(n for n in self.node_outputs if self.node_quantizers.get(n))
+
+    def is_node(self, name: str) -> bool:
+        return name in self.node_outputs or name in self.quantizer_map
+
+    def all_names(self) -> list[str]:
+        return [*self.node_outputs, *(q.name for q in self.quantizers)]
+
+    def expand(self, names: str | Iterable[str], what: str = "node") -> tuple[str, ...]:
+        """The calibration nodes behind names (reference ``get_calibration_by_node``).
+
+        An ordinary node stands for the calibration nodes on its inputs; a calibration node for
+        itself. Unknown names, and ordinary nodes without calibration nodes, are errors.
+        """
+        if isinstance(names, str):
+            names = [names]
+        names = list(names)
+        unknown = [n for n in names if not self.is_node(n)]
+        if unknown:
+            raise UnknownNodeError(unknown, what, self.all_names())
+        out: dict[str, None] = {}
+        qmap = self.quantizer_map
+        for n in names:
+            if n in qmap:
+                out[n] = None
+                continue
+            found = self.node_quantizers.get(n, ())
+            if not found:
+                raise OptionError(
+                    f"{what} {n!r} ({self.node_types[n]}) has no calibration node on its inputs; "
+                    "expected a calibration node or an ordinary node that reads one"
+                )
+            out.update(dict.fromkeys(found))
+        return tuple(out)
+
+    def tensors_of(self, name: str) -> tuple[str, ...]:
+        """The tensors a name stands for when used as a compare point (``output_node``)."""
+        if name in self.node_outputs:
+            return self.node_outputs[name]
+        if name in self.quantizer_map:
+            return (self.quantizer_map[name].output,)
+        raise UnknownNodeError([name], "output_node", self.all_names())
+
+
+# ---------------------------------------------------------------------------------------------
+def read_onnx(source: str | os.PathLike[str] | onnx.ModelProto, what: str = "model") -> onnx.ModelProto:
+    """Read an ONNX model file (with its external data), or copy a ModelProto."""
+    if isinstance(source, onnx.ModelProto):
+        proto = onnx.ModelProto()
+        proto.CopyFrom(source)
+        return proto
+    if not isinstance(source, (str, os.PathLike)):
+        raise OptionError(
+            f"{what}: got a {type(source).__name__}; expected a path to an .onnx file or an onnx.ModelProto"
+        )
+    path = Path(source)
+    if not path.exists():
+        raise ModelError(f"{what} file {str(path)!r} does not exist; check the path")
+    if path.is_dir():
+        raise ModelError(f"{what} {str(path)!r} is a folder; expected an .onnx file")
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # protobuf DecodeError, external data errors, permissions
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelError(
+            f"{what} file {str(path)!r} could not be read as ONNX ({reason}); expected a valid .onnx model file"
+        ) from None
+
+
+def _default_opset(proto: onnx.ModelProto) -> int:
+    for imp in proto.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return int(imp.version)
+    return 1
+
+
+def _name_nodes(graph: onnx.GraphProto) -> None:
+    """Give unnamed nodes stable names; refuse duplicate names."""
+    seen: dict[str, int] = {}
+    for i, node in enumerate(graph.node):
+        if node.name:
+            if node.name in seen:
+                raise ModelError(
+                    f"two nodes are named {node.name!r} (nodes #{seen[node.name]} and #{i}); ptqdebug reports "
+                    "nodes by name, so names must be unique: rename one of them"
+                )
+            seen[node.name] = i
+    for i, node in enumerate(graph.node):
+        if not node.name:
+            base = f"{node.op_type}_{i}"
+            name, k = base, 0
+            while name in seen:
+                k += 1
+                name = f"{base}_{k}"
+            node.name = name
+            seen[name] = i
+
+
+def _constants_to_initializers(graph: onnx.GraphProto) -> None:
+    """Turn ``Constant`` nodes holding a tensor or numbers into initializers."""
+    keep = []
+    for node in graph.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and len(node.attribute) == 1:
+            attr = node.attribute[0]
+            value = None
+            if attr.name == "value":
+                value = numpy_helper.to_array(attr.t)
+            elif attr.name in ("value_float", "value_int", "value_floats", "value_ints"):
+                dtype = np.float32 if "float" in attr.name else np.int64
+                value = np.asarray(helper.get_attribute_value(attr), dtype=dtype)
+            if value is not None:
+                graph.initializer.append(numpy_helper.from_array(value, node.output[0]))
+                continue
+        keep.append(node)
+    del graph.node[:]
+    graph.node.extend(keep)
+
+
+def _check(proto: onnx.ModelProto, what: str) -> None:
+    if proto.ByteSize() < 2**31 - 1:
+        try:
+            onnx.checker.check_model(proto)
+        except onnx.checker.ValidationError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise ModelError(f"{what} is not a valid ONNX model ({first}); expected a model that passes onnx.checker") from None
+
+
+def _input_specs(graph: onnx.GraphProto, initializers: set[str]) -> tuple[TensorSpec, ...]:
+    specs = []
+    for vi in graph.input:
+        if vi.name in initializers:
+            continue
+        t = vi.type.tensor_type
+        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type)) if t.elem_type else np.dtype(np.float32)
+        shape = None
+        if t.HasField("shape"):
+            shape = tuple(
+                d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim
+            )
+        specs.append(TensorSpec(vi.name, dtype, shape))
+    return tuple(specs)
+
+
+def _unsupported_ops(graph: onnx.GraphProto, acc: dict[str, str]) -> None:
+    for node in graph.node:
+        if node.domain not in _RUNNABLE_DOMAINS:
+            acc.setdefault(f"{node.domain}::{node.op_type}", node.name)
+        for attr in node.attribute:
+            for g in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs):
+                _unsupported_ops(g, acc)
+
+
+def load_model(
+    model_or_file: str | os.PathLike[str] | onnx.ModelProto | CalibratedModel,
+    float_model: str | os.PathLike[str] | onnx.ModelProto | None = None,
+) -> CalibratedModel:
+    """Read a calibrated model (QDQ or ``HzCalibration``) into a :class:`CalibratedModel`.
+
+    Args:
+        model_or_file: a path, an ``onnx.ModelProto``, or an already loaded model (returned as is).
+        float_model: the float model the calibrated one was made from. Needed only for QDQ models
+            that store weights as integers (ONNX Runtime's default): it gives their true float
+            values, so weight calibration nodes can be switched off exactly, and float biases.
+
+    Raises:
+        ModelError: unreadable or invalid model, no calibration nodes.
+        UnsupportedOpError: custom operators plain ONNX Runtime cannot run.
+    """
+    if isinstance(model_or_file, CalibratedModel):
+        return model_or_file
+    if model_or_file is None:
+        raise OptionError("no calibrated model given; expected a path to calibrated_model.onnx")
+    path = None if isinstance(model_or_file, onnx.ModelProto) else str(model_or_file)
+    proto = read_onnx(model_or_file, "calibrated model")
+    _check(proto, "calibrated model" if path is None else f"calibrated model {path!r}")
+    graph = proto.graph
+    _name_nodes(graph)
+    _constants_to_initializers(graph)
+    opset = _default_opset(proto)
+
+    reference = None
+    if float_model is not None:
+        reference = FloatModel(read_onnx(float_model, "float model"))
+
+    index = GraphIndex(graph)
+    found = find_horizon(index, opset) + find_qdq(index, reference)
+    other_hz = sorted({n.op_type for n in graph.node if n.domain == "horizon" and n.op_type not in ("HzCalibration", "HzFilter")})
+    if other_hz:
+        raise UnsupportedOpError(
+            f"the model contains horizon operators {', '.join(other_hz)} that have no public definition; "
+            "export the calibrated model with only HzCalibration nodes, or run the float graph through ptqdebug calibrate"
+        )
+    return _assemble(proto, index, found, opset, path, float_model is not None)
+
+
+def _assemble(
+    proto: onnx.ModelProto, index: GraphIndex, found: Sequence[Found], opset: int, path: str | None, has_float: bool
+) -> CalibratedModel:
+    graph = proto.graph
+    replaced: dict[str, Found] = {}
+    for item in found:
+        for node in item.nodes:
+            replaced[node.name] = item
+    quantizers = [f.quantizer for f in found if f.quantizer is not None]
+    if not quantizers:
+        raise ModelError(
+            "the model has no calibration nodes (no QuantizeLinear/DequantizeLinear pairs, no HzCalibration "
+            "nodes); expected a calibrated model: run `ptqdebug calibrate FLOAT_MODEL DATA -o OUT` to make one"
+        )
+
+    # New node list: each group of replaced nodes becomes one placeholder at its first node's place.
+    new_nodes: list[onnx.NodeProto] = []
+    emitted: set[int] = set()
+    for node in graph.node:
+        item = replaced.get(node.name)
+        if item is None:
+            new_nodes.append(node)
+            continue
+        if id(item) in emitted:
+            continue
+        emitted.add(id(item))
+        q = item.quantizer
+        if q is not None:
+            new_nodes.append(q.placeholder())
+        for src, alias in item.aliases:
+            new_nodes.append(helper.make_node("Identity", [src], [alias], name=f"{node.name}/{alias}"))
+
+    inits = {t.name: t for t in graph.initializer}
+    for item in found:
+        for t in item.initializers:
+            inits[t.name] = t
+        if item.quantizer is not None:
+            inits.update((t.name, t) for t in item.quantizer.off_initializers)
+    available = set(inits) | {i.name for i in graph.input}
+    try:
+        order = topological_order(new_nodes, available)
+    except ValueError as exc:
+        raise ModelError(f"{exc}; expected a valid acyclic ONNX graph") from None
+    pinned = {o.name for o in graph.output}
+    pinned = {n.name for n in new_nodes if pinned.intersection(n.output)}
+    ordered = _place_constants_late([new_nodes[i] for i in order], set(inits), pinned)
+
+    used: set[str] = set()
+    for node in ordered:
+        used.update(node_inputs(node))
+    used.update(o.name for o in graph.output)
+    canon = onnx.ModelProto()
+    canon.CopyFrom(proto)
+    del canon.graph.node[:]
+    canon.graph.node.extend(ordered)
+    del canon.graph.initializer[:]
+    canon.graph.initializer.extend(t for name, t in inits.items() if name in used)
+    del canon.graph.value_info[:]
+
+    unsupported: dict[str, str] = {}
+    _unsupported_ops(canon.graph, unsupported)
+    if unsupported:
+        ops = ", ".join(f"{k} (node {v!r})" for k, v in list(unsupported.items())[:5])
+        raise UnsupportedOpError(
+            f"the model contains custom operators plain ONNX Runtime cannot run: {ops}; "
+            "expected standard ONNX operators (and HzCalibration/QDQ calibration nodes)"
+        )
+
+    qorder = {node.name: i for i, node in enumerate(ordered)}
+    quantizers.sort(key=lambda q: qorder[q.name])
+    formats = sorted({"horizon" if q.source_op == "HzCalibration" else "qdq" for q in quantizers})
+    notes = []
+    inexact = [q.name for q in quantizers if not q.exact]
+    if inexact:
+        notes.append(
+            f"{len(inexact)} weight calibration nodes store their weights as integers and no float model was "
+            "given: they cannot be switched off exactly and stay on in every configuration (pass "
+            "float_model= / --float-model FLOAT.onnx to analyse them)"
+        )
+    restored = [q.name for q in quantizers if q.off_node is not None]
+    if restored:
+        how = "from the float model" if has_float else "inferred: their range starts at 0 right after an op that can be negative; pass --float-model to confirm"
+        notes.append(
+            f"{len(restored)} activation calibration nodes replace a Relu/Clip that the quantizer deleted "
+            f"(ONNX Runtime's default); switched off they apply it again, so all-off is the float model ({how})"
+        )
+    maps = _node_maps(ordered, {q.name for q in quantizers}, index)
+    return CalibratedModel(
+        proto=canon,
+        quantizers=tuple(quantizers),
+        inputs=_input_specs(canon.graph, set(inits)),
+        outputs=tuple(o.name for o in canon.graph.output),
+        source_format="+".join(formats),
+        path=path,
+        notes=tuple(notes),
+        **maps,
+    )
+
+
+def _place_constants_late(nodes: list[onnx.NodeProto], initializers: set[str], pinned: set[str]) -> list[onnx.NodeProto]:
+    """Move nodes that read only constants (weight placeholders, bias DequantizeLinear, shape
+    constants) right before their first reader, so that positions follow the data flow and no
+    constant needlessly crosses a segment cut."""
+    const_out: set[str] = set()
+    movable: set[str] = set()
+    for node in nodes:
+        if node.name not in pinned and all(n in initializers or n in const_out for n in node_inputs(node)):
+            movable.add(node.name)
+            const_out.update(o for o in node.output if o)
+    out: list[onnx.NodeProto] = []
+    placed: set[str] = set()
+    producer = {o: n for n in nodes for o in n.output if o}
+
+    def place(node: onnx.NodeProto) -> None:
+        for name in node_inputs(node):
+            p = producer.get(name)
+            if p is not None and p.name in movable and p.name not in placed:
+                placed.add(p.name)
+                place(p)
+        out.append(node)
+
+    for node in nodes:
+        if node.name not in movable:
+            place(node)
+    out.extend(n for n in nodes if n.name in movable and n.name not in placed)
+    return out
+
+
+def _node_maps(nodes: list[onnx.NodeProto], qnames: set[str], index: GraphIndex) -> dict[str, Mapping[str, tuple[str, ...]]]:
+    producer = {o: n for n in nodes for o in n.output if o}
+
+    def search(p: onnx.NodeProto) -> str | None:
+        """Reference §2.2: a skippable producer's first calibration predecessor, else recurse once."""
+        names = node_inputs(p)[:1] if p.op_type == "ScatterND" else node_inputs(p)
+        preds = [producer[t] for t in names if t in producer]
+        for pred in preds:
+            if pred.name in qnames:
+                return pred.name
+        for pred in preds:
+            if pred.op_type in PASS_THROUGH_OPS and pred.name not in qnames:
+                return search(pred)
+        return None
+
+    node_outputs: dict[str, tuple[str, ...]] = {}
+    node_types: dict[str, str] = {}
+    node_q: dict[str, tuple[str, ...]] = {}
+    q_nodes: dict[str, list[str]] = {q: [] for q in qnames}
+    q_consumers: dict[str, list[str]] = {q: [] for q in qnames}
+    for node in nodes:
+        if node.name in qnames:
+            continue
+        node_outputs[node.name] = tuple(o for o in node.output if o)
+        node_types[node.name] = node.op_type
+        found: dict[str, None] = {}
+        for t in node_inputs(node):
+            p = producer.get(t)
+            if p is None:
+                continue
+            if p.name in qnames:
+                found[p.name] = None
+                q_consumers[p.name].append(node.name)
+            elif p.op_type in PASS_THROUGH_OPS:
+                hit = search(p)
+                if hit is not None:
+                    found[hit] = None
+        node_q[node.name] = tuple(found)
+        for q in found:
+            q_nodes[q].append(node.name)
+    for q in qnames:
+        node_types[q] = "calibration"
+    freeze = lambda d: MappingProxyType({k: tuple(v) for k, v in d.items()})  # noqa: E731
+    return {
+        "node_outputs": MappingProxyType(node_outputs),
+        "node_quantizers": MappingProxyType(node_q),
+        "quantizer_nodes": freeze(q_nodes),
+        "quantizer_consumers": freeze(q_consumers),
+        "node_types": MappingProxyType(node_types),
+    }

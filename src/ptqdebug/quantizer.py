@@ -1,0 +1,109 @@
+"""Calibration nodes, in one shape whatever format the model came in.
+
+A :class:`Quantizer` is one fake-quantization point of a calibrated model: a QuantizeLinear →
+DequantizeLinear pair, a lone DequantizeLinear on a weight stored as integers, or a ``HzCalibration``
+node of the original toolchain. It reads one float tensor (``input``) and writes the tensor its
+consumers read (``output``). Switched off it is the identity; switched on it runs ``nodes`` — the
+model's own ONNX operators for it, so that what ptqdebug computes is exactly what the calibrated
+model computes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import onnx
+
+__all__ = ["QTYPE_RANGES", "Quantizer", "QuantizerKind"]
+
+QuantizerKind = Literal["weight", "activation"]
+
+#: (qmin, qmax) of every integer type a calibration node may quantize to.
+QTYPE_RANGES: dict[str, tuple[int, int]] = {
+    "int4": (-8, 7),
+    "uint4": (0, 15),
+    "int8": (-128, 127),
+    "uint8": (0, 255),
+    "int16": (-32768, 32767),
+    "uint16": (0, 65535),
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Quantizer:
+    """One calibration node.
+
+    Attributes:
+        name: the name users know it by: the ``HzCalibration`` node's name, the QuantizeLinear
+            node's name of a Q→DQ pair, or the DequantizeLinear node's name of a lone weight DQ.
+        kind: ``"weight"`` when it quantizes a constant, ``"activation"`` otherwise.
+        input: the float tensor it quantizes.
+        output: the tensor its consumers read.
+        qtype: ``int8``, ``uint8``, ``int16``, ``uint16``, ``int4``, ``uint4``, ``float16``,
+            ``bfloat16`` or ``float32``.
+        axis: the channel axis of per-channel parameters, ``None`` when per-tensor.
+        scale: the quantization step, one per channel (shape ``(C,)``) or a scalar.
+        zero_point: the integer zero point, same shape as ``scale`` (zeros when symmetric).
+        thresholds: the clipping thresholds as the original toolchain reports them: one per
+            channel when symmetric (``scale * qmax``), ``[min, max]`` of the range otherwise.
+        enabled: whether the calibrated model fake-quantizes here (``switch="ON"``).
+        exact: ``False`` when the float value of a weight is unknown (weights stored as integers
+            and no float model given): such a node cannot be switched off and stays on.
+        nodes: the ONNX nodes that fake-quantize ``input`` into ``output`` when switched on.
+        initializers: the constants those nodes read (scales, zero points, stored weights).
+        source_op: ``QuantizeLinear``, ``DequantizeLinear`` or ``HzCalibration``.
+        off_node: what the node computes when switched off, if not the identity: the ``Relu``
+            (or ``Clip``) that ONNX Runtime's quantizer deleted because the calibration node's
+            range already clamps there (its inputs start with ``input``, it writes ``output``).
+        off_initializers: constants ``off_node`` reads (a Clip's bounds).
+    """
+
+    name: str
+    kind: QuantizerKind
+    input: str
+    output: str
+    qtype: str
+    axis: int | None
+    scale: np.ndarray
+    zero_point: np.ndarray
+    thresholds: tuple[float, ...]
+    enabled: bool = True
+    exact: bool = True
+    nodes: tuple[onnx.NodeProto, ...] = field(default=(), repr=False)
+    initializers: tuple[onnx.TensorProto, ...] = field(default=(), repr=False)
+    source_op: str = "QuantizeLinear"
+    off_node: onnx.NodeProto | None = field(default=None, repr=False)
+    off_initializers: tuple[onnx.TensorProto, ...] = field(default=(), repr=False)
+
+    def placeholder(self) -> onnx.NodeProto:
+        """The node standing for this calibration node in the float graph (switched off)."""
+        node = onnx.NodeProto()
+        if self.off_node is not None:
+            node.CopyFrom(self.off_node)
+        else:
+            node.op_type = "Identity"
+            node.input.append(self.input)
+            node.output.append(self.output)
+        node.name = self.name
+        return node
+
+    @property
+    def bits(self) -> int:
+        """The bit width of the quantized type (8 for int8/uint8, 16 for int16/float16, ...)."""
+        digits = "".join(ch for ch in self.qtype if ch.isdigit())
+        return int(digits) if digits else 16
+
+    @property
+    def is_integer(self) -> bool:
+        return self.qtype in QTYPE_RANGES
+
+    @property
+    def granularity(self) -> str:
+        return "per-channel" if self.axis is not None and self.scale.size > 1 else "per-tensor"
+
+    @property
+    def threshold(self) -> float | None:
+        """The largest threshold, as the original tool's tables show it (None for float types)."""
+        return max(abs(t) for t in self.thresholds) if self.thresholds else None

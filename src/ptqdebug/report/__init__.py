@@ -1,0 +1,1 @@
+"""Presentation: text tables, JSON and files. Nothing here computes an analysis."""

@@ -1,0 +1,86 @@
+"""The original tool's text tables, character for character (reference §3.5 and §6.3).
+
+:func:`info_table` is the ``verbose`` table (``print_info_dict``); :func:`log_table` is the
+``sensitivity_of_<node_type>.log`` file (``save_node_sensitivity``). Their small differences
+(first-column minimum width 10 vs 4, title padding) are the original's and are kept so that
+scripts parsing these files keep working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ..analyses.sensitivity import SensitivityResult
+
+__all__ = ["info_table", "log_table", "sensitivity_rows"]
+
+_MAX_NAME = 50
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= _MAX_NAME else "..." + name[-(_MAX_NAME - 3):]
+
+
+def _cell(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def info_table(title: str, key_type: str, rows: Mapping[str, Mapping[str, object]]) -> str:
+    """``print_info_dict``: the block logged by ``verbose=True`` (starts with a newline)."""
+    headers: list[str] = []
+    for values in rows.values():
+        for k in values:
+            if k not in headers:
+                headers.append(k)
+    w0 = min(max([10, *(len(k) for k in rows)]), _MAX_NAME)
+    widths = [w0] + [max([len(h), *(len(_cell(v.get(h))) for v in rows.values())]) for h in headers]
+    widths = [w + 2 for w in widths]
+    head_length = sum(widths)
+    left = (head_length - len(title)) // 2
+    right = left + 1 if (head_length - len(title)) % 2 else left
+    lines = ["", "=" * left + title + "=" * right]
+    lines.append("".join(f"{h:<{w}}" for h, w in zip([key_type, *headers], widths)))
+    lines.append("-" * head_length)
+    for name, values in rows.items():
+        cells = [_short(name), *(_cell(values.get(h)) for h in headers)]
+        lines.append("".join(f"{c:<{w}}" for c, w in zip(cells, widths)))
+    return "\n".join(lines)
+
+
+def log_table(title: str, rows: Mapping[str, Mapping[str, object]]) -> str:
+    """``save_node_sensitivity``: the ``.log`` file text, every line ending in a newline."""
+    headers: list[str] = []
+    for values in rows.values():
+        for k in values:
+            if k not in headers:
+                headers.append(k)
+    w0 = min(max([4, *(len(k) for k in rows)]), _MAX_NAME)
+    widths = [w0] + [max([len(h), *(len(_cell(v.get(h))) for v in rows.values())]) for h in headers]
+    widths = [w + 2 for w in widths]
+    head_length = sum(widths)
+    k = int((head_length - len(title)) / 2)
+    lines = ["=" * k + title + "=" * k]
+    lines.append("".join(f"{h:<{w}}" for h, w in zip(["Node", *headers], widths)))
+    lines.append("-" * head_length)
+    for name, values in rows.items():
+        cells = [_short(name), *(_cell(values.get(h)) for h in headers)]
+        lines.append("".join(f"{c:<{w}}" for c, w in zip(cells, widths)))
+    return "".join(line + "\n" for line in lines)
+
+
+def sensitivity_rows(result: SensitivityResult, rounded: bool) -> dict[str, dict[str, object]]:
+    """Rows for the tables: the verbose extra columns (node, threshold, bit) then the metrics."""
+    rows: dict[str, dict[str, object]] = {}
+    for e in result.entries:
+        row: dict[str, object] = {}
+        if rounded and result.node_type in ("weight", "activation"):
+            row["node"] = e.node
+            if result.node_type == "activation":
+                row["threshold"] = e.threshold
+                row["bit"] = e.bits
+        for m in result.metrics:
+            v = e.scores[m]
+            row[m] = round(float(v), 5) if rounded else v
+        rows[e.name] = row
+    return rows
+
