@@ -35,15 +35,33 @@ __all__ = ["Dataset", "load_data", "select"]
 Sample = dict[str, np.ndarray]
 
 
-def _np_load(path: Path, mmap: bool = False) -> np.ndarray:
+def _pickled(path: Path) -> DataError:
+    return DataError(
+        f"{str(path)!r} holds a pickled object array, which ptqdebug refuses to load "
+        "(allow_pickle=False); save plain numeric arrays with np.save"
+    )
+
+
+def _np_header(path: Path) -> np.ndarray:
+    """An empty stand-in with the file's dtype and shape, read from the .npy header only."""
     try:
-        value = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(f)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{str(path)!r} is not a readable .npy file ({exc}); expected an array saved with np.save") from None
+    if dtype.hasobject:
+        raise _pickled(path)
+    return np.lib.stride_tricks.as_strided(np.zeros(1, dtype), shape=shape, strides=[0] * len(shape))
+
+
+def _np_load(path: Path) -> np.ndarray:
+    try:
+        value = np.load(path, allow_pickle=False)
     except ValueError as exc:
-        if "allow_pickle" in str(exc) or "pickle" in str(exc).lower():
-            raise DataError(
-                f"{str(path)!r} holds a pickled object array, which ptqdebug refuses to load "
-                "(allow_pickle=False); save plain numeric arrays with np.save"
-            ) from None
+        if "pickle" in str(exc).lower():
+            raise _pickled(path) from None
         raise DataError(f"{str(path)!r} is not a readable .npy file ({exc}); expected an array saved with np.save") from None
     except (OSError, EOFError) as exc:
         raise DataError(f"{str(path)!r} could not be read ({exc}); expected an array saved with np.save") from None
@@ -202,7 +220,7 @@ def _from_folder(folder: Path, inputs: Sequence[TensorSpec]) -> Dataset:
         raise DataError(f"calibration data folder {str(folder)!r} holds no .npy files; expected 0.npy, 1.npy, ... per input")
     # Check headers (dtype, shape) of every file now; values are read and checked when used.
     for i in range(n):
-        header = {name: _np_load(paths[i], mmap=True) for name, paths in per_input.items()}
+        header = {name: _np_header(paths[i]) for name, paths in per_input.items()}
         _check_sample(header, inputs, f"sample file {per_input[names[0]][i].name!r} in {str(folder)!r}", values=False)
     loaders = [lambda i=i: {name: np.asarray(_np_load(paths[i])) for name, paths in per_input.items()} for i in range(n)]
     labels = [per_input[names[0]][i].stem for i in range(n)]

@@ -7,8 +7,9 @@ What ONNX Runtime's ``quantize_static`` (and Quark, NNCF, ModelOpt) write:
 * a lone DQ on an integer weight initializer (the default): one weight calibration node, named
   after the DequantizeLinear node; its float value comes from the float model when one is given,
   otherwise it cannot be switched off exactly (``exact=False``);
-* a lone DQ on an int32 initializer: a quantized bias, not a calibration node. With a float model
-  its float value replaces it; without, it stays as it is.
+* a lone DQ on an int32 initializer: a quantized bias, not a calibration node; it stays as it is
+  (its rounding is far below the activations' and weights', and keeping it keeps the calibrated
+  configuration identical to the file).
 
 Deleted activations. ``quantize_static`` deletes a Relu (or Clip) whose effect the next
 QuantizeLinear already has (a range starting at 0 clamps negatives), unless asked to keep it
@@ -76,7 +77,7 @@ def _params(index: GraphIndex, node: onnx.NodeProto) -> tuple[np.ndarray, np.nda
 
 
 def find_qdq(index: GraphIndex, float_model: FloatModel | None) -> list[Found]:
-    """Every QDQ calibration node of the graph, and the int32 biases a float model restores."""
+    """Every QDQ calibration node of the graph."""
     found: list[Found] = []
     paired: set[str] = set()
     for q in index.nodes:
@@ -131,6 +132,8 @@ def find_qdq(index: GraphIndex, float_model: FloatModel | None) -> list[Found]:
 
 def _lone_dq(index: GraphIndex, dq: onnx.NodeProto, float_model: FloatModel | None) -> Found | None:
     stored_proto = index.initializers[dq.input[0]]
+    if stored_proto.data_type == onnx.TensorProto.INT32:
+        return None  # a quantized bias: an ordinary node
     scale, zero_point, qtype, axis, protos = _params(index, dq)
     readers = index.consumers.get(dq.output[0], [])
     slot_of = [(n.name, list(n.input).index(dq.output[0])) for n in readers if dq.output[0] in n.input]
@@ -141,11 +144,6 @@ def _lone_dq(index: GraphIndex, dq: onnx.NodeProto, float_model: FloatModel | No
             if float_value is not None:
                 break
     stored = numpy_helper.to_array(stored_proto)
-    if stored_proto.data_type == onnx.TensorProto.INT32:
-        if float_value is None:
-            return None  # a quantized bias stays as the model has it
-        const = numpy_helper.from_array(float_value.astype(np.float32), dq.output[0])
-        return Found(nodes=(dq,), quantizer=None, initializers=(const,))
     exact = float_value is not None
     if float_value is None:
         float_value = dequantize(stored, scale, zero_point, axis)
@@ -207,6 +205,9 @@ def _with_deleted_activation(index: GraphIndex, q: Quantizer, float_model: Float
         return replace(q, off_node=node, off_initializers=tuple(inits))
     if not q.is_integer or producer.op_type in _SIGN_KEEPING or producer.domain not in ("", "ai.onnx"):
         return q
+    readers = index.consumers.get(q.output, [])
+    if readers and all(r.op_type in ("Relu", "Clip") for r in readers):
+        return q  # the Relu is still there (QDQKeepRemovableActivations): nothing was deleted
     lo = q.thresholds[0] if len(q.thresholds) == 2 else None
     if lo != 0.0:
         return q

@@ -1,0 +1,111 @@
+"""Brute force: one freshly built model and session per configuration, like the original tool.
+
+Two oracles:
+
+* :func:`oracle_from_file` edits the calibrated ONNX file itself: every QuantizeLinear →
+  DequantizeLinear pair that is not enabled is cut out (its readers read the float tensor). It
+  shares no code with ptqdebug's loader or engine, so agreement proves both. It is valid for
+  models whose switched-off calibration nodes are the identity (no deleted Relu).
+* :func:`oracle_from_model` builds the whole graph with a fixed configuration from the loaded
+  model (``build_model``), one session per configuration: it checks the engine's segments,
+  switches and caches against the plain semantics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from ptqdebug.engine.build import build_model
+from ptqdebug.model import CalibratedModel
+
+
+def _session(model: onnx.ModelProto) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.add_session_config_entry("session.disable_quant_qdq", "1")
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def oracle_from_file(path: Path, enabled: Collection[str], sample: Mapping[str, np.ndarray],
+                     outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+    model = onnx.load(str(path))
+    g = model.graph
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    remove: set[int] = set()
+    rename: dict[str, str] = {}
+    for q in g.node:
+        if q.op_type != "QuantizeLinear" or q.name in enabled:
+            continue
+        dqs = consumers.get(q.output[0], [])
+        assert dqs and all(d.op_type == "DequantizeLinear" for d in dqs)
+        remove.add(id(q))
+        for d in dqs:
+            remove.add(id(d))
+            rename[d.output[0]] = q.input[0]
+    keep = [n for n in g.node if id(n) not in remove]
+    graph_outputs = {o.name for o in g.output}
+    for n in keep:
+        for i, name in enumerate(n.input):
+            if name in rename:
+                n.input[i] = rename[name]
+    for out in list(rename):
+        if out in graph_outputs:  # a graph output read through a removed DQ: copy the float tensor
+            keep.append(onnx.helper.make_node("Identity", [rename[out]], [out]))
+    del g.node[:]
+    g.node.extend(keep)
+    if outputs:
+        del g.output[:]
+        for name in outputs:
+            vi = onnx.ValueInfoProto()
+            vi.name = name
+            g.output.append(vi)
+    sess = _session(model)
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(names, dict(sample))))
+
+
+def oracle_from_model(cm: CalibratedModel, enabled: Collection[str], sample: Mapping[str, np.ndarray],
+                      outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+    built = build_model(cm, on=enabled, outputs=outputs)
+    sess = _session(built.model)
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(names, dict(sample))))
+
+
+def brute_force_sensitivity(run, candidates: Mapping[str, Collection[str]], samples: list[Mapping[str, np.ndarray]],
+                            outputs: list[str], metric) -> dict[str, float]:
+    """The original's scoring: per sample and output the metric, mean over samples then outputs."""
+    float_runs = [run((), s) for s in samples]
+    scores = {}
+    for name, qs in candidates.items():
+        per_output = []
+        for o in outputs:
+            vals = [metric(fr[o], run(qs, s)[o]) for fr, s in zip(float_runs, samples)]
+            per_output.append(float(np.mean(vals)))
+        scores[name] = float(np.mean(per_output))
+    return scores
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a = np.asarray(a, np.float64).ravel()
+    b = np.asarray(b, np.float64).ravel()
+    return float(a @ b / (max(np.linalg.norm(a), 1e-8) * max(np.linalg.norm(b), 1e-8)))
+
+
+def assert_same_ranking(got: list[tuple[str, float]], expected: Mapping[str, float], higher_is_better: bool,
+                        tol: float = 1e-6) -> None:
+    """Ranks agree, except that entries closer than ``tol`` may swap."""
+    assert [n for n, _ in got] and set(n for n, _ in got) == set(expected)
+    sign = 1.0 if higher_is_better else -1.0
+    order = sorted(expected, key=lambda n: sign * expected[n])
+    for (name, _), want in zip(got, order):
+        if name != want:
+            assert abs(expected[name] - expected[want]) <= tol, (name, want, expected[name], expected[want])

@@ -1,0 +1,137 @@
+"""The command line end to end, including every bad-input path (one line, exit status 2)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ptqdebug.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_sensitivity_table_and_files(cnn_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "get-sensitivity-of-nodes", cnn_dir / "pc_int8_pairs.onnx", cnn_dir / "calibration_data",
+                         "-m", "['cosine-similarity','mse']", "-n", "activation", "-v", "-d", "2", "-s", tmp_path / "o")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "node sensitivity" in lines[0]
+    assert lines[1].split() == ["activation", "node", "threshold", "bit", "cosine-similarity", "mse"]
+    data = json.loads((tmp_path / "o" / "sensitivity_of_activation.json").read_text())
+    assert [line.split()[0] for line in lines[3:3 + len(data)]] == list(data)
+
+
+def test_list_split_by_the_shell_and_bool_values(cnn_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # `-m ['cosine-similarity', 'mse']` unquoted reaches us as two words
+    code, out, err = run(capsys, "get-sensitivity-of-nodes", cnn_dir / "pc_int8_pairs.onnx", cnn_dir / "calibration_data",
+                         "-m", "[cosine-similarity,", "mse]", "-v", "False")
+    assert code == 0, err
+    assert out.splitlines()[1].split() == ["node", "cosine-similarity", "mse"]
+
+
+def test_interested_groups(cnn_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "get-sensitivity-of-nodes", cnn_dir / "pc_int8_pairs.onnx", cnn_dir / "calibration_data",
+                         "-i", "[[Conv_0,Conv_1],[Gemm_0]]")
+    assert code == 0, err
+    names = [line.split()[0] for line in out.splitlines()[3:]]
+    assert sorted(names) == ["Conv_0+Conv_1", "Gemm_0"]
+
+
+def test_info(cnn_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "info", cnn_dir / "pc_int8_stored.onnx")
+    assert code == 0
+    assert "weight calibration nodes (4)" in out and "fixed: weights stored as integers" in out
+
+
+def _data_with(tmp_path: Path, cnn_dir: Path, array: np.ndarray, folder: str = "input") -> Path:
+    root = tmp_path / "cd"
+    (root / folder).mkdir(parents=True)
+    np.save(root / folder / "0.npy", array)
+    return root
+
+
+GOOD = np.zeros((1, 3, 16, 16), np.float32)
+
+
+@pytest.mark.parametrize("case,message", [
+    ("missing_folder", "does not exist"),
+    ("input_mismatch", "has folders 'images'; the model inputs are 'input'"),
+    ("wrong_shape", "shape \\[1, 3, 8, 8\\], the model expects float32\\[N, 3, 16, 16\\]"),
+    ("wrong_dtype", "dtype float64, the model expects float32"),
+    ("pickled", "pickled object array"),
+    ("unknown_node", "'Conv_77' is not in the model"),
+    ("unknown_metric", "unknown metric 'kl'"),
+    ("not_calibrated", "no calibration nodes"),
+    ("corrupted", "could not be read as ONNX"),
+    ("bad_list", "unclosed"),
+    ("bad_node_type", "invalid choice: 'tae'"),
+    ("data_num", "there are only 6 samples"),
+    ("weights_need_float_model", "--float-model"),
+    ("save_dir_is_file", "is a file"),
+])
+def test_bad_input_is_one_line_exit_2(case: str, message: str, cnn_dir: Path, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    model, data = cnn_dir / "pc_int8_pairs.onnx", cnn_dir / "calibration_data"
+    extra: list[str] = []
+    if case == "missing_folder":
+        data = tmp_path / "nope"
+    elif case == "input_mismatch":
+        data = _data_with(tmp_path, cnn_dir, GOOD, "images")
+    elif case == "wrong_shape":
+        data = _data_with(tmp_path, cnn_dir, np.zeros((1, 3, 8, 8), np.float32))
+    elif case == "wrong_dtype":
+        data = _data_with(tmp_path, cnn_dir, GOOD.astype(np.float64))
+    elif case == "pickled":
+        data = _data_with(tmp_path, cnn_dir, GOOD)
+        with open(data / "input" / "0.npy", "wb") as f:
+            np.lib.format.write_array(f, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    elif case == "unknown_node":
+        extra = ["-i", "[Conv_77]"]
+    elif case == "unknown_metric":
+        extra = ["-m", "kl"]
+    elif case == "not_calibrated":
+        model = cnn_dir / "float.onnx"
+    elif case == "corrupted":
+        model = tmp_path / "c.onnx"
+        model.write_bytes(b"\x08\x07garbage" * 10)
+    elif case == "bad_list":
+        extra = ["-i", "[[a,b]"]
+    elif case == "bad_node_type":
+        extra = ["-n", "tae"]
+    elif case == "data_num":
+        extra = ["-d", "7"]
+    elif case == "weights_need_float_model":
+        model = cnn_dir / "pc_int8_stored.onnx"
+        extra = ["-n", "weight"]
+    elif case == "save_dir_is_file":
+        (tmp_path / "f").write_text("x")
+        extra = ["-s", str(tmp_path / "f")]
+    code, out, err = run(capsys, "get-sensitivity-of-nodes", model, data, *extra)
+    assert code == 2
+    lines = [line for line in err.splitlines() if not line.startswith("note:")]
+    assert len(lines) == 1 and lines[0].startswith("ptqdebug: error: "), err
+    assert __import__("re").search(message, lines[0]), lines[0]
+    assert "Traceback" not in err
+
+
+def test_module_entry_point_without_traceback(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "ptqdebug", "get-sensitivity-of-nodes", str(tmp_path / "m.onnx"), str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("ptqdebug: error: calibrated model file") and "Traceback" not in proc.stderr
+
+
+def test_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["get-sensitivity-of-nodes", "--help"])
+    assert exc.value.code == 0
+    assert "--interested_nodes" in capsys.readouterr().out

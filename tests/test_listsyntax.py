@@ -1,0 +1,38 @@
+"""The original's list syntax, parsed without eval."""
+
+from __future__ import annotations
+
+import pytest
+
+from ptqdebug.errors import OptionError
+from ptqdebug.listsyntax import parse_list
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("weight", "weight"),
+    ("[a,b]", ["a", "b"]),
+    ("['a','b']", ["a", "b"]),
+    ("[ 'cosine-similarity' , 'mse' ]", ["cosine-similarity", "mse"]),
+    ("[[a,b],[c]]", [["a", "b"], ["c"]]),
+    ("[['Conv_2'], ['Conv_2', 'Conv_90']]", [["Conv_2"], ["Conv_2", "Conv_90"]]),
+    ("[]", []),
+    ("[a,]", ["a"]),
+    ("['a, b', c]", ["a, b", "c"]),
+    ("[/model/conv1/Conv, 317_HzCalibration]", ["/model/conv1/Conv", "317_HzCalibration"]),
+    ('["名字 with space"]', ["名字 with space"]),
+    ("[1]", ["1"]),
+])
+def test_parses(text: str, expected: object) -> None:
+    assert parse_list(text) == expected
+
+
+@pytest.mark.parametrize("text", ["[a,b", "[a,,b]", "[a] x", "a]", "['a]", "[a b c", "[[a]"])
+def test_malformed_is_one_clear_error(text: str) -> None:
+    with pytest.raises(OptionError, match="expected"):
+        parse_list(text, "--interested_nodes")
+
+
+def test_never_evaluates_code() -> None:
+    assert parse_list("[__import__('os').system('echo hi')]") == ["__import__(os).system(echo hi)"]
+    value = parse_list("[__import__, os]")
+    assert value == ["__import__", "os"]

@@ -1,0 +1,123 @@
+"""Reading calibrated models: names, maps, order, and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import pytest
+
+import ptqdebug as dbg
+from ptqdebug.errors import ModelError, OptionError, UnknownNodeError
+
+# A QDQ graph where Conv_1 reads its activation calibration node through Relu and Reshape
+# (pass-through ops, reference §2.2), and Add reads two calibration nodes.
+TEXT = """
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[1,2,4,4] x) => (float[1,2,4,4] out)
+<float s = {0.05}, int8 z = {0}, float[2,2,1,1] w = {0.3, -0.2, 0.1, 0.7}, int64[4] shape = {1, 2, 4, 4}> {
+    qx = QuantizeLinear (x, s, z)
+    dx = DequantizeLinear (qx, s, z)
+    qw = QuantizeLinear (w, s, z)
+    dw = DequantizeLinear (qw, s, z)
+    c0 = Conv (dx, dw)
+    q1 = QuantizeLinear (c0, s, z)
+    d1 = DequantizeLinear (q1, s, z)
+    r = Relu (d1)
+    re = Reshape (r, shape)
+    c1 = Conv (re, dw)
+    sum = Add (c1, dx)
+    out = Identity (sum)
+}
+"""
+
+
+def _save(tmp_path: Path, text: str = TEXT, names: bool = True) -> Path:
+    model = onnx.parser.parse_model(text)
+    if names:
+        for i, n in enumerate(model.graph.node):
+            n.name = {"QuantizeLinear": "Q", "Conv": "Conv", "Relu": "Relu", "Reshape": "Reshape", "Add": "Add",
+                      "Identity": "Id", "DequantizeLinear": "DQ"}[n.op_type] + f"_{i}"
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    return path
+
+
+def test_quantizers_names_kinds_and_order(tmp_path: Path) -> None:
+    cm = dbg.load_model(_save(tmp_path))
+    assert [(q.name, q.kind) for q in cm.quantizers] == [("Q_0", "activation"), ("Q_2", "weight"), ("Q_5", "activation")]
+    assert cm.node_quantizers["Conv_4"] == ("Q_0", "Q_2")
+    assert cm.node_quantizers["Conv_9"] == ("Q_5", "Q_2")  # through Reshape and Relu
+    assert cm.node_quantizers["Add_10"] == ("Q_0",)
+    assert cm.node_quantizers["Relu_7"] == ("Q_5",)
+    assert cm.sensitivity_nodes == ("Conv_4", "Relu_7", "Reshape_8", "Conv_9", "Add_10")
+    assert cm.quantizer_consumers["Q_2"] == ("Conv_4", "Conv_9")
+    assert cm.quantizer_nodes["Q_5"] == ("Relu_7", "Reshape_8", "Conv_9")
+    assert cm.expand(["Conv_9", "Q_0"]) == ("Q_5", "Q_2", "Q_0")
+
+
+def test_unknown_names_and_nodes_without_calibration(tmp_path: Path) -> None:
+    cm = dbg.load_model(_save(tmp_path))
+    with pytest.raises(UnknownNodeError, match="'Conv_99' is not in the model; did you mean 'Conv_9'"):
+        cm.expand("Conv_99")
+    with pytest.raises(OptionError, match="has no calibration node"):
+        cm.expand("Id_11")
+
+
+def test_unnamed_nodes_get_stable_names(tmp_path: Path) -> None:
+    path = _save(tmp_path, names=False)
+    a, b = dbg.load_model(path), dbg.load_model(path)
+    assert [q.name for q in a.quantizers] == [q.name for q in b.quantizers] == ["QuantizeLinear_0", "QuantizeLinear_2", "QuantizeLinear_5"]
+    assert "Conv_9" in a.node_outputs
+
+
+def test_duplicate_names_are_refused(tmp_path: Path) -> None:
+    model = onnx.load(_save(tmp_path))
+    model.graph.node[4].name = model.graph.node[9].name
+    onnx.save(model, tmp_path / "dup.onnx")
+    with pytest.raises(ModelError, match="two nodes are named 'Conv_9'"):
+        dbg.load_model(tmp_path / "dup.onnx")
+
+
+@pytest.mark.parametrize("content,message", [
+    (None, "does not exist"),
+    (b"not a protobuf at all \x00\xff", "could not be read as ONNX"),
+])
+def test_unreadable_files(tmp_path: Path, content: bytes | None, message: str) -> None:
+    path = tmp_path / "bad.onnx"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ModelError, match=message):
+        dbg.load_model(path)
+
+
+def test_truncated_file(tmp_path: Path) -> None:
+    data = _save(tmp_path).read_bytes()
+    (tmp_path / "t.onnx").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelError):
+        dbg.load_model(tmp_path / "t.onnx")
+
+
+def test_float_model_is_not_calibrated(tmp_path: Path) -> None:
+    text = """<ir_version: 8, opset_import: ["" : 17]> g (float[2] x) => (float[2] y) { y = Relu (x) }"""
+    with pytest.raises(ModelError, match="no calibration nodes.*ptqdebug calibrate"):
+        dbg.load_model(_save(tmp_path, text, names=False))
+
+
+def test_qoperator_models_are_explained(tmp_path: Path) -> None:
+    text = """<ir_version: 8, opset_import: ["" : 17]>
+    g (float[2] x) => (float[2] y) <float s = {0.1}, int8 z = {0}> {
+        q = QuantizeLinear (x, s, z)
+        y8 = Identity (q)
+        y = DequantizeLinear (y8, s, z)
+    }"""
+    with pytest.raises(ModelError, match="feeds Identity node.*QDQ"):
+        dbg.load_model(_save(tmp_path, text, names=False))
+
+
+def test_cycle_is_reported(tmp_path: Path) -> None:
+    model = onnx.load(_save(tmp_path))
+    model.graph.node[0].input[0] = "sum"  # Q_0 now reads Add_10's output
+    onnx.save(model, tmp_path / "cyc.onnx")
+    with pytest.raises(ModelError):
+        dbg.load_model(tmp_path / "cyc.onnx")
