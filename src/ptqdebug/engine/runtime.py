@@ -55,6 +55,7 @@ def make_session(model: onnx.ModelProto, providers: Sequence[str], threads: int 
     so.log_severity_level = 3
     so.use_deterministic_compute = True
     so.add_session_config_entry("session.disable_quant_qdq", "1")
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
