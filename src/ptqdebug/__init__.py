@@ -6,18 +6,30 @@ ONNX QDQ models and on the original's ``HzCalibration`` models, running on plain
 
 from __future__ import annotations
 
-from .api import get_sensitivity_of_nodes, sensitivity_of_nodes
+__version__ = "0.1.0"
+
+from .api import (
+    RunResult,
+    get_calibration_nodes_stat_info,
+    get_channelwise_data_distribution,
+    get_sensitivity_of_nodes,
+    plot_acc_error,
+    plot_distribution,
+    runall,
+    sensitivity_analysis,
+    sensitivity_of_nodes,
+)
 from .context import Context, open_context
 from .data import Dataset, load_data
 from .errors import DataError, ModelError, OptionError, PtqDebugError, UnknownNodeError, UnsupportedOpError
 from .metrics import METRICS
 from .model import CalibratedModel, load_model
 
-__version__ = "0.1.0"
 
 __all__ = [
     "METRICS",
     "CalibratedModel",
+    "RunResult",
     "Context",
     "DataError",
     "Dataset",
@@ -27,9 +39,15 @@ __all__ = [
     "UnknownNodeError",
     "UnsupportedOpError",
     "__version__",
+    "get_calibration_nodes_stat_info",
+    "get_channelwise_data_distribution",
     "get_sensitivity_of_nodes",
     "load_data",
     "load_model",
     "open_context",
+    "plot_acc_error",
+    "plot_distribution",
+    "runall",
+    "sensitivity_analysis",
     "sensitivity_of_nodes",
 ]

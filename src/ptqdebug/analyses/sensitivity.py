@@ -11,7 +11,7 @@ is flagged ``nonfinite``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -22,7 +22,7 @@ from ..context import Context
 from ..metrics import Metric, compare, get_metrics
 from .candidates import Candidate
 
-__all__ = ["Progress", "SensitivityEntry", "SensitivityResult", "node_sensitivity"]
+__all__ = ["Progress", "SensitivityEntry", "SensitivityResult", "node_sensitivity", "rank", "score_configurations"]
 
 #: Called as ``progress(done, total)`` after each unit of work.
 Progress = Callable[[int, int], None]
@@ -122,6 +122,40 @@ def rank(entries: Sequence[SensitivityEntry], metric: Metric) -> list[Sensitivit
     return sorted(entries, key=lambda e: (not e.nonfinite, metric.badness(e.scores[metric.name])))
 
 
+def score_configurations(
+    ctx: Context,
+    configurations: Sequence[Collection[str]],
+    *,
+    metrics: Sequence[Metric],
+    compare_at: Sequence[str],
+    data_num: int | None,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Score each configuration against the float model (reference §3.3 step 6).
+
+    Returns ``(scores, nonfinite)``: ``scores[c, m]`` is metric ``m`` of configuration ``c``
+    averaged over samples, then over the compared tensors; NaN (and ``nonfinite[c]`` True) when a
+    compared value became NaN/inf. Samples stream one at a time: memory does not grow with them.
+    """
+    data = ctx.samples(data_num)
+    n_c, n_t, n_m = len(configurations), len(compare_at), len(metrics)
+    values = np.full((n_c, n_t, n_m, len(data)), np.nan)
+    total, done = len(data) * n_c, 0
+    for s in range(len(data)):
+        ref = ctx.reference(s, compare_at)
+        for c, enabled in enumerate(configurations):
+            out = ctx.engine.run(ref, enabled, compare_at)
+            for t, name in enumerate(compare_at):
+                values[c, t, :, s] = compare(metrics, ref[name], out[name])
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    nonfinite = np.isnan(values).any(axis=(1, 2, 3))
+    scores = values.mean(axis=3).mean(axis=1)
+    scores[nonfinite] = np.nan
+    return scores, nonfinite
+
+
 def node_sensitivity(
     ctx: Context,
     candidates: Sequence[Candidate],
@@ -135,28 +169,14 @@ def node_sensitivity(
     """Score every candidate against the float model (see module doc)."""
     mets = get_metrics(metrics)
     tensors = tuple(compare_at) if compare_at is not None else ctx.model.outputs
-    data = ctx.samples(data_num)
-    n_c, n_t, n_m = len(candidates), len(tensors), len(mets)
-    # values[c, t, m, s]: one score per candidate, tensor, metric and sample
-    values = np.full((n_c, n_t, n_m, len(data)), np.nan)
-    total, done = len(data) * n_c, 0
-    for s in range(len(data)):
-        ref = ctx.reference(s, tensors)
-        for c, cand in enumerate(candidates):
-            out = ctx.engine.run(ref, cand.quantizers, tensors)
-            for t, name in enumerate(tensors):
-                values[c, t, :, s] = compare(mets, ref[name], out[name])
-            done += 1
-            if progress is not None:
-                progress(done, total)
-    entries = []
-    for c, cand in enumerate(candidates):
-        nonfinite = bool(np.isnan(values[c]).any())
-        scores = {m.name: (math.nan if nonfinite else float(values[c, :, i, :].mean(axis=1).mean()))
-                  for i, m in enumerate(mets)}
-        entries.append(_entry(ctx, cand, scores, nonfinite))
+    scores, nonfinite = score_configurations(ctx, [c.quantizers for c in candidates], metrics=mets,
+                                             compare_at=tensors, data_num=data_num, progress=progress)
+    entries = [
+        _entry(ctx, cand, {m.name: float(scores[c, i]) for i, m in enumerate(mets)}, bool(nonfinite[c]))
+        for c, cand in enumerate(candidates)
+    ]
     ranked = rank(entries, mets[0])
-    return SensitivityResult(node_type, tuple(m.name for m in mets), tuple(ranked), tensors, len(data))
+    return SensitivityResult(node_type, tuple(m.name for m in mets), tuple(ranked), tensors, len(ctx.samples(data_num)))
 
 
 def _entry(ctx: Context, cand: Candidate, scores: dict[str, float], nonfinite: bool) -> SensitivityEntry:

@@ -112,6 +112,7 @@ def _version() -> str:
 
 
 def add_model_and_data(p: argparse.ArgumentParser) -> None:
+    """The two positional arguments every analysis takes, model first (as in the original)."""
     p.add_argument("model_or_file", metavar="MODEL", help="the calibrated model (.onnx)")
     p.add_argument("calibrated_data", metavar="CALIBRATION_DATA",
                    help="calibration data: a folder with one folder per model input (0.npy, 1.npy, ...), or an .npz")

@@ -1,38 +1,94 @@
-"""The subcommands: each turns its arguments into one API call and prints what it found."""
+"""The subcommands: each turns its arguments into one API call and prints what it found.
+
+Flags follow the original ``hmct-debugger`` (reference §8.2), with ``--float-model`` and
+``--providers`` added everywhere.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from pathlib import Path
 
 from .. import api
+from ..model import load_model
+from ..report.sensitivity_files import write_sensitivity
 from ..report.tables import info_table, sensitivity_rows
 from .args import add_model_and_data, add_runtime, list_value, parse_bool
-from .progress import progress_bar
+from .progress import ProgressBars, progress_bar
 
 __all__ = ["register"]
 
-_METRICS_HELP = "metrics: cosine-similarity, mse, mre, sqnr, chebyshev; a list like ['cosine-similarity','mse']"
+_METRICS = "cosine-similarity, mse, mre, sqnr, chebyshev"
+
+
+def data_num(text: str) -> int | None:
+    if text.strip().lower() in ("none", "all"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; expected e.g. 1, 8 or 'all'") from None
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser(
-        "get-sensitivity-of-nodes",
-        help="rank nodes by how much quantizing each alone hurts the outputs",
-        description="Quantize one candidate at a time (everything else float) and rank candidates by the error at the outputs.",
-    )
+    _register_runall(sub)
+    p = sub.add_parser("get-sensitivity-of-nodes", help="rank nodes by how much quantizing each alone hurts the outputs",
+                       description="Quantize one candidate at a time (everything else float) and rank by the error at the outputs.")
     add_model_and_data(p)
-    p.add_argument("-m", "--metrics", type=list_value("--metrics"), default="cosine-similarity", help=_METRICS_HELP)
+    p.add_argument("-m", "--metrics", type=list_value("--metrics"), default="cosine-similarity", help=f"one or a list of: {_METRICS}")
     p.add_argument("-o", "--output_node", type=list_value("--output_node"), help="compare at this node's outputs instead of the model outputs")
     p.add_argument("-n", "--node_type", choices=["node", "weight", "activation"], default="node",
                    help="node: ordinary nodes (all their calibration nodes); weight / activation: calibration nodes")
-    p.add_argument("-d", "--data_num", type=int, default=1, help="number of samples to use, the first ones (default 1)")
-    p.add_argument("-v", "--verbose", type=parse_bool, default=False, help="show the node/threshold/bit columns")
-    p.add_argument("-i", "--interested_nodes", type=list_value("--interested_nodes"),
-                   help="only these candidates: [a,b] or groups [[a,b],[c]]")
+    p.add_argument("-d", "--data_num", type=data_num, default=1, help="how many samples, the first ones (default 1; 'all')")
+    p.add_argument("-v", "--verbose", type=parse_bool, default=False, help="also show the node/threshold/bit columns")
+    p.add_argument("-i", "--interested_nodes", type=list_value("--interested_nodes"), help="only these candidates: [a,b] or groups [[a,b],[c]]")
     p.add_argument("-s", "--save_dir", help="also write sensitivity_of_<node_type>.log and .json here")
     add_runtime(p)
     p.set_defaults(func=_sensitivity)
+
+    p = sub.add_parser("plot-acc-error", help="cumulative error curves along the graph",
+                       description="Error at every node's outputs against the float model, for chosen partial quantizations.")
+    add_model_and_data(p)
+    p.add_argument("-s", "--save_dir", default="./debug_result/")
+    p.add_argument("-q", "--quantize_node", type=list_value("--quantize_node"), help="['weight','activation'], names, or groups [[a],[a,b]]")
+    p.add_argument("-nq", "--non_quantize_node", type=list_value("--non_quantize_node"), help="names or groups to un-quantize")
+    p.add_argument("-m", "--metric", default="cosine-similarity", help=_METRICS)
+    p.add_argument("-a", "--average_mode", type=parse_bool, default=False, help="plot running means")
+    add_runtime(p)
+    p.set_defaults(func=_acc_error)
+
+    for name, fn, help_ in (("plot-distribution", _distribution, "float vs quantized data histograms"),
+                            ("get-channelwise-data-distribution", _channelwise, "per-channel box plots")):
+        p = sub.add_parser(name, help=help_, description=help_[0].upper() + help_[1:] + ".")
+        add_model_and_data(p)
+        p.add_argument("-s", "--save_dir", default="./debug_result/")
+        p.add_argument("-n", "--nodes_list", type=list_value("--nodes_list"), required=True, help="names: [a,b]")
+        if name.startswith("get-"):
+            p.add_argument("-a", "--axis", type=int, default=None, help="channel axis (default: weight's axis, 1 for activations)")
+        add_runtime(p)
+        p.set_defaults(func=fn)
+
+    p = sub.add_parser("sensitivity-analysis", help="what un-quantizing the most sensitive nodes recovers",
+                       description="Partial quantization: the calibrated model with the worst nodes un-quantized one by one.")
+    add_model_and_data(p)
+    p.add_argument("-p", "--pick_threshold", type=float, default=0.999, help="pick nodes scoring at or below this (default 0.999)")
+    p.add_argument("-d", "--data_num", type=data_num, default=1)
+    p.add_argument("-sn", "--sensitive_nodes", type=list_value("--sensitive_nodes"), help="use these nodes instead of a sweep")
+    p.add_argument("-sd", "--save_dir", default="./debug_result/")
+    p.add_argument("-m", "--metric", default="cosine-similarity", help=_METRICS)
+    add_runtime(p)
+    p.set_defaults(func=_partial)
+
+    p = sub.add_parser("get-calibration-nodes-stat-info", help="thresholds, scales and per-channel ranges of calibration nodes")
+    add_model_and_data(p)
+    p.add_argument("-n", "--nodes_list", type=list_value("--nodes_list"), help="names (default: every calibration node)")
+    p.add_argument("-s", "--save_dir", default="./debug_result/")
+    p.add_argument("-v", "--visualize", type=parse_bool, default=False, help="print the table and draw the figures")
+    p.add_argument("-d", "--data_num", type=data_num, default=None, help="samples for activation statistics (default: all)")
+    add_runtime(p)
+    p.set_defaults(func=_stats)
 
     p = sub.add_parser("info", help="list the calibration nodes and ordinary nodes of a calibrated model")
     p.add_argument("model_or_file", metavar="MODEL")
@@ -40,28 +96,150 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=_info)
 
 
+def _register_runall(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("runall", help="run every analysis and write a report",
+                       description="Sensitivity, distributions, box plots, cumulative error, partial quantization, and index.html.")
+    add_model_and_data(p)
+    p.add_argument("-s", "--save_dir", default="./debug_result/")
+    p.add_argument("-nm", "--ns_metrics", type=list_value("--ns_metrics"), default="cosine-similarity", help=f"sweep metrics: {_METRICS}")
+    p.add_argument("-o", "--output_node", type=list_value("--output_node"))
+    p.add_argument("-nt", "--node_type", type=list_value("--node_type"), help="node, weight, activation or a list (default: weight and activation)")
+    p.add_argument("-dn", "--data_num", type=data_num, default=1)
+    p.add_argument("-v", "--verbose", type=parse_bool, default=False)
+    p.add_argument("-i", "--interested_nodes", type=list_value("--interested_nodes"))
+    p.add_argument("-dnl", "--dis_nodes_list", type=list_value("--dis_nodes_list"))
+    p.add_argument("-cn", "--cw_nodes_list", type=list_value("--cw_nodes_list"))
+    p.add_argument("-a", "--axis", type=int, default=None)
+    p.add_argument("-qn", "--quantize_node", type=list_value("--quantize_node"))
+    p.add_argument("-nqn", "--non_quantize_node", type=list_value("--non_quantize_node"))
+    p.add_argument("-am", "--ae_metric", default="cosine-similarity")
+    p.add_argument("-avm", "--average_mode", type=parse_bool, default=False)
+    p.add_argument("-pt", "--pick_threshold", type=float, default=0.999)
+    p.add_argument("-sn", "--sensitive_nodes", type=list_value("--sensitive_nodes"))
+    p.add_argument("--no-report", dest="report", action="store_false", help="skip index.html")
+    add_runtime(p)
+    p.set_defaults(func=_runall)
+
+
+def _notes(notes) -> None:  # noqa: ANN001
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+
+
+def _written(paths) -> None:  # noqa: ANN001
+    paths = [str(p) for p in paths]
+    if paths:
+        print(f"wrote {len(paths)} file{'s' if len(paths) > 1 else ''}: " + ", ".join(paths))
+
+
+def _ctx(args: argparse.Namespace):  # noqa: ANN202
+    ctx = api.common.context_for(args.model_or_file, args.calibrated_data, args.float_model, args.providers)
+    _notes(ctx.model.notes)
+    return ctx
+
+
 def _sensitivity(args: argparse.Namespace) -> int:
+    if args.save_dir:
+        from ..report.files import ensure_dir
+
+        ensure_dir(args.save_dir)
+    ctx = _ctx(args)
     with progress_bar("Progress") as progress:
-        ctx = api.open_context(args.model_or_file, args.calibrated_data, float_model=args.float_model,
-                               providers=args.providers)
-        result = api.sensitivity_of_nodes(
-            ctx, metrics=args.metrics, output_node=args.output_node, node_type=args.node_type,
-            data_num=args.data_num, interested_nodes=args.interested_nodes, progress=progress,
-        )
+        result = api.sensitivity_of_nodes(ctx, metrics=args.metrics, output_node=args.output_node, node_type=args.node_type,
+                                          data_num=args.data_num, interested_nodes=args.interested_nodes, progress=progress)
     rows = sensitivity_rows(result, rounded=True)
     if not args.verbose:
         rows = {k: {m: v[m] for m in result.metrics} for k, v in rows.items()}
-    for note in ctx.model.notes:
-        print(f"note: {note}", file=sys.stderr)
     print(info_table("node sensitivity", args.node_type, rows).lstrip("\n"))
     if args.save_dir:
-        written = api.write_sensitivity(result, args.save_dir)
-        print(f"wrote {', '.join(str(p) for p in written)}")
+        _written(write_sensitivity(result, args.save_dir))
+    return 0
+
+
+def _acc_error(args: argparse.Namespace) -> int:
+    ctx = _ctx(args)
+    results = api.plot_acc_error(args.calibrated_data, ctx, args.quantize_node, args.non_quantize_node, args.metric,
+                                 args.average_mode, args.save_dir)
+    for r in results:
+        print(f"{r.prefix} ({r.metric} at the last of {len(r.tensors)} node outputs):")
+        for c in r.curves:
+            last = c.values[-1] if c.values else math.nan
+            print(f"  {c.label}: {last:.6g}")
+    from ..report.names import acc_error_png
+
+    _written(Path(args.save_dir) / acc_error_png(r.prefix, r.metric, args.average_mode) for r in results)
+    return 0
+
+
+def _distribution(args: argparse.Namespace) -> int:
+    from ..report.names import distribution_png
+
+    items = api.plot_distribution(_ctx(args), args.calibrated_data, args.nodes_list, args.save_dir)
+    _written(Path(args.save_dir) / distribution_png(d) for d in items)
+    return 0
+
+
+def _channelwise(args: argparse.Namespace) -> int:
+    from ..report.names import boxplot_png
+
+    with progress_bar("Testing"):
+        items = api.get_channelwise_data_distribution(_ctx(args), args.calibrated_data, args.nodes_list, args.axis, args.save_dir)
+    _written(Path(args.save_dir) / boxplot_png(b.name) for b in items)
+    return 0
+
+
+def _partial(args: argparse.Namespace) -> int:
+    bars = ProgressBars()
+    try:
+        r = api.sensitivity_analysis(_ctx(args), args.calibrated_data, args.pick_threshold, args.data_num,
+                                     args.sensitive_nodes, args.save_dir, metric=args.metric, progress=bars)
+    finally:
+        bars.close()
+    rows = {"none": {"single": "", "partial": round(r.baseline, 6)}}
+    for n, s, p in zip(r.nodes, r.single, r.partial):
+        rows[n] = {"single": round(s, 6), "partial": round(p, 6)}
+    print(info_table("partial quantization", "node", rows).lstrip("\n"))
+    _written([Path(args.save_dir) / "partial_quantization.png", Path(args.save_dir) / "partial_quantization.json"])
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from ..analyses.stats import calibration_node_stats
+    from ..api.analysis import display_row, write_stats
+    from ..report.files import ensure_dir
+
+    ensure_dir(args.save_dir)
+    stats = calibration_node_stats(_ctx(args), args.nodes_list, args.data_num)
+    written = write_stats(stats, args.save_dir, args.visualize)
+    if args.visualize:
+        print(info_table("calibration nodes stat info", "node", {s.name: display_row(s) for s in stats}).lstrip("\n"))
+    _written(written)
+    return 0
+
+
+def _runall(args: argparse.Namespace) -> int:
+    bars = ProgressBars()
+    try:
+        run = api.runall(
+            _ctx(args), args.calibrated_data, args.save_dir, args.ns_metrics, args.output_node, args.node_type, args.data_num,
+            args.verbose, args.interested_nodes, args.dis_nodes_list, args.cw_nodes_list, args.axis, args.quantize_node,
+            args.non_quantize_node, args.ae_metric, args.average_mode, args.pick_threshold, args.sensitive_nodes,
+            progress=bars, report=args.report,
+        )
+    finally:
+        bars.close()
+    print(run.verdict.summary)
+    for kind, result in run.sensitivities.items():
+        top = ", ".join(f"{e.name} ({e.scores[result.metrics[0]]:.5g})" for e in result.top(3))
+        print(f"most sensitive {kind} nodes: {top}")
+    print(f"wrote {len(run.files)} files under {run.save_dir}")
+    if args.report:
+        print(f"report: {run.save_dir / 'index.html'}")
     return 0
 
 
 def _info(args: argparse.Namespace) -> int:
-    model = api.load_model(args.model_or_file, args.float_model)
+    model = load_model(args.model_or_file, args.float_model)
     print(f"{args.model_or_file}: {model.source_format} calibrated model")
     print(f"inputs: {', '.join(f'{s.name} {s.describe()}' for s in model.inputs)}")
     print(f"outputs: {', '.join(model.outputs)}")

@@ -1,28 +1,47 @@
-"""Progress bars on stderr for long loops (shown on a terminal only)."""
+"""Progress bars on stderr for long loops (drawn on a terminal only)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-__all__ = ["progress_bar"]
+__all__ = ["ProgressBars", "progress_bar"]
+
+
+class ProgressBars:
+    """One tqdm bar per step: ``bars(title)`` closes the previous bar and returns the new step's
+    ``progress(done, total)`` callback (the factory form the API's ``progress=`` accepts)."""
+
+    def __init__(self) -> None:
+        self._bar = None
+
+    def __call__(self, title: str) -> Callable[[int, int], None]:
+        self.close()
+        holder: dict[str, object] = {}
+
+        def update(done: int, total: int) -> None:
+            from tqdm import tqdm
+
+            bar = holder.get("bar")
+            if bar is None:
+                bar = tqdm(total=total, desc=title, unit="run", leave=False, disable=None, dynamic_ncols=True)
+                holder["bar"] = bar
+                self._bar = bar
+            bar.update(done - bar.n)  # type: ignore[attr-defined]
+
+        return update
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()  # type: ignore[attr-defined]
+            self._bar = None
 
 
 @contextmanager
 def progress_bar(desc: str) -> Iterator[Callable[[int, int], None]]:
-    """A ``progress(done, total)`` callback drawing a tqdm bar titled ``desc``."""
-    from tqdm import tqdm
-
-    bar = None
-
-    def update(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, desc=desc, unit="run", leave=False, disable=None, dynamic_ncols=True)
-        bar.update(done - bar.n)
-
+    """A single ``progress(done, total)`` callback drawing a bar titled ``desc``."""
+    bars = ProgressBars()
     try:
-        yield update
+        yield bars(desc)
     finally:
-        if bar is not None:
-            bar.close()
+        bars.close()

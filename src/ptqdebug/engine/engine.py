@@ -17,7 +17,7 @@ No session is ever built per configuration: at most two per segment (per set of 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -118,6 +118,16 @@ class Engine:
         for q, fq in zip(todo, values):
             self._weights[q] = (floats[q], fq)
 
+    def weight_values(self, quantizer: str) -> tuple[np.ndarray, np.ndarray]:
+        """A weight calibration node's float value and its fake-quantized value, the latter
+        computed by the node's own operators exactly as every run uses it."""
+        q = self.model.quantizer_map[quantizer]
+        if q.kind != "weight":
+            raise ValueError(f"{quantizer!r} is not a weight calibration node")
+        if quantizer not in self._weights:
+            self._prepare_weights({quantizer: q.output})
+        return self._weights[quantizer]
+
     # -- running ----------------------------------------------------------------------------------
     def _extra(self, seg: Segment, fetch: Collection[str]) -> frozenset[str]:
         produced = self.plan.producer_segment
@@ -169,3 +179,43 @@ class Engine:
             dirty.update(seg.outputs)
             dirty.update(self._extra(seg, fetch))
         return {t: env[t] for t in fetch}
+
+    def trace(
+        self,
+        sample: Sample,
+        configs: Sequence[Collection[str]],
+        tensors: Sequence[str],
+        visit: Callable[[str, np.ndarray, list[np.ndarray]], None],
+    ) -> None:
+        """Walk the graph once, calling ``visit(tensor, float value, [value per config])`` for each
+        of ``tensors`` in topological order.
+
+        The float run and every configuration advance segment by segment in lock step, and each
+        segment's tensors are dropped once visited, so memory holds one segment's tensors, not
+        the whole graph's ("mark all outputs" without its memory).
+        """
+        wanted = set(tensors)
+        position = {t: i for i, t in enumerate(tensors)}
+        configs = [frozenset(c) & self._switchable for c in configs]
+        float_env: dict[str, np.ndarray] = dict(sample)
+        envs = [dict(sample) for _ in configs]
+        dirty: list[set[str]] = [set() for _ in configs]
+        for seg in self.plan.segments:
+            extra = self._extra(seg, wanted)
+            self._run_segment(seg, float_env, None, extra)
+            for i, enabled in enumerate(configs):
+                here = enabled.intersection(seg.quantizers)
+                if here or dirty[i].intersection(seg.inputs):
+                    self._run_segment(seg, envs[i], here if here else None, extra)
+                    dirty[i].update(seg.outputs)
+                    dirty[i].update(extra)
+                else:
+                    for t in (*seg.outputs, *extra):
+                        envs[i][t] = float_env[t]
+            produced = [t for t in (*seg.outputs, *sorted(extra)) if t in wanted]
+            for t in sorted(produced, key=position.__getitem__):
+                visit(t, float_env[t], [env[t] for env in envs])
+            for t in extra:
+                float_env.pop(t, None)
+                for env in envs:
+                    env.pop(t, None)

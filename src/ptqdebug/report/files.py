@@ -67,17 +67,21 @@ def dump_json(path: str | os.PathLike[str], data: Any) -> Path:
     return write_atomic(path, lambda f: f.write(text + "\n"))
 
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._\-+=@,]+")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._\-+=@,]")
 
 
 def safe_filename(name: str, limit: int = 120) -> str:
     """A file-name fragment from an untrusted node name.
 
-    ``/`` and other unsafe characters become ``_`` (the original tool replaced ``/`` only), ``..``
-    never survives, and a name longer than ``limit`` keeps its end plus a short hash of the whole
-    name, so distinct names stay distinct.
+    Every character outside ``[A-Za-z0-9._-+=@,]`` becomes ``_`` (so ``/conv1/Conv`` gives
+    ``_conv1_Conv``, as the original tool's ``/`` → ``_`` did), no ``..`` survives and no name
+    starts with a dot, and a name longer than ``limit`` keeps its end plus a short hash of the
+    whole name, so distinct names stay distinct.
     """
-    cleaned = _UNSAFE.sub("_", name).replace("..", "_").strip("._") or "node"
+    cleaned = _UNSAFE.sub("_", name).replace("..", "__")
+    if cleaned.startswith("."):
+        cleaned = "_" + cleaned[1:]
+    cleaned = cleaned or "_"
     if len(cleaned) > limit:
         digest = hashlib.sha1(name.encode()).hexdigest()[:8]
         cleaned = f"{cleaned[-(limit - 9):]}-{digest}"

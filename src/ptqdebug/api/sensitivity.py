@@ -1,48 +1,21 @@
-"""The original tool's functions, with its names, parameters and files.
-
-``import ptqdebug as dbg`` replaces ``import horizon_nn.debug as dbg`` (or ``hmct``'s debugger):
-every function here takes the original's arguments, computes with the typed core
-(:mod:`ptqdebug.analyses`) and writes the original's files. Arguments the original did not have
-come last and are keyword-friendly: ``float_model`` (for QDQ models whose weights are stored as
-integers), ``providers`` (ONNX Runtime execution providers) and ``progress`` (a callback
-``progress(done, total)``).
-"""
+"""``get_sensitivity_of_nodes`` (reference §3)."""
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
 from collections.abc import Sequence
 
-import onnx
+from ..analyses.candidates import candidates_for, check_node_type, normalize_node_list
+from ..analyses.sensitivity import Progress, SensitivityResult, node_sensitivity
+from ..context import Context
+from ..errors import OptionError
+from ..metrics import get_metrics
+from ..report.files import ensure_dir
+from ..report.sensitivity_files import write_sensitivity
+from ..report.tables import info_table, sensitivity_rows
+from .common import FloatModelArg, ModelArg, context_for, show_info
 
-from .analyses.candidates import candidates_for, check_node_type, normalize_node_list
-from .analyses.sensitivity import Progress, SensitivityResult, node_sensitivity
-from .context import Context, open_context
-from .errors import OptionError
-from .metrics import get_metrics
-from .model import CalibratedModel, load_model
-from .report.files import ensure_dir
-from .report.sensitivity_files import write_sensitivity
-from .report.tables import info_table, sensitivity_rows
-
-__all__ = ["get_sensitivity_of_nodes", "load_model", "open_context", "sensitivity_of_nodes", "write_sensitivity"]
-
-logger = logging.getLogger("ptqdebug")
-
-ModelArg = str | os.PathLike[str] | onnx.ModelProto | CalibratedModel | Context
-
-
-def _show_info(text: str) -> None:
-    """Log a verbose table; make sure it is seen even when logging is not configured."""
-    if logger.getEffectiveLevel() > logging.INFO:
-        logger.setLevel(logging.INFO)
-    if not logging.getLogger().handlers and not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-    logger.info(text)
+__all__ = ["compare_tensors", "get_sensitivity_of_nodes", "sensitivity_of_nodes"]
 
 
 def compare_tensors(ctx: Context, output_node: object) -> tuple[str, ...] | None:
@@ -87,7 +60,7 @@ def get_sensitivity_of_nodes(
     interested_nodes: object = None,
     save_dir: str | os.PathLike[str] | None = None,
     *,
-    float_model: str | os.PathLike[str] | onnx.ModelProto | None = None,
+    float_model: FloatModelArg = None,
     providers: str | Sequence[str] | None = None,
     progress: Progress | None = None,
 ) -> dict[str, dict[str, float]]:
@@ -110,24 +83,23 @@ def get_sensitivity_of_nodes(
         interested_nodes: candidates to score instead of all: names, or nested lists (one group
             each, keyed by the names joined with ``+``).
         save_dir: if set, also write ``sensitivity_of_<node_type>.log`` and ``.json`` there.
+        float_model: the float model, for QDQ models that store weights as integers.
+        providers: ONNX Runtime execution providers (default CPU).
+        progress: called as ``progress(done, total)`` during the sweep.
 
     Returns:
         ``{name: {metric: value}}`` in ranked order (worst first). Candidates whose quantization
         makes an output NaN/inf come first with NaN values.
     """
-    if model_or_file is None:
-        raise OptionError("there is no calibrated model: pass model_or_file (e.g. './calibrated_model.onnx')")
-    if calibrated_data is None and not isinstance(model_or_file, Context):
-        raise OptionError("there is no calibration data: pass calibrated_data (e.g. './calibration_data/')")
     get_metrics(metrics)
     check_node_type(node_type)
     if save_dir is not None:
         ensure_dir(save_dir)
-    ctx = open_context(model_or_file, calibrated_data, float_model=float_model, providers=providers)
+    ctx = context_for(model_or_file, calibrated_data, float_model, providers)
     result = sensitivity_of_nodes(ctx, metrics=metrics, output_node=output_node, node_type=node_type,
                                   data_num=data_num, interested_nodes=interested_nodes, progress=progress)
     if verbose:
-        _show_info(info_table("node sensitivity", node_type, sensitivity_rows(result, rounded=True)))
+        show_info(info_table("node sensitivity", node_type, sensitivity_rows(result, rounded=True)))
     if save_dir is not None:
         write_sensitivity(result, save_dir)
     return result.as_mapping()

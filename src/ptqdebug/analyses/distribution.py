@@ -1,0 +1,172 @@
+"""What the data looks like: float vs quantized values of chosen nodes (reference §5).
+
+:func:`distributions` (``plot_distribution``):
+
+* activation calibration node: its input tensor in the fully calibrated model (upstream
+  quantization included), with its threshold;
+* weight calibration node: the float weight and the fake-quantized weight, computed by the node's
+  own operators exactly as the engine uses them (not the original's buggy rounding, §5.3);
+* ordinary node: each output in the float model, in the calibrated model, and their difference.
+
+:func:`channel_boxes` (``get_channelwise_data_distribution``): per-channel box statistics of a
+calibration node's input (for an ordinary node: of each of its input calibration nodes), computed
+once so that the figure does not need the raw data.
+
+Every sample-dependent value comes from the first calibration sample. Unknown names are an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..context import Context
+from ..errors import OptionError, UnknownNodeError
+from ..metrics import METRICS, compare
+from .candidates import normalize_node_list
+
+__all__ = ["ChannelBoxes", "Distribution", "channel_boxes", "distributions", "flat_names"]
+
+_COS = METRICS["cosine-similarity"]
+
+
+@dataclass(frozen=True, eq=False)
+class Distribution:
+    """Values of one tensor. ``values`` keys: ``input`` (activation), ``float`` and ``quantized``
+    (weight), ``float``, ``quantized`` and ``error`` (ordinary node output ``tensor``)."""
+
+    name: str
+    kind: str
+    tensor: str
+    values: Mapping[str, np.ndarray] = field(repr=False)
+    abs_max: float
+    threshold: float | None = None
+    cosine: float | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """Numbers for reports: min, max, mean, std of each series."""
+        stats = {k: {"min": float(v.min()), "max": float(v.max()), "mean": float(v.mean()), "std": float(v.std()),
+                     "size": int(v.size)} for k, v in self.values.items() if v.size}
+        return {"name": self.name, "kind": self.kind, "tensor": self.tensor, "abs_max": self.abs_max,
+                "threshold": self.threshold, "cosine": self.cosine, "series": stats}
+
+
+def flat_names(value: object, what: str) -> list[str]:
+    names = normalize_node_list(value, what)
+    return list(dict.fromkeys(n for item in names for n in ([item] if isinstance(item, str) else item)))
+
+
+def _abs_max(x: np.ndarray) -> float:
+    return float(max(np.max(x), -np.min(x))) if x.size else 0.0
+
+
+def _calibrated_values(ctx: Context, tensors: Sequence[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    ref = ctx.reference(0, tuple(tensors))
+    actual = ctx.engine.run(ref, ctx.model.calibrated_configuration, tuple(tensors))
+    return {t: ref[t] for t in tensors}, actual
+
+
+def distributions(ctx: Context, nodes_list: object) -> list[Distribution]:
+    model = ctx.model
+    names = flat_names(nodes_list, "nodes_list")
+    unknown = [n for n in names if not model.is_node(n)]
+    if unknown:
+        raise UnknownNodeError(unknown, "nodes_list", model.all_names())
+    qmap = model.quantizer_map
+    tensors = [qmap[n].input if n in qmap else t for n in names for t in ((qmap[n].input,) if n in qmap else model.node_outputs[n])]
+    tensors = [t for n, t in zip(names, tensors) if not (n in qmap and qmap[n].kind == "weight")]
+    ref, actual = _calibrated_values(ctx, list(dict.fromkeys(tensors))) if tensors else ({}, {})
+    out: list[Distribution] = []
+    for n in names:
+        q = qmap.get(n)
+        if q is not None and q.kind == "activation":
+            x = actual[q.input].astype(np.float32).ravel()
+            out.append(Distribution(n, "activation", q.input, {"input": x}, _abs_max(x), threshold=q.threshold))
+        elif q is not None:
+            w, wq = ctx.engine.weight_values(n)
+            w, wq = w.astype(np.float32).ravel(), wq.astype(np.float32).ravel()
+            out.append(Distribution(n, "weight", q.input, {"float": w, "quantized": wq}, _abs_max(w),
+                                    cosine=compare([_COS], w, wq)[0]))
+        else:
+            for t in model.node_outputs[n]:
+                f = np.asarray(ref[t]).astype(np.float32).ravel()
+                a = np.asarray(actual[t]).astype(np.float32).ravel()
+                out.append(Distribution(n, "node", t, {"float": f, "quantized": a, "error": f - a}, _abs_max(f),
+                                        cosine=compare([_COS], f, a)[0]))
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class ChannelBoxes:
+    """Box-plot statistics per channel of ``tensor`` along ``axis`` (1.5 IQR whiskers)."""
+
+    name: str
+    kind: str
+    tensor: str
+    axis: int
+    q1: np.ndarray
+    median: np.ndarray
+    q3: np.ndarray
+    mean: np.ndarray
+    whislo: np.ndarray
+    whishi: np.ndarray
+    minimum: np.ndarray
+    maximum: np.ndarray
+    fliers: tuple[np.ndarray, ...] = field(repr=False)
+
+    @property
+    def channels(self) -> int:
+        return int(self.median.size)
+
+    def summary(self) -> dict[str, Any]:
+        spread = self.maximum - self.minimum
+        return {"name": self.name, "kind": self.kind, "tensor": self.tensor, "axis": self.axis, "channels": self.channels,
+                "max_abs": float(max(np.abs(self.minimum).max(), np.abs(self.maximum).max())),
+                "range_ratio_max_to_median": float(spread.max() / max(np.median(spread), 1e-12))}
+
+
+def _boxes(name: str, kind: str, tensor: str, data: np.ndarray, axis: int, max_fliers: int = 50) -> ChannelBoxes:
+    if data.ndim == 0:
+        data = data.reshape(1)
+    if not -data.ndim <= axis < data.ndim:
+        raise OptionError(f"axis {axis} is out of range for {name!r}, whose data has shape {list(data.shape)}; expected -{data.ndim}..{data.ndim - 1}")
+    axis %= data.ndim
+    rows = np.moveaxis(data.astype(np.float64), axis, 0).reshape(data.shape[axis], -1)
+    q1, med, q3 = np.percentile(rows, [25, 50, 75], axis=1)
+    iqr = q3 - q1
+    lo_lim, hi_lim = q1 - 1.5 * iqr, q3 + 1.5 * iqr
+    whislo = np.array([r[r >= lo].min() for r, lo in zip(rows, lo_lim)])
+    whishi = np.array([r[r <= hi].max() for r, hi in zip(rows, hi_lim)])
+    fliers = []
+    for r, lo, hi in zip(rows, whislo, whishi):
+        f = r[(r < lo) | (r > hi)]
+        if f.size > max_fliers:  # keep the extremes: they are what the eye looks for
+            f = np.sort(f)
+            f = np.concatenate([f[: max_fliers // 2], f[-max_fliers // 2:]])
+        fliers.append(f)
+    return ChannelBoxes(name, kind, tensor, axis, q1, med, q3, rows.mean(axis=1), whislo, whishi,
+                        rows.min(axis=1), rows.max(axis=1), tuple(fliers))
+
+
+def channel_boxes(ctx: Context, nodes_list: object, axis: int | None = None) -> list[ChannelBoxes]:
+    """Per-channel statistics (reference §5.4); ordinary nodes stand for their input calibration nodes."""
+    model = ctx.model
+    names = flat_names(nodes_list, "nodes_list")
+    quantizers = list(dict.fromkeys(q for n in names for q in model.expand(n, "nodes_list")))
+    qmap = model.quantizer_map
+    acts = [qmap[q].input for q in quantizers if qmap[q].kind == "activation"]
+    _, actual = _calibrated_values(ctx, list(dict.fromkeys(acts))) if acts else ({}, {})
+    out = []
+    for name in quantizers:
+        q = qmap[name]
+        if q.kind == "weight":
+            data = ctx.engine.weight_values(name)[0]
+            ax = axis if axis is not None else (q.axis if q.axis is not None else 0)
+        else:
+            data = np.asarray(actual[q.input])
+            ax = axis if axis is not None else (1 if data.ndim > 1 else 0)
+        out.append(_boxes(name, q.kind, q.input, data, ax))
+    return out

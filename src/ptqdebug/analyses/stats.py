@@ -1,0 +1,86 @@
+"""Calibration node statistics: thresholds, scales, per-channel max and smallest non-zero value (reference §7.2).
+
+Weights: the float weight reshaped to ``(shape[0], -1)`` (output channels first). Activations:
+the node's input in the float model, over every selected sample, per channel along axis 1
+(accumulated sample by sample, so memory does not grow with the sample count). Values are
+absolute: ``max_vals[c] = max |x|``, ``min_nz_vals[c] = min |x| over x != 0`` (0 if the channel is
+all zero).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..context import Context
+from .distribution import flat_names
+
+__all__ = ["CalibrationNodeStats", "calibration_node_stats"]
+
+
+@dataclass(frozen=True)
+class CalibrationNodeStats:
+    name: str
+    tensor_type: str  # "weight" or "feature", as the original names them
+    granularity: str
+    qtype: str
+    thresholds: tuple[float, ...]
+    scales: tuple[float, ...]
+    max_vals: tuple[float, ...]
+    min_nz_vals: tuple[float, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"Tensor_type": self.tensor_type, "Granularity": self.granularity, "Qtype": self.qtype,
+                "Thresholds": list(self.thresholds), "Scales": list(self.scales),
+                "Max_vals": list(self.max_vals), "Min_nz_vals": list(self.min_nz_vals)}
+
+    @classmethod
+    def from_dict(cls, name: str, d: Mapping[str, Any]) -> CalibrationNodeStats:
+        return cls(name, d["Tensor_type"], d["Granularity"], d.get("Qtype", ""), tuple(d["Thresholds"]),
+                   tuple(d["Scales"]), tuple(d["Max_vals"]), tuple(d["Min_nz_vals"]))
+
+
+def _per_channel(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a = np.abs(rows.astype(np.float64))
+    mx = a.max(axis=1) if a.shape[1] else np.zeros(a.shape[0])
+    nz = np.where(a > 0, a, np.inf).min(axis=1) if a.shape[1] else np.full(a.shape[0], np.inf)
+    return mx, nz
+
+
+def calibration_node_stats(ctx: Context, nodes_list: object = None, data_num: int | None = None) -> list[CalibrationNodeStats]:
+    model = ctx.model
+    names = [q.name for q in model.quantizers] if nodes_list is None else list(
+        dict.fromkeys(q for n in flat_names(nodes_list, "nodes_list") for q in model.expand(n, "nodes_list")))
+    qmap = model.quantizer_map
+    acts = [qmap[n] for n in names if qmap[n].kind == "activation"]
+    acc: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if acts:
+        tensors = tuple(dict.fromkeys(q.input for q in acts))
+        for s in range(len(ctx.samples(data_num))):
+            ref = ctx.reference(s, tensors)
+            for t in tensors:
+                x = np.asarray(ref[t])
+                rows = np.moveaxis(x, 1, 0).reshape(x.shape[1], -1) if x.ndim > 1 else x.reshape(1, -1)
+                mx, nz = _per_channel(rows)
+                if t in acc:
+                    mx, nz = np.maximum(acc[t][0], mx), np.minimum(acc[t][1], nz)
+                acc[t] = (mx, nz)
+    out = []
+    for n in names:
+        q = qmap[n]
+        if q.kind == "weight":
+            w = ctx.engine.weight_values(n)[0]
+            mx, nz = _per_channel(w.reshape(w.shape[0], -1) if w.ndim else w.reshape(1, 1))
+        else:
+            mx, nz = acc[q.input]
+        nz = np.where(np.isinf(nz), 0.0, nz)
+        out.append(CalibrationNodeStats(
+            name=n, tensor_type="weight" if q.kind == "weight" else "feature", granularity=q.granularity,
+            qtype=q.qtype, thresholds=tuple(float(t) for t in q.thresholds),
+            scales=tuple(float(s) for s in np.asarray(q.scale).reshape(-1)),
+            max_vals=tuple(float(v) for v in mx), min_nz_vals=tuple(float(v) for v in nz),
+        ))
+    return out

@@ -1,0 +1,95 @@
+"""The verdict: is the loss caused by weights, activations or both, and what to keep in higher precision.
+
+The cause comes from three configurations scored at the model outputs (cosine similarity against
+float): the calibrated model, only weights quantized, only activations quantized. With
+``loss = 1 - cosine``: no real loss below 1e-4; otherwise the side whose loss is at least twice the
+other's is the cause, else both. Recommendations come from the partial quantization step: the
+sensitive nodes in order, each with the score once it and the ones before it are un-quantized.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..context import Context
+from ..metrics import METRICS
+from .partial import PartialQuantizationResult
+from .sensitivity import score_configurations
+
+__all__ = ["Recommendation", "Verdict", "verdict"]
+
+NEGLIGIBLE_LOSS = 1e-4
+DOMINANCE = 2.0
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    node: str
+    calibration_nodes: tuple[str, ...]
+    score_after: float
+    recovery: float
+
+
+@dataclass(frozen=True)
+class Verdict:
+    metric: str
+    cause: str
+    scores: Mapping[str, float]
+    summary: str
+    recommendations: tuple[Recommendation, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "cause": self.cause, "scores": dict(self.scores), "summary": self.summary,
+                "recommendations": [{"node": r.node, "calibration_nodes": list(r.calibration_nodes),
+                                     "score_after": r.score_after, "recovery": r.recovery} for r in self.recommendations]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Verdict:
+        recs = tuple(Recommendation(r["node"], tuple(r["calibration_nodes"]), float(r["score_after"]), float(r["recovery"]))
+                     for r in d["recommendations"])
+        return cls(d["metric"], d["cause"], {k: float(v) for k, v in d["scores"].items()}, d["summary"], recs)
+
+
+def _cause(calibrated: float, only_w: float, only_a: float) -> str:
+    loss_c, loss_w, loss_a = 1 - calibrated, 1 - only_w, 1 - only_a
+    if not loss_c > NEGLIGIBLE_LOSS and not max(loss_w, loss_a) > NEGLIGIBLE_LOSS:
+        return "none"
+    if loss_a >= DOMINANCE * loss_w:
+        return "activation"
+    if loss_w >= DOMINANCE * loss_a:
+        return "weight"
+    return "both"
+
+
+def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data_num: int | None = 1) -> Verdict:
+    model = ctx.model
+    calibrated = model.calibrated_configuration
+    weights = frozenset(q.name for q in model.weight_quantizers) & calibrated
+    acts = frozenset(q.name for q in model.activation_quantizers) & calibrated
+    cos = METRICS["cosine-similarity"]
+    scores, _ = score_configurations(ctx, [calibrated, weights, acts], metrics=[cos], compare_at=model.outputs, data_num=data_num)
+    c, w, a = (float(v) for v in scores[:, 0])
+    cause = _cause(c, w, a)
+    recs: list[Recommendation] = []
+    if partial is not None and cause != "none":
+        for node, after, gain in zip(partial.nodes, partial.partial, partial.recovery()):
+            recs.append(Recommendation(node, model.expand(node), after, gain))
+    summary = _summary(cause, c, w, a, recs)
+    return Verdict(cos.name, cause, {"calibrated": c, "only_weight": w, "only_activation": a}, summary, tuple(recs))
+
+
+def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation]) -> str:
+    head = f"Quantization brings the output cosine similarity to {c:.6f} (float = 1)"
+    if cause == "none":
+        return head + ": the loss is negligible; nothing needs higher precision."
+    who = {"activation": "Activation quantization causes most of it", "weight": "Weight quantization causes most of it",
+           "both": "Weights and activations contribute together"}[cause]
+    text = f"{head}. {who}: only weights quantized gives {w:.6f}, only activations {a:.6f}."
+    helpful = [r for r in recs if r.recovery > 0]
+    if helpful:
+        best = max(range(len(recs)), key=lambda i: recs[i].score_after)
+        keep = ", ".join(r.node for r in recs[: best + 1])
+        text += f" Keeping {keep} in higher precision brings it to {recs[best].score_after:.6f}."
+    return text

@@ -1,0 +1,25 @@
+"""The original tool's functions, with its names, parameters and files.
+
+``import ptqdebug as dbg`` replaces ``import horizon_nn.debug as dbg`` (or ``hmct``'s debugger):
+each function takes the original's arguments, computes with the typed core
+(:mod:`ptqdebug.analyses`) and writes the original's files. Arguments the original did not have
+come last, keyword-only: ``float_model`` (QDQ models whose weights are stored as integers),
+``providers`` (ONNX Runtime execution providers) and ``progress``.
+"""
+
+from .analysis import get_calibration_nodes_stat_info, sensitivity_analysis
+from .figures import get_channelwise_data_distribution, plot_acc_error, plot_distribution
+from .runall import RunResult, runall
+from .sensitivity import get_sensitivity_of_nodes, sensitivity_of_nodes
+
+__all__ = [
+    "RunResult",
+    "get_calibration_nodes_stat_info",
+    "get_channelwise_data_distribution",
+    "get_sensitivity_of_nodes",
+    "plot_acc_error",
+    "plot_distribution",
+    "runall",
+    "sensitivity_analysis",
+    "sensitivity_of_nodes",
+]

@@ -1,0 +1,148 @@
+"""``sensitivity_analysis`` and ``get_calibration_nodes_stat_info`` (reference §7)."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..analyses.candidates import candidates_for
+from ..analyses.distribution import flat_names
+from ..analyses.partial import PartialQuantizationResult, partial_quantization
+from ..analyses.sensitivity import Progress, SensitivityResult, node_sensitivity
+from ..analyses.stats import CalibrationNodeStats, calibration_node_stats
+from ..context import Context
+from ..errors import OptionError
+from ..metrics import get_metrics
+from ..report.files import dump_json, ensure_dir
+from ..report.tables import info_table
+from .common import FloatModelArg, ModelArg, ProgressFactory, context_for, logger, show_info, step_progress
+
+__all__ = ["get_calibration_nodes_stat_info", "pick_sensitive", "sensitivity_analysis", "write_partial", "write_stats"]
+
+SaveDir = str | os.PathLike[str]
+
+
+def pick_sensitive(result: SensitivityResult, metric: str, pick_threshold: float) -> list[str]:
+    """Candidates at or past the threshold (cosine ≤ t; for lower-is-better metrics ≥ t), worst first;
+    candidates whose outputs became non-finite always qualify."""
+    (m,) = get_metrics(metric)
+    out = []
+    for e in result.entries:
+        v = e.scores[m.name]
+        if e.nonfinite or math.isnan(v) or (v <= pick_threshold if m.higher_is_better else v >= pick_threshold):
+            out.append(e.name)
+    return out
+
+
+def write_partial(result: PartialQuantizationResult, save_dir: SaveDir) -> list[Path]:
+    from ..plots import partial_quantization_figure, save_figure
+
+    folder = ensure_dir(save_dir)
+    return [save_figure(partial_quantization_figure(result), folder / "partial_quantization.png"),
+            dump_json(folder / "partial_quantization.json", result.to_dict())]
+
+
+def run_sensitivity_analysis(
+    ctx: Context, *, pick_threshold: float, data_num: int | None, sensitive_nodes: object,
+    metric: str = "cosine-similarity", node_sweep: SensitivityResult | None = None,
+    progress: Progress | ProgressFactory | None = None,
+) -> PartialQuantizationResult:
+    """Choose the sensitive nodes (a node sweep unless given) and score partial quantization."""
+    if isinstance(pick_threshold, bool) or not isinstance(pick_threshold, (int, float)) or math.isnan(pick_threshold):
+        raise OptionError(f"pick_threshold is {pick_threshold!r}; expected a number such as 0.999")
+    if sensitive_nodes:
+        nodes = flat_names(sensitive_nodes, "sensitive_nodes")
+        ctx.model.expand(nodes, "sensitive_nodes")
+    else:
+        if node_sweep is None or get_metrics(metric)[0].name not in node_sweep.metrics:
+            node_sweep = node_sensitivity(ctx, candidates_for(ctx.model, "node"), metrics=metric, node_type="node",
+                                          data_num=data_num, progress=step_progress(progress, "Progress"))
+        nodes = pick_sensitive(node_sweep, metric, pick_threshold)
+        logger.info("Analyzing nodes that sensitivity less than %s.", pick_threshold)
+        if not nodes:
+            logger.info("pick_threshold is too small: no node has %s <= %s; nothing to un-quantize.", metric, pick_threshold)
+    return partial_quantization(ctx, nodes, metric=metric, pick_threshold=pick_threshold, data_num=data_num,
+                                progress=step_progress(progress, "Analyzing"))
+
+
+def sensitivity_analysis(
+    model_or_file: ModelArg,
+    calibrated_data: object,
+    pick_threshold: float = 0.999,
+    data_num: int | None = 1,
+    sensitive_nodes: object = None,
+    save_dir: SaveDir = "./debug_result/",
+    *,
+    metric: str = "cosine-similarity",
+    float_model: FloatModelArg = None,
+    providers: str | Sequence[str] | None = None,
+    progress: Progress | ProgressFactory | None = None,
+) -> PartialQuantizationResult:
+    """Partial quantization analysis (reference §7.1).
+
+    Without ``sensitive_nodes``, a node-level sweep picks the nodes whose score is at or below
+    ``pick_threshold`` (worst first). For each of them: the score with only it quantized, and the
+    score of the calibrated model with it and all before it un-quantized. Writes
+    ``partial_quantization.png`` and ``partial_quantization.json`` and returns the numbers.
+    """
+    get_metrics(metric)
+    ensure_dir(save_dir)
+    ctx = context_for(model_or_file, calibrated_data, float_model, providers)
+    result = run_sensitivity_analysis(ctx, pick_threshold=pick_threshold, data_num=data_num,
+                                      sensitive_nodes=sensitive_nodes, metric=metric, progress=progress)
+    write_partial(result, save_dir)
+    return result
+
+
+def display_row(s: CalibrationNodeStats) -> dict[str, str]:
+    """The original's visualize strings: first value and ',...' per channel; summary per tensor."""
+    if s.granularity == "per-channel":
+        first = lambda v, f: (f.format(v[0]) + ",...") if v else ""  # noqa: E731
+        return {"Tensor_type": s.tensor_type, "Granularity": s.granularity, "Thresholds": first(s.thresholds, "{:.6f}"),
+                "Scales": first(s.scales, "{:.6f}"), "Max_vals": first(s.max_vals, "{:.6f}"), "Min_nz_vals": first(s.min_nz_vals, "{:.6e}")}
+    positive = [v for v in s.min_nz_vals if v > 0]
+    return {"Tensor_type": s.tensor_type, "Granularity": s.granularity,
+            "Thresholds": f"{s.thresholds[0]:.6f}" if s.thresholds else "", "Scales": f"{s.scales[0]:.6f}" if s.scales else "",
+            "Max_vals": f"{max(s.max_vals):.6f}" if s.max_vals else "", "Min_nz_vals": f"{min(positive):.6e}" if positive else "0"}
+
+
+def write_stats(stats: list[CalibrationNodeStats], save_dir: SaveDir, visualize: bool) -> list[Path]:
+    folder = ensure_dir(save_dir)
+    written = [dump_json(folder / "cali_nodes_stat_info.json", {s.name: s.to_dict() for s in stats})]
+    if visualize:
+        from ..plots import save_figure, stat_info_figure
+
+        for kind in ("weight", "feature"):
+            chosen = [s for s in stats if s.tensor_type == kind]
+            if chosen:
+                written.append(save_figure(stat_info_figure(chosen, kind), folder / f"{kind}_stat_info.png"))
+    return written
+
+
+def get_calibration_nodes_stat_info(
+    model_or_file: ModelArg,
+    calibrated_data: object,
+    nodes_list: object = None,
+    save_dir: SaveDir = "./debug_result/",
+    visualize: bool = False,
+    *,
+    data_num: int | None = None,
+    float_model: FloatModelArg = None,
+    providers: str | Sequence[str] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Thresholds, scales, per-channel max and smallest non-zero |value| of calibration nodes (reference §7.2).
+
+    Saved as ``cali_nodes_stat_info.json`` (the original wrote a pickled ``.npy``). With
+    ``visualize``, also logs the table and draws ``weight_stat_info.png`` / ``feature_stat_info.png``.
+    Activation statistics use every sample (``data_num`` to limit), in the float model.
+    """
+    ensure_dir(save_dir)
+    ctx = context_for(model_or_file, calibrated_data, float_model, providers)
+    stats = calibration_node_stats(ctx, nodes_list, data_num)
+    write_stats(stats, save_dir, visualize)
+    if visualize:
+        show_info(info_table("calibration nodes stat info", "node", {s.name: display_row(s) for s in stats}))
+    return {s.name: s.to_dict() for s in stats}

@@ -1,0 +1,60 @@
+"""Pieces every compatible function shares: argument checks, contexts, logging of tables."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+import onnx
+
+from ..analyses.sensitivity import Progress
+from ..context import Context, open_context
+from ..errors import OptionError
+from ..model import CalibratedModel
+
+__all__ = ["FloatModelArg", "ModelArg", "ProgressFactory", "context_for", "logger", "show_info", "step_progress"]
+
+logger = logging.getLogger("ptqdebug")
+
+ModelArg = str | os.PathLike[str] | onnx.ModelProto | CalibratedModel | Context
+FloatModelArg = str | os.PathLike[str] | onnx.ModelProto | None
+#: Called with a step title; returns that step's ``progress(done, total)`` callback.
+ProgressFactory = Callable[[str], Progress]
+
+
+def step_progress(progress: Progress | ProgressFactory | None, title: str) -> Progress | None:
+    """A per-step callback from either a plain callback or a factory of them."""
+    if progress is None:
+        return None
+    try:
+        made = progress(title)  # type: ignore[call-arg]
+    except TypeError:
+        return progress  # type: ignore[return-value]
+    return made if callable(made) else progress  # type: ignore[return-value]
+
+
+def context_for(
+    model_or_file: ModelArg,
+    calibrated_data: object,
+    float_model: FloatModelArg = None,
+    providers: str | Sequence[str] | None = None,
+) -> Context:
+    """Check the two required arguments the way the original does, then open a context."""
+    if model_or_file is None:
+        raise OptionError("there is no calibrated model: pass model_or_file (e.g. './calibrated_model.onnx')")
+    if calibrated_data is None and not isinstance(model_or_file, Context):
+        raise OptionError("there is no calibration data: pass calibrated_data (e.g. './calibration_data/')")
+    return open_context(model_or_file, calibrated_data, float_model=float_model, providers=providers)
+
+
+def show_info(text: str) -> None:
+    """Log a table at INFO; make sure it is seen even when logging is not configured."""
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    if not logging.getLogger().handlers and not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.info(text)

@@ -1,0 +1,121 @@
+"""``plot_acc_error``, ``plot_distribution`` and ``get_channelwise_data_distribution`` (reference §4, §5)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..analyses.accumulate import AccumulateErrorResult, accumulate_error, configurations_for
+from ..analyses.distribution import ChannelBoxes, Distribution, channel_boxes, distributions
+from ..context import Context
+from ..metrics import get_metrics
+from ..report.files import ensure_dir
+from ..report.names import acc_error_png, boxplot_png, distribution_png
+from .common import FloatModelArg, ModelArg, context_for
+
+__all__ = [
+    "get_channelwise_data_distribution", "plot_acc_error", "plot_distribution",
+    "write_accumulate_error", "write_channel_boxes", "write_distributions",
+]
+
+SaveDir = str | os.PathLike[str]
+
+
+def write_accumulate_error(results: list[AccumulateErrorResult], save_dir: SaveDir, average_mode: bool) -> list[Path]:
+    from ..plots import accumulate_error_figure, save_figure
+
+    folder = ensure_dir(save_dir)
+    return [save_figure(accumulate_error_figure(r, average_mode), folder / acc_error_png(r.prefix, r.metric, average_mode))
+            for r in results]
+
+
+def write_distributions(items: list[Distribution], save_dir: SaveDir) -> list[Path]:
+    from ..plots import distribution_figure, save_figure
+
+    folder = ensure_dir(save_dir)
+    return [save_figure(distribution_figure(d), folder / distribution_png(d)) for d in items]
+
+
+def write_channel_boxes(items: list[ChannelBoxes], save_dir: SaveDir) -> list[Path]:
+    from ..plots import channel_boxes_figure, save_figure
+
+    folder = ensure_dir(save_dir)
+    return [save_figure(channel_boxes_figure(b), folder / boxplot_png(b.name)) for b in items]
+
+
+def accumulate_errors(ctx: Context, quantize_node: object = None, non_quantize_node: object = None,
+                      metric: str = "cosine-similarity") -> list[AccumulateErrorResult]:
+    """One result per figure the arguments ask for (see :mod:`ptqdebug.analyses.accumulate`)."""
+    get_metrics(metric)
+    return [accumulate_error(ctx, configs, prefix=prefix, metric=metric)
+            for prefix, configs in configurations_for(ctx, quantize_node, non_quantize_node)]
+
+
+def plot_acc_error(
+    calibrated_data: object,
+    model_or_file: ModelArg,
+    quantize_node: object = None,
+    non_quantize_node: object = None,
+    metric: str = "cosine-similarity",
+    average_mode: bool = False,
+    save_dir: SaveDir = "./debug_result/",
+    *,
+    float_model: FloatModelArg = None,
+    providers: str | list[str] | None = None,
+) -> list[AccumulateErrorResult]:
+    """Cumulative error curves at every node's outputs, float vs chosen configurations (reference §4).
+
+    ``quantize_node``: ``['weight', 'activation']`` (or one of them) for the whole-model split;
+    names for one curve per node (only it quantized); nested lists for one curve per group.
+    ``non_quantize_node``: names or nested lists un-quantized from the calibrated model (each flat
+    name really is switched off, unlike the original). ``average_mode`` draws running means.
+    Writes ``{prefix}_{metric}.png`` (``average_{prefix}_{metric}.png``) in ``save_dir`` and returns
+    the curves, on the first calibration sample.
+    """
+    get_metrics(metric)
+    ensure_dir(save_dir)
+    ctx = context_for(model_or_file, calibrated_data, float_model, providers)
+    results = accumulate_errors(ctx, quantize_node, non_quantize_node, metric)
+    write_accumulate_error(results, save_dir, average_mode)
+    return results
+
+
+def plot_distribution(
+    model_or_file: ModelArg,
+    calibrated_data: object,
+    nodes_list: object,
+    save_dir: SaveDir = "./debug_result/",
+    *,
+    float_model: FloatModelArg = None,
+    providers: str | list[str] | None = None,
+) -> list[Distribution]:
+    """Float vs quantized data of activation / weight calibration nodes and ordinary nodes (reference §5.1-5.3).
+
+    Writes ``activation_<name>.png``, ``weight_<name>.png`` and ``node_output_:<output>_of_<node>.png``.
+    """
+    ensure_dir(save_dir)
+    ctx = context_for(model_or_file, calibrated_data, float_model, providers)
+    items = distributions(ctx, nodes_list)
+    write_distributions(items, save_dir)
+    return items
+
+
+def get_channelwise_data_distribution(
+    model_or_file: ModelArg,
+    calibrated_data: object,
+    nodes_list: object,
+    axis: int | None = None,
+    save_dir: SaveDir = "./debug_result/",
+    *,
+    float_model: FloatModelArg = None,
+    providers: str | list[str] | None = None,
+) -> list[ChannelBoxes]:
+    """Per-channel box plots of calibration nodes' inputs (reference §5.4); writes ``<name>_boxplot.png``.
+
+    ``axis`` defaults to the weight's channel axis, and to 1 for activations.
+    """
+    ensure_dir(save_dir)
+    ctx = context_for(model_or_file, calibrated_data, float_model, providers)
+    items = channel_boxes(ctx, nodes_list, axis)
+    write_channel_boxes(items, save_dir)
+    return items

@@ -1,0 +1,161 @@
+"""Every analysis equals a brute-force computation (one model and session per configuration)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ptqdebug as dbg
+from ptqdebug.analyses.accumulate import accumulate_error, configurations_for
+from ptqdebug.analyses.distribution import channel_boxes, distributions
+from ptqdebug.analyses.partial import partial_quantization
+from ptqdebug.analyses.stats import calibration_node_stats
+from ptqdebug.errors import OptionError, UnknownNodeError
+from ptqdebug.metrics import METRICS, compare
+from tests.support.oracle import oracle_from_file, oracle_from_model
+
+COS = METRICS["cosine-similarity"]
+NAME = "pc_int8_pairs_keep"
+
+
+@pytest.fixture(scope="module")
+def ctx(cnn_dir: Path):
+    return dbg.open_context(cnn_dir / f"{NAME}.onnx", cnn_dir / "calibration_data")
+
+
+def test_configurations_follow_the_original_rules(ctx) -> None:
+    m = ctx.model
+    w = {q.name for q in m.weight_quantizers}
+    a = {q.name for q in m.activation_quantizers}
+    ((prefix, configs),) = configurations_for(ctx, ["weight", "activation"])
+    assert prefix == "weight_activation_quantized_separately"
+    assert [(c.label, set(c.enabled)) for c in configs] == [
+        ("weight_activation_calibrated", w | a), ("only_activation_calibrated", a), ("only_weight_calibrated", w)]
+    assert configurations_for(ctx, "weight")[0][0] == "weight_quantized"
+    n1, n2 = m.sensitivity_nodes[3], m.sensitivity_nodes[1]
+    ((prefix, configs),) = configurations_for(ctx, [n1, n2, n1])
+    assert prefix == "quantize_node_accumulate_err_of_node"
+    assert [c.label for c in configs] == [n1, n2]  # user order, de-duplicated
+    assert configs[0].enabled == set(m.node_quantizers[n1])
+    # a flat non_quantize_node list really un-quantizes each node (the original's bug is not copied)
+    ((prefix, configs),) = configurations_for(ctx, None, [n1, n2])
+    assert prefix == "non_quantize_node_accumulate_err_of_node"
+    assert configs[0].enabled == (w | a) - set(m.node_quantizers[n1])
+    figures = configurations_for(ctx, [[n1], [n1, n2]], [[n2]])
+    assert [p for p, _ in figures] == ["quantize_node_accumulate_err_of_partial_qmodel",
+                                       "non_quantize_node_accumulate_err_of_partial_qmodel"]
+    assert [c.label for c in figures[0][1]] == ["default calibrated model", "partial_qmodel_0", "partial_qmodel_1"]
+    with pytest.raises(OptionError, match="both empty"):
+        configurations_for(ctx, None, [])
+    with pytest.raises(OptionError, match="cannot be 'weight'"):
+        configurations_for(ctx, None, ["weight"])
+    with pytest.raises(UnknownNodeError):
+        configurations_for(ctx, ["nope"])
+
+
+def test_accumulate_error_matches_brute_force(ctx, cnn_dir: Path, samples) -> None:
+    ((prefix, configs),) = configurations_for(ctx, ["weight", "activation"])
+    result = accumulate_error(ctx, configs, prefix=prefix, metric="cosine-similarity")
+    tensors = list(result.tensors)
+    assert result.nodes[0] == ctx.model.sensitivity_nodes[0] and len(tensors) == len(ctx.model.sensitivity_nodes)
+    ref = oracle_from_file(cnn_dir / f"{NAME}.onnx", set(), samples[0], outputs=tensors)
+    for config, curve in zip(configs, result.curves):
+        actual = oracle_from_file(cnn_dir / f"{NAME}.onnx", config.enabled, samples[0], outputs=tensors)
+        want = [compare([COS], ref[t], actual[t])[0] for t in tensors]
+        np.testing.assert_allclose(curve.values, want, atol=1e-6)
+
+
+def test_running_mean_keeps_indices() -> None:
+    from ptqdebug.analyses.accumulate import ErrorCurve
+
+    c = ErrorCurve("x", (1.0, 0.9, math.nan, 0.8), 1)
+    mean = c.running_mean()
+    assert mean[:2] == (1.0, 0.95) and mean[2] == pytest.approx(0.95) and mean[3] == pytest.approx(0.9)
+
+
+def test_distributions_match_brute_force(ctx, cnn_dir: Path, samples) -> None:
+    m = ctx.model
+    act, weight = m.activation_quantizers[3], m.weight_quantizers[1]
+    node = m.sensitivity_nodes[2]
+    items = distributions(ctx, [act.name, weight.name, node])
+    kinds = [d.kind for d in items]
+    assert kinds[:2] == ["activation", "weight"] and set(kinds[2:]) == {"node"}
+    calibrated = m.calibrated_configuration
+    full = oracle_from_model(ctx.model, calibrated, samples[0], outputs=[act.input, weight.output, *m.node_outputs[node]])
+    flt = oracle_from_model(ctx.model, set(), samples[0], outputs=list(m.node_outputs[node]))
+    np.testing.assert_allclose(items[0].values["input"], full[act.input].ravel(), atol=1e-6)
+    assert items[0].threshold == pytest.approx(act.threshold)
+    np.testing.assert_array_equal(items[1].values["quantized"], full[weight.output].ravel())
+    t = m.node_outputs[node][0]
+    np.testing.assert_allclose(items[2].values["float"], flt[t].ravel(), atol=1e-6)
+    np.testing.assert_allclose(items[2].values["quantized"], full[t].ravel(), atol=1e-6)
+    assert items[2].cosine == pytest.approx(compare([COS], flt[t], full[t])[0], abs=1e-7)
+    assert items[2].abs_max == pytest.approx(float(np.abs(flt[t]).max()), rel=1e-6)
+    with pytest.raises(UnknownNodeError):
+        distributions(ctx, ["not_a_node"])
+
+
+def test_channel_boxes_match_numpy(ctx, samples) -> None:
+    m = ctx.model
+    weight = m.weight_quantizers[0]
+    act = m.activation_quantizers[2]
+    (wb,) = channel_boxes(ctx, weight.name)
+    w, _ = ctx.engine.weight_values(weight.name)
+    rows = w.reshape(w.shape[0], -1).astype(np.float64)
+    np.testing.assert_allclose(wb.median, np.median(rows, axis=1))
+    np.testing.assert_allclose(wb.mean, rows.mean(axis=1))
+    assert wb.axis == 0 and wb.channels == w.shape[0]
+    (ab,) = channel_boxes(ctx, [act.name])
+    x = oracle_from_model(m, m.calibrated_configuration, samples[0], outputs=[act.input])[act.input]
+    rows = np.moveaxis(x, 1, 0).reshape(x.shape[1], -1).astype(np.float64)
+    np.testing.assert_allclose(ab.q3, np.percentile(rows, 75, axis=1), atol=1e-6)
+    (ab0,) = channel_boxes(ctx, [act.name], axis=2)
+    assert ab0.channels == x.shape[2]
+    # an ordinary node stands for its input calibration nodes
+    node = m.sensitivity_nodes[0]
+    assert [b.name for b in channel_boxes(ctx, node)] == list(m.node_quantizers[node])
+    with pytest.raises(OptionError, match="out of range"):
+        channel_boxes(ctx, [act.name], axis=7)
+
+
+def test_partial_quantization_matches_brute_force(ctx, cnn_dir: Path, samples) -> None:
+    m = ctx.model
+    nodes = [m.sensitivity_nodes[4], m.sensitivity_nodes[1]]
+    r = partial_quantization(ctx, nodes, data_num=2)
+    calibrated = m.calibrated_configuration
+
+    def score(config) -> float:
+        vals = []
+        for s in samples[:2]:
+            f = oracle_from_file(cnn_dir / f"{NAME}.onnx", set(), s)["logits"]
+            a = oracle_from_file(cnn_dir / f"{NAME}.onnx", config, s)["logits"]
+            vals.append(compare([COS], f, a)[0])
+        return float(np.mean(vals))
+
+    assert r.baseline == pytest.approx(score(calibrated), abs=1e-7)
+    off: set[str] = set()
+    for node, single, partial in zip(nodes, r.single, r.partial):
+        off |= set(m.node_quantizers[node])
+        assert single == pytest.approx(score(set(m.node_quantizers[node])), abs=1e-7)
+        assert partial == pytest.approx(score(calibrated - off), abs=1e-7)
+    assert r.recovery()[0] == pytest.approx(r.partial[0] - r.baseline)
+
+
+def test_stats_match_brute_force(ctx, samples) -> None:
+    m = ctx.model
+    stats = {s.name: s for s in calibration_node_stats(ctx)}
+    assert set(stats) == {q.name for q in m.quantizers}
+    w = m.weight_quantizers[0]
+    arr, _ = ctx.engine.weight_values(w.name)
+    rows = np.abs(arr.reshape(arr.shape[0], -1))
+    assert stats[w.name].max_vals == pytest.approx(tuple(rows.max(axis=1)))
+    assert stats[w.name].tensor_type == "weight" and stats[w.name].granularity == "per-channel"
+    a = m.activation_quantizers[1]
+    xs = [oracle_from_model(m, set(), s, outputs=[a.input])[a.input] for s in samples]
+    x = np.abs(np.concatenate([np.moveaxis(v, 1, 0).reshape(v.shape[1], -1) for v in xs], axis=1))
+    assert stats[a.name].max_vals == pytest.approx(tuple(x.max(axis=1)))
+    assert stats[a.name].min_nz_vals == pytest.approx(tuple(np.where(x > 0, x, np.inf).min(axis=1)))
+    assert stats[a.name].thresholds == a.thresholds
