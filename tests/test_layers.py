@@ -1,16 +1,56 @@
-"""Imports flow one way: analyses and the engine never pull in plotting or the command line."""
+"""Imports flow one way (docs/architecture.md): the core never pulls in presentation or the CLI."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parent.parent / "src" / "ptqdebug"
+
+#: package → packages it must never import (directly, at any depth of its modules)
+FORBIDDEN = {
+    "analyses": ("plots", "report", "api", "cli", "calibration", "demo"),
+    "engine": ("analyses", "plots", "report", "api", "cli", "calibration", "demo"),
+    "formats": ("engine", "analyses", "plots", "report", "api", "cli"),
+    "plots": ("api", "cli", "engine", "calibration"),
+    "report": ("api", "cli", "engine", "calibration"),
+    "api": ("cli",),
+}
 
 
-def test_core_does_not_import_matplotlib_or_cli() -> None:
-    code = (
-        "import sys, ptqdebug, ptqdebug.analyses.sensitivity, ptqdebug.engine.engine;"
-        "bad = [m for m in sys.modules if m.startswith(('matplotlib', 'ptqdebug.cli', 'ptqdebug.plots', 'tqdm'))];"
-        "print(bad); sys.exit(1 if bad else 0)"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+def _imports(path: Path) -> set[str]:
+    """Absolute names of the ptqdebug modules a file imports."""
+    rel = path.relative_to(SRC.parent).with_suffix("").parts
+    package = list(rel[:-1]) if rel[-1] != "__init__" else list(rel[:-1])
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                name = ".".join(base + ([node.module] if node.module else []))
+            else:
+                name = node.module or ""
+            out.add(name)
+            out.update(f"{name}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+    return {n for n in out if n.startswith("ptqdebug")}
+
+
+@pytest.mark.parametrize("package", list(FORBIDDEN))
+def test_one_way_imports(package: str) -> None:
+    for path in (SRC / package).rglob("*.py"):
+        for name in _imports(path):
+            parts = name.split(".")
+            assert len(parts) < 2 or parts[1] not in FORBIDDEN[package], f"{path.relative_to(SRC)} imports {name}"
+
+
+def test_importing_the_package_is_light() -> None:
+    probe = "import sys, ptqdebug; print('\\n'.join(sorted(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    loaded = proc.stdout.split()
+    assert not [m for m in loaded if m.startswith(("matplotlib", "tqdm", "ptqdebug.cli", "PIL", "yaml"))]

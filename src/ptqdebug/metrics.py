@@ -60,15 +60,20 @@ class Metric:
         return x if self.higher_is_better else -x
 
 
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    # einsum, not np.dot: OpenBLAS's threaded dot is ~15x slower next to ONNX Runtime's threads
+    return float(np.einsum("i,i->", a, b))
+
+
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
-    value = float(np.dot(a, b)) / (max(na, 1e-8) * max(nb, 1e-8))
+    na, nb = math.sqrt(_dot(a, a)), math.sqrt(_dot(b, b))
+    value = _dot(a, b) / (max(na, 1e-8) * max(nb, 1e-8))
     return min(1.0, max(-1.0, value))
 
 
 def _mse(a: np.ndarray, b: np.ndarray) -> float:
     d = a - b
-    return float(np.dot(d, d) / d.size)
+    return _dot(d, d) / d.size
 
 
 def _mre(a: np.ndarray, b: np.ndarray) -> float:
@@ -79,8 +84,8 @@ def _mre(a: np.ndarray, b: np.ndarray) -> float:
 
 def _sqnr(a: np.ndarray, b: np.ndarray) -> float:
     d = a - b
-    noise = float(np.dot(d, d))
-    signal = float(np.dot(a, a))
+    noise = _dot(d, d)
+    signal = _dot(a, a)
     if signal == 0:
         return -math.inf
     return 10.0 * math.log10(signal / noise)

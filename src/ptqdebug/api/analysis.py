@@ -16,6 +16,7 @@ from ..analyses.stats import CalibrationNodeStats, calibration_node_stats
 from ..context import Context
 from ..errors import OptionError
 from ..metrics import get_metrics
+from ..plots.render import Renderer
 from ..report.files import dump_json, ensure_dir
 from ..report.tables import info_table
 from .common import FloatModelArg, ModelArg, ProgressFactory, context_for, logger, show_info, step_progress
@@ -37,12 +38,16 @@ def pick_sensitive(result: SensitivityResult, metric: str, pick_threshold: float
     return out
 
 
-def write_partial(result: PartialQuantizationResult, save_dir: SaveDir) -> list[Path]:
-    from ..plots import partial_quantization_figure, save_figure
-
+def write_partial(result: PartialQuantizationResult, save_dir: SaveDir, renderer: Renderer | None = None) -> list[Path]:
     folder = ensure_dir(save_dir)
-    return [save_figure(partial_quantization_figure(result), folder / "partial_quantization.png"),
-            dump_json(folder / "partial_quantization.json", result.to_dict())]
+    png = folder / "partial_quantization.png"
+    if renderer is None:
+        from ..plots import partial_quantization_figure, save_figure
+
+        save_figure(partial_quantization_figure(result), png)
+    else:
+        renderer.submit("partial_quantization", result, png)
+    return [png, dump_json(folder / "partial_quantization.json", result.to_dict())]
 
 
 def run_sensitivity_analysis(

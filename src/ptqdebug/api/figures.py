@@ -9,6 +9,7 @@ from ..analyses.accumulate import AccumulateErrorResult, accumulate_error, confi
 from ..analyses.distribution import ChannelBoxes, Distribution, channel_boxes, distributions
 from ..context import Context
 from ..metrics import get_metrics
+from ..plots.render import Renderer
 from ..report.files import ensure_dir
 from ..report.names import acc_error_png, boxplot_png, distribution_png
 from .common import FloatModelArg, ModelArg, context_for
@@ -21,26 +22,33 @@ __all__ = [
 SaveDir = str | os.PathLike[str]
 
 
-def write_accumulate_error(results: list[AccumulateErrorResult], save_dir: SaveDir, average_mode: bool) -> list[Path]:
-    from ..plots import accumulate_error_figure, save_figure
+def _draw(renderer: Renderer | None, jobs: list[tuple[str, object, Path, dict]]) -> list[Path]:
+    """Draw the figures in ``renderer``'s workers, or here when none is given."""
+    if renderer is None:
+        with Renderer(workers=0) as inline:
+            for kind, result, path, options in jobs:
+                inline.submit(kind, result, path, **options)
+            return inline.close()
+    for kind, result, path, options in jobs:
+        renderer.submit(kind, result, path, **options)
+    return [path for _, _, path, _ in jobs]
 
+
+def write_accumulate_error(results: list[AccumulateErrorResult], save_dir: SaveDir, average_mode: bool,
+                           renderer: Renderer | None = None) -> list[Path]:
     folder = ensure_dir(save_dir)
-    return [save_figure(accumulate_error_figure(r, average_mode), folder / acc_error_png(r.prefix, r.metric, average_mode))
-            for r in results]
+    return _draw(renderer, [("accumulate_error", r, folder / acc_error_png(r.prefix, r.metric, average_mode),
+                             {"average_mode": average_mode}) for r in results])
 
 
-def write_distributions(items: list[Distribution], save_dir: SaveDir) -> list[Path]:
-    from ..plots import distribution_figure, save_figure
-
+def write_distributions(items: list[Distribution], save_dir: SaveDir, renderer: Renderer | None = None) -> list[Path]:
     folder = ensure_dir(save_dir)
-    return [save_figure(distribution_figure(d), folder / distribution_png(d)) for d in items]
+    return _draw(renderer, [("distribution", d, folder / distribution_png(d), {}) for d in items])
 
 
-def write_channel_boxes(items: list[ChannelBoxes], save_dir: SaveDir) -> list[Path]:
-    from ..plots import channel_boxes_figure, save_figure
-
+def write_channel_boxes(items: list[ChannelBoxes], save_dir: SaveDir, renderer: Renderer | None = None) -> list[Path]:
     folder = ensure_dir(save_dir)
-    return [save_figure(channel_boxes_figure(b), folder / boxplot_png(b.name)) for b in items]
+    return _draw(renderer, [("channel_boxes", b, folder / boxplot_png(b.name), {}) for b in items])
 
 
 def accumulate_errors(ctx: Context, quantize_node: object = None, non_quantize_node: object = None,

@@ -32,6 +32,7 @@ from ..analyses.sensitivity import Progress, SensitivityResult
 from ..analyses.verdict import Verdict, verdict
 from ..errors import OptionError
 from ..metrics import get_metrics
+from ..plots.render import Renderer
 from ..report.files import dump_json, ensure_dir
 from ..report.names import acc_error_png, boxplot_png, distribution_png
 from ..report.sensitivity_files import write_sensitivity
@@ -121,6 +122,21 @@ def runall(
         raise OptionError("In acc_error section, cannot set 'non_quantize_node' to 'weight' or 'activation'; "
                           "use quantize_node=['weight','activation'] for those curves")
     root = ensure_dir(save_dir)
+    renderer = Renderer()  # worker processes start drawing figures while the engine computes
+    try:
+        return _run(root, renderer, t_start, model_or_file, calibrated_data, metrics, output_node, types, data_num, verbose,
+                    interested_nodes, dis_nodes_list, cw_nodes_list, axis, quantize_node, non_quantize_node, ae_metric,
+                    average_mode, pick_threshold, sensitive_nodes, float_model, providers, progress, report)
+    finally:
+        renderer.close()
+
+
+def _run(root: Path, renderer: Renderer, t_start: float, model_or_file: ModelArg, calibrated_data: object,
+         metrics: list[str], output_node: object, types: list[str], data_num: int | None, verbose: bool,
+         interested_nodes: object, dis_nodes_list: object, cw_nodes_list: object, axis: int | None,
+         quantize_node: object, non_quantize_node: object, ae_metric: str, average_mode: bool, pick_threshold: float,
+         sensitive_nodes: object, float_model: FloatModelArg, providers: str | Sequence[str] | None,
+         progress: Progress | ProgressFactory | None, report: bool) -> RunResult:
     ctx = context_for(model_or_file, calibrated_data, float_model, providers)
     ctx.samples(data_num)
     timing: dict[str, float] = {}
@@ -150,11 +166,11 @@ def runall(
     # 2-3. distributions and channel-wise box plots
     t = time.perf_counter()
     dis = distributions(ctx, dis_nodes_list if dis_nodes_list is not None else nodes_list) if (dis_nodes_list or nodes_list) else []
-    written += write_distributions(dis, root / "data_distribution")
+    written += write_distributions(dis, root / "data_distribution", renderer)
     timing["data_distribution_s"] = time.perf_counter() - t
     t = time.perf_counter()
     cw = channel_boxes(ctx, cw_nodes_list if cw_nodes_list is not None else nodes_list, axis) if (cw_nodes_list or nodes_list) else []
-    written += write_channel_boxes(cw, root / "channelwise_distribution")
+    written += write_channel_boxes(cw, root / "channelwise_distribution", renderer)
     timing["channelwise_distribution_s"] = time.perf_counter() - t
 
     # 4. cumulative error curves
@@ -162,7 +178,7 @@ def runall(
     if quantize_node is None and non_quantize_node is None:
         quantize_node = ["weight", "activation"]
     acc = accumulate_errors(ctx, quantize_node, non_quantize_node, ae_metric)
-    written += write_accumulate_error(acc, root / "accumulate_error", average_mode)
+    written += write_accumulate_error(acc, root / "accumulate_error", average_mode, renderer)
     timing["accumulate_error_s"] = time.perf_counter() - t
 
     # 5. partial quantization (reusing the node sweep when there is one)
@@ -178,7 +194,7 @@ def runall(
                                       node_type="node", data_num=data_num, progress=step_progress(progress, "Sensitivity of nodes"))
     partial = run_sensitivity_analysis(ctx, pick_threshold=pick_threshold, data_num=data_num, sensitive_nodes=sensitive_nodes,
                                        node_sweep=node_sweep, progress=progress)
-    written += write_partial(partial, root / "sensitivity_analysis")
+    written += write_partial(partial, root / "sensitivity_analysis", renderer)
     timing["sensitivity_analysis_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -206,6 +222,7 @@ def runall(
     }
     results["files"] = [rel(p) for p in written] + ["results.json"] + (["index.html"] if report else [])
     written.append(dump_json(root / "results.json", results))
+    renderer.close()  # the report embeds the figures: they must be on disk
     if report:
         from ..report.html import write_report
 
