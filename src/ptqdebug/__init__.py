@@ -19,6 +19,7 @@ from .api import (
     sensitivity_analysis,
     sensitivity_of_nodes,
 )
+from .calibration import CalibrationResult, calibrate
 from .context import Context, open_context
 from .data import Dataset, load_data
 from .errors import DataError, ModelError, OptionError, PtqDebugError, UnknownNodeError, UnsupportedOpError
@@ -29,6 +30,7 @@ from .model import CalibratedModel, load_model
 __all__ = [
     "METRICS",
     "CalibratedModel",
+    "CalibrationResult",
     "RunResult",
     "Context",
     "DataError",
@@ -39,6 +41,7 @@ __all__ = [
     "UnknownNodeError",
     "UnsupportedOpError",
     "__version__",
+    "calibrate",
     "get_calibration_nodes_stat_info",
     "get_channelwise_data_distribution",
     "get_sensitivity_of_nodes",

@@ -88,7 +88,9 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
            "both": "Weights and activations contribute together"}[cause]
     text = f"{head}. {who}: only weights quantized gives {w:.6f}, only activations {a:.6f}."
     helpful = [r for r in recs if r.recovery > 0]
-    if helpful:
+    if not recs:
+        text += " No single node scores at or below the pick threshold: the loss is spread over many nodes."
+    elif helpful:
         best = max(range(len(recs)), key=lambda i: recs[i].score_after)
         keep = ", ".join(r.node for r in recs[: best + 1])
         text += f" Keeping {keep} in higher precision brings it to {recs[best].score_after:.6f}."

@@ -1,0 +1,335 @@
+"""``calibrate``: a float model and calibration inputs in, a QDQ calibrated model and its data out.
+
+The steps, each in its own module:
+
+1. :mod:`.writer` prepares the float model (names, opset, ORT pre-processing) in a temp folder;
+2. :mod:`.inputs` streams the inputs (images through :mod:`.preprocess`) into
+   ``OUT/calibration_data``, which then feeds everything else;
+3. :mod:`.stats` runs the prepared float model one sample at a time and keeps running
+   statistics of every activation it will quantize (two passes: ranges, then ``|x|`` histograms);
+4. :mod:`.methods` turns statistics into ranges, and ranges into scales and zero points;
+5. :mod:`.writer` has ONNX Runtime insert the Q/DQ pairs with those parameters; for ``default``
+   one model per candidate method, and the one whose outputs are closest to the float model's on
+   the first samples is kept ("Select kl method.", like the original toolchain);
+6. the float and calibrated outputs are compared on every sample (cosine similarity).
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from ..data import Dataset, load_data
+from ..engine.runtime import make_session, resolve_providers
+from ..errors import OptionError, UnknownNodeError
+from ..metrics import METRICS, compare
+from .inputs import open_source, write_calibration_data
+from .methods import KL_BINS, QRANGES, kl_threshold, percentile_threshold, quant_params, rebin
+from .preprocess import ImagePreprocess
+from .result import CalibrationResult, TensorRange
+from .stats import Statistics, TensorStats
+from .writer import PreparedModel, prepare_model, read_activation_quantizers, stats_model, write_qdq
+
+__all__ = ["DEFAULT_CANDIDATES", "METHODS", "SELECT_SAMPLES", "calibrate"]
+
+logger = logging.getLogger("ptqdebug.calibration")
+
+METHODS = ("default", "max", "percentile", "kl", "min-max")
+_ALIASES = {"max-percentile": "percentile", "entropy": "kl", "minmax": "min-max", "min_max": "min-max"}
+#: The methods ``default`` tries, in order (ties keep the earlier one).
+DEFAULT_CANDIDATES = ("max", "percentile", "kl")
+#: How many of the first samples ``default`` compares the candidates on.
+SELECT_SAMPLES = 4
+
+Progress = Callable[[int, int], None]
+Params = dict[str, tuple[str, float, int]]
+
+
+def check_method(method: str) -> str:
+    """The canonical method name; an :class:`OptionError` with a suggestion otherwise."""
+    key = str(method).strip().lower()
+    key = _ALIASES.get(key, key)
+    if key not in METHODS:
+        hint = difflib.get_close_matches(key, [*METHODS, *_ALIASES], n=1)
+        raise OptionError(
+            f"calibration method {method!r} is not supported; expected one of {', '.join(METHODS)}"
+            + (f" (did you mean {_ALIASES.get(hint[0], hint[0])!r}?)" if hint else "")
+        )
+    return key
+
+
+def _check_options(percentile: object, data_num: object) -> None:
+    if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not 0.0 < float(percentile) <= 1.0:
+        raise OptionError(f"percentile is {percentile!r}; expected a fraction in (0, 1], e.g. 0.99995")
+    if data_num is not None and (isinstance(data_num, bool) or not isinstance(data_num, (int, np.integer)) or data_num < 1):
+        raise OptionError(f"data_num is {data_num!r}; expected a positive whole number or None (all samples)")
+
+
+def _int16_tensors(prepared: PreparedModel, names: Iterable[str] | None, all_int16: bool) -> set[str]:
+    """Tensors to quantize to int16: all, or those the names stand for (see :func:`calibrate`)."""
+    if all_int16:
+        return set(prepared.tensors)
+    if names is None:
+        return set()
+    if isinstance(names, str):
+        names = [names]
+    qnames = {f"{t}_QuantizeLinear": t for t in prepared.tensors}
+    tensors = set(prepared.tensors)
+    out: set[str] = set()
+    unknown = []
+    for name in names:
+        name = str(name)
+        if name in qnames:
+            out.add(qnames[name])
+        elif name in prepared.node_inputs:
+            found = prepared.node_inputs[name]
+            if not found:
+                raise OptionError(f"int16 node {name!r} has no quantized activation input; name a node that reads an activation, or a tensor")
+            out.update(found)
+        elif name in tensors:
+            out.add(name)
+        else:
+            unknown.append(name)
+    if unknown:
+        raise UnknownNodeError(unknown, "int16_nodes", [*prepared.node_inputs, *qnames, *prepared.tensors])
+    return out
+
+
+def _range(st: TensorStats, method: str, percentile: float, symmetric: bool, qtype: str,
+           memo: dict[tuple[str, str, int], float]) -> tuple[float, float]:
+    """The clipping range of one tensor under ``method`` (definitions in :mod:`.methods`)."""
+    if st.count == 0:
+        return 0.0, 0.0
+    if method == "min-max":
+        return st.minimum, st.maximum
+    upper = st.absmax
+    if method == "max" or upper == 0.0:
+        t = upper
+    elif method == "percentile":
+        assert st.histogram is not None
+        t = percentile_threshold(st.histogram, upper, percentile)
+    elif qtype == "int16":  # kl: 32768 levels would need far more bins than the data fills; no clipping pays at 16 bits
+        t = upper
+    else:
+        assert st.histogram is not None
+        levels = 256 if (not symmetric and st.one_sided) else 128
+        key = (st.name, method, levels)
+        if key not in memo:
+            memo[key] = kl_threshold(rebin(st.histogram, KL_BINS), upper, levels)
+        t = memo[key]
+    if symmetric:
+        return -t, t
+    return max(st.minimum, -t), min(st.maximum, t)
+
+
+def activation_params(prepared: PreparedModel, stats: Statistics, method: str, percentile: float,
+                      symmetric: bool, int16: set[str], memo: dict[tuple[str, str, int], float] | None = None) -> Params:
+    """Tensor → (qtype, scale, zero point) for every activation, under one method."""
+    memo = {} if memo is None else memo
+    sym = symmetric and method != "min-max"
+    params: Params = {}
+    for t in prepared.tensors:
+        qtype = "int16" if t in int16 else "int8"
+        st = stats[prepared.relu_inputs.get(t, t)]
+        lo, hi = _range(st, method, percentile, sym, qtype, memo)
+        scale, zero = quant_params(lo, hi, qtype, sym)
+        params[t] = (qtype, float(scale), int(zero))
+    return params
+
+
+class _Runner:
+    """The float model and, per candidate, a calibrated model; output cosine per sample."""
+
+    def __init__(self, prepared: PreparedModel, providers: list[str]) -> None:
+        self.prepared = prepared
+        self.providers = providers
+        self.float_session = make_session(prepared.proto, providers, None)
+        self.outputs = list(prepared.outputs)
+
+    def cosine(self, calibrated: onnx.ModelProto, data: Dataset, count: int, tick: Callable[[], None]) -> float:
+        session = make_session(calibrated, self.providers, None)
+        cos = METRICS["cosine-similarity"]
+        scores = []
+        for i in range(count):
+            sample = data[i]
+            ref = self.float_session.run(self.outputs, sample)
+            act = session.run(self.outputs, sample)
+            scores.append(float(np.mean([compare([cos], r, a)[0] for r, a in zip(ref, act)])))
+            tick()
+        return float(np.mean(scores)) if scores else math.nan
+
+
+def _ranges(proto: onnx.ModelProto, prepared: PreparedModel, stats: Statistics) -> tuple[TensorRange, ...]:
+    out = []
+    for q in read_activation_quantizers(proto, prepared.tensors):
+        qmin, qmax = QRANGES.get(q.qtype, (-128, 127))
+        if q.zero_point == 0 and qmin < 0:
+            lo, hi = -q.scale * qmax, q.scale * qmax
+        else:
+            lo, hi = q.scale * (qmin - q.zero_point), q.scale * (qmax - q.zero_point)
+        st = stats.tensors.get(q.tensor)
+        seen = st is not None and st.count > 0
+        out.append(TensorRange(q.name, q.tensor, q.qtype, q.scale, q.zero_point, float(np.float32(lo)), float(np.float32(hi)),
+                               st.minimum if seen else None, st.maximum if seen else None))
+    return tuple(out)
+
+
+def calibrate(
+    float_model: str | os.PathLike[str] | onnx.ModelProto,
+    inputs: object,
+    out_dir: str | os.PathLike[str],
+    *,
+    method: str = "default",
+    percentile: float = 0.99995,
+    per_channel: bool = True,
+    activation_symmetric: bool = True,
+    int16_nodes: Sequence[str] | None = None,
+    all_int16: bool = False,
+    preprocess: ImagePreprocess | Mapping[str, object] | None = None,
+    data_num: int | None = None,
+    optimize: bool = True,
+    providers: str | Sequence[str] | None = None,
+    model_name: str = "calibrated_model.onnx",
+    progress: Progress | None = None,
+) -> CalibrationResult:
+    """Calibrate a float ONNX model: write ``OUT/calibrated_model.onnx`` and ``OUT/calibration_data``.
+
+    Args:
+        float_model: the float model (path or ``onnx.ModelProto``).
+        inputs: a folder of images, ``.npy``/``.npz`` data, a ``calibration_data`` folder, a loader
+            script ``file.py:function``, an array or an iterable of sample dicts
+            (:mod:`ptqdebug.calibration.inputs`).
+        out_dir: the output folder (created if needed).
+        method: activation calibration: ``max``, ``percentile``, ``kl``, ``min-max`` or ``default``
+            (tries max, percentile and kl; keeps the one whose outputs are closest to float).
+        percentile: the fraction of ``|x|`` values kept by ``percentile`` (also ``default``'s).
+        per_channel: weights per output channel (True) or per tensor (False); symmetric max.
+        activation_symmetric: ``[-T, T]`` ranges with zero point 0 (True), or asymmetric ranges.
+            ``min-max`` is always asymmetric.
+        int16_nodes: names whose activations get int16: a calibration node name
+            (``<tensor>_QuantizeLinear``, as in a sensitivity ranking), an ordinary node name (all
+            its activation inputs, as the original's ``InputType: int16``) or a tensor name.
+        all_int16: every activation int16.
+        preprocess: image preprocessing (:class:`ImagePreprocess` or a dict of its fields).
+        data_num: use only the first ``data_num`` samples (None: all).
+        optimize: run ONNX Runtime's ``quant_pre_process`` (BatchNorm folding etc.) first.
+        providers: ONNX Runtime execution providers for the calibration runs (default CPU).
+        model_name: the file name of the calibrated model in ``out_dir``.
+        progress: ``progress(done, total)`` called as samples are processed.
+
+    Returns:
+        A :class:`CalibrationResult` (paths, method, output cosine, per-node ranges).
+
+    Raises:
+        ModelError, DataError, OptionError: with a one-line message saying what to fix.
+    """
+    method = check_method(method)
+    _check_options(percentile, data_num)
+    percentile = float(percentile)
+    pre = ImagePreprocess.from_options(preprocess)
+    provider_list = resolve_providers(providers)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OptionError(f"output folder {str(out)!r} is a file; expected a folder (it is created if missing)")
+    if not model_name or Path(model_name).name != model_name:
+        raise OptionError(f"model_name {model_name!r} must be a plain file name such as calibrated_model.onnx")
+    out.mkdir(parents=True, exist_ok=True)
+    int16_wanted = all_int16 or bool(int16_nodes)
+
+    with tempfile.TemporaryDirectory(prefix="ptqdebug-calibrate-") as tmp:
+        work = Path(tmp)
+        prepared = prepare_model(float_model, work, per_channel=per_channel, int16=int16_wanted, optimize=optimize)
+        int16 = _int16_tensors(prepared, int16_nodes, all_int16)
+        data_dir = out / "calibration_data"
+        source = open_source(inputs, prepared.inputs, pre, destination=data_dir)
+        write_calibration_data(source, data_dir, prepared.inputs, data_num)
+        data = load_data(data_dir, prepared.inputs).head(data_num)
+        n = len(data)
+        logger.info("There are %d samples in the data set.", n)
+
+        need_hist = method in ("default", "percentile", "kl")
+        candidates = DEFAULT_CANDIDATES if method == "default" else (method,)
+        select_n = min(n, SELECT_SAMPLES) if len(candidates) > 1 else 0
+        total = n * (2 if need_hist else 1) + select_n * len(candidates) + n
+        done = 0
+
+        def tick() -> None:
+            nonlocal done
+            done += 1
+            if progress is not None:
+                progress(done, total)
+
+        stats = Statistics(prepared.tensors)
+        session = make_session(stats_model(prepared), provider_list, None)
+        fetch = list(prepared.tensors)
+        passes = [stats.observe_range] + ([stats.observe_histogram] if need_hist else [])
+        for observe in passes:
+            for i in range(n):
+                values = session.run(fetch, data[i])
+                observe(dict(zip(fetch, values)))
+                tick()
+        del session
+        bad = [st.name for st in stats.tensors.values() if st.nonfinite]
+        if bad:
+            logger.warning("%d activations hold inf/NaN values (e.g. %r); they are left out of their ranges", len(bad), bad[0])
+
+        runner = _Runner(prepared, provider_list)
+        first = data[0]
+        memo: dict[tuple[str, str, int], float] = {}
+        scores: dict[str, float] = {}
+        for m in candidates:
+            params = activation_params(prepared, stats, m, percentile, activation_symmetric, int16, memo)
+            proto = write_qdq(prepared, work / f"calibrated_{m}.onnx", params, first, per_channel=per_channel,
+                              symmetric=activation_symmetric and m != "min-max")
+            if select_n:
+                scores[m] = runner.cosine(proto, data, select_n, tick)
+                logger.info("method %s: output cosine %.6f on the first %d samples", m, scores[m], select_n)
+            del proto  # one candidate model in memory at a time
+        chosen = candidates[0]
+        for m in candidates[1:]:
+            if scores[m] > scores[chosen] or math.isnan(scores[chosen]):
+                chosen = m
+        if len(candidates) > 1:
+            logger.info("Select %s method.", chosen)
+        path = work / f"calibrated_{chosen}.onnx"
+        proto = onnx.load(str(path))
+        _check_written(proto, prepared, int16)
+        cosine = runner.cosine(proto, data, n, tick)
+        model_path = out / model_name
+        shutil.copyfile(path, model_path)
+        ranges = _ranges(proto, prepared, stats)
+
+    if len(candidates) == 1:
+        scores = {chosen: cosine}
+    logger.info("float vs calibrated output cosine similarity: %.6f", cosine)
+    return CalibrationResult(
+        model_path=str(model_path), data_dir=str(data_dir), method=chosen, cosine=cosine, candidates=scores,
+        ranges=ranges, num_samples=n,
+        options={
+            "method": method, "percentile": percentile, "per_channel": bool(per_channel),
+            "activation_symmetric": bool(activation_symmetric), "all_int16": bool(all_int16),
+            "int16_nodes": [str(x) for x in ([int16_nodes] if isinstance(int16_nodes, str) else (int16_nodes or []))],
+            "optimize": bool(optimize), "preprocess": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(pre).items()},
+        },
+    )
+
+
+def _check_written(proto: onnx.ModelProto, prepared: PreparedModel, int16: set[str]) -> None:
+    """Warn about activations whose parameters ORT did not take from ptqdebug's ranges."""
+    written = read_activation_quantizers(proto, prepared.tensors)
+    measured = set(prepared.tensors)
+    stray = [q.name for q in written if q.tensor not in measured]
+    if stray:
+        logger.warning("%d activation calibration nodes got ONNX Runtime's one-sample range (e.g. %r)", len(stray), stray[0])
+    shared = sorted(t for t in int16 if any(q.tensor == t and q.qtype != "int16" for q in written))
+    if shared:
+        logger.warning("int16 was asked for %r but ONNX Runtime gives it the parameters of its input (as for MaxPool/Reshape outputs)", shared[0])
