@@ -13,6 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import machine, resnet18_qdq  # noqa: E402
+from benchmarks.runall_cost import runall_cost  # noqa: E402
 from benchmarks.sweep import sweep_costs  # noqa: E402
 
 
@@ -33,8 +34,11 @@ def main() -> int:
         if "speedup_vs_brute" in r:
             line += f"; brute force {r['brute_total_s']:.1f} s -> {r['speedup_vs_brute']:.1f}x faster (max |cos diff| {r['max_abs_cosine_diff']:.1e})"
         print(line)
+    ra = runall_cost(qpath, samples)
+    print(f"  runall (defaults, {ra['figures']:.0f} figures, report) {ra['runall_s']:.2f} s"
+          f" (analyses {ra['runall_compute_s']:.2f} s) = {ra['ratio']:.1f}x the node sweep alone ({ra['node_sweep_s']:.2f} s)")
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine(), "resnet18": res}, indent=2))
+        args.json.write_text(json.dumps({"machine": machine(), "resnet18": res, "runall": ra}, indent=2))
     return 0
 
 

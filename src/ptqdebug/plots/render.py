@@ -1,92 +1,136 @@
-"""Drawing many figures without waiting for each: a small pool of worker processes.
+"""Drawing many figures without waiting for each: worker processes.
 
-Rendering a PNG is single-threaded Python and C (layout, Agg, PNG encoding) and takes a tenth of
-a second or more per figure; ``runall`` draws a few dozen. :class:`Renderer` hands each figure to a
-worker process (started with ``spawn`` at the beginning of the run, so workers import matplotlib
-while the engine is still computing) and collects the written paths at the end. With
-``workers=0``, or where worker processes cannot start, figures are drawn in-process, one by one.
+Rendering a PNG is single-threaded (layout, Agg, PNG encoding) and takes a tenth of a second or
+more per figure; ``runall`` draws a few dozen. :class:`Renderer` sends each figure to a worker
+process (:mod:`ptqdebug.plots.worker`, started at the beginning of the run so it imports
+matplotlib while the engine computes) and collects the written paths at the end. Workers are
+plain ``python -m`` processes, not ``multiprocessing`` ones, so a user's script that calls
+``runall`` at top level is never re-imported by them. With ``workers=0``, or if a worker cannot
+start, figures are drawn in-process, one by one.
 """
 
 from __future__ import annotations
 
 import os
+import queue
+import subprocess
+import sys
+import threading
 from collections.abc import Mapping
-from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Renderer", "render"]
+
+__all__ = ["Renderer", "default_workers", "render"]
 
 
-def _figure(kind: str, result: Any, options: Mapping[str, Any]):  # noqa: ANN202
+def render(kind: str, result: Any, path: str, options: Mapping[str, Any]) -> str:
+    """Draw one figure of ``kind`` from ``result`` and save it at ``path``."""
     from . import (
         accumulate_error_figure,
         channel_boxes_figure,
         distribution_figure,
         partial_quantization_figure,
+        save_figure,
         stat_info_figure,
     )
 
     makers = {"accumulate_error": accumulate_error_figure, "distribution": distribution_figure,
               "channel_boxes": channel_boxes_figure, "partial_quantization": partial_quantization_figure,
               "stat_info": stat_info_figure}
-    return makers[kind](result, **options)
+    return str(save_figure(makers[kind](result, **options), path))
 
 
-def render(kind: str, result: Any, path: str, options: Mapping[str, Any]) -> str:
-    """Draw one figure of ``kind`` from ``result`` and save it at ``path`` (a worker's job)."""
-    from ._base import save_figure
-
-    return str(save_figure(_figure(kind, result, options), path))
-
-
-def _warm() -> None:
-    import matplotlib.backends.backend_agg  # noqa: F401  (import while the parent computes)
+def default_workers() -> int:
+    """One worker per core, at most four (they draw while the engine computes, then all at once)."""
+    return max(0, min(4, os.cpu_count() or 1))
 
 
 class Renderer:
     """``submit`` figures, then ``close()`` (or leave the ``with`` block) to get their paths."""
 
     def __init__(self, workers: int | None = None) -> None:
-        if workers is None:
-            workers = min(2, os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0
-        self._pool: ProcessPoolExecutor | None = None
-        self._jobs: list[Future[str] | str] = []
-        if workers > 0:
-            try:
-                import multiprocessing
+        from .worker import write_message  # noqa: F401  (fail early if the package is broken)
 
-                self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-                for _ in range(workers):
-                    self._pool.submit(_warm)
-            except (OSError, RuntimeError, ImportError):
-                self._pool = None
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self._queues: list[queue.Queue[tuple[Any, ...] | None]] = []
+        self._feeders: list[threading.Thread] = []
+        self._pending: list[int] = []
+        self._done: list[str] = []
+        self._next = 0
+        for _ in range(default_workers() if workers is None else workers):
+            try:
+                proc = subprocess.Popen([sys.executable, "-m", "ptqdebug.plots.worker"], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, env={**os.environ, "MPLBACKEND": "Agg"})
+            except OSError:
+                break
+            jobs: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
+            # a feeder thread writes the jobs, so submit() never blocks on a full pipe
+            feeder = threading.Thread(target=self._feed, args=(proc, jobs), daemon=True)
+            feeder.start()
+            self._procs.append(proc)
+            self._queues.append(jobs)
+            self._feeders.append(feeder)
+            self._pending.append(0)
+
+    @staticmethod
+    def _feed(proc: subprocess.Popen[bytes], jobs: queue.Queue[tuple[Any, ...] | None]) -> None:
+        from .worker import write_message
+
+        try:
+            while (job := jobs.get()) is not None:
+                write_message(proc.stdin, job)  # type: ignore[arg-type]
+        except (BrokenPipeError, OSError):
+            pass  # the worker died; close() reports the missing figures
+        finally:
+            if proc.stdin:
+                proc.stdin.close()
 
     def submit(self, kind: str, result: Any, path: str | os.PathLike[str], **options: Any) -> None:
-        if self._pool is not None:
-            try:
-                self._jobs.append(self._pool.submit(render, kind, result, str(path), options))
-                return
-            except RuntimeError:  # the pool broke: draw here from now on
-                self._pool = None
-        self._jobs.append(render(kind, result, str(path), options))
+        if self._procs:
+            i = self._next % len(self._procs)
+            self._next += 1
+            self._queues[i].put((kind, result, str(path), options))
+            self._pending[i] += 1
+            return
+        self._done.append(render(kind, result, str(path), options))
 
     def close(self) -> list[Path]:
-        """Wait for every figure; re-raise the first failure."""
-        try:
-            return [Path(j.result() if isinstance(j, Future) else j) for j in self._jobs]
-        finally:
-            self._jobs = []
-            if self._pool is not None:
-                self._pool.shutdown(wait=True, cancel_futures=True)
-                self._pool = None
+        """Wait for every figure; raise if a worker failed to draw one."""
+        from .worker import read_message
+
+        errors: list[str] = []
+        for jobs in self._queues:
+            jobs.put(None)
+        for proc, pending, feeder in zip(self._procs, self._pending, self._feeders):
+            for _ in range(pending):
+                try:
+                    status, value = read_message(proc.stdout)  # type: ignore[arg-type]
+                except (EOFError, OSError):
+                    errors.append("a figure worker stopped unexpectedly")
+                    break
+                (self._done if status == "ok" else errors).append(value)
+            feeder.join()
+            proc.wait()
+            if proc.stdout:
+                proc.stdout.close()
+        self._procs, self._queues, self._feeders, self._pending = [], [], [], []
+        done, self._done = self._done, []
+        if errors:
+            raise RuntimeError(f"drawing figures failed: {errors[0]}")
+        return [Path(p) for p in done]
 
     def __enter__(self) -> Renderer:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if exc[0] is not None and self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        if exc[0] is not None:
+            for proc in self._procs:
+                proc.kill()
+            for jobs in self._queues:
+                jobs.put(None)
+            self._procs, self._queues, self._feeders, self._pending = [], [], [], []
             return
         self.close()
+
+
