@@ -15,6 +15,14 @@ if str(ROOT) not in sys.path:
 
 from tests.support.builders import image_samples, quantize_qdq, small_cnn  # noqa: E402
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep the results cache of the test run private (and out of the user's home)."""
+    import os
+    import tempfile
+
+    os.environ.setdefault("PTQDEBUG_CACHE_DIR", tempfile.mkdtemp(prefix="ptqdebug-test-cache-"))
+
+
 QDQ_SETTINGS = {
     # name: quantize_qdq keyword arguments
     "pc_int8_pairs": dict(per_channel=True, activation_type="int8", weight_pairs=True),

@@ -8,10 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..analyses.candidates import candidates_for
 from ..analyses.distribution import flat_names
 from ..analyses.partial import PartialQuantizationResult, partial_quantization
-from ..analyses.sensitivity import Progress, SensitivityResult, node_sensitivity
+from ..analyses.sensitivity import Progress, SensitivityResult
 from ..analyses.stats import CalibrationNodeStats, calibration_node_stats
 from ..context import Context
 from ..errors import OptionError
@@ -19,6 +18,7 @@ from ..metrics import get_metrics
 from ..plots.render import Renderer
 from ..report.files import dump_json, ensure_dir
 from ..report.tables import info_table
+from .sensitivity import sensitivity_of_nodes
 from .common import FloatModelArg, ModelArg, ProgressFactory, context_for, logger, show_info, step_progress
 
 __all__ = ["get_calibration_nodes_stat_info", "pick_sensitive", "sensitivity_analysis", "write_partial", "write_stats"]
@@ -63,8 +63,8 @@ def run_sensitivity_analysis(
         ctx.model.expand(nodes, "sensitive_nodes")
     else:
         if node_sweep is None or get_metrics(metric)[0].name not in node_sweep.metrics:
-            node_sweep = node_sensitivity(ctx, candidates_for(ctx.model, "node"), metrics=metric, node_type="node",
-                                          data_num=data_num, progress=step_progress(progress, "Progress"))
+            node_sweep = sensitivity_of_nodes(ctx, metrics=metric, node_type="node", data_num=data_num,
+                                              progress=step_progress(progress, "Progress"))
         nodes = pick_sensitive(node_sweep, metric, pick_threshold)
         logger.info("Analyzing nodes that sensitivity less than %s.", pick_threshold)
         if not nodes:
@@ -85,6 +85,7 @@ def sensitivity_analysis(
     float_model: FloatModelArg = None,
     providers: str | Sequence[str] | None = None,
     progress: Progress | ProgressFactory | None = None,
+    cache: bool = True,
 ) -> PartialQuantizationResult:
     """Partial quantization analysis (reference §7.1).
 
@@ -95,7 +96,7 @@ def sensitivity_analysis(
     """
     get_metrics(metric)
     ensure_dir(save_dir)
-    ctx = context_for(model_or_file, calibrated_data, float_model, providers)
+    ctx = context_for(model_or_file, calibrated_data, float_model, providers, cache)
     result = run_sensitivity_analysis(ctx, pick_threshold=pick_threshold, data_num=data_num,
                                       sensitive_nodes=sensitive_nodes, metric=metric, progress=progress)
     write_partial(result, save_dir)

@@ -61,6 +61,7 @@ class RunResult:
     files: tuple[Path, ...]
     results: Mapping[str, Any]
     notes: tuple[str, ...]
+    cache_hits: int = 0  # sweeps taken from the results cache
 
 
 def _node_types(node_type: object) -> list[str]:
@@ -106,6 +107,7 @@ def runall(
     providers: str | Sequence[str] | None = None,
     progress: Progress | ProgressFactory | None = None,
     report: bool = True,
+    cache: bool = True,
 ) -> RunResult:
     """Run every analysis (reference §6) and write the original's tree, ``results.json`` and ``index.html``.
 
@@ -126,7 +128,7 @@ def runall(
     try:
         return _run(root, renderer, t_start, model_or_file, calibrated_data, metrics, output_node, types, data_num, verbose,
                     interested_nodes, dis_nodes_list, cw_nodes_list, axis, quantize_node, non_quantize_node, ae_metric,
-                    average_mode, pick_threshold, sensitive_nodes, float_model, providers, progress, report)
+                    average_mode, pick_threshold, sensitive_nodes, float_model, providers, progress, report, cache)
     finally:
         renderer.close()
 
@@ -136,8 +138,8 @@ def _run(root: Path, renderer: Renderer, t_start: float, model_or_file: ModelArg
          interested_nodes: object, dis_nodes_list: object, cw_nodes_list: object, axis: int | None,
          quantize_node: object, non_quantize_node: object, ae_metric: str, average_mode: bool, pick_threshold: float,
          sensitive_nodes: object, float_model: FloatModelArg, providers: str | Sequence[str] | None,
-         progress: Progress | ProgressFactory | None, report: bool) -> RunResult:
-    ctx = context_for(model_or_file, calibrated_data, float_model, providers)
+         progress: Progress | ProgressFactory | None, report: bool, cache: bool) -> RunResult:
+    ctx = context_for(model_or_file, calibrated_data, float_model, providers, cache)
     ctx.samples(data_num)
     timing: dict[str, float] = {}
     notes = list(ctx.model.notes)
@@ -187,11 +189,8 @@ def _run(root: Path, renderer: Renderer, t_start: float, model_or_file: ModelArg
         sensitive_nodes = pick_sensitive(sens["node"], "cosine-similarity", pick_threshold) or None
     node_sweep = sens.get("node")
     if not sensitive_nodes and node_sweep is None:
-        from ..analyses.candidates import candidates_for
-        from ..analyses.sensitivity import node_sensitivity
-
-        node_sweep = node_sensitivity(ctx, candidates_for(ctx.model, "node"), metrics="cosine-similarity",
-                                      node_type="node", data_num=data_num, progress=step_progress(progress, "Sensitivity of nodes"))
+        node_sweep = sensitivity_of_nodes(ctx, metrics="cosine-similarity", node_type="node", data_num=data_num,
+                                          progress=step_progress(progress, "Sensitivity of nodes"))
     partial = run_sensitivity_analysis(ctx, pick_threshold=pick_threshold, data_num=data_num, sensitive_nodes=sensitive_nodes,
                                        node_sweep=node_sweep, progress=progress)
     written += write_partial(partial, root / "sensitivity_analysis", renderer)
@@ -230,4 +229,5 @@ def _run(root: Path, renderer: Renderer, t_start: float, model_or_file: ModelArg
     for kind, r in all_sens.items():
         logger.info("most sensitive %s nodes: %s", kind, ", ".join(e.name for e in r.top(3)))
     logger.info("wrote %d files under %s", len(written), root)
-    return RunResult(root, all_sens, tuple(dis), tuple(cw), tuple(acc), partial, judged, tuple(written), results, tuple(notes))
+    return RunResult(root, all_sens, tuple(dis), tuple(cw), tuple(acc), partial, judged, tuple(written), results, tuple(notes),
+                     ctx.cache.hits)

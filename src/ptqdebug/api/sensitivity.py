@@ -41,12 +41,23 @@ def sensitivity_of_nodes(
 ) -> SensitivityResult:
     """The typed sweep behind :func:`get_sensitivity_of_nodes` (no printing, no files)."""
     check_node_type(node_type)
-    get_metrics(metrics)
+    mets = [m.name for m in get_metrics(metrics)]
     ctx.samples(data_num)
     candidates = candidates_for(ctx.model, node_type, interested_nodes)
     compare_at = compare_tensors(ctx, output_node)
-    return node_sensitivity(ctx, candidates, metrics=metrics, compare_at=compare_at,
-                            node_type=node_type, data_num=data_num, progress=progress)
+    key = None
+    if ctx.cache.enabled:
+        options = {"node_type": node_type, "metrics": mets, "compare_at": compare_at,
+                   "candidates": [[c.name, list(c.quantizers)] for c in candidates]}
+        key = ctx.cache.key("sensitivity", ctx.sample_digests(data_num), options)
+        hit = ctx.cache.get(key)
+        if hit is not None:
+            return SensitivityResult.from_dict(hit)
+    result = node_sensitivity(ctx, candidates, metrics=mets, compare_at=compare_at,
+                              node_type=node_type, data_num=data_num, progress=progress)
+    if key is not None:
+        ctx.cache.put(key, result.to_dict())
+    return result
 
 
 def get_sensitivity_of_nodes(
@@ -63,6 +74,7 @@ def get_sensitivity_of_nodes(
     float_model: FloatModelArg = None,
     providers: str | Sequence[str] | None = None,
     progress: Progress | None = None,
+    cache: bool = True,
 ) -> dict[str, dict[str, float]]:
     """Quantization sensitivity of nodes, most sensitive first (reference §3).
 
@@ -86,6 +98,7 @@ def get_sensitivity_of_nodes(
         float_model: the float model, for QDQ models that store weights as integers.
         providers: ONNX Runtime execution providers (default CPU).
         progress: called as ``progress(done, total)`` during the sweep.
+        cache: reuse (and store) the result from ptqdebug's results cache (:mod:`ptqdebug.cache`).
 
     Returns:
         ``{name: {metric: value}}`` in ranked order (worst first). Candidates whose quantization
@@ -95,7 +108,7 @@ def get_sensitivity_of_nodes(
     check_node_type(node_type)
     if save_dir is not None:
         ensure_dir(save_dir)
-    ctx = context_for(model_or_file, calibrated_data, float_model, providers)
+    ctx = context_for(model_or_file, calibrated_data, float_model, providers, cache)
     result = sensitivity_of_nodes(ctx, metrics=metrics, output_node=output_node, node_type=node_type,
                                   data_num=data_num, interested_nodes=interested_nodes, progress=progress)
     if verbose:

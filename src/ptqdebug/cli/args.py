@@ -123,6 +123,8 @@ def add_runtime(p: argparse.ArgumentParser) -> None:
                    help="the float model, for QDQ models that store weights as integers")
     p.add_argument("--providers", metavar="LIST",
                    help="ONNX Runtime execution providers, comma-separated (default: CPUExecutionProvider)")
+    p.add_argument("--no-cache", dest="cache", action="store_false",
+                   help="compute sweeps afresh instead of reusing ptqdebug's results cache")
 
 
 def stderr_is_tty() -> bool:

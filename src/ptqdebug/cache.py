@@ -1,0 +1,85 @@
+"""A results cache on disk, so re-running a sweep (or runall) reuses what was computed.
+
+Entries are JSON files named by a SHA-256 key over everything that determines the result: the
+model as ptqdebug runs it (the canonical graph, which includes restored Relu/Clip nodes and float
+weights taken from a float model), every sample that was used (bytes, dtype and shape), the
+options, the execution providers, and the ptqdebug and ONNX Runtime versions. Changing any weight,
+any input value or any option changes the key: the cache cannot return a stale result.
+
+Location: ``$PTQDEBUG_CACHE_DIR``, else ``$XDG_CACHE_HOME/ptqdebug``, else
+``~/.cache/ptqdebug``. Writes are atomic; an unreadable or corrupt entry is a miss. Pass
+``cache=False`` (``--no-cache``) to compute afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ResultCache", "cache_dir", "sample_digest"]
+
+
+def cache_dir() -> Path:
+    if os.environ.get("PTQDEBUG_CACHE_DIR"):
+        return Path(os.environ["PTQDEBUG_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ptqdebug"
+
+
+def sample_digest(sample: Mapping[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(sample):
+        arr = np.ascontiguousarray(sample[name])
+        h.update(name.encode())
+        h.update(str(arr.dtype).encode())
+        h.update(repr(arr.shape).encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+class ResultCache:
+    """get/put JSON-able results under keys made from a model digest and the other inputs."""
+
+    def __init__(self, model_digest: Callable[[], str], enabled: bool = True, folder: Path | None = None) -> None:
+        self._model_digest = model_digest  # computed on first use: hashing a large model takes time
+        self.enabled = enabled
+        self.folder = folder or cache_dir()
+        self.hits = 0
+
+    def key(self, kind: str, samples: Sequence[str], options: Mapping[str, Any]) -> str:
+        import onnxruntime
+
+        from . import __version__
+
+        payload = json.dumps({"kind": kind, "model": self._model_digest(), "samples": list(samples), "options": options,
+                              "ptqdebug": __version__, "onnxruntime": onnxruntime.__version__},
+                             sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def get(self, key: str) -> Any | None:
+        if not self.enabled:
+            return None
+        path = self.folder / f"{key}.json"
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        self.hits += 1
+        return value
+
+    def put(self, key: str, value: Any) -> None:
+        if not self.enabled:
+            return
+        from .report.files import dump_json
+
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            dump_json(self.folder / f"{key}.json", value)
+        except OSError:
+            pass  # a cache that cannot be written is only a slower run

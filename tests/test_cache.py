@@ -1,0 +1,84 @@
+"""The results cache: a hit reruns nothing, and any change to model, data or options is a miss."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+import ptqdebug as dbg
+
+
+@pytest.fixture()
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("PTQDEBUG_CACHE_DIR", str(folder))
+    return folder
+
+
+def _sweep(model, data, **kw):
+    ctx = dbg.open_context(model, data, **kw)
+    result = dbg.sensitivity_of_nodes(ctx, node_type="activation", metrics=["cosine-similarity", "mse"])
+    return ctx, result
+
+
+def test_hit_reruns_nothing(cnn_dir: Path, private_cache: Path) -> None:
+    model, data = cnn_dir / "pc_int8_pairs.onnx", cnn_dir / "calibration_data"
+    _, first = _sweep(model, data)
+    assert len(list(private_cache.glob("*.json"))) == 1
+    ctx, second = _sweep(model, data)
+    assert ctx.engine.runs == 0 and ctx.cache.hits == 1
+    assert second.as_mapping() == first.as_mapping() and second.entries == first.entries
+
+
+def test_changed_weight_data_or_option_is_a_miss(cnn_dir: Path, tmp_path: Path, private_cache: Path) -> None:
+    model, data = cnn_dir / "pc_int8_pairs.onnx", cnn_dir / "calibration_data"
+    _sweep(model, data)
+    # one weight changed by one float32 step
+    proto = onnx.load(model)
+    w = next(t for t in proto.graph.initializer if t.name == "conv1.weight")
+    arr = numpy_helper.to_array(w).copy()
+    arr.flat[0] = np.nextafter(arr.flat[0], np.float32(np.inf))
+    w.CopyFrom(numpy_helper.from_array(arr, w.name))
+    onnx.save(proto, tmp_path / "changed.onnx")
+    ctx, _ = _sweep(tmp_path / "changed.onnx", data)
+    assert ctx.cache.hits == 0 and ctx.engine.runs > 0
+    # one input value changed
+    samples = [{"input": np.load(p)} for p in sorted((data / "input").glob("*.npy"), key=lambda p: int(p.stem))]
+    samples[0]["input"] = samples[0]["input"].copy()
+    samples[0]["input"].flat[5] += 1e-3
+    ctx, _ = _sweep(model, samples)
+    assert ctx.cache.hits == 0
+    # another option
+    ctx = dbg.open_context(model, data)
+    dbg.sensitivity_of_nodes(ctx, node_type="activation", metrics=["cosine-similarity"])
+    assert ctx.cache.hits == 0
+
+
+def test_no_cache_computes_afresh(cnn_dir: Path, private_cache: Path) -> None:
+    model, data = cnn_dir / "pc_int8_pairs.onnx", cnn_dir / "calibration_data"
+    _sweep(model, data)
+    ctx, _ = _sweep(model, data, cache=False)
+    assert ctx.cache.hits == 0 and ctx.engine.runs > 0
+
+
+def test_corrupt_entry_is_a_miss(cnn_dir: Path, private_cache: Path) -> None:
+    model, data = cnn_dir / "pc_int8_pairs.onnx", cnn_dir / "calibration_data"
+    _sweep(model, data)
+    for f in private_cache.glob("*.json"):
+        f.write_text("{not json")
+    ctx, result = _sweep(model, data)
+    assert ctx.cache.hits == 0 and result.entries
+
+
+def test_runall_reuses_a_previous_sweep(cnn_dir: Path, tmp_path: Path, private_cache: Path) -> None:
+    model, data = cnn_dir / "pc_int8_pairs.onnx", cnn_dir / "calibration_data"
+    first = dbg.runall(model, data, tmp_path / "a")
+    second = dbg.runall(model, data, tmp_path / "b")
+    assert first.cache_hits == 0 and second.cache_hits == 3  # weight, activation and node sweeps
+    assert (tmp_path / "b" / "node_sensitivity" / "sensitivity_of_weight.log").read_text() == \
+        (tmp_path / "a" / "node_sensitivity" / "sensitivity_of_weight.log").read_text()
+    assert second.sensitivities["activation"].as_mapping()
