@@ -12,11 +12,13 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Sequence
 
+import numpy as np
 import onnx
 
 from .cache import ResultCache, sample_digest
 from .data import Dataset, load_data, select
 from .engine.engine import Engine, Reference
+from .errors import OptionError
 from .model import CalibratedModel, load_model
 
 __all__ = ["Context", "open_context"]
@@ -31,6 +33,11 @@ class Context:
         self.engine = engine
         self._refs: OrderedDict[tuple[int, tuple[str, ...]], Reference] = OrderedDict()
         self._digests: dict[int, str] = {}
+        self._batch_refs: dict[tuple[tuple[int, ...], tuple[str, ...]], Reference] = {}
+        self._batch_ok: bool | None = None
+        self.batch_size = 8  # samples per run when the model's batch dimension allows
+        self.workers = 1  # processes that score configurations in parallel (see ptqdebug.parallel)
+        self.executor = "local"
         self.cache = ResultCache(lambda: self.model_digest, enabled=cache)
 
     @functools.cached_property
@@ -44,6 +51,58 @@ class Context:
                 h.update(t.SerializeToString(deterministic=True))
         h.update(",".join(self.engine.providers).encode())
         return h.hexdigest()
+
+    def sample_groups(self, data_num: int | None) -> list[list[int]]:
+        """The selected samples, in runs of up to :attr:`batch_size` that go through the model as
+        one batch (concatenated along axis 0) when the model allows it, else one by one."""
+        n = len(self.samples(data_num))
+        size = self.batch_size if n > 1 and self._batchable() else 1
+        return [list(range(i, min(i + size, n))) for i in range(0, n, size)]
+
+    def reference_group(self, group: Sequence[int], fetch: Sequence[str]) -> Reference:
+        """The float run of samples ``group`` as one batch (one sample: :meth:`reference`)."""
+        if len(group) == 1:
+            return self.reference(group[0], fetch)
+        key = (tuple(group), tuple(fetch))
+        ref = self._batch_refs.get(key)
+        if ref is None:
+            samples = [self.data[i] for i in group]
+            merged = {name: np.concatenate([s[name] for s in samples]) for name in samples[0]}
+            ref = self.engine.reference(merged, fetch)
+            self._batch_refs = {key: ref}  # one batch at a time: memory stays bounded
+        return ref
+
+    def batch_sizes(self, group: Sequence[int]) -> list[int]:
+        """How many rows along axis 0 each sample of ``group`` contributes."""
+        first = self.model.inputs[0].name
+        return [int(self.data[i][first].shape[0]) for i in group]
+
+    def _batchable(self) -> bool:
+        """Whether samples can share a run: a free first dimension on every input, and outputs
+        whose first dimension follows it (checked once on two samples against separate runs)."""
+        if self._batch_ok is None:
+            self._batch_ok = self._check_batching()
+        return self._batch_ok
+
+    def _check_batching(self) -> bool:
+        if len(self.data) < 2 or any(s.shape is None or not s.shape or isinstance(s.shape[0], int) and s.shape[0] > 0
+                                     for s in self.model.inputs):
+            return False
+        outputs = self.model.outputs
+        try:
+            a, b = self.engine.reference(self.data[0], outputs), self.engine.reference(self.data[1], outputs)
+            both = self.engine.reference({k: np.concatenate([self.data[0][k], self.data[1][k]]) for k in self.data[0]}, outputs)
+        except Exception:  # the model rejects a batch: run samples one by one
+            return False
+        rows = self.batch_sizes([0, 1])
+        for t in outputs:
+            x = np.asarray(both[t])
+            if x.ndim == 0 or x.shape[0] != sum(rows):
+                return False
+            if not (np.allclose(x[: rows[0]], a[t], rtol=1e-4, atol=1e-5, equal_nan=True)
+                    and np.allclose(x[rows[0]:], b[t], rtol=1e-4, atol=1e-5, equal_nan=True)):
+                return False
+        return True
 
     def sample_digests(self, data_num: int | None) -> list[str]:
         """Digests of the samples ``data_num`` selects (each computed once)."""
@@ -80,9 +139,21 @@ def open_context(
     providers: str | Sequence[str] | None = None,
     threads: int | None = None,
     cache: bool = True,
+    workers: int | None = None,
+    executor: str | None = None,
 ) -> Context:
     """Read the model and the data, check one against the other, and make the engine."""
+    from .parallel import EXECUTORS
+
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise OptionError(f"workers is {workers!r}; expected a whole number >= 1")
+    if executor is not None and executor not in EXECUTORS:
+        raise OptionError(f"unknown executor {executor!r}; expected one of {', '.join(EXECUTORS)}")
     if isinstance(model_or_file, Context):
+        if workers is not None:
+            model_or_file.workers = workers
+        if executor is not None:
+            model_or_file.executor = executor
         return model_or_file
     model = load_model(model_or_file, float_model)
     data = load_data(calibrated_data, model.inputs)
@@ -93,4 +164,7 @@ def open_context(
     first = data[0]
     shapes = {name: tuple(arr.shape) for name, arr in first.items()}
     engine = Engine(model, providers=providers, threads=threads, shapes=shapes)
-    return Context(model, data, engine, cache=cache)
+    ctx = Context(model, data, engine, cache=cache)
+    ctx.workers = workers or 1
+    ctx.executor = executor or "local"
+    return ctx

@@ -93,6 +93,13 @@ class CalibratedModel:
     path: str | None = None
     notes: tuple[str, ...] = ()
 
+    def __reduce__(self) -> tuple[object, tuple[dict[str, object]]]:
+        """Picklable (read-only mapping views are not), for worker processes."""
+        from dataclasses import fields
+
+        state = {f.name: getattr(self, f.name) for f in fields(self)}
+        return (_rebuild, ({k: dict(v) if isinstance(v, MappingProxyType) else v for k, v in state.items()},))
+
     # -- lookups ---------------------------------------------------------------------------
     @property
     def quantizer_map(self) -> Mapping[str, Quantizer]:
@@ -167,6 +174,10 @@ class CalibratedModel:
         if name in self.quantizer_map:
             return (self.quantizer_map[name].output,)
         raise UnknownNodeError([name], "output_node", self.all_names())
+
+
+def _rebuild(state: dict[str, object]) -> CalibratedModel:
+    return CalibratedModel(**{k: MappingProxyType(v) if isinstance(v, dict) else v for k, v in state.items()})  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------

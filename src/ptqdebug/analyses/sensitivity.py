@@ -138,15 +138,32 @@ def score_configurations(
     compared value became NaN/inf. Samples stream one at a time: memory does not grow with them.
     """
     data = ctx.samples(data_num)
+    if (ctx.workers > 1 or ctx.executor == "ray") and len(configurations) > 1:
+        from ..parallel import score_in_parallel
+
+        return score_in_parallel(ctx, configurations, metrics=[m.name for m in metrics], compare_at=compare_at,
+                                 data_num=data_num, workers=ctx.workers, executor=ctx.executor, progress=progress)
     n_c, n_t, n_m = len(configurations), len(compare_at), len(metrics)
     values = np.full((n_c, n_t, n_m, len(data)), np.nan)
-    total, done = len(data) * n_c, 0
-    for s in range(len(data)):
-        ref = ctx.reference(s, compare_at)
+    groups = ctx.sample_groups(data_num)
+    if len(groups[0]) > 1:  # compared tensors must split along axis 0 like the samples do
+        ref = ctx.reference_group(groups[0], compare_at)
+        rows = sum(ctx.batch_sizes(groups[0]))
+        if any(np.ndim(ref[t]) == 0 or np.shape(ref[t])[0] != rows for t in compare_at):
+            groups = [[i] for g in groups for i in g]
+    total, done = len(groups) * n_c, 0
+    for group in groups:  # several samples in one run when the model's batch dimension allows
+        ref = ctx.reference_group(group, compare_at)
+        edges = np.cumsum([0, *ctx.batch_sizes(group)]) if len(group) > 1 else None
         for c, enabled in enumerate(configurations):
             out = ctx.engine.run(ref, enabled, compare_at)
             for t, name in enumerate(compare_at):
-                values[c, t, :, s] = compare(metrics, ref[name], out[name])
+                if edges is None:
+                    values[c, t, :, group[0]] = compare(metrics, ref[name], out[name])
+                    continue
+                for k, s in enumerate(group):
+                    rows = slice(edges[k], edges[k + 1])
+                    values[c, t, :, s] = compare(metrics, ref[name][rows], out[name][rows])
             done += 1
             if progress is not None:
                 progress(done, total)

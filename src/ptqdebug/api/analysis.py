@@ -86,6 +86,8 @@ def sensitivity_analysis(
     providers: str | Sequence[str] | None = None,
     progress: Progress | ProgressFactory | None = None,
     cache: bool = True,
+    workers: int | None = None,
+    executor: str | None = None,
 ) -> PartialQuantizationResult:
     """Partial quantization analysis (reference §7.1).
 
@@ -96,7 +98,7 @@ def sensitivity_analysis(
     """
     get_metrics(metric)
     ensure_dir(save_dir)
-    ctx = context_for(model_or_file, calibrated_data, float_model, providers, cache)
+    ctx = context_for(model_or_file, calibrated_data, float_model, providers, cache, workers, executor)
     result = run_sensitivity_analysis(ctx, pick_threshold=pick_threshold, data_num=data_num,
                                       sensitive_nodes=sensitive_nodes, metric=metric, progress=progress)
     write_partial(result, save_dir)

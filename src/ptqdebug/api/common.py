@@ -41,13 +41,16 @@ def context_for(
     float_model: FloatModelArg = None,
     providers: str | Sequence[str] | None = None,
     cache: bool = True,
+    workers: int | None = None,
+    executor: str | None = None,
 ) -> Context:
     """Check the two required arguments the way the original does, then open a context."""
     if model_or_file is None:
         raise OptionError("there is no calibrated model: pass model_or_file (e.g. './calibrated_model.onnx')")
     if calibrated_data is None and not isinstance(model_or_file, Context):
         raise OptionError("there is no calibration data: pass calibrated_data (e.g. './calibration_data/')")
-    return open_context(model_or_file, calibrated_data, float_model=float_model, providers=providers, cache=cache)
+    return open_context(model_or_file, calibrated_data, float_model=float_model, providers=providers, cache=cache,
+                        workers=workers, executor=executor)
 
 
 def show_info(text: str) -> None:

@@ -108,6 +108,8 @@ def runall(
     progress: Progress | ProgressFactory | None = None,
     report: bool = True,
     cache: bool = True,
+    workers: int | None = None,
+    executor: str | None = None,
 ) -> RunResult:
     """Run every analysis (reference §6) and write the original's tree, ``results.json`` and ``index.html``.
 
@@ -128,7 +130,8 @@ def runall(
     try:
         return _run(root, renderer, t_start, model_or_file, calibrated_data, metrics, output_node, types, data_num, verbose,
                     interested_nodes, dis_nodes_list, cw_nodes_list, axis, quantize_node, non_quantize_node, ae_metric,
-                    average_mode, pick_threshold, sensitive_nodes, float_model, providers, progress, report, cache)
+                    average_mode, pick_threshold, sensitive_nodes, float_model, providers, progress, report, cache,
+                    workers, executor)
     finally:
         renderer.close()
 
@@ -138,8 +141,9 @@ def _run(root: Path, renderer: Renderer, t_start: float, model_or_file: ModelArg
          interested_nodes: object, dis_nodes_list: object, cw_nodes_list: object, axis: int | None,
          quantize_node: object, non_quantize_node: object, ae_metric: str, average_mode: bool, pick_threshold: float,
          sensitive_nodes: object, float_model: FloatModelArg, providers: str | Sequence[str] | None,
-         progress: Progress | ProgressFactory | None, report: bool, cache: bool) -> RunResult:
-    ctx = context_for(model_or_file, calibrated_data, float_model, providers, cache)
+         progress: Progress | ProgressFactory | None, report: bool, cache: bool, workers: int | None,
+         executor: str | None) -> RunResult:
+    ctx = context_for(model_or_file, calibrated_data, float_model, providers, cache, workers, executor)
     ctx.samples(data_num)
     timing: dict[str, float] = {}
     notes = list(ctx.model.notes)

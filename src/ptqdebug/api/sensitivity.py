@@ -75,6 +75,8 @@ def get_sensitivity_of_nodes(
     providers: str | Sequence[str] | None = None,
     progress: Progress | None = None,
     cache: bool = True,
+    workers: int | None = None,
+    executor: str | None = None,
 ) -> dict[str, dict[str, float]]:
     """Quantization sensitivity of nodes, most sensitive first (reference §3).
 
@@ -99,6 +101,8 @@ def get_sensitivity_of_nodes(
         providers: ONNX Runtime execution providers (default CPU).
         progress: called as ``progress(done, total)`` during the sweep.
         cache: reuse (and store) the result from ptqdebug's results cache (:mod:`ptqdebug.cache`).
+        workers: score candidates in this many processes (:mod:`ptqdebug.parallel`).
+        executor: ``"local"`` (default) or ``"ray"`` to spread candidates over a Ray cluster.
 
     Returns:
         ``{name: {metric: value}}`` in ranked order (worst first). Candidates whose quantization
@@ -108,7 +112,7 @@ def get_sensitivity_of_nodes(
     check_node_type(node_type)
     if save_dir is not None:
         ensure_dir(save_dir)
-    ctx = context_for(model_or_file, calibrated_data, float_model, providers, cache)
+    ctx = context_for(model_or_file, calibrated_data, float_model, providers, cache, workers, executor)
     result = sensitivity_of_nodes(ctx, metrics=metrics, output_node=output_node, node_type=node_type,
                                   data_num=data_num, interested_nodes=interested_nodes, progress=progress)
     if verbose:

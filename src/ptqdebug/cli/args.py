@@ -125,6 +125,9 @@ def add_runtime(p: argparse.ArgumentParser) -> None:
                    help="ONNX Runtime execution providers, comma-separated (default: CPUExecutionProvider)")
     p.add_argument("--no-cache", dest="cache", action="store_false",
                    help="compute sweeps afresh instead of reusing ptqdebug's results cache")
+    p.add_argument("--workers", type=int, default=None, metavar="N", help="score candidates in N processes")
+    p.add_argument("--executor", choices=["local", "ray"], default=None,
+                   help="where candidates run: this machine (default) or a Ray cluster (pip install 'ptqdebug[ray]')")
 
 
 def stderr_is_tty() -> bool:

@@ -140,7 +140,8 @@ def _written(paths) -> None:  # noqa: ANN001
 
 
 def _ctx(args: argparse.Namespace):  # noqa: ANN202
-    ctx = api.common.context_for(args.model_or_file, args.calibrated_data, args.float_model, args.providers, args.cache)
+    ctx = api.common.context_for(args.model_or_file, args.calibrated_data, args.float_model, args.providers, args.cache,
+                                 args.workers, args.executor)
     _notes(ctx.model.notes)
     return ctx
 

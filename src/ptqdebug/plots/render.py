@@ -50,8 +50,6 @@ class Renderer:
     """``submit`` figures, then ``close()`` (or leave the ``with`` block) to get their paths."""
 
     def __init__(self, workers: int | None = None) -> None:
-        from .worker import write_message  # noqa: F401  (fail early if the package is broken)
-
         self._procs: list[subprocess.Popen[bytes]] = []
         self._queues: list[queue.Queue[tuple[Any, ...] | None]] = []
         self._feeders: list[threading.Thread] = []
@@ -75,7 +73,7 @@ class Renderer:
 
     @staticmethod
     def _feed(proc: subprocess.Popen[bytes], jobs: queue.Queue[tuple[Any, ...] | None]) -> None:
-        from .worker import write_message
+        from ..pipes import write_message
 
         try:
             while (job := jobs.get()) is not None:
@@ -97,7 +95,7 @@ class Renderer:
 
     def close(self) -> list[Path]:
         """Wait for every figure; raise if a worker failed to draw one."""
-        from .worker import read_message
+        from ..pipes import read_message
 
         errors: list[str] = []
         for jobs in self._queues:

@@ -1,6 +1,7 @@
 """A figure-drawing worker process: ``python -m ptqdebug.plots.worker``.
 
-It reads jobs from stdin and writes one reply per job to stdout, each a length-prefixed pickle:
+It reads jobs from stdin and writes one reply per job to stdout, each a length-prefixed pickle
+(:mod:`ptqdebug.pipes`):
 job ``(kind, result, path, options)`` → reply ``("ok", path)`` or ``("error", message)``. The
 parent is always ptqdebug's own :class:`~ptqdebug.plots.render.Renderer` over a private pipe, so
 unpickling its messages trusts no one else. Being started as a module (not through
@@ -9,27 +10,11 @@ unpickling its messages trusts no one else. Being started as a module (not throu
 
 from __future__ import annotations
 
-import pickle
-import struct
 import sys
-from typing import IO, Any
 
-__all__ = ["read_message", "write_message"]
+from ..pipes import read_message, write_message
 
-
-def write_message(stream: IO[bytes], obj: Any) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(struct.pack("<Q", len(data)))
-    stream.write(data)
-    stream.flush()
-
-
-def read_message(stream: IO[bytes]) -> Any:
-    head = stream.read(8)
-    if len(head) < 8:
-        raise EOFError
-    (size,) = struct.unpack("<Q", head)
-    return pickle.loads(stream.read(size))  # noqa: S301 - our own parent process, over a private pipe
+__all__ = ["main"]
 
 
 def main() -> int:
