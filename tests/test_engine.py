@@ -121,7 +121,7 @@ def test_no_session_per_candidate(cnn_dir: Path, samples) -> None:
         engine.run(ref, {q.name})
     for a, b in itertools.combinations([q.name for q in cm.quantizers], 2):
         engine.run(ref, {a, b})
-    assert len(engine._sessions) <= 2 * len(engine.plan.segments)
+    assert len(engine._sessions) <= 3 * len(engine.plan.segments)  # float, activations, all
 
 
 def test_fetches_intermediate_tensors(cnn_dir: Path, samples) -> None:

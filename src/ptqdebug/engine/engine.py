@@ -6,13 +6,15 @@ model in which exactly those calibration nodes fake-quantize and all others are 
 How it stays cheap (see :mod:`ptqdebug.engine.plan`):
 
 * the graph is cut into segments; each has a *float* session (no calibration node on) and,
-  built when first needed, a *switchable* session (every calibration node in it switchable);
+  built when first needed, switchable sessions: one with only the activation calibration nodes
+  switchable (weights stay constants, which ONNX Runtime pre-packs) and one where weights are fed
+  too (for configurations that switch a weight);
 * :meth:`Engine.reference` runs the float sessions once per sample and keeps the tensors that
   cross the cuts;
 * :meth:`Engine.run` starts at the first segment holding an enabled calibration node, takes what
   crosses into it from the reference, and re-runs only the segments whose inputs changed.
 
-No session is ever built per configuration: at most two per segment (per set of fetched tensors).
+No session is ever built per configuration: at most three per segment (per set of fetched tensors).
 """
 
 from __future__ import annotations
@@ -74,22 +76,34 @@ class Engine:
         self._sessions: dict[tuple[int, bool, frozenset[str]], tuple[ort.InferenceSession, object]] = {}
         self._types: dict[str, onnx.TypeProto] = {vi.name: vi.type for vi in model.proto.graph.input}
         self._weights: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self._fixed = model.fixed_quantizers
         self._switchable = frozenset(q.name for q in model.quantizers if q.exact)
-        self._constants = {t.name for t in model.proto.graph.initializer}
         self.runs = 0  # segment session runs, for tests and benchmarks
 
     # -- sessions ---------------------------------------------------------------------------------
-    def _session(self, seg: Segment, switchable: bool, extra: frozenset[str]) -> tuple[ort.InferenceSession, object]:
-        key = (seg.index, switchable, extra)
+    def _variant(self, seg: Segment, enabled: Collection[str] | None) -> str:
+        """Which session a segment runs: ``float`` (nothing on), ``activations`` (activation
+        calibration nodes switchable, weights constant and so pre-packed by ONNX Runtime: the
+        fast path of activation candidates) or ``all`` (weights fed as well)."""
+        if enabled is None:
+            return "float"
+        if any(self.model.quantizer_map[q].kind == "weight" for q in enabled):
+            return "all"
+        return "activations"
+
+    def _session(self, seg: Segment, variant: str, extra: frozenset[str]) -> tuple[ort.InferenceSession, object]:
+        key = (seg.index, variant, extra)
         hit = self._sessions.get(key)
         if hit is not None:
             return hit
         outputs = [*seg.outputs, *sorted(extra - set(seg.outputs))]
+        qmap = self.model.quantizer_map
+        chosen = [q for q in seg.quantizers if q in self._switchable]
+        if variant == "activations":
+            chosen = [q for q in chosen if qmap[q].kind == "activation"]
         built = build_model(
             self.model,
             on=(),
-            switchable=[q for q in seg.quantizers if q in self._switchable] if switchable else (),
+            switchable=chosen if variant != "float" else (),
             nodes=self._nodes[seg.start:seg.stop],
             inputs=seg.inputs,
             outputs=outputs,
@@ -98,8 +112,7 @@ class Engine:
         session = make_session(built.model, self.providers, self.threads)
         for out in session.get_outputs():
             self._types.setdefault(out.name, type_from_ort(out.type, out.shape))
-        if switchable:
-            self._prepare_weights(built.weights)
+        self._prepare_weights(built.weights)
         self._sessions[key] = (session, built)
         return session, built
 
@@ -135,10 +148,9 @@ class Engine:
 
     def _run_segment(self, seg: Segment, env: dict[str, np.ndarray], enabled: Collection[str] | None,
                      fetch: Collection[str]) -> None:
-        switchable = enabled is not None
-        session, built = self._session(seg, switchable, self._extra(seg, fetch))
+        session, built = self._session(seg, self._variant(seg, enabled), self._extra(seg, fetch))
         feed = {name: env[name] for name in seg.inputs}
-        if switchable:
+        if enabled is not None:
             for q, sw in built.switches.items():  # type: ignore[attr-defined]
                 feed[sw] = np.array(q in enabled)  # type: ignore[operator]
             for q, name in built.weights.items():  # type: ignore[attr-defined]
