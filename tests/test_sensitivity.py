@@ -157,3 +157,26 @@ def test_verbose_logs_the_table(cnn_dir: Path, caplog: pytest.LogCaptureFixture)
                                      node_type="activation", verbose=True)
     text = caplog.text
     assert "node sensitivity" in text and "threshold" in text and "bit" in text
+
+
+def test_batched_samples_equal_one_by_one(cnn_dir: Path) -> None:
+    """Samples sent through the engine as one batch (the GPU default) score as one by one."""
+    model, data = cnn_dir / "pc_int8_pairs.onnx", cnn_dir / "calibration_data"
+    one = dbg.open_context(model, data, cache=False)
+    batched = dbg.open_context(model, data, cache=False)
+    batched.batch_size = 4
+    assert batched.sample_groups(6) == [[0, 1, 2, 3], [4, 5]] and one.sample_groups(6) == [[i] for i in range(6)]
+    a = dbg.sensitivity_of_nodes(one, node_type="node", data_num=6, metrics=["cosine-similarity", "mse"]).as_mapping()
+    b = dbg.sensitivity_of_nodes(batched, node_type="node", data_num=6, metrics=["cosine-similarity", "mse"]).as_mapping()
+    assert list(a) == list(b)
+    for k in a:
+        assert b[k]["cosine-similarity"] == pytest.approx(a[k]["cosine-similarity"], abs=1e-7)
+        assert b[k]["mse"] == pytest.approx(a[k]["mse"], rel=1e-4, abs=1e-9)
+
+
+def test_models_with_a_fixed_batch_are_not_batched(tmp_path: Path) -> None:
+    path = _inf_model(tmp_path)  # inputs declared [1, 4]
+    data = [{"x": np.full((1, 4), v, np.float32), "y": np.full((1, 4), v, np.float32)} for v in (0.5, 1.5, 2.5)]
+    ctx = dbg.open_context(path, data, cache=False)
+    ctx.batch_size = 8
+    assert ctx.sample_groups(None) == [[0], [1], [2]]

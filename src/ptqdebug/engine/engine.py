@@ -20,6 +20,7 @@ No session is ever built per configuration: at most three per segment (per set o
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,8 +28,8 @@ import onnx
 import onnxruntime as ort
 
 from ..model import CalibratedModel
-from .build import build_model
-from .plan import Plan, Segment, make_plan
+from .build import Built, build_model
+from .plan import Plan, Segment, infer, make_plan
 from .runtime import make_session, resolve_providers, type_from_ort
 
 __all__ = ["Engine", "Reference"]
@@ -46,6 +47,19 @@ class Reference:
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.values[name]
+
+
+def _inferred_types(proto: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
+    """Tensor types from ONNX shape inference (symbolic input dims kept), for those with a rank."""
+    inferred = infer(proto)
+    if inferred is None:  # best effort: ONNX Runtime's reports fill the gaps
+        return {}
+    out = {}
+    for vi in inferred.graph.value_info:
+        t = vi.type
+        if t.HasField("tensor_type") and t.tensor_type.elem_type and t.tensor_type.HasField("shape"):
+            out[vi.name] = t
+    return out
 
 
 class Engine:
@@ -73,11 +87,17 @@ class Engine:
         self.threads = threads
         self.plan: Plan = make_plan(model, segments, shapes)
         self._nodes = list(model.proto.graph.node)
-        self._sessions: dict[tuple[int, bool, frozenset[str]], tuple[ort.InferenceSession, object]] = {}
-        self._types: dict[str, onnx.TypeProto] = {vi.name: vi.type for vi in model.proto.graph.input}
+        self._sessions: OrderedDict[tuple[int, str, frozenset[str]], tuple[ort.InferenceSession, Built, list[str]]] = OrderedDict()
+        # Types of the values crossing cuts: ONNX shape inference where it knows the rank (static
+        # dims like a Resize's `sizes` matter to ONNX Runtime), else what ONNX Runtime reports.
+        self._types: dict[str, onnx.TypeProto] = _inferred_types(model.proto)
+        self._types.update({vi.name: vi.type for vi in model.proto.graph.input})
         self._weights: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._switchable = frozenset(q.name for q in model.quantizers if q.exact)
         self.runs = 0  # segment session runs, for tests and benchmarks
+
+    #: sessions with extra fetched tensors kept at once (each holds its segment's weights)
+    EXTRA_SESSIONS = 8
 
     # -- sessions ---------------------------------------------------------------------------------
     def _variant(self, seg: Segment, enabled: Collection[str] | None) -> str:
@@ -90,10 +110,12 @@ class Engine:
             return "all"
         return "activations"
 
-    def _session(self, seg: Segment, variant: str, extra: frozenset[str]) -> tuple[ort.InferenceSession, object]:
+    def _session(self, seg: Segment, variant: str, extra: frozenset[str]) -> tuple[ort.InferenceSession, Built, list[str]]:
         key = (seg.index, variant, extra)
         hit = self._sessions.get(key)
         if hit is not None:
+            if extra:
+                self._sessions.move_to_end(key)
             return hit
         outputs = [*seg.outputs, *sorted(extra - set(seg.outputs))]
         qmap = self.model.quantizer_map
@@ -111,10 +133,18 @@ class Engine:
         )
         session = make_session(built.model, self.providers, self.threads)
         for out in session.get_outputs():
-            self._types.setdefault(out.name, type_from_ort(out.type, out.shape))
+            if out.name not in self._types:
+                self._types[out.name] = type_from_ort(out.type, out.shape)
         self._prepare_weights(built.weights)
-        self._sessions[key] = (session, built)
-        return session, built
+        # keep only the switch and weight names: the built model (a copy of the segment's
+        # weights) is not needed once ONNX Runtime has its own
+        entry = (session, Built(None, built.switches, built.weights), [o.name for o in session.get_outputs()])  # type: ignore[arg-type]
+        self._sessions[key] = entry
+        if extra:  # sessions fetching extra tensors serve one analysis: keep only the last few
+            extras = [k for k in self._sessions if k[2]]
+            for old in extras[: max(0, len(extras) - self.EXTRA_SESSIONS)]:
+                del self._sessions[old]
+        return entry
 
     def _prepare_weights(self, weights: Mapping[str, str]) -> None:
         """Float and fake-quantized value of each switchable weight, the latter computed by ORT."""
@@ -148,15 +178,14 @@ class Engine:
 
     def _run_segment(self, seg: Segment, env: dict[str, np.ndarray], enabled: Collection[str] | None,
                      fetch: Collection[str]) -> None:
-        session, built = self._session(seg, self._variant(seg, enabled), self._extra(seg, fetch))
+        session, built, names = self._session(seg, self._variant(seg, enabled), self._extra(seg, fetch))
         feed = {name: env[name] for name in seg.inputs}
         if enabled is not None:
-            for q, sw in built.switches.items():  # type: ignore[attr-defined]
-                feed[sw] = np.array(q in enabled)  # type: ignore[operator]
-            for q, name in built.weights.items():  # type: ignore[attr-defined]
+            for q, sw in built.switches.items():
+                feed[sw] = np.array(q in enabled)
+            for q, name in built.weights.items():
                 w_float, w_quant = self._weights[q]
-                feed[name] = w_quant if q in enabled else w_float  # type: ignore[operator]
-        names = [o.name for o in session.get_outputs()]
+                feed[name] = w_quant if q in enabled else w_float
         self.runs += 1
         for name, value in zip(names, session.run(names, feed)):
             env[name] = value

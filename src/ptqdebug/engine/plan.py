@@ -78,18 +78,46 @@ def _costs(model: CalibratedModel, shapes: Mapping[str, Sequence[int]] | None) -
     return [c if math.isfinite(c) else fill for c in costs], sizes
 
 
-def _infer_sizes(proto: onnx.ModelProto, shapes: Mapping[str, Sequence[int]]) -> dict[str, float]:
+def skeleton(proto: onnx.ModelProto, shapes: Mapping[str, Sequence[int]] | None = None) -> onnx.ModelProto:
+    """The graph for shape inference: large initializers become typed inputs (their values are
+    not needed, only their shapes), so inference neither copies nor holds the weights. With
+    ``shapes``, the model inputs get those concrete dims."""
     model = onnx.ModelProto()
-    model.CopyFrom(proto)
-    for vi in model.graph.input:
-        if vi.name in shapes and vi.type.HasField("tensor_type"):
-            dims = vi.type.tensor_type.shape
+    model.ir_version = proto.ir_version
+    model.opset_import.extend(proto.opset_import)
+    g = model.graph
+    g.node.extend(proto.graph.node)
+    g.output.extend(proto.graph.output)
+    for vi in proto.graph.input:
+        new = g.input.add()
+        new.CopyFrom(vi)
+        if shapes and vi.name in shapes and vi.type.HasField("tensor_type"):
+            dims = new.type.tensor_type.shape
             del dims.dim[:]
             for d in shapes[vi.name]:
                 dims.dim.add().dim_value = int(d)
+    declared = {vi.name for vi in proto.graph.input}
+    for t in proto.graph.initializer:
+        if t.name in declared:
+            continue
+        if int(np.prod(t.dims, dtype=np.int64)) <= 64:  # small constants: shapes, axes, scales
+            g.initializer.append(t)
+        else:
+            g.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+    return model
+
+
+def infer(proto: onnx.ModelProto, shapes: Mapping[str, Sequence[int]] | None = None) -> onnx.ModelProto | None:
+    """ONNX shape inference on the skeleton; None where it fails (callers fall back)."""
     try:
-        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
-    except Exception:  # shape inference is best effort; unknown sizes fall back to node counts
+        return onnx.shape_inference.infer_shapes(skeleton(proto, shapes), data_prop=True)
+    except Exception:  # shape inference is best effort
+        return None
+
+
+def _infer_sizes(proto: onnx.ModelProto, shapes: Mapping[str, Sequence[int]]) -> dict[str, float]:
+    inferred = infer(proto, shapes)
+    if inferred is None:
         return {}
     sizes: dict[str, float] = {}
     for vi in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]:

@@ -54,6 +54,7 @@ def make_session(model: onnx.ModelProto, providers: Sequence[str], threads: int 
     so = ort.SessionOptions()
     so.log_severity_level = 3
     so.use_deterministic_compute = True
+    so.enable_cpu_mem_arena = False  # many sessions: an arena per session would keep each one's peak
     so.add_session_config_entry("session.disable_quant_qdq", "1")
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
@@ -74,5 +75,6 @@ def type_from_ort(type_str: str, shape: Sequence[object] | None) -> onnx.TypePro
     elem = type_str[len("tensor("):-1] if type_str.startswith("tensor(") else type_str
     if elem not in _ORT_ELEM:
         raise ModelError(f"ptqdebug cannot pass a value of type {type_str} between graph parts")
-    dims = None if shape is None else [None] * len(shape)
+    # ONNX Runtime reports [] both for scalars and for tensors of unknown rank: leave [] unset
+    dims = [None] * len(shape) if shape else None
     return onnx.helper.make_tensor_type_proto(_ORT_ELEM[elem], dims)
