@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -42,8 +43,34 @@ def _pickled(path: Path) -> DataError:
     )
 
 
+def _sniff(path: Path, expected: str) -> str:
+    """What a data file holds, from its first bytes: ``npy``, ``npz``, or a :class:`DataError`
+    that says what it is instead (a pickle is named as such and never unpickled)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError as exc:
+        raise DataError(f"{str(path)!r} could not be read ({exc.strerror or exc}); expected a readable {expected} file") from None
+    if head == b"\x93NUMPY":
+        return "npy"
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "npz"
+    if head[:1] == b"\x80":
+        raise _pickled(path)
+    what = "empty" if not head else f"not an {expected} file (it starts with {head!r})"
+    saver = "np.save" if expected == ".npy" else "np.savez"
+    raise DataError(f"{str(path)!r} is {what}; expected an array saved with {saver}")
+
+
+def _native(arr: np.ndarray) -> np.ndarray:
+    """The array in the machine's byte order (ONNX Runtime reads native-order buffers only)."""
+    return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
+
+
 def _np_header(path: Path) -> np.ndarray:
     """An empty stand-in with the file's dtype and shape, read from the .npy header only."""
+    if _sniff(path, ".npy") == "npz":
+        raise DataError(f"{str(path)!r} is an .npz archive named .npy; rename it to .npz or save one array per file with np.save")
     try:
         with open(path, "rb") as f:
             version = np.lib.format.read_magic(f)
@@ -53,10 +80,13 @@ def _np_header(path: Path) -> np.ndarray:
         raise DataError(f"{str(path)!r} is not a readable .npy file ({exc}); expected an array saved with np.save") from None
     if dtype.hasobject:
         raise _pickled(path)
+    dtype = dtype if dtype.isnative else dtype.newbyteorder("=")
     return np.lib.stride_tricks.as_strided(np.zeros(1, dtype), shape=shape, strides=[0] * len(shape))
 
 
 def _np_load(path: Path) -> np.ndarray:
+    if _sniff(path, ".npy") == "npz":
+        raise DataError(f"{str(path)!r} is an .npz archive named .npy; rename it to .npz or save one array per file with np.save")
     try:
         value = np.load(path, allow_pickle=False)
     except ValueError as exc:
@@ -65,9 +95,7 @@ def _np_load(path: Path) -> np.ndarray:
         raise DataError(f"{str(path)!r} is not a readable .npy file ({exc}); expected an array saved with np.save") from None
     except (OSError, EOFError) as exc:
         raise DataError(f"{str(path)!r} could not be read ({exc}); expected an array saved with np.save") from None
-    if isinstance(value, np.lib.npyio.NpzFile):
-        raise DataError(f"{str(path)!r} is an .npz archive named .npy; rename it to .npz")
-    return value
+    return _native(value)
 
 
 def _numeric_key(path: Path) -> tuple[int, int | str, str]:
@@ -87,11 +115,18 @@ class Dataset(Sequence[Sample]):
     """
 
     def __init__(self, loaders: Sequence[Callable[[], Sample]], inputs: Sequence[TensorSpec], source: str,
-                 labels: Sequence[str] | None = None) -> None:
+                 labels: Sequence[str] | None = None, shapes: Sequence[Mapping[str, tuple[int, ...]]] | None = None) -> None:
         self._loaders = list(loaders)
         self.inputs = tuple(inputs)
         self.source = source
         self.labels = tuple(labels) if labels is not None else tuple(str(i) for i in range(len(self._loaders)))
+        self._shapes = list(shapes) if shapes is not None else None
+
+    def shapes(self, i: int) -> dict[str, tuple[int, ...]]:
+        """Sample ``i``'s input shapes, without reading its values when the files' headers tell."""
+        if self._shapes is not None:
+            return dict(self._shapes[i])
+        return {name: tuple(np.shape(arr)) for name, arr in self[i].items()}
 
     def __len__(self) -> int:
         return len(self._loaders)
@@ -99,8 +134,11 @@ class Dataset(Sequence[Sample]):
     def __getitem__(self, i):  # type: ignore[override]
         if isinstance(i, slice):
             idx = range(*i.indices(len(self)))
-            return Dataset([self._loaders[j] for j in idx], self.inputs, self.source, [self.labels[j] for j in idx])
+            return Dataset([self._loaders[j] for j in idx], self.inputs, self.source, [self.labels[j] for j in idx],
+                           None if self._shapes is None else [self._shapes[j] for j in idx])
         sample = self._loaders[i]()
+        if isinstance(sample, Mapping):
+            sample = {k: _native(v) if isinstance(v, np.ndarray) else v for k, v in sample.items()}
         _check_sample(sample, self.inputs, f"sample {self.labels[i]} of {self.source}", values=True)
         return sample
 
@@ -126,10 +164,15 @@ def _check_sample(sample: Mapping[str, np.ndarray], inputs: Sequence[TensorSpec]
         arr = sample[spec.name]
         if not isinstance(arr, np.ndarray):
             raise DataError(f"{where}: input {spec.name!r} is a {type(arr).__name__}; expected a numpy array")
-        if arr.dtype != spec.dtype:
+        if arr.dtype.newbyteorder("=") != spec.dtype:
             raise DataError(
                 f"{where}: input {spec.name!r} has dtype {arr.dtype}, the model expects {spec.dtype}; "
                 f"convert it with .astype(np.{spec.dtype.name})"
+            )
+        if arr.size == 0:
+            raise DataError(
+                f"{where}: input {spec.name!r} has shape {list(arr.shape)}, which holds no values; "
+                "expected at least one element along every axis"
             )
         if spec.shape is not None:
             if arr.ndim != len(spec.shape) or any(
@@ -153,7 +196,8 @@ def _from_memory(samples: Iterable[Mapping[str, np.ndarray]], inputs: Sequence[T
         sample = dict(sample) if isinstance(sample, Mapping) else sample
         _check_sample(sample, inputs, f"sample {i} of {source}", values=False)  # type: ignore[arg-type]
         loaded.append(sample)  # type: ignore[arg-type]
-    return Dataset([lambda s=s: s for s in loaded], inputs, source)
+    shapes = [{k: tuple(v.shape) for k, v in s.items()} for s in loaded]
+    return Dataset([lambda s=s: s for s in loaded], inputs, source, shapes=shapes)
 
 
 def _split_samples(arr: np.ndarray, spec: TensorSpec, where: str) -> list[np.ndarray]:
@@ -219,12 +263,14 @@ def _from_folder(folder: Path, inputs: Sequence[TensorSpec]) -> Dataset:
     if n == 0:
         raise DataError(f"calibration data folder {str(folder)!r} holds no .npy files; expected 0.npy, 1.npy, ... per input")
     # Check headers (dtype, shape) of every file now; values are read and checked when used.
+    shapes = []
     for i in range(n):
         header = {name: _np_header(paths[i]) for name, paths in per_input.items()}
         _check_sample(header, inputs, f"sample file {per_input[names[0]][i].name!r} in {str(folder)!r}", values=False)
+        shapes.append({name: tuple(arr.shape) for name, arr in header.items()})
     loaders = [lambda i=i: {name: np.asarray(_np_load(paths[i])) for name, paths in per_input.items()} for i in range(n)]
     labels = [per_input[names[0]][i].stem for i in range(n)]
-    return Dataset(loaders, inputs, repr(str(folder)), labels)
+    return Dataset(loaders, inputs, repr(str(folder)), labels, shapes)
 
 
 def load_data(source: object, inputs: Sequence[TensorSpec]) -> Dataset:
@@ -240,14 +286,16 @@ def load_data(source: object, inputs: Sequence[TensorSpec]) -> Dataset:
         if path.is_dir():
             return _from_folder(path, inputs)
         if path.suffix == ".npz":
+            if _sniff(path, ".npz") != "npz":
+                raise DataError(f"{str(path)!r} is a single .npy array named .npz; rename it to .npy")
             try:
                 with np.load(path, allow_pickle=False) as archive:
-                    arrays = {k: archive[k] for k in archive.files}
+                    arrays = {k: _native(archive[k]) for k in archive.files}
             except ValueError as exc:
                 if "pickle" in str(exc).lower():
                     raise DataError(f"{str(path)!r} holds pickled object arrays, which ptqdebug refuses to load; save plain numeric arrays with np.savez") from None
                 raise DataError(f"{str(path)!r} is not a readable .npz file ({exc})") from None
-            except (OSError, EOFError) as exc:
+            except (OSError, EOFError, zipfile.BadZipFile) as exc:
                 raise DataError(f"{str(path)!r} is not a readable .npz file ({exc}); expected an archive saved with np.savez") from None
             return _from_arrays(arrays, inputs, repr(str(path)))
         if path.suffix == ".npy":

@@ -8,7 +8,7 @@ same strings with a small grammar::
     name  := 'quoted text' | "quoted text" | bare text up to , [ ] (trimmed)
 
 So ``[a,b]``, ``['a', 'b']``, ``[[a,b],[c]]`` and ``weight`` all work; a value that does not start
-with ``[`` is a plain name. Quotes let a name hold commas, brackets or spaces (``['a, b']``). The
+with ``[`` is a plain name, taken as it is (``features[0]``, ``a'b``, ``x,y``). Quotes let a name hold commas, brackets or spaces (``['a, b']``). The
 shell removes quotes it sees, so ``-q ['weight','activation']`` reaches ptqdebug as
 ``[weight,activation]``, which means the same thing.
 """
@@ -26,7 +26,7 @@ def parse_list(text: str, what: str = "option") -> ListValue:
     """Parse a name or a (nested) list of names; malformed text is an :class:`OptionError`."""
     s = text.strip()
     if not s.startswith("["):
-        if s.endswith("]"):
+        if s.endswith("]") and "[" not in s:
             raise OptionError(f"{what}: {text!r} has a ']' without an opening '['; expected e.g. [a,b]")
         return s
     value, pos = _parse_value(s, 0, what, text)
@@ -59,7 +59,9 @@ def _parse_value(s: str, i: int, what: str, text: str) -> tuple[ListValue, int]:
                 raise OptionError(f"{what}: {text!r} has an unclosed '['; expected a matching ']'")
             if s[i] == ",":
                 i = _skip(s, i + 1)
-                if i < len(s) and s[i] == "]":
+                if i >= len(s):
+                    raise OptionError(f"{what}: {text!r} has an unclosed '['; expected a matching ']'")
+                if s[i] == "]":
                     return items, i + 1
                 continue
             if s[i] == "]":

@@ -13,13 +13,13 @@ from ..analyses.partial import PartialQuantizationResult, partial_quantization
 from ..analyses.sensitivity import Progress, SensitivityResult
 from ..analyses.stats import CalibrationNodeStats, calibration_node_stats
 from ..context import Context
-from ..errors import OptionError
 from ..metrics import get_metrics
 from ..plots.render import Renderer
 from ..report.files import dump_json, ensure_dir
 from ..report.tables import info_table
 from .sensitivity import sensitivity_of_nodes
-from .common import FloatModelArg, ModelArg, ProgressFactory, context_for, logger, show_info, step_progress
+from .checks import check_data_num, check_metric, check_node_list, check_pick_threshold, check_save_dir
+from .common import FloatModelArg, ModelArg, ProgressFactory, context_for, logger, runtime_errors, show_info, step_progress
 
 __all__ = ["get_calibration_nodes_stat_info", "pick_sensitive", "sensitivity_analysis", "write_partial", "write_stats"]
 
@@ -56,11 +56,11 @@ def run_sensitivity_analysis(
     progress: Progress | ProgressFactory | None = None,
 ) -> PartialQuantizationResult:
     """Choose the sensitive nodes (a node sweep unless given) and score partial quantization."""
-    if isinstance(pick_threshold, bool) or not isinstance(pick_threshold, (int, float)) or math.isnan(pick_threshold):
-        raise OptionError(f"pick_threshold is {pick_threshold!r}; expected a number such as 0.999")
+    pick_threshold = check_pick_threshold(pick_threshold)
+    metric = check_metric(metric)
     if sensitive_nodes:
+        check_node_list(ctx.model, sensitive_nodes, "sensitive_nodes", expand=True)
         nodes = flat_names(sensitive_nodes, "sensitive_nodes")
-        ctx.model.expand(nodes, "sensitive_nodes")
     else:
         if node_sweep is None or get_metrics(metric)[0].name not in node_sweep.metrics:
             node_sweep = sensitivity_of_nodes(ctx, metrics=metric, node_type="node", data_num=data_num,
@@ -96,11 +96,16 @@ def sensitivity_analysis(
     score of the calibrated model with it and all before it un-quantized. Writes
     ``partial_quantization.png`` and ``partial_quantization.json`` and returns the numbers.
     """
-    get_metrics(metric)
-    ensure_dir(save_dir)
+    metric = check_metric(metric)
+    check_pick_threshold(pick_threshold)
+    check_data_num(data_num)
+    check_node_list(None, sensitive_nodes, "sensitive_nodes", expand=True)
+    check_save_dir(save_dir, calibrated_data)
     ctx = context_for(model_or_file, calibrated_data, float_model, providers, cache, workers, executor)
-    result = run_sensitivity_analysis(ctx, pick_threshold=pick_threshold, data_num=data_num,
-                                      sensitive_nodes=sensitive_nodes, metric=metric, progress=progress)
+    ctx.samples(data_num)
+    with runtime_errors(ctx, data_num):
+        result = run_sensitivity_analysis(ctx, pick_threshold=pick_threshold, data_num=data_num,
+                                          sensitive_nodes=sensitive_nodes, metric=metric, progress=progress)
     write_partial(result, save_dir)
     return result
 
@@ -147,9 +152,14 @@ def get_calibration_nodes_stat_info(
     ``visualize``, also logs the table and draws ``weight_stat_info.png`` / ``feature_stat_info.png``.
     Activation statistics use every sample (``data_num`` to limit), in the float model.
     """
-    ensure_dir(save_dir)
+    check_data_num(data_num)
+    check_node_list(None, nodes_list, "nodes_list", expand=True)
+    check_save_dir(save_dir, calibrated_data)
     ctx = context_for(model_or_file, calibrated_data, float_model, providers)
-    stats = calibration_node_stats(ctx, nodes_list, data_num)
+    ctx.samples(data_num)
+    check_node_list(ctx.model, nodes_list, "nodes_list", expand=True)
+    with runtime_errors(ctx, data_num):
+        stats = calibration_node_stats(ctx, nodes_list, data_num)
     write_stats(stats, save_dir, visualize)
     if visualize:
         show_info(info_table("calibration nodes stat info", "node", {s.name: display_row(s) for s in stats}))

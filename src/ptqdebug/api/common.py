@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import onnx
 
@@ -51,6 +52,28 @@ def context_for(
         raise OptionError("there is no calibration data: pass calibrated_data (e.g. './calibration_data/')")
     return open_context(model_or_file, calibrated_data, float_model=float_model, providers=providers, cache=cache,
                         workers=workers, executor=executor)
+
+
+def is_runtime_error(exc: BaseException) -> bool:
+    """An exception raised by ONNX Runtime itself (its types share no base class but the module)."""
+    return type(exc).__module__.startswith("onnxruntime")
+
+
+@contextmanager
+def runtime_errors(ctx: Context, data_num: int | None = None) -> Iterator[None]:
+    """Turn an ONNX Runtime failure into a one-line user error when the user's model fails on its
+    own too (a broken model, or a sample of a shape it cannot take: see
+    :meth:`Context.runtime_failure`); anything else — ptqdebug's own graph surgery failing — keeps
+    its traceback, as a bug should."""
+    try:
+        yield
+    except Exception as exc:
+        if not is_runtime_error(exc):
+            raise
+        problem = ctx.runtime_failure(data_num)
+        if problem is None:
+            raise
+        raise problem from exc
 
 
 def show_info(text: str) -> None:

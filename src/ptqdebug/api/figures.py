@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..analyses.accumulate import AccumulateErrorResult, accumulate_error, configurations_for
-from ..analyses.distribution import ChannelBoxes, Distribution, channel_boxes, distributions
+from ..analyses.accumulate import KEYWORDS, AccumulateErrorResult, accumulate_error, configurations_for
+from ..analyses.distribution import ChannelBoxes, Distribution, channel_boxes, distributions, flat_names
 from ..context import Context
-from ..metrics import get_metrics
+from ..errors import OptionError
 from ..plots.render import Renderer
 from ..report.files import ensure_dir
 from ..report.names import acc_error_png, boxplot_png, distribution_png
-from .common import FloatModelArg, ModelArg, context_for
+from .checks import check_axis, check_metric, check_node_list, check_save_dir
+from .common import FloatModelArg, ModelArg, context_for, runtime_errors
 
 __all__ = [
     "get_channelwise_data_distribution", "plot_acc_error", "plot_distribution",
@@ -43,20 +44,35 @@ def write_accumulate_error(results: list[AccumulateErrorResult], save_dir: SaveD
 
 def write_distributions(items: list[Distribution], save_dir: SaveDir, renderer: Renderer | None = None) -> list[Path]:
     folder = ensure_dir(save_dir)
-    return _draw(renderer, [("distribution", d, folder / distribution_png(d), {}) for d in items])
+    return _draw(renderer, [("distribution", d, folder / distribution_png(d, items), {}) for d in items])
 
 
 def write_channel_boxes(items: list[ChannelBoxes], save_dir: SaveDir, renderer: Renderer | None = None) -> list[Path]:
     folder = ensure_dir(save_dir)
-    return _draw(renderer, [("channel_boxes", b, folder / boxplot_png(b.name), {}) for b in items])
+    names = [b.name for b in items]
+    return _draw(renderer, [("channel_boxes", b, folder / boxplot_png(b.name, names), {}) for b in items])
 
 
 def accumulate_errors(ctx: Context, quantize_node: object = None, non_quantize_node: object = None,
                       metric: str = "cosine-similarity") -> list[AccumulateErrorResult]:
-    """One result per figure the arguments ask for (see :mod:`ptqdebug.analyses.accumulate`)."""
-    get_metrics(metric)
-    return [accumulate_error(ctx, configs, prefix=prefix, metric=metric)
-            for prefix, configs in configurations_for(ctx, quantize_node, non_quantize_node)]
+    """One result per figure the arguments ask for (see :mod:`ptqdebug.analyses.accumulate`).
+    Every name is checked before the first curve is computed."""
+    metric = check_metric(metric)
+    check_acc_nodes(ctx, quantize_node, non_quantize_node)
+    figures = configurations_for(ctx, quantize_node, non_quantize_node)
+    return [accumulate_error(ctx, configs, prefix=prefix, metric=metric) for prefix, configs in figures]
+
+
+def check_acc_nodes(ctx: Context | None, quantize_node: object, non_quantize_node: object) -> None:
+    """``quantize_node`` / ``non_quantize_node``: shapes, names (all of them, keywords not mixed
+    with names) and, with a context, that every name is in the model."""
+    model = None if ctx is None else ctx.model
+    check_node_list(model, quantize_node, "quantize_node", expand=True, keywords=KEYWORDS)
+    check_node_list(None, non_quantize_node, "non_quantize_node", expand=True)
+    if non_quantize_node is not None and set(flat_names(non_quantize_node, "non_quantize_node")) & set(KEYWORDS):
+        raise OptionError("non_quantize_node cannot be 'weight' or 'activation'; use quantize_node=['weight','activation'] "
+                          "for those curves")
+    check_node_list(model, non_quantize_node, "non_quantize_node", expand=True)
 
 
 def plot_acc_error(
@@ -80,10 +96,12 @@ def plot_acc_error(
     Writes ``{prefix}_{metric}.png`` (``average_{prefix}_{metric}.png``) in ``save_dir`` and returns
     the curves, on the first calibration sample.
     """
-    get_metrics(metric)
-    ensure_dir(save_dir)
+    metric = check_metric(metric)
+    check_acc_nodes(None, quantize_node, non_quantize_node)
+    check_save_dir(save_dir, calibrated_data)
     ctx = context_for(model_or_file, calibrated_data, float_model, providers)
-    results = accumulate_errors(ctx, quantize_node, non_quantize_node, metric)
+    with runtime_errors(ctx, 1):
+        results = accumulate_errors(ctx, quantize_node, non_quantize_node, metric)
     write_accumulate_error(results, save_dir, average_mode)
     return results
 
@@ -101,9 +119,11 @@ def plot_distribution(
 
     Writes ``activation_<name>.png``, ``weight_<name>.png`` and ``node_output_:<output>_of_<node>.png``.
     """
-    ensure_dir(save_dir)
+    check_node_list(None, nodes_list, "nodes_list", expand=False, required=True)
+    check_save_dir(save_dir, calibrated_data)
     ctx = context_for(model_or_file, calibrated_data, float_model, providers)
-    items = distributions(ctx, nodes_list)
+    with runtime_errors(ctx, 1):
+        items = distributions(ctx, nodes_list)
     write_distributions(items, save_dir)
     return items
 
@@ -122,8 +142,11 @@ def get_channelwise_data_distribution(
 
     ``axis`` defaults to the weight's channel axis, and to 1 for activations.
     """
-    ensure_dir(save_dir)
+    check_node_list(None, nodes_list, "nodes_list", expand=True, required=True)
+    axis = check_axis(axis)
+    check_save_dir(save_dir, calibrated_data)
     ctx = context_for(model_or_file, calibrated_data, float_model, providers)
-    items = channel_boxes(ctx, nodes_list, axis)
+    with runtime_errors(ctx, 1):
+        items = channel_boxes(ctx, nodes_list, axis)
     write_channel_boxes(items, save_dir)
     return items

@@ -16,30 +16,35 @@ twice. Output tree::
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..analyses.accumulate import KEYWORDS, AccumulateErrorResult
+from ..analyses.accumulate import AccumulateErrorResult
 from ..analyses.candidates import NODE_TYPES
 from ..analyses.distribution import ChannelBoxes, Distribution, channel_boxes, distributions
 from ..analyses.partial import PartialQuantizationResult
 from ..analyses.sensitivity import Progress, SensitivityResult
 from ..analyses.verdict import Verdict, verdict
+from ..context import Context
 from ..errors import OptionError
-from ..metrics import get_metrics
 from ..plots.render import Renderer
-from ..report.files import dump_json, ensure_dir
+from ..report.files import StagedOutput, dump_json
 from ..report.names import acc_error_png, boxplot_png, distribution_png
 from ..report.sensitivity_files import write_sensitivity
 from ..report.tables import info_table, sensitivity_rows
 from .analysis import pick_sensitive, run_sensitivity_analysis, write_partial
-from .common import FloatModelArg, ModelArg, ProgressFactory, context_for, logger, show_info, step_progress
-from .figures import accumulate_errors, write_accumulate_error, write_channel_boxes, write_distributions
+from .checks import (
+    check_axis, check_data_num, check_metric, check_metrics, check_node_list, check_pick_threshold, check_save_dir,
+)
+from .common import FloatModelArg, ModelArg, ProgressFactory, context_for, logger, runtime_errors, show_info, step_progress
+from .figures import accumulate_errors, check_acc_nodes, write_accumulate_error, write_channel_boxes, write_distributions
 from .sensitivity import sensitivity_of_nodes
 
 __all__ = ["RunResult", "runall"]
@@ -67,20 +72,14 @@ class RunResult:
 def _node_types(node_type: object) -> list[str]:
     if node_type is None:
         return ["weight", "activation"]
-    types = [node_type] if isinstance(node_type, str) else list(node_type)  # type: ignore[call-overload]
-    types = [str(t).strip("'\" ") for t in types]
+    if not isinstance(node_type, (str, list, tuple)):
+        raise OptionError(f"node_type {node_type!r} is not valid; expected None (weight and activation) or {', '.join(NODE_TYPES)}")
+    types = [node_type] if isinstance(node_type, str) else list(node_type)
+    types = [t.strip("'\" ") if isinstance(t, str) else t for t in types]
     bad = [t for t in types if t not in NODE_TYPES]
     if bad or not types:
         raise OptionError(f"node_type {node_type!r} is not valid; expected None (weight and activation) or {', '.join(NODE_TYPES)}")
     return list(dict.fromkeys(types))
-
-
-def _flatten(value: object) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    return [n for v in value for n in _flatten(v)]  # type: ignore[union-attr]
 
 
 def runall(
@@ -119,32 +118,86 @@ def runall(
     the verdict. Returns a :class:`RunResult`.
     """
     t_start = time.perf_counter()
-    metrics = [m.name for m in get_metrics(ns_metrics)]
-    get_metrics(ae_metric)
+    # 1. every option that needs nothing else, before reading anything
+    metrics = check_metrics(ns_metrics, "ns_metrics")
+    ae_metric = check_metric(ae_metric, "ae_metric")
     types = _node_types(node_type)
-    if any(k in _flatten(non_quantize_node) for k in KEYWORDS):
-        raise OptionError("In acc_error section, cannot set 'non_quantize_node' to 'weight' or 'activation'; "
-                          "use quantize_node=['weight','activation'] for those curves")
-    root = ensure_dir(save_dir)
-    renderer = Renderer()  # worker processes start drawing figures while the engine computes
+    check_data_num(data_num)
+    axis = check_axis(axis)
+    pick_threshold = check_pick_threshold(pick_threshold)
+    lists = _node_lists(output_node, interested_nodes, dis_nodes_list, cw_nodes_list, sensitive_nodes)
+    for value, what, expand in lists:
+        check_node_list(None, value, what, expand=expand)
+    check_acc_nodes(None, quantize_node, non_quantize_node)  # also: no 'weight'/'activation' in non_quantize_node
+    check_save_dir(save_dir, calibrated_data)
+    # 2. the model and the data, then every option that needs them, before the first file
+    ctx = context_for(model_or_file, calibrated_data, float_model, providers, cache, workers, executor)
+    for value, what, expand in lists:
+        check_node_list(ctx.model, value, what, expand=expand)
+    check_acc_nodes(ctx, quantize_node, non_quantize_node)
+    for i in range(len(ctx.samples(data_num))):
+        ctx.data[i]  # reads and checks every selected sample's values (NaN, inf) now, not mid-run
+    # 3. compute and write into a staging folder; move the files into save_dir only at the end
+    with Renderer() as renderer:  # workers import matplotlib during the sweeps; killed on any error
+        with StagedOutput(save_dir) as stage:
+            try:
+                with runtime_errors(ctx, data_num):
+                    run = _run(stage.root, renderer, t_start, ctx, metrics, output_node, types, data_num, verbose,  # type: ignore[arg-type]
+                               interested_nodes, dis_nodes_list, cw_nodes_list, axis, quantize_node, non_quantize_node,
+                               ae_metric, average_mode, pick_threshold, sensitive_nodes, progress, report)
+            except BaseException:
+                renderer.__exit__(*sys.exc_info())  # stop the figure workers before the staging folder goes
+                raise
+            previous = _previous_files(stage.final)
+            files = stage.commit()
+            _remove_stale(stage.final, previous - set(run.results["files"]))
+    logger.info("wrote %d files under %s", len(files), stage.final)
+    return replace(run, save_dir=stage.final, files=tuple(stage.final / f for f in run.results["files"]))
+
+
+def _node_lists(output_node: object, interested_nodes: object, dis_nodes_list: object, cw_nodes_list: object,
+                sensitive_nodes: object) -> list[tuple[object, str, bool]]:
+    """(value, option name, whether its names switch calibration nodes) of runall's node lists."""
+    return [(output_node, "output_node", False), (interested_nodes, "interested_nodes", True),
+            (dis_nodes_list, "dis_nodes_list", False), (cw_nodes_list, "cw_nodes_list", True),
+            (sensitive_nodes, "sensitive_nodes", True)]
+
+
+#: What ``runall`` writes: only files under these names are ever removed as stale.
+_OWN_FOLDERS = ("node_sensitivity", "data_distribution", "channelwise_distribution", "accumulate_error", "sensitivity_analysis")
+_OWN_SUFFIXES = (".png", ".json", ".log", ".html")
+
+
+def _previous_files(root: Path) -> set[str]:
+    """The files an earlier runall recorded in ``root/results.json`` (empty if none or unreadable)."""
     try:
-        return _run(root, renderer, t_start, model_or_file, calibrated_data, metrics, output_node, types, data_num, verbose,
-                    interested_nodes, dis_nodes_list, cw_nodes_list, axis, quantize_node, non_quantize_node, ae_metric,
-                    average_mode, pick_threshold, sensitive_nodes, float_model, providers, progress, report, cache,
-                    workers, executor)
-    finally:
-        renderer.close()
+        old = json.loads((root / "results.json").read_text(encoding="utf-8"))
+        files = old["files"] if isinstance(old, dict) and "ptqdebug_version" in old else []
+        return {f for f in files if isinstance(f, str)}
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
 
 
-def _run(root: Path, renderer: Renderer, t_start: float, model_or_file: ModelArg, calibrated_data: object,
+def _remove_stale(root: Path, stale: set[str]) -> None:
+    """Delete files an earlier run wrote and this one did not (e.g. figures of nodes that are no
+    longer the most sensitive), so save_dir matches results.json. Only paths inside runall's own
+    sub-folders with its own suffixes are touched; anything else in save_dir is the user's."""
+    base = root.resolve()
+    for rel in sorted(stale):
+        parts = Path(rel).parts
+        if len(parts) != 2 or parts[0] not in _OWN_FOLDERS or not rel.endswith(_OWN_SUFFIXES):
+            continue
+        path = root / rel
+        if path.is_symlink() or not path.is_file() or path.resolve().parent.parent != base:
+            continue
+        path.unlink(missing_ok=True)
+
+
+def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
          metrics: list[str], output_node: object, types: list[str], data_num: int | None, verbose: bool,
          interested_nodes: object, dis_nodes_list: object, cw_nodes_list: object, axis: int | None,
          quantize_node: object, non_quantize_node: object, ae_metric: str, average_mode: bool, pick_threshold: float,
-         sensitive_nodes: object, float_model: FloatModelArg, providers: str | Sequence[str] | None,
-         progress: Progress | ProgressFactory | None, report: bool, cache: bool, workers: int | None,
-         executor: str | None) -> RunResult:
-    ctx = context_for(model_or_file, calibrated_data, float_model, providers, cache, workers, executor)
-    ctx.samples(data_num)
+         sensitive_nodes: object, progress: Progress | ProgressFactory | None, report: bool) -> RunResult:
     timing: dict[str, float] = {}
     notes = list(ctx.model.notes)
     written: list[Path] = []
@@ -219,8 +272,9 @@ def _run(root: Path, renderer: Renderer, t_start: float, model_or_file: ModelArg
         "sensitivity": {k: v.to_dict() for k, v in all_sens.items()},
         "accumulate_error": [{**r.to_dict(), "image": f"accumulate_error/{acc_error_png(r.prefix, r.metric, average_mode)}"} for r in acc],
         "partial_quantization": {**partial.to_dict(), "image": "sensitivity_analysis/partial_quantization.png"},
-        "distributions": [{**d.summary(), "image": f"data_distribution/{distribution_png(d)}"} for d in dis],
-        "channelwise": [{**b.summary(), "image": f"channelwise_distribution/{boxplot_png(b.name)}"} for b in cw],
+        "distributions": [{**d.summary(), "image": f"data_distribution/{distribution_png(d, dis)}"} for d in dis],
+        "channelwise": [{**b.summary(), "image": f"channelwise_distribution/{boxplot_png(b.name, [x.name for x in cw])}"}
+                        for b in cw],
         "timing": timing,
     }
     results["files"] = [rel(p) for p in written] + ["results.json"] + (["index.html"] if report else [])
@@ -232,6 +286,5 @@ def _run(root: Path, renderer: Renderer, t_start: float, model_or_file: ModelArg
         written.append(write_report(results, root))
     for kind, r in all_sens.items():
         logger.info("most sensitive %s nodes: %s", kind, ", ".join(e.name for e in r.top(3)))
-    logger.info("wrote %d files under %s", len(written), root)
     return RunResult(root, all_sens, tuple(dis), tuple(cw), tuple(acc), partial, judged, tuple(written), results, tuple(notes),
                      ctx.cache.hits)

@@ -9,11 +9,10 @@ from ..analyses.candidates import candidates_for, check_node_type, normalize_nod
 from ..analyses.sensitivity import Progress, SensitivityResult, node_sensitivity
 from ..context import Context
 from ..errors import OptionError
-from ..metrics import get_metrics
-from ..report.files import ensure_dir
 from ..report.sensitivity_files import write_sensitivity
 from ..report.tables import info_table, sensitivity_rows
-from .common import FloatModelArg, ModelArg, context_for, show_info
+from .checks import check_data_num, check_metrics, check_node_list, check_save_dir
+from .common import FloatModelArg, ModelArg, context_for, runtime_errors, show_info
 
 __all__ = ["compare_tensors", "get_sensitivity_of_nodes", "sensitivity_of_nodes"]
 
@@ -41,7 +40,7 @@ def sensitivity_of_nodes(
 ) -> SensitivityResult:
     """The typed sweep behind :func:`get_sensitivity_of_nodes` (no printing, no files)."""
     check_node_type(node_type)
-    mets = [m.name for m in get_metrics(metrics)]
+    mets = check_metrics(metrics)
     ctx.samples(data_num)
     candidates = candidates_for(ctx.model, node_type, interested_nodes)
     compare_at = compare_tensors(ctx, output_node)
@@ -108,13 +107,17 @@ def get_sensitivity_of_nodes(
         ``{name: {metric: value}}`` in ranked order (worst first). Candidates whose quantization
         makes an output NaN/inf come first with NaN values.
     """
-    get_metrics(metrics)
+    metrics = check_metrics(metrics)
     check_node_type(node_type)
+    check_data_num(data_num)
+    check_node_list(None, interested_nodes, "interested_nodes", expand=True)
+    check_node_list(None, output_node, "output_node", expand=False)
     if save_dir is not None:
-        ensure_dir(save_dir)
+        check_save_dir(save_dir, calibrated_data)
     ctx = context_for(model_or_file, calibrated_data, float_model, providers, cache, workers, executor)
-    result = sensitivity_of_nodes(ctx, metrics=metrics, output_node=output_node, node_type=node_type,
-                                  data_num=data_num, interested_nodes=interested_nodes, progress=progress)
+    with runtime_errors(ctx, data_num):
+        result = sensitivity_of_nodes(ctx, metrics=metrics, output_node=output_node, node_type=node_type,
+                                      data_num=data_num, interested_nodes=interested_nodes, progress=progress)
     if verbose:
         show_info(info_table("node sensitivity", node_type, sensitivity_rows(result, rounded=True)))
     if save_dir is not None:

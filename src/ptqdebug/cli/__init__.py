@@ -2,12 +2,16 @@
 
 Subcommands keep the original tool's names and flags (``hmct-debugger`` → ``ptqdebug``). Every
 user mistake ends as one line ``ptqdebug: error: ...`` on stderr and exit status 2; an interrupt
-as ``ptqdebug: interrupted`` and status 130. Bugs keep their traceback.
+as ``ptqdebug: interrupted`` and status 130 (files are written atomically, and ``runall`` moves
+its files into place only at the end, so nothing half-written is left); a closed output pipe
+(``ptqdebug info m.onnx | head``) ends quietly. Bugs keep their traceback.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from ..errors import PtqDebugError
@@ -18,6 +22,8 @@ __all__ = ["main"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_in = list(sys.argv[1:] if argv is None else argv)
+    # a node name in a script the font lacks is drawn as a box; the warning helps no one here
+    warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font", category=UserWarning)
     try:
         parser = build_parser()
         args = parser.parse_args(normalize_argv(args_in))
@@ -31,3 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ptqdebug: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output went away (| head): stop quietly
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141

@@ -49,11 +49,19 @@ def parse_bool(text: str) -> bool:
 def list_value(what: str):  # noqa: ANN201 - argparse type factory
     def parse(text: str) -> ListValue:
         try:
-            return parse_list(text, what)
-        except OptionError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
+            value = parse_list(text, what)
+        except OptionError as exc:  # argparse already names the option: drop our own prefix
+            raise argparse.ArgumentTypeError(str(exc).removeprefix(f"{what}: ")) from None
+        if value == [] or value == "":
+            raise argparse.ArgumentTypeError("empty; give at least one name (e.g. [a,b]) or leave the option out")
+        return value
 
     return parse
+
+
+def _starts_option(token: str) -> bool:
+    """``-s``, ``--save_dir``, ``-nq``: a flag, not the rest of a list value split by the shell."""
+    return len(token) > 1 and token[0] == "-" and (token[1].isalpha() or token[1] == "-")
 
 
 def normalize_argv(argv: Sequence[str]) -> list[str]:
@@ -75,12 +83,13 @@ def normalize_argv(argv: Sequence[str]) -> list[str]:
         if tok.lstrip().startswith("[") and tok.count("[") > tok.count("]"):
             joined = tok
             j = i + 1
-            while j < len(argv) and joined.count("[") > joined.count("]"):
+            while j < len(argv) and joined.count("[") > joined.count("]") and not _starts_option(argv[j]):
                 joined += " " + argv[j]
                 j += 1
-            out.append(joined)
-            i = j
-            continue
+            if joined.count("[") == joined.count("]"):
+                out.append(joined)
+                i = j
+                continue
         out.append(tok)
         i += 1
     return out

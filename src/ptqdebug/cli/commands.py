@@ -140,6 +140,10 @@ def _written(paths) -> None:  # noqa: ANN001
 
 
 def _ctx(args: argparse.Namespace):  # noqa: ANN202
+    if getattr(args, "save_dir", None):  # a bad save_dir fails before the model is read, and nothing is created yet
+        from ..api.checks import check_save_dir
+
+        check_save_dir(args.save_dir, args.calibrated_data)
     ctx = api.common.context_for(args.model_or_file, args.calibrated_data, args.float_model, args.providers, args.cache,
                                  args.workers, args.executor)
     _notes(ctx.model.notes)
@@ -147,12 +151,8 @@ def _ctx(args: argparse.Namespace):  # noqa: ANN202
 
 
 def _sensitivity(args: argparse.Namespace) -> int:
-    if args.save_dir:
-        from ..report.files import ensure_dir
-
-        ensure_dir(args.save_dir)
     ctx = _ctx(args)
-    with progress_bar("Progress") as progress:
+    with progress_bar("Progress") as progress, api.common.runtime_errors(ctx, args.data_num):
         result = api.sensitivity_of_nodes(ctx, metrics=args.metrics, output_node=args.output_node, node_type=args.node_type,
                                           data_num=args.data_num, interested_nodes=args.interested_nodes, progress=progress)
     rows = sensitivity_rows(result, rounded=True)
@@ -183,7 +183,7 @@ def _distribution(args: argparse.Namespace) -> int:
     from ..report.names import distribution_png
 
     items = api.plot_distribution(_ctx(args), args.calibrated_data, args.nodes_list, args.save_dir)
-    _written(Path(args.save_dir) / distribution_png(d) for d in items)
+    _written(Path(args.save_dir) / distribution_png(d, items) for d in items)
     return 0
 
 
@@ -192,7 +192,7 @@ def _channelwise(args: argparse.Namespace) -> int:
 
     with progress_bar("Testing"):
         items = api.get_channelwise_data_distribution(_ctx(args), args.calibrated_data, args.nodes_list, args.axis, args.save_dir)
-    _written(Path(args.save_dir) / boxplot_png(b.name) for b in items)
+    _written(Path(args.save_dir) / boxplot_png(b.name, [x.name for x in items]) for b in items)
     return 0
 
 
@@ -214,10 +214,9 @@ def _partial(args: argparse.Namespace) -> int:
 def _stats(args: argparse.Namespace) -> int:
     from ..analyses.stats import calibration_node_stats
     from ..api.analysis import display_row, write_stats
-    from ..report.files import ensure_dir
-
-    ensure_dir(args.save_dir)
-    stats = calibration_node_stats(_ctx(args), args.nodes_list, args.data_num)
+    ctx = _ctx(args)
+    with api.common.runtime_errors(ctx, args.data_num):
+        stats = calibration_node_stats(ctx, args.nodes_list, args.data_num)
     written = write_stats(stats, args.save_dir, args.visualize)
     if args.visualize:
         print(info_table("calibration nodes stat info", "node", {s.name: display_row(s) for s in stats}).lstrip("\n"))

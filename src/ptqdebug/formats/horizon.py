@@ -41,11 +41,26 @@ def _attrs(node: onnx.NodeProto) -> dict[str, object]:
     for a in node.attribute:
         value = helper.get_attribute_value(a)
         if isinstance(value, bytes):
-            value = value.decode()
+            value = value.decode("utf-8", "replace")
         elif isinstance(value, list) and value and isinstance(value[0], bytes):
-            value = [v.decode() for v in value]
+            value = [v.decode("utf-8", "replace") for v in value]
         out[a.name] = value
     return out
+
+
+def _int_attr(node: onnx.NodeProto, a: dict[str, object], key: str, default: int) -> int:
+    value = a.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ModelError(f"HzCalibration node {node.name!r} has {key}={value!r}; expected a whole number")
+    return int(value)
+
+
+def _floats_attr(node: onnx.NodeProto, a: dict[str, object], key: str) -> np.ndarray:
+    value = a.get(key, [])
+    values = value if isinstance(value, list) else [value]
+    if not all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in values):
+        raise ModelError(f"HzCalibration node {node.name!r} has {key}={value!r}; expected a list of numbers")
+    return np.asarray(values, dtype=np.float32)
 
 
 def find_horizon(index: GraphIndex, opset: int) -> list[Found]:
@@ -93,9 +108,9 @@ def _calibration(index: GraphIndex, node: onnx.NodeProto, opset: int) -> Quantiz
             "uint16, float16, bfloat16 and float32 calibration nodes"
         )
     qmin, qmax = QTYPE_RANGES[qtype]
-    thresholds = np.asarray(a.get("thresholds", []), dtype=np.float32)
-    scales_attr = np.asarray(a.get("scales", []), dtype=np.float32)
-    constant = int(a.get("constant", 0))  # type: ignore[call-overload]
+    thresholds = _floats_attr(node, a, "thresholds")
+    scales_attr = _floats_attr(node, a, "scales")
+    constant = _int_attr(node, a, "constant", 0)
     zp_attr = a.get("zero_point")
     authoritative = constant == 2 and scales_attr.size > 0
     asymmetric = "asymq" in info or zp_attr is not None or qmin == 0
@@ -118,7 +133,11 @@ def _calibration(index: GraphIndex, node: onnx.NodeProto, opset: int) -> Quantiz
                 "ptqdebug supports per-tensor asymmetric nodes ([min, max])"
             )
         if zp_attr is not None:
-            zero_point = np.asarray(zp_attr, dtype=np.int64).reshape(scale.shape)
+            zp_values = zp_attr if isinstance(zp_attr, list) else [zp_attr]
+            if len(zp_values) != scale.size or not all(isinstance(v, (int, np.integer)) for v in zp_values):
+                raise ModelError(f"HzCalibration node {name!r} has zero_point={zp_attr!r}; expected one whole number "
+                                 f"per scale ({scale.size})")
+            zero_point = np.asarray(zp_values, dtype=np.int64).reshape(scale.shape)
         else:
             zero_point = np.clip(qmax - np.round(float(thresholds.max()) / scale.astype(np.float64)), qmin, qmax)
         zero_point = np.asarray(zero_point, dtype=np.int64).reshape(scale.shape)
@@ -137,7 +156,7 @@ def _calibration(index: GraphIndex, node: onnx.NodeProto, opset: int) -> Quantiz
 
     axis: int | None = None
     if scale.size > 1:
-        axis = int(a["axis"]) if "axis" in a else (0 if kind == "weight" else 1)  # type: ignore[call-overload]
+        axis = _int_attr(node, a, "axis", 0 if kind == "weight" else 1)
         if kind == "weight" and src in index.initializers:
             dims = list(index.initializers[src].dims)
             if not -len(dims) <= axis < len(dims) or dims[axis] != scale.size:

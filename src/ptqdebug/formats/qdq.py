@@ -70,10 +70,17 @@ def _params(index: GraphIndex, node: onnx.NodeProto) -> tuple[np.ndarray, np.nda
             code = index.initializers[node.input[0]].data_type if node.input[0] in index.initializers else code
         qtype = qtype_of_onnx(code)
         zero_point = np.zeros(scale.shape, dtype=np.int64)
+    zero_point = np.asarray(zero_point)
+    if scale.size == 0 or scale.ndim > 1 or zero_point.size != scale.size:
+        raise ModelError(
+            f"{node.op_type} node {node.name!r} has a scale of shape {list(scale.shape)} and a zero point of shape "
+            f"{list(zero_point.shape)}; expected one value (per tensor) or one per channel in both (a 1-D scale and zero point "
+            "of the same length)"
+        )
     axis: int | None = None
     if scale.ndim == 1 and scale.size > 1:
         axis = _attr(node, "axis", 1)
-    return scale.reshape(-1) if scale.ndim else scale, np.asarray(zero_point).reshape(scale.shape), qtype, axis, protos
+    return scale.reshape(-1) if scale.ndim else scale, zero_point.reshape(scale.shape), qtype, axis, protos
 
 
 def find_qdq(index: GraphIndex, float_model: FloatModel | None) -> list[Found]:
@@ -144,6 +151,11 @@ def _lone_dq(index: GraphIndex, dq: onnx.NodeProto, float_model: FloatModel | No
             if float_value is not None:
                 break
     stored = numpy_helper.to_array(stored_proto)
+    if axis is not None and (not -stored.ndim <= axis < stored.ndim or stored.shape[axis] != scale.size):
+        raise ModelError(
+            f"DequantizeLinear node {dq.name!r} has {scale.size} per-channel scales on axis {axis}, but its weight "
+            f"{dq.input[0]!r} has shape {list(stored.shape)}; expected one scale per channel along that axis"
+        )
     exact = float_value is not None
     if float_value is None:
         float_value = dequantize(stored, scale, zero_point, axis)

@@ -7,19 +7,53 @@ import json
 import math
 import os
 import re
+import shutil
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from ..errors import OptionError
 
-__all__ = ["dump_json", "ensure_dir", "safe_filename", "write_atomic"]
+__all__ = ["StagedOutput", "check_dir", "dump_json", "ensure_dir", "safe_filename", "unique_filenames", "write_atomic"]
+
+#: Prefix of the hidden folder a run writes into before its files are moved into place.
+STAGING_PREFIX = ".ptqdebug-staging-"
+
+
+def _as_path(path: object, what: str) -> Path:
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+        raise OptionError(f"{what} is {path!r}; expected a folder path such as './debug_result/'")
+    return Path(path)
+
+
+def check_dir(path: str | os.PathLike[str], what: str = "save_dir") -> Path:
+    """Check that ``path`` is, or can become, a writable folder, without creating anything.
+
+    Commands call this before any work, so that a bad ``save_dir`` fails in a second and a failed
+    command leaves no empty folder behind; the folder is created when the first file is written.
+    """
+    p = _as_path(path, what)
+    if p.exists() or p.is_symlink():
+        if not p.is_dir():
+            raise OptionError(f"{what} {str(p)!r} is a file; expected a folder (or a path where one can be created)")
+        if not os.access(p, os.W_OK | os.X_OK):
+            raise OptionError(f"{what} {str(p)!r} is not writable; choose a writable folder")
+        return p
+    parent = p.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OptionError(f"{what} {str(p)!r} cannot be created: {str(parent)!r} is a file; choose another folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OptionError(f"{what} {str(p)!r} cannot be created: {str(parent)!r} is not writable; choose a writable folder")
+    return p
 
 
 def ensure_dir(path: str | os.PathLike[str], what: str = "save_dir") -> Path:
     """Create ``path`` (and parents) or say clearly why it cannot be used."""
-    p = Path(path)
+    p = _as_path(path, what)
     if p.exists() and not p.is_dir():
         raise OptionError(f"{what} {str(p)!r} is a file; expected a folder (or a path where one can be created)")
     try:
@@ -29,6 +63,76 @@ def ensure_dir(path: str | os.PathLike[str], what: str = "save_dir") -> Path:
     if not os.access(p, os.W_OK):
         raise OptionError(f"{what} {str(p)!r} is not writable; choose a writable folder")
     return p
+
+
+class StagedOutput:
+    """All of a run's files, or none: write under :attr:`root`, then :meth:`commit`.
+
+    ``root`` is a hidden folder inside ``save_dir``; :meth:`commit` moves every file written there
+    to the same relative path in ``save_dir`` (each move an atomic rename on the same file
+    system) and returns the final paths. Leaving the ``with`` block without committing (an error,
+    Ctrl-C) deletes the staging folder, so ``save_dir`` keeps exactly what it held before. Files
+    in ``save_dir`` that the run does not write (a user's notes, other runs' results) are never
+    touched.
+    """
+
+    def __init__(self, save_dir: str | os.PathLike[str], what: str = "save_dir") -> None:
+        self.final = check_dir(save_dir, what)
+        self.what = what
+        self.root: Path | None = None
+        self._committed = False
+
+    def __enter__(self) -> StagedOutput:
+        missing = []  # folders this run creates, removed again if it fails
+        folder = self.final.absolute()
+        while not folder.exists() and folder != folder.parent:
+            missing.append(folder)
+            folder = folder.parent
+        self._created = missing
+        ensure_dir(self.final, self.what)
+        self.root = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.final))
+        return self
+
+    def final_path(self, staged: str | os.PathLike[str]) -> Path:
+        """Where a file written under :attr:`root` ends up."""
+        assert self.root is not None
+        return self.final / Path(staged).relative_to(self.root)
+
+    def commit(self) -> list[Path]:
+        """Move every staged file into ``save_dir``; return the final paths (sorted)."""
+        assert self.root is not None
+        staged = sorted(p for p in self.root.rglob("*") if p.is_file())
+        moves = [(p, self.final_path(p)) for p in staged]
+        for _, target in moves:  # check first, so that a clash moves nothing
+            for parent in reversed(target.relative_to(self.final).parents):
+                folder = self.final / parent
+                if folder.exists() and not folder.is_dir():
+                    raise OptionError(f"{str(folder)!r} is a file but ptqdebug writes a folder there; move it away or choose another {self.what}")
+            if target.is_dir():
+                raise OptionError(f"{str(target)!r} is a folder but ptqdebug writes a file there; move it away or choose another {self.what}")
+        for source, target in moves:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, target)
+        self._committed = True
+        self._remove()
+        return [target for _, target in moves]
+
+    def _remove(self) -> None:
+        if self.root is not None:
+            for _ in range(3):  # a figure worker stopped a moment ago may still have had a file open
+                shutil.rmtree(self.root, ignore_errors=True)
+                if not self.root.exists():
+                    break
+                time.sleep(0.05)
+
+    def __exit__(self, *exc: object) -> None:
+        self._remove()
+        if not self._committed:
+            for folder in getattr(self, "_created", []):
+                try:
+                    folder.rmdir()  # only if still empty
+                except OSError:
+                    break
 
 
 def write_atomic(path: str | os.PathLike[str], write: Callable[[Any], None], binary: bool = False) -> Path:
@@ -70,6 +174,10 @@ def dump_json(path: str | os.PathLike[str], data: Any) -> Path:
 _UNSAFE = re.compile(r"[^A-Za-z0-9._\-+=@,]")
 
 
+def _digest(name: str) -> str:
+    return hashlib.sha1(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+
+
 def safe_filename(name: str, limit: int = 120) -> str:
     """A file-name fragment from an untrusted node name.
 
@@ -83,6 +191,23 @@ def safe_filename(name: str, limit: int = 120) -> str:
         cleaned = "_" + cleaned[1:]
     cleaned = cleaned or "_"
     if len(cleaned) > limit:
-        digest = hashlib.sha1(name.encode()).hexdigest()[:8]
-        cleaned = f"{cleaned[-(limit - 9):]}-{digest}"
+        cleaned = f"{cleaned[-(limit - 9):]}-{_digest(name)}"
     return cleaned
+
+
+def unique_filenames(names: Iterable[str], limit: int = 120) -> dict[str, str]:
+    """:func:`safe_filename` for each of ``names``, made distinct: names whose fragments would
+    collide (``a/b`` and ``a:b`` both give ``a_b``; ``Conv`` and ``conv`` on a case-insensitive
+    disk) get a short hash of the full name appended. The others keep the plain fragment, so the
+    common case keeps the original tool's file names."""
+    names = list(dict.fromkeys(names))
+    plain = {n: safe_filename(n, limit) for n in names}
+    seen: dict[str, int] = {}
+    for frag in plain.values():
+        seen[frag.lower()] = seen.get(frag.lower(), 0) + 1
+    out = {}
+    for n, frag in plain.items():
+        if seen[frag.lower()] > 1:
+            frag = f"{safe_filename(n, limit - 9)}-{_digest(n)}"
+        out[n] = frag
+    return out

@@ -1,0 +1,136 @@
+"""Argument checks the compatible functions run before any work and before writing any file.
+
+Every function here raises :class:`~ptqdebug.errors.OptionError` (or
+:class:`~ptqdebug.errors.UnknownNodeError`) with a one-line message, never a ``TypeError`` from
+deep inside. The order in every API function is: options that need nothing (metrics, numbers,
+``save_dir``) → read the model and the data → options that need the model (node names, sample
+count) → compute → write. So a bad option costs a second and leaves no file behind.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from ..analyses.candidates import NODE_TYPES, normalize_node_list
+from ..errors import OptionError, UnknownNodeError
+from ..metrics import METRICS, get_metrics
+from ..model import CalibratedModel
+from ..report.files import check_dir
+
+__all__ = [
+    "check_axis", "check_data_num", "check_metric", "check_metrics", "check_node_list", "check_node_type",
+    "check_pick_threshold", "check_providers", "check_save_dir",
+]
+
+_KNOWN = ", ".join(METRICS)
+
+
+def check_metrics(value: object, what: str = "metrics") -> list[str]:
+    """One metric name or a list of them → canonical names."""
+    if isinstance(value, str):
+        names = [value]
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        names = list(value)
+    else:
+        raise OptionError(f"{what} is {value!r}; expected a metric name or a list of names ({_KNOWN})")
+    return [m.name for m in get_metrics(names)]
+
+
+def check_metric(value: object, what: str = "metric") -> str:
+    """Exactly one metric name."""
+    if not isinstance(value, str):
+        raise OptionError(f"{what} is {value!r}; expected one metric name ({_KNOWN})")
+    return get_metrics(value)[0].name
+
+
+def check_node_type(value: object) -> str:
+    if not isinstance(value, str) or value not in NODE_TYPES:
+        raise OptionError(f"unknown node_type {value!r}; expected one of {', '.join(NODE_TYPES)}")
+    return value
+
+
+def check_pick_threshold(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or math.isnan(float(value)):
+        raise OptionError(f"pick_threshold is {value!r}; expected a number such as 0.999")
+    return float(value)
+
+
+def check_axis(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise OptionError(f"axis is {value!r}; expected a whole number (the channel axis) or None")
+    return int(value)
+
+
+def check_data_num(value: object) -> int | None:
+    """The type and sign of ``data_num``; the upper bound needs the data (:func:`ptqdebug.data.select`)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise OptionError(f"data_num is {value!r}; expected a positive whole number or None (all samples)")
+    if value < 1:
+        raise OptionError(f"data_num is {value}; expected at least 1")
+    return int(value)
+
+
+def check_providers(value: object) -> None:
+    if value is None or isinstance(value, str):
+        return
+    if not isinstance(value, (list, tuple)) or not all(isinstance(p, str) for p in value):
+        raise OptionError(f"providers is {value!r}; expected a name such as 'CPUExecutionProvider' or a list of names")
+
+
+def check_save_dir(save_dir: object, calibrated_data: object = None, model_or_file: object = None) -> Path:
+    """``save_dir`` is (or can become) a writable folder, and is not inside the calibration data
+    folder (results written there would make it unreadable as data next time). Creates nothing."""
+    path = check_dir(save_dir)  # type: ignore[arg-type]
+    if isinstance(calibrated_data, (str, os.PathLike)) and Path(calibrated_data).is_dir():
+        data = Path(calibrated_data).resolve()
+        target = path.resolve()
+        if target == data or data in target.parents:
+            raise OptionError(f"save_dir {str(path)!r} is inside the calibration data folder {str(calibrated_data)!r}; "
+                              "expected a folder outside it (results written there would be read as data next time)")
+    return path
+
+
+def _flat(items: list[str | list[str]]) -> list[str]:
+    return list(dict.fromkeys(n for item in items for n in ([item] if isinstance(item, str) else item)))
+
+
+def check_node_list(model: CalibratedModel | None, value: object, what: str, *, expand: bool,
+                    keywords: Iterable[str] = (), required: bool = False) -> None:
+    """A node list option: its shape (name, list, list of lists), no empty group, every name in the
+    model, and — for options that switch calibration nodes (``expand``) — every ordinary node with
+    at least one calibration node. ``keywords`` (``weight``/``activation`` for ``quantize_node``)
+    are allowed but not mixed with node names, which the keyword curves would silently ignore.
+    With ``model=None`` only the shape is checked."""
+    if value is None:
+        if required:
+            raise OptionError(f"{what} is required; expected a node name or a list of names (see `ptqdebug info MODEL`)")
+        return
+    items = normalize_node_list(value, what)
+    for item in items:
+        if isinstance(item, list) and not item:
+            raise OptionError(f"{what} contains an empty group []; expected at least one name per group")
+    names = _flat(items)
+    keys = [n for n in names if n in set(keywords)]
+    if keys:
+        others = [n for n in names if n not in keys]
+        if others:
+            raise OptionError(f"{what} mixes {', '.join(map(repr, keys))} with node names ({', '.join(map(repr, others[:3]))}); "
+                              f"the {keys[0]!r} curves ignore node names: give the names in a separate call")
+        return
+    if model is None:
+        return
+    unknown = [n for n in names if not model.is_node(n)]
+    if unknown:
+        raise UnknownNodeError(unknown, what, model.all_names())
+    if expand:
+        for item in items:
+            model.expand([item] if isinstance(item, str) else item, what)

@@ -1,0 +1,247 @@
+"""Nothing lost: atomic writes, a clean Ctrl-C, re-runs that replace only ptqdebug's own files,
+inputs never modified, and bit-identical results from the same inputs."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import ptqdebug as dbg
+from ptqdebug.errors import DataError, OptionError
+from ptqdebug.report.files import STAGING_PREFIX, StagedOutput
+from tests.reliability.models import all_files, cnn_qdq, tree_digest, write_folder
+from tests.support.builders import image_samples, quantize_qdq, resnet18
+
+SRC = Path(dbg.__file__).resolve().parent
+
+#: Writers that do not go through report.files.write_atomic, with the reason each is accepted.
+NON_ATOMIC = {
+    # calibrate's scratch files in its own temporary work folder
+    ("calibration/writer.py", "onnx.save"): "temporary work folder",
+    # calibrate's final outputs (owned by the calibrate engineer; reported, see docs/reliability.md)
+    ("calibration/core.py", "shutil.copyfile"): "reported: calibrated_model.onnx is copied in place, not renamed",
+    ("calibration/inputs.py", "np.save"): "reported: calibration_data/*.npy are written in place",
+}
+WRITERS = {"open", "np.save", "np.savez", "np.savez_compressed", "numpy.save", "onnx.save", "onnx.save_model",
+           "shutil.copyfile", "shutil.copy", "shutil.copy2", "shutil.move", "shutil.copytree", "json.dump", "pickle.dump",
+           "os.rename", "os.replace", "tempfile.mkstemp"}
+WRITER_METHODS = {"write_text", "write_bytes", "savefig", "tofile"}
+
+
+def _dotted(node: ast.AST) -> str:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+    return ".".join(reversed(parts))
+
+
+def _writers() -> list[tuple[str, int, str]]:
+    """Every call that writes a file, outside report/files.py and outside write_atomic callbacks."""
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC).as_posix()
+        if rel == "report/files.py":
+            continue  # the atomic writer itself
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        atomic: set[int] = set()
+        for n in ast.walk(tree):
+            if isinstance(n, ast.Call) and _dotted(n.func).endswith("write_atomic"):
+                for arg in [*n.args[1:], *(k.value for k in n.keywords)]:
+                    atomic.update(id(x) for x in ast.walk(arg))
+        for n in ast.walk(tree):
+            if not isinstance(n, ast.Call) or id(n) in atomic:
+                continue
+            name = _dotted(n.func)
+            if name == "open":
+                mode = n.args[1] if len(n.args) > 1 else next((k.value for k in n.keywords if k.arg == "mode"), None)
+                if not (isinstance(mode, ast.Constant) and any(c in str(mode.value) for c in "wax+")):
+                    continue
+            elif name not in WRITERS and name.rsplit(".", 1)[-1] not in WRITER_METHODS:
+                continue
+            found.append((rel, n.lineno, name))
+    return found
+
+
+def test_every_writer_is_atomic() -> None:
+    unexpected = [f"{rel}:{line} {name}" for rel, line, name in _writers() if (rel, name) not in NON_ATOMIC]
+    assert unexpected == [], "write through ptqdebug.report.files.write_atomic (or dump_json)"
+
+
+# -- Ctrl-C ----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def resnet(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A model large enough that a sweep takes seconds: ResNet-18 at 64×64, quantized by ORT."""
+    d = tmp_path_factory.mktemp("resnet")
+    onnx.save(resnet18(size=64), d / "float.onnx")
+    samples = image_samples(4, 64, seed=3)
+    quantize_qdq(d / "float.onnx", d / "model.onnx", samples[:2])
+    return d / "model.onnx", write_folder(d / "calibration_data", samples)
+
+
+def _interrupt_runall(resnet: tuple[Path, Path], out: Path, group: bool) -> subprocess.CompletedProcess[str]:
+    model, data = resnet
+    proc = subprocess.Popen([sys.executable, "-m", "ptqdebug", "runall", str(model), str(data), "-s", str(out), "--no-cache",
+                             "-dn", "all", "-nt", "[node,weight,activation]"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not any(p.name.startswith(STAGING_PREFIX) for p in out.iterdir()):  # the sweeps have started
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    time.sleep(0.5)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    if group:
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+    else:
+        proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def _check_interrupted(proc: subprocess.CompletedProcess[str], out: Path, before: dict[str, bytes]) -> None:
+    assert proc.returncode == 130, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("note:")]
+    assert lines == ["ptqdebug: interrupted"], proc.stderr
+    after = {str(p.relative_to(out)): p.read_bytes() for p in all_files(out)}
+    assert after == before, "an interrupted run must leave save_dir exactly as it was"
+    assert not [p for p in out.iterdir() if p.name.startswith(STAGING_PREFIX)]
+
+
+def test_ctrl_c_stops_a_sweep_cleanly(resnet: tuple[Path, Path], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "node_sensitivity").mkdir(parents=True)
+    (out / "notes.txt").write_text("mine")
+    (out / "node_sensitivity" / "sensitivity_of_weight.log").write_text("an earlier run's result")
+    before = {str(p.relative_to(out)): p.read_bytes() for p in all_files(out)}
+    _check_interrupted(_interrupt_runall(resnet, out, group=False), out, before)
+
+
+@pytest.mark.xfail(strict=False, reason="figure workers get the terminal's SIGINT too and print a KeyboardInterrupt "
+                                        "traceback while importing; fix in plots/render.py (docs/reliability.md)")
+def test_ctrl_c_in_a_terminal_interrupts_the_whole_process_group(resnet: tuple[Path, Path], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    before = {str(p.relative_to(out)): p.read_bytes() for p in all_files(out)}
+    _check_interrupted(_interrupt_runall(resnet, out, group=True), out, before)
+
+
+# -- re-runs, failures, inputs -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return cnn_qdq(tmp_path_factory.mktemp("small") / "m", samples=3)
+
+
+def test_rerun_replaces_only_its_own_files(small: tuple[Path, Path], tmp_path: Path) -> None:
+    model, data = small
+    out = tmp_path / "out"
+    first = dbg.runall(str(model), str(data), out, node_type="activation", dis_nodes_list=["input_QuantizeLinear"],
+                       cw_nodes_list=["input_QuantizeLinear"], cache=False)
+    old_dist = out / "data_distribution" / "activation_input_QuantizeLinear.png"
+    assert old_dist.is_file()
+    (out / "notes.txt").write_text("mine")
+    (out / "data_distribution" / "my_figure.png").write_bytes(b"mine")
+    (out / "sensitivity_analysis" / "keep.json").write_text("{}")
+    second = dbg.runall(str(model), str(data), out, node_type="activation", dis_nodes_list=["Conv_0"],
+                        cw_nodes_list=["input_QuantizeLinear"], cache=False)
+    assert (out / "notes.txt").read_text() == "mine"
+    assert (out / "data_distribution" / "my_figure.png").read_bytes() == b"mine"
+    assert (out / "sensitivity_analysis" / "keep.json").read_text() == "{}"
+    assert not old_dist.exists(), "a figure the first run wrote and the second did not is stale"
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    own = {str(p.relative_to(out)) for p in all_files(out)} - {"notes.txt", "data_distribution/my_figure.png",
+                                                               "sensitivity_analysis/keep.json"}
+    assert own == set(results["files"]) == {str(p.relative_to(out)) for p in second.files}
+    assert set(first.results["files"]) - set(results["files"]) == {"data_distribution/activation_input_QuantizeLinear.png"}
+
+
+def test_a_failure_mid_run_leaves_save_dir_as_it_was(small: tuple[Path, Path], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    model, data = small
+    out = tmp_path / "out"
+    dbg.runall(str(model), str(data), out, node_type="activation", cache=False)
+    before = {str(p.relative_to(out)): p.read_bytes() for p in all_files(out)}
+    runall_module = sys.modules["ptqdebug.api.runall"]  # (ptqdebug.api.runall is also the function's name)
+
+    for error in (DataError("a late problem"), RuntimeError("a bug"), KeyboardInterrupt()):
+        def fail(*args: object, error: BaseException = error, **kwargs: object) -> None:
+            raise error
+
+        monkeypatch.setattr(runall_module, "verdict", fail)  # the last step, after every figure was submitted
+        with pytest.raises(type(error)):
+            dbg.runall(str(model), str(data), out, node_type=["weight", "activation"], cache=False)
+        assert {str(p.relative_to(out)): p.read_bytes() for p in all_files(out)} == before
+        assert not [p for p in out.iterdir() if p.name.startswith(STAGING_PREFIX)]
+    new = tmp_path / "new" / "out"
+    with pytest.raises(KeyboardInterrupt):
+        dbg.runall(str(model), str(data), new, cache=False)
+    assert not (tmp_path / "new").exists(), "folders a failed run created are removed again"
+
+
+def test_staged_output_moves_nothing_when_a_target_is_in_the_way(tmp_path: Path) -> None:
+    (tmp_path / "node_sensitivity").write_text("a user's file where a folder goes")
+    with StagedOutput(tmp_path) as stage:
+        assert stage.root is not None
+        (stage.root / "node_sensitivity").mkdir()
+        (stage.root / "node_sensitivity" / "a.log").write_text("x")
+        (stage.root / "results.json").write_text("{}")
+        with pytest.raises(OptionError, match="is a file but ptqdebug writes a folder there"):
+            stage.commit()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["node_sensitivity"]
+
+
+def test_inputs_are_never_modified(small: tuple[Path, Path], tmp_path: Path) -> None:
+    model, data = small
+    float_model = model.parent / "float.onnx"
+    before = tree_digest(model, float_model, data)
+    listing = sorted(p.name for p in model.parent.iterdir())
+    stamps = {p: p.stat().st_mtime_ns for p in [model, float_model, *all_files(data)]}
+    dbg.runall(str(model), str(data), tmp_path / "out", float_model=str(float_model), data_num=None,
+               node_type=["node", "weight", "activation"], cache=False)
+    assert tree_digest(model, float_model, data) == before
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert sorted(p.name for p in model.parent.iterdir()) == listing
+    assert sorted(p.name for p in all_files(data)) == sorted(p.name for p in stamps if data in p.parents)
+
+
+# -- determinism ---------------------------------------------------------------------------------
+def _results(out: Path) -> dict[str, object]:
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    results.pop("timing")
+    return results
+
+
+def test_same_inputs_give_bit_identical_results(small: tuple[Path, Path], tmp_path: Path) -> None:
+    model, data = small
+    runs = [tmp_path / name for name in ("a", "b", "cached_1", "cached_2")]
+    for out in runs:  # the second cached run takes its sweeps from the results cache
+        dbg.runall(str(model), str(data), out, data_num=2, node_type=["node", "activation"], dis_nodes_list=["Conv_0"],
+                   cw_nodes_list=["Conv_0"], cache=out.name.startswith("cached"), report=False)
+    reference = _results(runs[0])
+    for out in runs[1:]:
+        assert _results(out) == reference, out.name
+        for rel in reference["files"]:  # type: ignore[union-attr]
+            if rel.endswith((".json", ".log")) and rel != "results.json":
+                assert (out / rel).read_bytes() == (runs[0] / rel).read_bytes(), rel
+
+
+def test_fixed_thread_count_gives_identical_results_in_another_context(small: tuple[Path, Path], tmp_path: Path) -> None:
+    """docs/reliability.md: a fixed thread count (``open_context(..., threads=N)``) makes results
+    independent of the machine's core count; two contexts with it agree bit for bit."""
+    model, data = small
+    a = dbg.get_sensitivity_of_nodes(dbg.open_context(str(model), str(data), threads=1, cache=False), data_num=None)
+    b = dbg.get_sensitivity_of_nodes(dbg.open_context(str(model), str(data), threads=1, cache=False), data_num=None)
+    assert json.dumps(a) == json.dumps(b)
+    assert np.isfinite([v["cosine-similarity"] for v in a.values()]).all()
