@@ -96,7 +96,8 @@ def score_in_parallel(
 
 
 def _run_processes(jobs: list[Job], progress: Callable[[int, int], None] | None) -> list[tuple[np.ndarray, np.ndarray]]:
-    procs = [subprocess.Popen([sys.executable, "-m", "ptqdebug.parallel"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    procs = [subprocess.Popen([sys.executable, "-m", "ptqdebug.parallel"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              start_new_session=True)  # Ctrl-C reaches ptqdebug, which stops the workers
              for _ in jobs]
     inbox: queue.Queue[tuple[int, object]] = queue.Queue()
 

@@ -85,8 +85,6 @@ def test_missing_glyphs_are_not_reported_as_warnings(tmp_path: Path) -> None:
     assert len(list((tmp_path / "o").iterdir())) == 2
 
 
-@pytest.mark.xfail(strict=False, reason="ONNX Runtime logs its own error lines to stderr before ptqdebug's one line; "
-                                        "fix: log_severity_level = 4 in engine/runtime.make_session (docs/reliability.md)")
 def test_a_runtime_failure_is_one_line_in_a_real_process(tmp_path: Path) -> None:
     model = onnx.parser.parse_model("""
     <ir_version: 8, opset_import: ["" : 17]>
@@ -134,8 +132,6 @@ def test_calibrate_bad_inputs_are_one_line(case: str, argv: list[str], message: 
     assert code == 2 and len(err) == 1 and err[0].startswith("ptqdebug: error: ") and re.search(message, err[0]), err
 
 
-@pytest.mark.xfail(strict=False, reason="calibrate creates its output folder before checking its inputs "
-                                        "(calibration/core.py; docs/reliability.md)")
 @pytest.mark.parametrize("case,argv,message", CALIBRATE[:2], ids=[c[0] for c in CALIBRATE[:2]])
 def test_calibrate_bad_inputs_leave_no_output_folder(case: str, argv: list[str], message: str, calib: dict[str, str],
                                                      tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,6 +16,7 @@ The steps, each in its own module:
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import math
@@ -32,7 +33,8 @@ from ..data import Dataset, load_data
 from ..engine.runtime import make_session, resolve_providers
 from ..errors import OptionError, UnknownNodeError
 from ..metrics import METRICS, compare
-from .inputs import open_source, write_calibration_data
+from ..report.files import write_atomic
+from .inputs import check_replaceable, open_source, replace_folder, write_calibration_data
 from .methods import KL_BINS, QRANGES, kl_threshold, percentile_threshold, quant_params, rebin
 from .preprocess import ImagePreprocess
 from .result import CalibrationResult, TensorRange
@@ -242,17 +244,22 @@ def calibrate(
         raise OptionError(f"output folder {str(out)!r} is a file; expected a folder (it is created if missing)")
     if not model_name or Path(model_name).name != model_name:
         raise OptionError(f"model_name {model_name!r} must be a plain file name such as calibrated_model.onnx")
-    out.mkdir(parents=True, exist_ok=True)
     int16_wanted = all_int16 or bool(int16_nodes)
 
-    with tempfile.TemporaryDirectory(prefix="ptqdebug-calibrate-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="ptqdebug-calibrate-") as tmp, contextlib.ExitStack() as stack:
         work = Path(tmp)
         prepared = prepare_model(float_model, work, per_channel=per_channel, int16=int16_wanted, optimize=optimize)
         int16 = _int16_tensors(prepared, int16_nodes, all_int16)
         data_dir = out / "calibration_data"
         source = open_source(inputs, prepared.inputs, pre, destination=data_dir)
-        write_calibration_data(source, data_dir, prepared.inputs, data_num)
-        data = load_data(data_dir, prepared.inputs).head(data_num)
+        check_replaceable(data_dir)
+        # everything is written into a staging folder first and moved into place at the very end:
+        # a failure or Ctrl-C leaves the output folder as it was
+        out.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".calibration_data-", dir=out))
+        stack.callback(shutil.rmtree, staging, ignore_errors=True)
+        write_calibration_data(source, staging, prepared.inputs, data_num)
+        data = load_data(staging, prepared.inputs).head(data_num)
         n = len(data)
         logger.info("There are %d samples in the data set.", n)
 
@@ -305,7 +312,8 @@ def calibrate(
         _check_written(proto, prepared, int16)
         cosine = runner.cosine(proto, data, n, tick)
         model_path = out / model_name
-        shutil.copyfile(path, model_path)
+        write_atomic(model_path, lambda f: f.write(path.read_bytes()), binary=True)
+        replace_folder(staging, data_dir)
         ranges = _ranges(proto, prepared, stats)
 
     if len(candidates) == 1:

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import Dataset, load_data
+from ..report.files import write_atomic
 from ..errors import DataError
 from ..model import TensorSpec
 from .preprocess import ImagePreprocess, plan_for, read_image
@@ -264,8 +265,8 @@ def _coerce(sample: object, specs: Sequence[TensorSpec], where: str) -> Sample:
     return out
 
 
-def _clear(folder: Path, names: Sequence[str]) -> None:
-    """Remove an earlier run's ``<input>/<i>.npy`` files; refuse to touch anything else."""
+def check_replaceable(folder: Path) -> None:
+    """Refuse an existing ``calibration_data`` folder that holds anything ptqdebug did not write."""
     if not folder.exists():
         return
     if not folder.is_dir():
@@ -278,10 +279,25 @@ def _clear(folder: Path, names: Sequence[str]) -> None:
                 f"{str(folder)!r} holds {str(strays[0].relative_to(folder))!r}, which is not calibration data written by "
                 "ptqdebug; remove it or choose another output folder"
             )
-    for entry in list(folder.iterdir()):
-        for p in entry.iterdir():
-            p.unlink()
-        entry.rmdir()
+
+
+
+def clear_folder(folder: Path) -> None:
+    """Remove an earlier run's ``<input>/<i>.npy`` files (after :func:`check_replaceable`)."""
+    check_replaceable(folder)
+    if folder.exists():
+        for entry in list(folder.iterdir()):
+            for p in entry.iterdir():
+                p.unlink()
+            entry.rmdir()
+
+
+def replace_folder(staging: Path, folder: Path) -> None:
+    """Put a fully written ``staging`` folder in place of ``folder`` (an earlier run's data)."""
+    clear_folder(folder)
+    if folder.exists():
+        folder.rmdir()
+    os.replace(staging, folder)
 
 
 def write_calibration_data(source: Source, folder: Path, specs: Sequence[TensorSpec], data_num: int | None = None) -> int:
@@ -292,7 +308,7 @@ def write_calibration_data(source: Source, folder: Path, specs: Sequence[TensorS
     bad = [s.name for s in specs if not s.name or "/" in s.name or "\\" in s.name or s.name in (".", "..")]
     if bad:
         raise DataError(f"model input name {bad[0]!r} cannot be a folder name in calibration_data; rename the model input")
-    _clear(folder, [s.name for s in specs])
+    clear_folder(folder)
     n = 0
     iterator: Iterable[Sample] = source.samples()
     if data_num is not None:
@@ -302,7 +318,8 @@ def write_calibration_data(source: Source, folder: Path, specs: Sequence[TensorS
         for spec in specs:
             d = folder / spec.name
             d.mkdir(parents=True, exist_ok=True)
-            np.save(d / f"{i}.npy", sample[spec.name], allow_pickle=False)
+            array = sample[spec.name]
+            write_atomic(d / f"{i}.npy", lambda f, a=array: np.save(f, a, allow_pickle=False), binary=True)
         n = i + 1
     if n == 0:
         raise DataError(f"{source.description} gave no samples; expected at least one")

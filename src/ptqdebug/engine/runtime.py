@@ -52,7 +52,7 @@ def resolve_providers(providers: str | Sequence[str] | None) -> list[str]:
 def make_session(model: onnx.ModelProto, providers: Sequence[str], threads: int | None) -> ort.InferenceSession:
     """An inference session over ``model`` with ptqdebug's options."""
     so = ort.SessionOptions()
-    so.log_severity_level = 3
+    so.log_severity_level = 4  # fatal only: ptqdebug reports failures itself, in one line
     so.use_deterministic_compute = True
     so.enable_cpu_mem_arena = False  # many sessions: an arena per session would keep each one's peak
     so.add_session_config_entry("session.disable_quant_qdq", "1")

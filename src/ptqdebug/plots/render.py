@@ -58,8 +58,10 @@ class Renderer:
         self._next = 0
         for _ in range(default_workers() if workers is None else workers):
             try:
+                # own session: a terminal's Ctrl-C reaches ptqdebug, which stops the workers itself
                 proc = subprocess.Popen([sys.executable, "-m", "ptqdebug.plots.worker"], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, env={**os.environ, "MPLBACKEND": "Agg"})
+                                        stdout=subprocess.PIPE, env={**os.environ, "MPLBACKEND": "Agg"},
+                                        start_new_session=True)
             except OSError:
                 break
             jobs: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
@@ -82,7 +84,10 @@ class Renderer:
             pass  # the worker died; close() reports the missing figures
         finally:
             if proc.stdin:
-                proc.stdin.close()
+                try:
+                    proc.stdin.close()
+                except OSError:
+                    pass  # the worker was killed
 
     def submit(self, kind: str, result: Any, path: str | os.PathLike[str], **options: Any) -> None:
         if self._procs:
@@ -125,6 +130,7 @@ class Renderer:
         if exc[0] is not None:
             for proc in self._procs:
                 proc.kill()
+                proc.wait()
             for jobs in self._queues:
                 jobs.put(None)
             self._procs, self._queues, self._feeders, self._pending = [], [], [], []

@@ -18,7 +18,12 @@ __all__ = ["main"]
 
 
 def main() -> int:
+    import warnings
+
     from .render import render
+
+    # node names in scripts the default font lacks: the figure is still right, the warning is noise
+    warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font")
 
     import matplotlib.backends.backend_agg  # noqa: F401  (loaded before the first job arrives)
 
