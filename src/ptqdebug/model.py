@@ -13,37 +13,34 @@ stable for a given file.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
 from .errors import ModelError, OptionError, UnknownNodeError, UnsupportedOpError
 from .formats import Found
-from .formats.horizon import find_horizon
 from .formats.floatref import FloatModel
+from .formats.horizon import find_horizon
 from .formats.qdq import find_qdq
 from .graph import GraphIndex, node_inputs, topological_order
+from .nodemaps import node_maps, place_constants_late
+from .onnxfile import (
+    bad_text,
+    check_model,
+    constants_to_initializers,
+    default_opset,
+    name_nodes,
+    read_onnx,
+    subgraph_calibration,
+    unsupported_ops,
+)
 from .quantizer import Quantizer
 
-__all__ = ["CalibratedModel", "ModelSource", "TensorSpec", "load_model", "read_onnx"]
-
-ModelSource = "str | os.PathLike[str] | onnx.ModelProto | CalibratedModel"
-
-#: Ops the pass-through rule looks through when it searches a node's calibration nodes
-#: (reference §2.2: the hmct list, plus Identity, Flatten, Squeeze and Unsqueeze, which move data
-#: like Reshape does).
-PASS_THROUGH_OPS = frozenset(
-    {"MaxPool", "GlobalMaxPool", "Relu", "Reshape", "Transpose", "ReduceMax", "Split", "Slice",
-     "Gather", "ScatterND", "Clip", "Identity", "Flatten", "Squeeze", "Unsqueeze"}
-)
-
-#: Operator domains plain ONNX Runtime runs.
-_RUNNABLE_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft"})
+__all__ = ["CalibratedModel", "TensorSpec", "load_model", "read_onnx"]
 
 
 @dataclass(frozen=True)
@@ -176,214 +173,37 @@ class CalibratedModel:
         raise UnknownNodeError([name], "output_node", self.all_names())
 
 
+def _copy(message):  # noqa: ANN001, ANN202 - any protobuf message
+    new = type(message)()
+    new.CopyFrom(message)
+    return new
+
+
+def _detached(q: Quantizer) -> Quantizer:
+    from dataclasses import replace
+
+    return replace(q, nodes=tuple(_copy(n) for n in q.nodes), initializers=tuple(_copy(t) for t in q.initializers),
+                   off_node=_copy(q.off_node) if q.off_node is not None else None,
+                   off_initializers=tuple(_copy(t) for t in q.off_initializers))
+
+
+def _shell(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """A model with ``proto``'s metadata, opsets, graph name, inputs and outputs, and nothing else."""
+    canon = onnx.ModelProto()
+    for name in ("ir_version", "producer_name", "producer_version", "domain", "model_version", "doc_string"):
+        if proto.HasField(name):
+            setattr(canon, name, getattr(proto, name))
+    canon.opset_import.extend(proto.opset_import)
+    canon.metadata_props.extend(proto.metadata_props)
+    g = canon.graph
+    g.name = proto.graph.name
+    g.input.extend(proto.graph.input)
+    g.output.extend(proto.graph.output)
+    return canon
+
+
 def _rebuild(state: dict[str, object]) -> CalibratedModel:
     return CalibratedModel(**{k: MappingProxyType(v) if isinstance(v, dict) else v for k, v in state.items()})  # type: ignore[arg-type]
-
-
-# ---------------------------------------------------------------------------------------------
-def read_onnx(source: str | os.PathLike[str] | onnx.ModelProto, what: str = "model") -> onnx.ModelProto:
-    """Read an ONNX model file (with its external data), or copy a ModelProto."""
-    if isinstance(source, onnx.ModelProto):
-        proto = onnx.ModelProto()
-        proto.CopyFrom(source)
-        return proto
-    if not isinstance(source, (str, os.PathLike)):
-        raise OptionError(
-            f"{what}: got a {type(source).__name__}; expected a path to an .onnx file or an onnx.ModelProto"
-        )
-    path = Path(source)
-    if not path.exists():
-        raise ModelError(f"{what} file {str(path)!r} does not exist; check the path")
-    if path.is_dir():
-        raise ModelError(f"{what} {str(path)!r} is a folder; expected an .onnx file")
-    try:
-        with open(path, "rb") as f:
-            head = f.read(64)
-    except OSError as exc:
-        raise ModelError(f"{what} file {str(path)!r} cannot be read ({exc.strerror or exc}); check its permissions") from None
-    if not head:
-        raise ModelError(f"{what} file {str(path)!r} is empty (0 bytes); expected an .onnx model file (was the export interrupted?)")
-    try:
-        return onnx.load(str(path))
-    except Exception as exc:  # protobuf DecodeError, external data errors, permissions
-        if _looks_like_text(head):
-            raise ModelError(f"{what} file {str(path)!r} holds text, not a binary ONNX model; expected an .onnx file "
-                             "(an ONNX text model can be converted with onnx.parser.parse_model and onnx.save)") from None
-        missing = _missing_external_data(path)
-        if missing:
-            raise ModelError(
-                f"{what} file {str(path)!r} keeps its weights in external data file {missing!r}, which is not there; "
-                "expected the .onnx file and its data file(s) in the same folder, as onnx.save wrote them"
-            ) from None
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModelError(
-            f"{what} file {str(path)!r} could not be read as ONNX ({reason}); expected a valid .onnx model file "
-            "(a truncated or corrupted file: export or copy it again)"
-        ) from None
-
-
-def _missing_external_data(path: Path) -> str | None:
-    """The first external data file the model names that does not exist next to it."""
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception:  # noqa: BLE001 - not even the graph parses: the caller reports that
-        return None
-    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
-
-    def tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
-        yield from graph.initializer
-        for node in graph.node:
-            for attr in node.attribute:
-                if attr.HasField("t"):
-                    yield attr.t
-                yield from attr.tensors
-                for g in [attr.g] if attr.HasField("g") else list(attr.graphs):
-                    yield from tensors(g)
-
-    for tensor in tensors(proto.graph):
-        if uses_external_data(tensor):
-            location = ExternalDataInfo(tensor).location
-            if not (path.parent / location).is_file():
-                return location
-    return None
-
-
-def _looks_like_text(head: bytes) -> bool:
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return all(c.isprintable() or c in "\r\n\t" for c in text)
-
-
-def _default_opset(proto: onnx.ModelProto) -> int:
-    for imp in proto.opset_import:
-        if imp.domain in ("", "ai.onnx"):
-            return int(imp.version)
-    return 1
-
-
-def _name_nodes(graph: onnx.GraphProto) -> None:
-    """Give unnamed nodes stable names; refuse duplicate names."""
-    seen: dict[str, int] = {}
-    for i, node in enumerate(graph.node):
-        if node.name:
-            if node.name in seen:
-                raise ModelError(
-                    f"two nodes are named {node.name!r} (nodes #{seen[node.name]} and #{i}); ptqdebug reports "
-                    "nodes by name, so names must be unique: rename one of them"
-                )
-            seen[node.name] = i
-    for i, node in enumerate(graph.node):
-        if not node.name:
-            base = f"{node.op_type}_{i}"
-            name, k = base, 0
-            while name in seen:
-                k += 1
-                name = f"{base}_{k}"
-            node.name = name
-            seen[name] = i
-
-
-def _constants_to_initializers(graph: onnx.GraphProto) -> None:
-    """Turn ``Constant`` nodes holding a tensor or numbers into initializers."""
-    keep = []
-    for node in graph.node:
-        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and len(node.attribute) == 1:
-            attr = node.attribute[0]
-            value = None
-            if attr.name == "value":
-                value = numpy_helper.to_array(attr.t)
-            elif attr.name in ("value_float", "value_int", "value_floats", "value_ints"):
-                dtype = np.float32 if "float" in attr.name else np.int64
-                value = np.asarray(helper.get_attribute_value(attr), dtype=dtype)
-            if value is not None:
-                graph.initializer.append(numpy_helper.from_array(value, node.output[0]))
-                continue
-        keep.append(node)
-    del graph.node[:]
-    graph.node.extend(keep)
-
-
-def _sort_nodes(graph: onnx.GraphProto, what: str) -> None:
-    """Put the top-level nodes in a topological order (some exporters write them out of order),
-    or say which node reads a tensor nothing provides, or where the cycle is."""
-    available = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
-    try:
-        order = topological_order(list(graph.node), available)
-    except ValueError as exc:
-        raise ModelError(f"{what} is not a valid graph: {exc}; expected an acyclic ONNX graph in which every input "
-                         "of a node is a graph input, an initializer or another node's output (re-export the model)") from None
-    if order != sorted(order):
-        nodes = [graph.node[i] for i in order]
-        copies = [onnx.NodeProto() for _ in nodes]
-        for c, n in zip(copies, nodes):
-            c.CopyFrom(n)
-        del graph.node[:]
-        graph.node.extend(copies)
-
-
-def _bad_text(graph: onnx.GraphProto) -> str | None:
-    """The first name in ``graph`` (and its subgraphs) that is not valid UTF-8: protobuf hands such
-    a string field over as ``bytes``, which nothing downstream expects."""
-    for vi in [*graph.input, *graph.output, *graph.value_info, *graph.initializer]:
-        if not isinstance(vi.name, str):
-            return repr(vi.name)
-    for node in graph.node:
-        for text in (node.name, node.op_type, node.domain, *node.input, *node.output):
-            if not isinstance(text, str):
-                return repr(text)
-        for attr in node.attribute:
-            if not isinstance(attr.name, str):
-                return repr(attr.name)
-            for g in [attr.g] if attr.HasField("g") else list(attr.graphs):
-                bad = _bad_text(g)
-                if bad:
-                    return bad
-    return None
-
-
-def _check(proto: onnx.ModelProto, what: str) -> None:
-    if not proto.HasField("graph"):
-        raise ModelError(f"{what} has no graph (is it an ONNX model at all?); expected an .onnx model file")
-    bad = _bad_text(proto.graph) or next((repr(o.domain) for o in proto.opset_import if not isinstance(o.domain, str)), None)
-    if bad:
-        raise ModelError(f"{what} holds a name that is not valid UTF-8 ({bad[:60]}), so the file is corrupted; "
-                         "expected an .onnx file as the exporter wrote it (export it again)")
-    _sort_nodes(proto.graph, what)
-    produced = {o for n in proto.graph.node for o in n.output} | {i.name for i in proto.graph.input}
-    produced |= {t.name for t in proto.graph.initializer}
-    ghosts = [o.name for o in proto.graph.output if o.name not in produced]
-    if ghosts:
-        raise ModelError(f"{what} lists graph output {ghosts[0]!r}, which no node produces; expected every graph output "
-                         "to be a node's output (re-export the model or remove that output)")
-    if proto.ByteSize() < 2**31 - 1:
-        try:
-            onnx.checker.check_model(proto)
-        except onnx.checker.ValidationError as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise ModelError(f"{what} is not a valid ONNX model ({first}); expected a model that passes onnx.checker") from None
-        except UnicodeDecodeError:
-            raise ModelError(f"{what} holds a name or op type that is not valid UTF-8, so the file is corrupted; "
-                             "expected an .onnx file as the exporter wrote it (export it again)") from None
-
-
-#: Operators whose presence inside a control-flow subgraph makes it a calibration node there.
-_CALIBRATION_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "HzCalibration"})
-
-
-def _subgraph_calibration(graph: onnx.GraphProto, owner: str | None = None) -> tuple[str, str, str] | None:
-    """The first calibration node inside an ``If``/``Loop``/``Scan`` body: (its op, its name, the
-    control-flow node holding it)."""
-    for node in graph.node:
-        if owner is not None and node.op_type in _CALIBRATION_OPS:
-            return node.op_type, node.name or node.output[0], owner
-        for attr in node.attribute:
-            for g in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs):
-                found = _subgraph_calibration(g, owner if owner is not None else f"{node.op_type} node {node.name!r}")
-                if found:
-                    return found
-    return None
 
 
 def _input_specs(graph: onnx.GraphProto, initializers: set[str]) -> tuple[TensorSpec, ...]:
@@ -400,15 +220,6 @@ def _input_specs(graph: onnx.GraphProto, initializers: set[str]) -> tuple[Tensor
             )
         specs.append(TensorSpec(vi.name, dtype, shape))
     return tuple(specs)
-
-
-def _unsupported_ops(graph: onnx.GraphProto, acc: dict[str, str]) -> None:
-    for node in graph.node:
-        if node.domain not in _RUNNABLE_DOMAINS:
-            acc.setdefault(f"{node.domain}::{node.op_type}", node.name)
-        for attr in node.attribute:
-            for g in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs):
-                _unsupported_ops(g, acc)
 
 
 def load_model(
@@ -434,11 +245,11 @@ def load_model(
     path = None if isinstance(model_or_file, onnx.ModelProto) else str(model_or_file)
     proto = read_onnx(model_or_file, "calibrated model")
     what = "calibrated model" if path is None else f"calibrated model {path!r}"
-    if proto.HasField("graph") and _bad_text(proto.graph) is None:
-        _name_nodes(proto.graph)  # named in file order, before any reordering
-    _check(proto, what)
+    if proto.HasField("graph") and bad_text(proto.graph) is None:
+        name_nodes(proto.graph)  # named in file order, before any reordering
+    check_model(proto, what)
     graph = proto.graph
-    inside = _subgraph_calibration(graph)
+    inside = subgraph_calibration(graph)
     if inside is not None:
         op, name, owner = inside
         raise ModelError(
@@ -446,8 +257,8 @@ def load_model(
             "ptqdebug cannot switch calibration nodes inside If/Loop/Scan bodies yet: expected calibration nodes "
             "in the main graph (quantize the model with the control flow unrolled, or exclude that subgraph from quantization)"
         )
-    _constants_to_initializers(graph)
-    opset = _default_opset(proto)
+    constants_to_initializers(graph)
+    opset = default_opset(proto)
 
     reference = None
     if float_model is not None:
@@ -472,7 +283,8 @@ def _assemble(
     for item in found:
         for node in item.nodes:
             replaced[node.name] = item
-    quantizers = [f.quantizer for f in found if f.quantizer is not None]
+    # own copies of the few protos calibration nodes keep, so the file's model can be freed
+    quantizers = [_detached(f.quantizer) for f in found if f.quantizer is not None]
     if not quantizers:
         raise ModelError(
             "the model has no calibration nodes (no QuantizeLinear/DequantizeLinear pairs, no HzCalibration "
@@ -509,22 +321,18 @@ def _assemble(
         raise ModelError(f"{exc}; expected a valid acyclic ONNX graph") from None
     pinned = {o.name for o in graph.output}
     pinned = {n.name for n in new_nodes if pinned.intersection(n.output)}
-    ordered = _place_constants_late([new_nodes[i] for i in order], set(inits), pinned)
+    ordered = place_constants_late([new_nodes[i] for i in order], set(inits), pinned)
 
     used: set[str] = set()
     for node in ordered:
         used.update(node_inputs(node))
     used.update(o.name for o in graph.output)
-    canon = onnx.ModelProto()
-    canon.CopyFrom(proto)
-    del canon.graph.node[:]
+    canon = _shell(proto)  # built field by field: a full copy would hold every weight twice
     canon.graph.node.extend(ordered)
-    del canon.graph.initializer[:]
     canon.graph.initializer.extend(t for name, t in inits.items() if name in used)
-    del canon.graph.value_info[:]
 
     unsupported: dict[str, str] = {}
-    _unsupported_ops(canon.graph, unsupported)
+    unsupported_ops(canon.graph, unsupported)
     if unsupported:
         ops = ", ".join(f"{k} (node {v!r})" for k, v in list(unsupported.items())[:5])
         raise UnsupportedOpError(
@@ -550,7 +358,7 @@ def _assemble(
             f"{len(restored)} activation calibration nodes replace a Relu/Clip that the quantizer deleted "
             f"(ONNX Runtime's default); switched off they apply it again, so all-off is the float model ({how})"
         )
-    maps = _node_maps(ordered, {q.name for q in quantizers}, index)
+    maps = node_maps(ordered, {q.name for q in quantizers})
     return CalibratedModel(
         proto=canon,
         quantizers=tuple(quantizers),
@@ -561,84 +369,3 @@ def _assemble(
         notes=tuple(notes),
         **maps,
     )
-
-
-def _place_constants_late(nodes: list[onnx.NodeProto], initializers: set[str], pinned: set[str]) -> list[onnx.NodeProto]:
-    """Move nodes that read only constants (weight placeholders, bias DequantizeLinear, shape
-    constants) right before their first reader, so that positions follow the data flow and no
-    constant needlessly crosses a segment cut."""
-    const_out: set[str] = set()
-    movable: set[str] = set()
-    for node in nodes:
-        if node.name not in pinned and all(n in initializers or n in const_out for n in node_inputs(node)):
-            movable.add(node.name)
-            const_out.update(o for o in node.output if o)
-    out: list[onnx.NodeProto] = []
-    placed: set[str] = set()
-    producer = {o: n for n in nodes for o in n.output if o}
-
-    def place(node: onnx.NodeProto) -> None:
-        for name in node_inputs(node):
-            p = producer.get(name)
-            if p is not None and p.name in movable and p.name not in placed:
-                placed.add(p.name)
-                place(p)
-        out.append(node)
-
-    for node in nodes:
-        if node.name not in movable:
-            place(node)
-    out.extend(n for n in nodes if n.name in movable and n.name not in placed)
-    return out
-
-
-def _node_maps(nodes: list[onnx.NodeProto], qnames: set[str], index: GraphIndex) -> dict[str, Mapping[str, tuple[str, ...]]]:
-    producer = {o: n for n in nodes for o in n.output if o}
-
-    def search(p: onnx.NodeProto) -> str | None:
-        """Reference §2.2: a skippable producer's first calibration predecessor, else recurse once."""
-        names = node_inputs(p)[:1] if p.op_type == "ScatterND" else node_inputs(p)
-        preds = [producer[t] for t in names if t in producer]
-        for pred in preds:
-            if pred.name in qnames:
-                return pred.name
-        for pred in preds:
-            if pred.op_type in PASS_THROUGH_OPS and pred.name not in qnames:
-                return search(pred)
-        return None
-
-    node_outputs: dict[str, tuple[str, ...]] = {}
-    node_types: dict[str, str] = {}
-    node_q: dict[str, tuple[str, ...]] = {}
-    q_nodes: dict[str, list[str]] = {q: [] for q in qnames}
-    q_consumers: dict[str, list[str]] = {q: [] for q in qnames}
-    for node in nodes:
-        if node.name in qnames:
-            continue
-        node_outputs[node.name] = tuple(o for o in node.output if o)
-        node_types[node.name] = node.op_type
-        found: dict[str, None] = {}
-        for t in node_inputs(node):
-            p = producer.get(t)
-            if p is None:
-                continue
-            if p.name in qnames:
-                found[p.name] = None
-                q_consumers[p.name].append(node.name)
-            elif p.op_type in PASS_THROUGH_OPS:
-                hit = search(p)
-                if hit is not None:
-                    found[hit] = None
-        node_q[node.name] = tuple(found)
-        for q in found:
-            q_nodes[q].append(node.name)
-    for q in qnames:
-        node_types[q] = "calibration"
-    freeze = lambda d: MappingProxyType({k: tuple(v) for k, v in d.items()})  # noqa: E731
-    return {
-        "node_outputs": MappingProxyType(node_outputs),
-        "node_quantizers": MappingProxyType(node_q),
-        "quantizer_nodes": freeze(q_nodes),
-        "quantizer_consumers": freeze(q_consumers),
-        "node_types": MappingProxyType(node_types),
-    }

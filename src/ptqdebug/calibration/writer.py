@@ -37,7 +37,8 @@ from onnx import helper, numpy_helper
 
 from ..errors import ModelError
 from ..formats.params import qtype_of_onnx
-from ..model import TensorSpec, read_onnx
+from ..model import TensorSpec
+from ..onnxfile import constants_to_initializers, default_opset, read_onnx
 
 __all__ = ["ActivationQuantizer", "PreparedModel", "prepare_model", "read_activation_quantizers", "stats_model", "write_qdq"]
 
@@ -133,40 +134,14 @@ def name_nodes(graph: onnx.GraphProto) -> int:
     return changed
 
 
-def _constants_to_initializers(graph: onnx.GraphProto) -> None:
-    outputs = {o.name for o in graph.output}
-    keep = []
-    for node in graph.node:
-        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and len(node.attribute) == 1 and node.output[0] not in outputs:
-            attr = node.attribute[0]
-            if attr.name == "value":
-                t = onnx.TensorProto()
-                t.CopyFrom(attr.t)
-                t.name = node.output[0]
-                graph.initializer.append(t)
-                continue
-            if attr.name in ("value_float", "value_int", "value_floats", "value_ints"):
-                dtype = np.float32 if "float" in attr.name else np.int64
-                value = np.asarray(helper.get_attribute_value(attr), dtype=dtype)
-                graph.initializer.append(numpy_helper.from_array(value, node.output[0]))
-                continue
-        keep.append(node)
-    del graph.node[:]
-    graph.node.extend(keep)
-
-
-def _opset(proto: onnx.ModelProto) -> int:
-    return next((int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
-
-
 def _convert(proto: onnx.ModelProto, target: int, why: str) -> onnx.ModelProto:
-    logger.info("converting the model from opset %d to %d (%s)", _opset(proto), target, why)
+    logger.info("converting the model from opset %d to %d (%s)", default_opset(proto), target, why)
     try:
         return onnx.version_converter.convert_version(proto, target)
     except Exception as exc:  # the converter raises RuntimeError/ValueError/ConvertError
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(
-            f"the float model (opset {_opset(proto)}) could not be converted to opset {target}, needed for {why} "
+            f"the float model (opset {default_opset(proto)}) could not be converted to opset {target}, needed for {why} "
             f"({first}); convert it yourself (onnx.version_converter) or re-export it with opset >= {target}"
         ) from None
 
@@ -198,11 +173,11 @@ def prepare_model(float_model: str | os.PathLike[str] | onnx.ModelProto, workdir
     graph = proto.graph
     if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in graph.node) or any(n.domain == "horizon" for n in graph.node):
         raise ModelError("the model already has calibration nodes (QuantizeLinear/DequantizeLinear or HzCalibration); expected the float model")
-    _constants_to_initializers(graph)
+    constants_to_initializers(graph)
     renamed = name_nodes(graph)
     if renamed:
         logger.info("named %d unnamed or repeated nodes", renamed)
-    opset = _opset(proto)
+    opset = default_opset(proto)
     target = max(opset, 11, 13 if per_channel else 0, 21 if int16 else 0)
     if target != opset:
         why = "int16 QuantizeLinear" if int16 and target == 21 else ("per-channel weights" if per_channel and target >= 13 else "quantization")
@@ -275,7 +250,7 @@ def _describe(path: Path, proto: onnx.ModelProto) -> PreparedModel:
     }
     return PreparedModel(
         path=path, proto=proto, inputs=_input_specs(graph, inits), outputs=tuple(o.name for o in graph.output),
-        tensors=tuple(tensors), relu_inputs=relu, node_inputs=node_in, opset=_opset(proto),
+        tensors=tuple(tensors), relu_inputs=relu, node_inputs=node_in, opset=default_opset(proto),
     )
 
 
