@@ -22,10 +22,16 @@ from .api import (
 from .calibration import CalibrationResult, calibrate
 from .context import Context, open_context
 from .data import Dataset, load_data
-from .errors import DataError, ModelError, OptionError, PtqDebugError, UnknownNodeError, UnsupportedOpError
+from .errors import (
+    DataError,
+    ModelError,
+    OptionError,
+    PtqDebugError,
+    UnknownNodeError,
+    UnsupportedOpError,
+)
 from .metrics import METRICS
 from .model import CalibratedModel, load_model
-
 
 __all__ = [
     "METRICS",

@@ -7,9 +7,9 @@ sessions are built once, and each sample's float reference is computed once.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import re
-import hashlib
 from collections import OrderedDict
 from collections.abc import Sequence
 

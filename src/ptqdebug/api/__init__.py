@@ -8,7 +8,11 @@ come last, keyword-only: ``float_model`` (QDQ models whose weights are stored as
 """
 
 from .analysis import get_calibration_nodes_stat_info, sensitivity_analysis
-from .figures import get_channelwise_data_distribution, plot_acc_error, plot_distribution
+from .figures import (
+    get_channelwise_data_distribution,
+    plot_acc_error,
+    plot_distribution,
+)
 from .runall import RunResult, runall
 from .sensitivity import get_sensitivity_of_nodes, sensitivity_of_nodes
 

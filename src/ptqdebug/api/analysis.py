@@ -17,9 +17,24 @@ from ..metrics import get_metrics
 from ..plots.render import Renderer
 from ..report.files import dump_json, ensure_dir
 from ..report.tables import info_table
+from .checks import (
+    check_data_num,
+    check_metric,
+    check_node_list,
+    check_pick_threshold,
+    check_save_dir,
+)
+from .common import (
+    FloatModelArg,
+    ModelArg,
+    ProgressFactory,
+    context_for,
+    logger,
+    runtime_errors,
+    show_info,
+    step_progress,
+)
 from .sensitivity import sensitivity_of_nodes
-from .checks import check_data_num, check_metric, check_node_list, check_pick_threshold, check_save_dir
-from .common import FloatModelArg, ModelArg, ProgressFactory, context_for, logger, runtime_errors, show_info, step_progress
 
 __all__ = ["get_calibration_nodes_stat_info", "pick_sensitive", "sensitivity_analysis", "write_partial", "write_stats"]
 

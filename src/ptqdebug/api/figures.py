@@ -5,8 +5,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..analyses.accumulate import KEYWORDS, AccumulateErrorResult, accumulate_error, configurations_for
-from ..analyses.distribution import ChannelBoxes, Distribution, channel_boxes, distributions, flat_names
+from ..analyses.accumulate import (
+    KEYWORDS,
+    AccumulateErrorResult,
+    accumulate_error,
+    configurations_for,
+)
+from ..analyses.distribution import (
+    ChannelBoxes,
+    Distribution,
+    channel_boxes,
+    distributions,
+    flat_names,
+)
 from ..context import Context
 from ..errors import OptionError
 from ..plots.render import Renderer

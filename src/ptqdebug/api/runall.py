@@ -28,7 +28,12 @@ from typing import Any
 from .. import __version__
 from ..analyses.accumulate import AccumulateErrorResult
 from ..analyses.candidates import NODE_TYPES
-from ..analyses.distribution import ChannelBoxes, Distribution, channel_boxes, distributions
+from ..analyses.distribution import (
+    ChannelBoxes,
+    Distribution,
+    channel_boxes,
+    distributions,
+)
 from ..analyses.partial import PartialQuantizationResult
 from ..analyses.sensitivity import Progress, SensitivityResult
 from ..analyses.verdict import Verdict, verdict
@@ -41,10 +46,31 @@ from ..report.sensitivity_files import write_sensitivity
 from ..report.tables import info_table, sensitivity_rows
 from .analysis import pick_sensitive, run_sensitivity_analysis, write_partial
 from .checks import (
-    check_axis, check_data_num, check_metric, check_metrics, check_node_list, check_pick_threshold, check_save_dir,
+    check_axis,
+    check_data_num,
+    check_metric,
+    check_metrics,
+    check_node_list,
+    check_pick_threshold,
+    check_save_dir,
 )
-from .common import FloatModelArg, ModelArg, ProgressFactory, context_for, logger, runtime_errors, show_info, step_progress
-from .figures import accumulate_errors, check_acc_nodes, write_accumulate_error, write_channel_boxes, write_distributions
+from .common import (
+    FloatModelArg,
+    ModelArg,
+    ProgressFactory,
+    context_for,
+    logger,
+    runtime_errors,
+    show_info,
+    step_progress,
+)
+from .figures import (
+    accumulate_errors,
+    check_acc_nodes,
+    write_accumulate_error,
+    write_channel_boxes,
+    write_distributions,
+)
 from .sensitivity import sensitivity_of_nodes
 
 __all__ = ["RunResult", "runall"]

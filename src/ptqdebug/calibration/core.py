@@ -34,12 +34,30 @@ from ..engine.runtime import make_session, resolve_providers
 from ..errors import OptionError, UnknownNodeError
 from ..metrics import METRICS, compare
 from ..report.files import write_atomic
-from .inputs import check_replaceable, open_source, replace_folder, write_calibration_data
-from .methods import KL_BINS, QRANGES, kl_threshold, percentile_threshold, quant_params, rebin
+from .inputs import (
+    check_replaceable,
+    open_source,
+    replace_folder,
+    write_calibration_data,
+)
+from .methods import (
+    KL_BINS,
+    QRANGES,
+    kl_threshold,
+    percentile_threshold,
+    quant_params,
+    rebin,
+)
 from .preprocess import ImagePreprocess
 from .result import CalibrationResult, TensorRange
 from .stats import Statistics, TensorStats
-from .writer import PreparedModel, prepare_model, read_activation_quantizers, stats_model, write_qdq
+from .writer import (
+    PreparedModel,
+    prepare_model,
+    read_activation_quantizers,
+    stats_model,
+    write_qdq,
+)
 
 __all__ = ["DEFAULT_CANDIDATES", "METHODS", "SELECT_SAMPLES", "calibrate"]
 

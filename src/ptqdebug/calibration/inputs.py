@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from ..data import Dataset, load_data
-from ..report.files import write_atomic
 from ..errors import DataError
 from ..model import TensorSpec
+from ..report.files import write_atomic
 from .preprocess import ImagePreprocess, plan_for, read_image
 
 __all__ = ["IMAGE_SUFFIXES", "Source", "open_source", "write_calibration_data"]

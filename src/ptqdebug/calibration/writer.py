@@ -284,7 +284,13 @@ def stats_model(prepared: PreparedModel) -> onnx.ModelProto:
 def write_qdq(prepared: PreparedModel, out_path: Path, params: Mapping[str, tuple[str, float, int]],
               first_sample: Mapping[str, np.ndarray], *, per_channel: bool, symmetric: bool) -> onnx.ModelProto:
     """Write the QDQ model with activation ``params`` (tensor → (qtype, scale, zero point))."""
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     infos = {vi.name: vi for vi in [*prepared.proto.graph.value_info, *prepared.proto.graph.input, *prepared.proto.graph.output]}
     overrides: dict[str, list[dict[str, object]]] = {}

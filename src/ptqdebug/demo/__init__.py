@@ -42,9 +42,9 @@ def demo_files() -> tuple[Path, Path]:
 
 
 def _accuracy(model: Path, x: np.ndarray, y: np.ndarray) -> float:
-    from ..engine.runtime import make_session
-
     import onnx
+
+    from ..engine.runtime import make_session
 
     session = make_session(onnx.load(str(model)), ["CPUExecutionProvider"], None)
     logits = session.run(None, {session.get_inputs()[0].name: x})[0]

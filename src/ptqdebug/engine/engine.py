@@ -19,8 +19,8 @@ No session is ever built per configuration: at most three per segment (per set o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from collections import OrderedDict
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -97,7 +97,12 @@ class Engine:
         self.runs = 0  # segment session runs, for tests and benchmarks
 
     #: sessions with extra fetched tensors kept at once (each holds its segment's weights)
-    EXTRA_SESSIONS = 8
+    EXTRA_SESSIONS = 4
+
+    def release_extra_sessions(self) -> None:
+        """Drop the sessions built to fetch extra tensors (they hold copies of their weights)."""
+        for key in [k for k in self._sessions if k[2]]:
+            del self._sessions[key]
 
     # -- sessions ---------------------------------------------------------------------------------
     def _variant(self, seg: Segment, enabled: Collection[str] | None) -> str:
@@ -260,3 +265,4 @@ class Engine:
                 float_env.pop(t, None)
                 for env in envs:
                     env.pop(t, None)
+        self.release_extra_sessions()  # built for this walk's tensors only

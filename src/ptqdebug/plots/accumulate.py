@@ -16,7 +16,17 @@ import math
 from typing import TYPE_CHECKING
 
 from ..analyses.accumulate import AccumulateErrorResult
-from ._base import MAX_NAMED_TICKS, curve_style, finite_or_nan, index_axis, legend_right, mark_nonfinite, new_figure, series_width, text
+from ._base import (
+    MAX_NAMED_TICKS,
+    curve_style,
+    finite_or_nan,
+    index_axis,
+    legend_right,
+    mark_nonfinite,
+    new_figure,
+    series_width,
+    text,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

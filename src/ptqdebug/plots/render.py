@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-
 __all__ = ["Renderer", "default_workers", "render"]
 
 

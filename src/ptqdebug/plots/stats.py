@@ -19,7 +19,15 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from ..analyses.stats import CalibrationNodeStats
-from ._base import MAX_NAMED_TICKS, curve_style, index_axis, legend_right, mark_nonfinite, new_figure, series_width
+from ._base import (
+    MAX_NAMED_TICKS,
+    curve_style,
+    index_axis,
+    legend_right,
+    mark_nonfinite,
+    new_figure,
+    series_width,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
