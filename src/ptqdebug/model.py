@@ -40,7 +40,7 @@ from .onnxfile import (
 )
 from .quantizer import Quantizer
 
-__all__ = ["CalibratedModel", "TensorSpec", "load_model", "read_onnx"]
+__all__ = ["CalibratedModel", "TensorSpec", "input_specs", "load_model", "read_onnx"]
 
 
 @dataclass(frozen=True)
@@ -206,7 +206,8 @@ def _rebuild(state: dict[str, object]) -> CalibratedModel:
     return CalibratedModel(**{k: MappingProxyType(v) if isinstance(v, dict) else v for k, v in state.items()})  # type: ignore[arg-type]
 
 
-def _input_specs(graph: onnx.GraphProto, initializers: set[str]) -> tuple[TensorSpec, ...]:
+def input_specs(graph: onnx.GraphProto, initializers: set[str]) -> tuple[TensorSpec, ...]:
+    """The inputs that take data (graph inputs that are not initializers), with dtype and shape."""
     specs = []
     for vi in graph.input:
         if vi.name in initializers:
@@ -362,7 +363,7 @@ def _assemble(
     return CalibratedModel(
         proto=canon,
         quantizers=tuple(quantizers),
-        inputs=_input_specs(canon.graph, set(inits)),
+        inputs=input_specs(canon.graph, set(inits)),
         outputs=tuple(o.name for o in canon.graph.output),
         source_format="+".join(formats),
         path=path,

@@ -33,11 +33,11 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 
 from ..errors import ModelError
 from ..formats.params import qtype_of_onnx
-from ..model import TensorSpec
+from ..model import TensorSpec, input_specs
 from ..onnxfile import constants_to_initializers, default_opset, read_onnx
 
 __all__ = ["ActivationQuantizer", "PreparedModel", "prepare_model", "read_activation_quantizers", "stats_model", "write_qdq"]
@@ -249,23 +249,9 @@ def _describe(path: Path, proto: onnx.ModelProto) -> PreparedModel:
         and readers.get(node.input[0]) == 1 and node.input[0] not in outputs
     }
     return PreparedModel(
-        path=path, proto=proto, inputs=_input_specs(graph, inits), outputs=tuple(o.name for o in graph.output),
+        path=path, proto=proto, inputs=input_specs(graph, inits), outputs=tuple(o.name for o in graph.output),
         tensors=tuple(tensors), relu_inputs=relu, node_inputs=node_in, opset=default_opset(proto),
     )
-
-
-def _input_specs(graph: onnx.GraphProto, inits: set[str]) -> tuple[TensorSpec, ...]:
-    specs = []
-    for vi in graph.input:
-        if vi.name in inits:
-            continue
-        t = vi.type.tensor_type
-        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type)) if t.elem_type else np.dtype(np.float32)
-        shape = None
-        if t.HasField("shape"):
-            shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim)
-        specs.append(TensorSpec(vi.name, dtype, shape))
-    return tuple(specs)
 
 
 def stats_model(prepared: PreparedModel) -> onnx.ModelProto:

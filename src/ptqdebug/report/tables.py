@@ -25,46 +25,43 @@ def _cell(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def info_table(title: str, key_type: str, rows: Mapping[str, Mapping[str, object]]) -> str:
-    """``print_info_dict``: the block logged by ``verbose=True`` (starts with a newline)."""
+def _columns(rows: Mapping[str, Mapping[str, object]], first_min: int) -> tuple[list[str], list[int]]:
+    """Column headers in first-seen order, and each column's padded width (the first column is
+    at least ``first_min`` wide, at most 50, plus 2)."""
     headers: list[str] = []
     for values in rows.values():
         for k in values:
             if k not in headers:
                 headers.append(k)
-    w0 = min(max([10, *(len(k) for k in rows)]), _MAX_NAME)
+    w0 = min(max([first_min, *(len(k) for k in rows)]), _MAX_NAME)
     widths = [w0] + [max([len(h), *(len(_cell(v.get(h))) for v in rows.values())]) for h in headers]
-    widths = [w + 2 for w in widths]
-    head_length = sum(widths)
-    left = (head_length - len(title)) // 2
-    right = left + 1 if (head_length - len(title)) % 2 else left
-    lines = ["", "=" * left + title + "=" * right]
-    lines.append("".join(f"{h:<{w}}" for h, w in zip([key_type, *headers], widths)))
-    lines.append("-" * head_length)
+    return headers, [w + 2 for w in widths]
+
+
+def _body(first: str, headers: list[str], widths: list[int], rows: Mapping[str, Mapping[str, object]]) -> list[str]:
+    """Header line, rule, and one line per row, every cell left-aligned and padded."""
+    lines = ["".join(f"{h:<{w}}" for h, w in zip([first, *headers], widths))]
+    lines.append("-" * sum(widths))
     for name, values in rows.items():
         cells = [_short(name), *(_cell(values.get(h)) for h in headers)]
         lines.append("".join(f"{c:<{w}}" for c, w in zip(cells, widths)))
-    return "\n".join(lines)
+    return lines
+
+
+def info_table(title: str, key_type: str, rows: Mapping[str, Mapping[str, object]]) -> str:
+    """``print_info_dict``: the block logged by ``verbose=True`` (starts with a newline)."""
+    headers, widths = _columns(rows, 10)
+    head_length = sum(widths)
+    left = (head_length - len(title)) // 2
+    right = left + 1 if (head_length - len(title)) % 2 else left
+    return "\n".join(["", "=" * left + title + "=" * right, *_body(key_type, headers, widths, rows)])
 
 
 def log_table(title: str, rows: Mapping[str, Mapping[str, object]]) -> str:
     """``save_node_sensitivity``: the ``.log`` file text, every line ending in a newline."""
-    headers: list[str] = []
-    for values in rows.values():
-        for k in values:
-            if k not in headers:
-                headers.append(k)
-    w0 = min(max([4, *(len(k) for k in rows)]), _MAX_NAME)
-    widths = [w0] + [max([len(h), *(len(_cell(v.get(h))) for v in rows.values())]) for h in headers]
-    widths = [w + 2 for w in widths]
-    head_length = sum(widths)
-    k = int((head_length - len(title)) / 2)
-    lines = ["=" * k + title + "=" * k]
-    lines.append("".join(f"{h:<{w}}" for h, w in zip(["Node", *headers], widths)))
-    lines.append("-" * head_length)
-    for name, values in rows.items():
-        cells = [_short(name), *(_cell(values.get(h)) for h in headers)]
-        lines.append("".join(f"{c:<{w}}" for c, w in zip(cells, widths)))
+    headers, widths = _columns(rows, 4)
+    k = int((sum(widths) - len(title)) / 2)
+    lines = ["=" * k + title + "=" * k, *_body("Node", headers, widths, rows)]
     return "".join(line + "\n" for line in lines)
 
 
