@@ -92,12 +92,16 @@ class Engine:
         # dims like a Resize's `sizes` matter to ONNX Runtime), else what ONNX Runtime reports.
         self._types: dict[str, onnx.TypeProto] = _inferred_types(model.proto)
         self._types.update({vi.name: vi.type for vi in model.proto.graph.input})
-        self._weights: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        # float and fake-quantized values of weights, for the segments in use (least recently
+        # used dropped past WEIGHT_CACHE_BYTES: a sweep visits segments in order)
+        self._weights: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._switchable = frozenset(q.name for q in model.quantizers if q.exact)
         self.runs = 0  # segment session runs, for tests and benchmarks
 
     #: sessions with extra fetched tensors kept at once (each holds its segment's weights)
     EXTRA_SESSIONS = 4
+    #: bytes of float + fake-quantized weight copies kept for switchable sessions
+    WEIGHT_CACHE_BYTES = 64 * 2**20
 
     def release_extra_sessions(self) -> None:
         """Drop the sessions built to fetch extra tensors (they hold copies of their weights)."""
@@ -140,7 +144,6 @@ class Engine:
         for out in session.get_outputs():
             if out.name not in self._types:
                 self._types[out.name] = type_from_ort(out.type, out.shape)
-        self._prepare_weights(built.weights)
         # keep only the switch and weight names: the built model (a copy of the segment's
         # weights) is not needed once ONNX Runtime has its own
         entry = (session, Built(None, built.switches, built.weights), [o.name for o in session.get_outputs()])  # type: ignore[arg-type]
@@ -151,8 +154,12 @@ class Engine:
                 del self._sessions[old]
         return entry
 
-    def _prepare_weights(self, weights: Mapping[str, str]) -> None:
-        """Float and fake-quantized value of each switchable weight, the latter computed by ORT."""
+    def _prepare_weights(self, weights: Collection[str]) -> None:
+        """Float and fake-quantized value of each weight, the latter computed by the calibration
+        node's own operators in ONNX Runtime; kept while recently used."""
+        for q in weights:
+            if q in self._weights:
+                self._weights.move_to_end(q)
         todo = [q for q in weights if q not in self._weights]
         if not todo:
             return
@@ -165,6 +172,10 @@ class Engine:
         values = session.run(None, {})
         for q, fq in zip(todo, values):
             self._weights[q] = (floats[q], fq)
+        held = sum(a.nbytes + b.nbytes for a, b in self._weights.values())
+        while held > self.WEIGHT_CACHE_BYTES and len(self._weights) > len(todo):
+            _, (a, b) = self._weights.popitem(last=False)
+            held -= a.nbytes + b.nbytes
 
     def weight_values(self, quantizer: str) -> tuple[np.ndarray, np.ndarray]:
         """A weight calibration node's float value and its fake-quantized value, the latter
@@ -172,8 +183,7 @@ class Engine:
         q = self.model.quantizer_map[quantizer]
         if q.kind != "weight":
             raise ValueError(f"{quantizer!r} is not a weight calibration node")
-        if quantizer not in self._weights:
-            self._prepare_weights({quantizer: q.output})
+        self._prepare_weights([quantizer])
         return self._weights[quantizer]
 
     # -- running ----------------------------------------------------------------------------------
@@ -188,6 +198,7 @@ class Engine:
         if enabled is not None:
             for q, sw in built.switches.items():
                 feed[sw] = np.array(q in enabled)
+            self._prepare_weights(list(built.weights))
             for q, name in built.weights.items():
                 w_float, w_quant = self._weights[q]
                 feed[name] = w_quant if q in enabled else w_float
