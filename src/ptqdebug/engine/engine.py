@@ -101,7 +101,7 @@ class Engine:
     #: sessions with extra fetched tensors kept at once (each holds its segment's weights)
     EXTRA_SESSIONS = 4
     #: bytes of float + fake-quantized weight copies kept for switchable sessions
-    WEIGHT_CACHE_BYTES = 64 * 2**20
+    WEIGHT_CACHE_BYTES = 128 * 2**20
 
     def release_extra_sessions(self) -> None:
         """Drop the sessions built to fetch extra tensors (they hold copies of their weights)."""
