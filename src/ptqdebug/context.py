@@ -100,8 +100,9 @@ class Context:
         return self._batch_ok
 
     def _check_batching(self) -> bool:
-        if len(self.data) < 2 or any(s.shape is None or not s.shape or isinstance(s.shape[0], int) and s.shape[0] > 0
-                                     for s in self.model.inputs):
+        fixed_batch = [s for s in self.model.inputs
+                       if s.shape is None or not s.shape or (isinstance(s.shape[0], int) and s.shape[0] > 0)]
+        if len(self.data) < 2 or fixed_batch:
             return False
         outputs = self.model.outputs
         try:

@@ -11,7 +11,6 @@ Two conveniences run before argparse sees the arguments (:func:`normalize_argv`)
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -137,7 +136,3 @@ def add_runtime(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=None, metavar="N", help="score candidates in N processes")
     p.add_argument("--executor", choices=["local", "ray"], default=None,
                    help="where candidates run: this machine (default) or a Ray cluster (pip install 'ptqdebug[ray]')")
-
-
-def stderr_is_tty() -> bool:
-    return sys.stderr.isatty()

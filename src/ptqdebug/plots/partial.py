@@ -42,7 +42,7 @@ def partial_quantization_figure(result: PartialQuantizationResult) -> Figure:
     single = [math.nan, *result.single]
     ax.plot(range(len(single)), finite_or_nan(single), color="green", marker="x", linestyle="none", markersize=7,
             label="per-node quantization sensitivity", gid="single")
-    mark_nonfinite(ax, [cumulative, result.single and [0.0, *result.single] or []])
+    mark_nonfinite(ax, [cumulative, [0.0, *result.single] if result.single else []])
     ax.set_xticks(range(k + 1))
     ax.set_xticklabels(["none", *(text(n, 40) for n in result.nodes)], rotation=90, fontsize=8)
     ax.set_xlim(-0.5, k + 0.5)

@@ -269,10 +269,12 @@ def _partial(p: Mapping[str, Any], save_dir: Path) -> str:
     metric = str(get(p, "metric") or "cosine-similarity")
     rows = [f'<tr><td class="num" data-v="0">0</td><td class="name"><em>none</em> (calibrated model)</td><td class="num" data-v="">–</td>'
             f'{num_td(get(p, "baseline"))}<td class="num" data-v="">–</td></tr>']
+    def at(xs: list[Any], k: int) -> Any:
+        return xs[k] if k < len(xs) else None
+
     for k, node in enumerate(nodes):
-        at = lambda xs: xs[k] if k < len(xs) else None  # noqa: E731
-        rows.append(f'<tr><td class="num" data-v="{k + 1}">{k + 1}</td>{text_td(node, "name mono")}{num_td(at(single))}'
-                    f'{num_td(at(partial))}{num_td(at(recovery), sign=True)}</tr>')
+        rows.append(f'<tr><td class="num" data-v="{k + 1}">{k + 1}</td>{text_td(node, "name mono")}{num_td(at(single, k))}'
+                    f'{num_td(at(partial, k))}{num_td(at(recovery, k), sign=True)}</tr>')
     head = [("#", "num"), ("node", "text"), (f"only this node quantized{_direction(metric)}", "num"),
             (f"nodes 1..k kept in float{_direction(metric)}", "num"), ("recovery", "num")]
     info = [f"{esc(metric)}"]
