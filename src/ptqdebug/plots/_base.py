@@ -126,8 +126,14 @@ def legend_right(ax: Axes, title: str | None = None) -> None:
                   title_fontsize=8)
 
 
+#: Figure label of figures laid out with fixed margins: saved without ``bbox_inches="tight"``,
+#: which draws the whole figure twice (about a third of the saving time).
+FIXED_LAYOUT = "ptqdebug:fixed-layout"
+
+
 def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
-    """Write ``fig`` as PNG to ``path`` atomically (bbox tight), then release its memory.
+    """Write ``fig`` as PNG to ``path`` atomically (bbox tight unless the figure has a fixed
+    layout), then release its memory.
 
     The parent folder is created if needed. The figure is cleared afterwards (its artists, data
     and cached renderer are dropped) and must not be reused; with no pyplot involved, nothing
@@ -138,7 +144,8 @@ def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
     target = Path(path)
     ensure_dir(target.parent)
     try:
-        return write_atomic(target, lambda f: fig.savefig(f, format="png", bbox_inches="tight"), binary=True)
+        bbox = None if fig.get_label() == FIXED_LAYOUT else "tight"
+        return write_atomic(target, lambda f: fig.savefig(f, format="png", bbox_inches=bbox), binary=True)
     finally:
         fig.clear()
         FigureCanvasBase(fig)  # drops the Agg canvas and its cached (possibly large) renderer buffer

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..analyses.distribution import ChannelBoxes, Distribution
-from ._base import fmt, legend_right, mark_nonfinite, new_figure, text
+from ._base import FIXED_LAYOUT, fmt, legend_right, mark_nonfinite, new_figure, text
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -83,6 +83,8 @@ def distribution_figure(d: Distribution) -> Figure:
     from matplotlib.patches import Patch
 
     fig = new_figure(8.0, 6.0)
+    fig.set_label(FIXED_LAYOUT)  # margins fit a two-line title and the labels
+    fig.subplots_adjust(left=0.11, right=0.97, bottom=0.1, top=0.88)
     ax = fig.add_subplot()
     spec = _series_spec(d)
     data: dict[str, np.ndarray] = {}
@@ -199,7 +201,8 @@ def channel_boxes_figure(b: ChannelBoxes) -> Figure:
     fig = new_figure(width, 8.0)
     # fixed margins in inches: matplotlib's default fractions waste a fifth of a wide figure
     left, right = min(0.125, 1.0 / width), 1.0 - min(0.1, 0.35 / width)
-    fig.subplots_adjust(left=left, right=right)
+    fig.set_label(FIXED_LAYOUT)
+    fig.subplots_adjust(left=left, right=right, bottom=0.12, top=0.94)
     ax = fig.add_subplot()
     if c:
         _boxes(ax, b, px_per_channel=width * (right - left) * fig.dpi / c)
