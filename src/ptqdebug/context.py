@@ -46,8 +46,21 @@ class Context:
 
     @functools.cached_property
     def model_digest(self) -> str:
-        """SHA-256 of the model as ptqdebug runs it (see :mod:`ptqdebug.cache`)."""
-        h = hashlib.sha256(self.model.proto.SerializeToString(deterministic=True))
+        """SHA-256 of the model as ptqdebug runs it (see :mod:`ptqdebug.cache`).
+
+        Hashed piece by piece (graph without weights, then each weight), so models above
+        protobuf's 2 GB serialization limit hash too.
+        """
+        proto = self.model.proto
+        skeleton = onnx.ModelProto()
+        skeleton.ir_version = proto.ir_version
+        skeleton.opset_import.extend(proto.opset_import)
+        skeleton.graph.node.extend(proto.graph.node)
+        skeleton.graph.input.extend(proto.graph.input)
+        skeleton.graph.output.extend(proto.graph.output)
+        h = hashlib.sha256(skeleton.SerializeToString(deterministic=True))
+        for t in proto.graph.initializer:
+            h.update(t.SerializeToString(deterministic=True))
         for q in self.model.quantizers:  # what a calibration node computes when on
             for node in q.nodes:
                 h.update(node.SerializeToString(deterministic=True))
