@@ -31,7 +31,7 @@ import numpy as np
 from .errors import DataError, OptionError
 from .model import TensorSpec
 
-__all__ = ["Dataset", "load_data", "select"]
+__all__ = ["Dataset", "check_data_num", "load_data", "select"]
 
 Sample = dict[str, np.ndarray]
 
@@ -321,18 +321,26 @@ def load_data(source: object, inputs: Sequence[TensorSpec]) -> Dataset:
     )
 
 
+def check_data_num(data_num: object) -> int | None:
+    """The type and sign of ``data_num`` (None: all samples); the upper bound needs the data."""
+    if data_num is None:
+        return None
+    if isinstance(data_num, bool) or not isinstance(data_num, (int, np.integer)):
+        raise OptionError(f"data_num is {data_num!r}; expected a positive whole number or None (all samples)")
+    if data_num < 1:
+        raise OptionError(f"data_num is {data_num}; expected at least 1")
+    return int(data_num)
+
+
 def select(data: Dataset, data_num: int | None) -> Dataset:
     """The first ``data_num`` samples (all when None), with the original tool's bounds check.
 
     The original tool took the *last* ``data_num`` files in text order; ptqdebug takes the first
     ones in numeric order, which is what the word "first" suggests and what users expect.
     """
+    data_num = check_data_num(data_num)
     if data_num is None:
         return data
-    if isinstance(data_num, bool) or not isinstance(data_num, (int, np.integer)):
-        raise OptionError(f"data_num is {data_num!r}; expected a positive whole number or None (all samples)")
-    if data_num < 1:
-        raise OptionError(f"data_num is {data_num}; expected at least 1")
     if data_num > len(data):
         raise OptionError(f"there are only {len(data)} samples in {data.source}, but data_num is {data_num}; use at most {len(data)}")
-    return data.head(int(data_num))
+    return data.head(data_num)

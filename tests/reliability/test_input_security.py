@@ -23,6 +23,7 @@ from tests.reliability.models import (
     text_samples,
     write_folder,
 )
+from tests.support.source import dotted
 
 SRC = Path(dbg.__file__).resolve().parent
 
@@ -47,16 +48,6 @@ FORBIDDEN_ATTRS = {
 }
 
 
-def _dotted(node: ast.AST) -> str:
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-    return ".".join(reversed(parts))
-
-
 def _violations() -> list[str]:
     found = []
     for path in sorted(SRC.rglob("*.py")):
@@ -70,7 +61,7 @@ def _violations() -> list[str]:
         for node in ast.walk(tree):
             if not isinstance(node, ast.Call):
                 continue
-            name = _dotted(node.func)
+            name = dotted(node.func)
             where = (rel, scopes.get(node, "<module>"), name)
             kwargs = {k.arg: k.value for k in node.keywords}
             bad = None
@@ -95,7 +86,7 @@ def test_the_scan_sees_what_it_forbids(tmp_path: Path) -> None:
     """The scan itself works: each forbidden pattern in a sample file is reported."""
     sample = "import numpy as np, pickle\ndef f(p):\n    eval(p)\n    np.load(p)\n    np.load(p, allow_pickle=True)\n    pickle.loads(p)\n"
     tree = ast.parse(sample)
-    calls = [_dotted(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)]
+    calls = [dotted(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)]
     assert {"eval", "np.load", "pickle.loads"} <= set(calls)
 
 

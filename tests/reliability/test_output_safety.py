@@ -21,6 +21,7 @@ from ptqdebug.errors import DataError, OptionError
 from ptqdebug.report.files import STAGING_PREFIX, StagedOutput
 from tests.reliability.models import all_files, cnn_qdq, tree_digest, write_folder
 from tests.support.builders import image_samples, quantize_qdq, resnet18
+from tests.support.source import dotted
 
 SRC = Path(dbg.__file__).resolve().parent
 
@@ -37,16 +38,6 @@ WRITERS = {"open", "np.save", "np.savez", "np.savez_compressed", "numpy.save", "
 WRITER_METHODS = {"write_text", "write_bytes", "savefig", "tofile"}
 
 
-def _dotted(node: ast.AST) -> str:
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-    return ".".join(reversed(parts))
-
-
 def _writers() -> list[tuple[str, int, str]]:
     """Every call that writes a file, outside report/files.py and outside write_atomic callbacks."""
     found = []
@@ -57,13 +48,13 @@ def _writers() -> list[tuple[str, int, str]]:
         tree = ast.parse(path.read_text(encoding="utf-8"))
         atomic: set[int] = set()
         for n in ast.walk(tree):
-            if isinstance(n, ast.Call) and _dotted(n.func).endswith("write_atomic"):
+            if isinstance(n, ast.Call) and dotted(n.func).endswith("write_atomic"):
                 for arg in [*n.args[1:], *(k.value for k in n.keywords)]:
                     atomic.update(id(x) for x in ast.walk(arg))
         for n in ast.walk(tree):
             if not isinstance(n, ast.Call) or id(n) in atomic:
                 continue
-            name = _dotted(n.func)
+            name = dotted(n.func)
             if name == "open":
                 mode = n.args[1] if len(n.args) > 1 else next((k.value for k in n.keywords if k.arg == "mode"), None)
                 if not (isinstance(mode, ast.Constant) and any(c in str(mode.value) for c in "wax+")):

@@ -26,7 +26,7 @@ import numpy as np
 from ..context import Context
 from ..errors import OptionError
 from ..metrics import compare, get_metrics
-from .candidates import normalize_node_list
+from .candidates import flat_names, normalize_node_list
 
 __all__ = ["AccumulateErrorResult", "Configuration", "ErrorCurve", "accumulate_error", "configurations_for"]
 
@@ -78,18 +78,11 @@ class AccumulateErrorResult:
         return cls(d["prefix"], d["metric"], tuple(d["tensors"]), tuple(d["nodes"]), curves)
 
 
-def _flatten(value: object) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    return [n for item in value for n in _flatten(item)]  # type: ignore[union-attr]
-
-
 def configurations_for(ctx: Context, quantize_node: object = None, non_quantize_node: object = None) -> list[tuple[str, list[Configuration]]]:
     """The (file prefix, configurations) pairs the arguments ask for, one pair per figure."""
     model = ctx.model
-    q_flat, nq_flat = _flatten(quantize_node), _flatten(non_quantize_node)
+    q_flat = flat_names(quantize_node, "quantize_node") if quantize_node is not None else []
+    nq_flat = flat_names(non_quantize_node, "non_quantize_node") if non_quantize_node is not None else []
     if not q_flat and not nq_flat:
         raise OptionError("'quantize_node' and 'non_quantize_node' are both empty; give at least one (e.g. quantize_node=['weight','activation'])")
     if any(k in nq_flat for k in KEYWORDS):

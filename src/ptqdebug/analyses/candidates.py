@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from ..errors import ModelError, OptionError
 from ..model import CalibratedModel
 
-__all__ = ["NODE_TYPES", "Candidate", "NodeList", "candidates_for", "normalize_node_list"]
+__all__ = ["NODE_TYPES", "Candidate", "NodeList", "candidates_for", "check_node_type", "flat_names", "normalize_node_list"]
 
 NODE_TYPES = ("node", "weight", "activation")
 
@@ -41,8 +41,14 @@ def normalize_node_list(value: object, what: str) -> list[str | list[str]]:
     return out
 
 
-def check_node_type(node_type: str) -> str:
-    if node_type not in NODE_TYPES:
+def flat_names(value: object, what: str) -> list[str]:
+    """Every name of a node list option (groups flattened), de-duplicated, in order."""
+    names = normalize_node_list(value, what)
+    return list(dict.fromkeys(n for item in names for n in ([item] if isinstance(item, str) else item)))
+
+
+def check_node_type(node_type: object) -> str:
+    if not isinstance(node_type, str) or node_type not in NODE_TYPES:
         raise OptionError(f"unknown node_type {node_type!r}; expected one of {', '.join(NODE_TYPES)}")
     return node_type
 

@@ -26,9 +26,9 @@ import numpy as np
 from ..context import Context
 from ..errors import OptionError, UnknownNodeError
 from ..metrics import METRICS, compare
-from .candidates import normalize_node_list
+from .candidates import flat_names
 
-__all__ = ["ChannelBoxes", "Distribution", "channel_boxes", "distributions", "flat_names"]
+__all__ = ["ChannelBoxes", "Distribution", "channel_boxes", "distributions"]
 
 _COS = METRICS["cosine-similarity"]
 
@@ -52,11 +52,6 @@ class Distribution:
                      "size": int(v.size)} for k, v in self.values.items() if v.size}
         return {"name": self.name, "kind": self.kind, "tensor": self.tensor, "abs_max": self.abs_max,
                 "threshold": self.threshold, "cosine": self.cosine, "series": stats}
-
-
-def flat_names(value: object, what: str) -> list[str]:
-    names = normalize_node_list(value, what)
-    return list(dict.fromkeys(n for item in names for n in ([item] if isinstance(item, str) else item)))
 
 
 def _abs_max(x: np.ndarray) -> float:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..context import Context
-from .distribution import flat_names
+from .candidates import flat_names
 
 __all__ = ["CalibrationNodeStats", "calibration_node_stats"]
 

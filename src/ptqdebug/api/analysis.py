@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..analyses.distribution import flat_names
+from ..analyses.candidates import flat_names
 from ..analyses.partial import PartialQuantizationResult, partial_quantization
 from ..analyses.sensitivity import Progress, SensitivityResult
 from ..analyses.stats import CalibrationNodeStats, calibration_node_stats

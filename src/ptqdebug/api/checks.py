@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analyses.candidates import NODE_TYPES, normalize_node_list
+from ..analyses.candidates import check_node_type, flat_names, normalize_node_list
+from ..data import check_data_num
 from ..errors import OptionError, UnknownNodeError
 from ..metrics import METRICS, get_metrics
 from ..model import CalibratedModel
@@ -48,12 +49,6 @@ def check_metric(value: object, what: str = "metric") -> str:
     return get_metrics(value)[0].name
 
 
-def check_node_type(value: object) -> str:
-    if not isinstance(value, str) or value not in NODE_TYPES:
-        raise OptionError(f"unknown node_type {value!r}; expected one of {', '.join(NODE_TYPES)}")
-    return value
-
-
 def check_pick_threshold(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or math.isnan(float(value)):
         raise OptionError(f"pick_threshold is {value!r}; expected a number such as 0.999")
@@ -65,17 +60,6 @@ def check_axis(value: object) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise OptionError(f"axis is {value!r}; expected a whole number (the channel axis) or None")
-    return int(value)
-
-
-def check_data_num(value: object) -> int | None:
-    """The type and sign of ``data_num``; the upper bound needs the data (:func:`ptqdebug.data.select`)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise OptionError(f"data_num is {value!r}; expected a positive whole number or None (all samples)")
-    if value < 1:
-        raise OptionError(f"data_num is {value}; expected at least 1")
     return int(value)
 
 
@@ -99,10 +83,6 @@ def check_save_dir(save_dir: object, calibrated_data: object = None, model_or_fi
     return path
 
 
-def _flat(items: list[str | list[str]]) -> list[str]:
-    return list(dict.fromkeys(n for item in items for n in ([item] if isinstance(item, str) else item)))
-
-
 def check_node_list(model: CalibratedModel | None, value: object, what: str, *, expand: bool,
                     keywords: Iterable[str] = (), required: bool = False) -> None:
     """A node list option: its shape (name, list, list of lists), no empty group, every name in the
@@ -118,7 +98,7 @@ def check_node_list(model: CalibratedModel | None, value: object, what: str, *, 
     for item in items:
         if isinstance(item, list) and not item:
             raise OptionError(f"{what} contains an empty group []; expected at least one name per group")
-    names = _flat(items)
+    names = flat_names(items, what)
     keys = [n for n in names if n in set(keywords)]
     if keys:
         others = [n for n in names if n not in keys]

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from ..data import Dataset, load_data
+from ..data import Dataset, check_data_num, load_data
 from ..engine.runtime import make_session, resolve_providers
 from ..errors import OptionError, UnknownNodeError
 from ..metrics import METRICS, compare
@@ -90,8 +90,7 @@ def check_method(method: str) -> str:
 def _check_options(percentile: object, data_num: object) -> None:
     if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not 0.0 < float(percentile) <= 1.0:
         raise OptionError(f"percentile is {percentile!r}; expected a fraction in (0, 1], e.g. 0.99995")
-    if data_num is not None and (isinstance(data_num, bool) or not isinstance(data_num, (int, np.integer)) or data_num < 1):
-        raise OptionError(f"data_num is {data_num!r}; expected a positive whole number or None (all samples)")
+    check_data_num(data_num)
 
 
 def _int16_tensors(prepared: PreparedModel, names: Iterable[str] | None, all_int16: bool) -> set[str]:
