@@ -160,3 +160,17 @@ def test_float_weights_recovered_from_float_model(cnn_dir: Path, samples) -> Non
     w2 = [q.name for q in stored.weight_quantizers]
     for a, b in zip(w1, w2):
         assert cosine(e1.run(r1, {a})["logits"], e2.run(r2, {b})["logits"]) > 1 - 1e-7
+
+
+def test_providers_default_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ptqdebug.engine.runtime import resolve_providers
+    from ptqdebug.errors import OptionError
+
+    monkeypatch.delenv("PTQDEBUG_PROVIDERS", raising=False)
+    assert resolve_providers(None) == ["CPUExecutionProvider"]
+    monkeypatch.setenv("PTQDEBUG_PROVIDERS", "cpu")
+    assert resolve_providers(None) == ["CPUExecutionProvider"]
+    monkeypatch.setenv("PTQDEBUG_PROVIDERS", "FooExecutionProvider")
+    with pytest.raises(OptionError, match="FooExecutionProvider"):
+        resolve_providers(None)
+    assert resolve_providers("cpu") == ["CPUExecutionProvider"]  # an explicit choice wins

@@ -4,12 +4,16 @@
   QDQ fusions are off (``session.disable_quant_qdq``): they would replace fake-quantization by
   integer kernels whose numerics differ from the calibrated model's definition.
 * ``use_deterministic_compute`` and a fixed thread count make repeated runs bit-identical.
-* Providers: CPU by default; any list ONNX Runtime accepts (``["CUDAExecutionProvider",
-  "CPUExecutionProvider"]`` with onnxruntime-gpu).
+* Providers: CPU by default, or the comma-separated list in ``$PTQDEBUG_PROVIDERS`` (so a whole
+  test suite or script runs on an accelerator unchanged); any list ONNX Runtime accepts
+  (``["CUDAExecutionProvider", "CPUExecutionProvider"]`` with onnxruntime-gpu).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
 from collections.abc import Sequence
 
 import onnx
@@ -29,9 +33,11 @@ _ORT_ELEM = {
 
 
 def resolve_providers(providers: str | Sequence[str] | None) -> list[str]:
-    """Check requested execution providers against what this onnxruntime build offers."""
+    """Check requested execution providers against what this onnxruntime build offers.
+
+    ``None`` means ``$PTQDEBUG_PROVIDERS`` where it is set, else the CPU."""
     if providers is None:
-        return ["CPUExecutionProvider"]
+        providers = os.environ.get("PTQDEBUG_PROVIDERS") or ["CPUExecutionProvider"]
     if isinstance(providers, str):
         providers = [p.strip() for p in providers.split(",") if p.strip()]
     available = ort.get_available_providers()
@@ -46,7 +52,20 @@ def resolve_providers(providers: str | Sequence[str] | None) -> list[str]:
         )
     if "CPUExecutionProvider" not in out:
         out.append("CPUExecutionProvider")
+    if "CUDAExecutionProvider" in out:
+        _preload_cuda()
     return out
+
+
+@functools.cache
+def _preload_cuda() -> None:
+    """Load CUDA and cuDNN from the nvidia-* wheels (onnxruntime-gpu[cuda,cudnn]) where this
+    onnxruntime can; otherwise it finds them on the library path, or :func:`make_session` says
+    that the session fell back to the CPU."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None:
+        with contextlib.suppress(Exception):
+            preload()
 
 
 def make_session(model: onnx.ModelProto, providers: Sequence[str], threads: int | None) -> ort.InferenceSession:
@@ -61,10 +80,17 @@ def make_session(model: onnx.ModelProto, providers: Sequence[str], threads: int 
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
     try:
-        return ort.InferenceSession(model.SerializeToString(), so, providers=list(providers))
-    except Exception as exc:  # ORT raises its own exception types for invalid graphs
+        session = ort.InferenceSession(model.SerializeToString(), so, providers=list(providers))
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types for invalid graphs
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"ONNX Runtime cannot run the model ({first}); expected a model ONNX Runtime can load") from None
+    if providers and providers[0] not in session.get_providers():  # ORT falls back to the CPU silently
+        raise OptionError(
+            f"ONNX Runtime could not start {providers[0]} (the session fell back to {', '.join(session.get_providers())}); "
+            "expected its libraries to load: for CUDA, install onnxruntime-gpu with matching CUDA and cuDNN "
+            "(pip install 'onnxruntime-gpu[cuda,cudnn]'), or choose --providers cpu"
+        )
+    return session
 
 
 def type_from_ort(type_str: str, shape: Sequence[object] | None) -> onnx.TypeProto:
