@@ -72,6 +72,7 @@ def _single_node_model(tmp_path: Path, **attrs) -> Path:
     graph = helper.make_graph([node, relu], "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 2, 3])],
                               [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 2, 3])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("horizon", 1)])
+    model.ir_version = 9  # what every onnxruntime this suite meets can load
     path = tmp_path / "one.onnx"
     onnx.save(model, path)
     return path

@@ -163,6 +163,7 @@ def test_batched_samples_equal_one_by_one(cnn_dir: Path) -> None:
     """Samples sent through the engine as one batch (the GPU default) score as one by one."""
     model, data = cnn_dir / "pc_int8_pairs.onnx", cnn_dir / "calibration_data"
     one = dbg.open_context(model, data, cache=False)
+    one.batch_size = 1  # the CPU default (on a GPU provider the default is 8)
     batched = dbg.open_context(model, data, cache=False)
     batched.batch_size = 4
     assert batched.sample_groups(6) == [[0, 1, 2, 3], [4, 5]] and one.sample_groups(6) == [[i] for i in range(6)]

@@ -13,6 +13,7 @@ Two oracles:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
@@ -28,7 +29,15 @@ def _session(model: onnx.ModelProto) -> ort.InferenceSession:
     so = ort.SessionOptions()
     so.log_severity_level = 3
     so.add_session_config_entry("session.disable_quant_qdq", "1")
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model.SerializeToString(), so, providers=oracle_providers())
+
+
+def oracle_providers() -> list:
+    """The CPU, or CUDA where ``$PTQDEBUG_PROVIDERS`` names it (the suite run on a GPU): the oracle
+    then runs where the engine runs, with float numerics (no TF32) and shape-picked convolutions."""
+    if "cuda" not in os.environ.get("PTQDEBUG_PROVIDERS", "").lower():
+        return ["CPUExecutionProvider"]
+    return [("CUDAExecutionProvider", {"use_tf32": "0", "cudnn_conv_algo_search": "HEURISTIC"}), "CPUExecutionProvider"]
 
 
 def oracle_from_file(path: Path, enabled: Collection[str], sample: Mapping[str, np.ndarray],
@@ -103,7 +112,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 def assert_same_ranking(got: list[tuple[str, float]], expected: Mapping[str, float], higher_is_better: bool,
                         tol: float = 1e-6) -> None:
     """Ranks agree, except that entries closer than ``tol`` may swap."""
-    assert [n for n, _ in got] and set(n for n, _ in got) == set(expected)
+    assert [n for n, _ in got] and {n for n, _ in got} == set(expected)
     sign = 1.0 if higher_is_better else -1.0
     order = sorted(expected, key=lambda n: sign * expected[n])
     for (name, _), want in zip(got, order):
