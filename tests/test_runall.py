@@ -59,3 +59,24 @@ def test_renderer_workers_and_inline_draw_the_same_files(tmp_path: Path) -> None
             paths = r.close()
         assert sorted(p.name for p in paths) == [f"w{workers}_{i}.png" for i in range(3)]
         assert all(p.read_bytes().startswith(b"\x89PNG") for p in paths)
+
+
+class _DiesWhenUnpickled:
+    def __reduce__(self) -> tuple[object, tuple[int]]:
+        import os
+
+        return (os._exit, (3,))
+
+
+def test_a_renderer_that_dies_is_reported_not_waited_for(tmp_path: Path) -> None:
+    """Renderers share the worker's pipes: one dying mid-run must end in an error, never a hang."""
+    import pytest
+
+    from tests.plots.helpers import make_partial
+
+    for workers in (1, 2):
+        with pytest.raises(RuntimeError, match="stopped unexpectedly"), Renderer(workers=workers) as r:
+            r.submit("partial_quantization", make_partial(), tmp_path / "a.png")
+            r.submit("partial_quantization", _DiesWhenUnpickled(), tmp_path / "b.png")
+            r.submit("partial_quantization", make_partial(), tmp_path / "c.png")
+            r.close()

@@ -156,15 +156,16 @@ def runall(
         check_node_list(None, value, what, expand=expand)
     check_acc_nodes(None, quantize_node, non_quantize_node)  # also: no 'weight'/'activation' in non_quantize_node
     check_save_dir(save_dir, calibrated_data)
-    # 2. the model and the data, then every option that needs them, before the first file
-    ctx = context_for(model_or_file, calibrated_data, float_model, providers, cache, workers, executor)
-    for value, what, expand in lists:
-        check_node_list(ctx.model, value, what, expand=expand)
-    check_acc_nodes(ctx, quantize_node, non_quantize_node)
-    for i in range(len(ctx.samples(data_num))):
-        ctx.data[i]  # reads and checks every selected sample's values (NaN, inf) now, not mid-run
-    # 3. compute and write into a staging folder; move the files into save_dir only at the end
-    with Renderer() as renderer:  # workers import matplotlib during the sweeps; killed on any error
+    # 2. the model and the data, then every option that needs them, before the first file; the
+    # figure worker starts first, so that it imports matplotlib while the model is read
+    with Renderer() as renderer:  # killed on any error
+        ctx = context_for(model_or_file, calibrated_data, float_model, providers, cache, workers, executor)
+        for value, what, expand in lists:
+            check_node_list(ctx.model, value, what, expand=expand)
+        check_acc_nodes(ctx, quantize_node, non_quantize_node)
+        for i in range(len(ctx.samples(data_num))):
+            ctx.data[i]  # reads and checks every selected sample's values (NaN, inf) now, not mid-run
+        # 3. compute and write into a staging folder; move the files into save_dir only at the end
         with StagedOutput(save_dir) as stage:
             try:
                 with runtime_errors(ctx, data_num):

@@ -3,16 +3,19 @@
 Rendering a PNG is single-threaded (layout, Agg, PNG encoding) and takes a tenth of a second or
 more per figure; ``runall`` draws a few dozen. :class:`Renderer` sends each figure to a worker
 process (:mod:`ptqdebug.plots.worker`, started at the beginning of the run so it imports
-matplotlib while the engine computes) and collects the written paths at the end. Workers are
-plain ``python -m`` processes, not ``multiprocessing`` ones, so a user's script that calls
-``runall`` at top level is never re-imported by them. With ``workers=0``, or if a worker cannot
-start, figures are drawn in-process, one by one.
+matplotlib while the model is read and the engine computes) and collects the written paths at the
+end. On Linux one worker process imports matplotlib once and forks its other renderers (idle ones
+take the next figure); elsewhere each renderer is a process of its own. Workers are plain
+``python -m`` processes, not ``multiprocessing`` ones, so a user's script that calls ``runall`` at
+top level is never re-imported by them. With ``workers=0``, or if a worker cannot start, figures
+are drawn in-process, one by one.
 """
 
 from __future__ import annotations
 
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -41,8 +44,13 @@ def render(kind: str, result: Any, path: str, options: Mapping[str, Any]) -> str
 
 
 def default_workers() -> int:
-    """One worker per core, at most four (they draw while the engine computes, then all at once)."""
+    """One renderer per core, at most four (they draw while the engine computes, then all at once)."""
     return max(0, min(4, os.cpu_count() or 1))
+
+
+def _forks() -> bool:
+    """Whether a worker process can fork its other renderers (see :mod:`ptqdebug.plots.worker`)."""
+    return sys.platform.startswith("linux")
 
 
 class Renderer:
@@ -55,12 +63,14 @@ class Renderer:
         self._pending: list[int] = []
         self._done: list[str] = []
         self._next = 0
-        for _ in range(default_workers() if workers is None else workers):
+        renderers = default_workers() if workers is None else workers
+        per_process = renderers if _forks() else 1
+        for _ in range(-(-renderers // max(per_process, 1))):
             try:
                 # own session: a terminal's Ctrl-C reaches ptqdebug, which stops the workers itself
-                proc = subprocess.Popen([sys.executable, "-m", "ptqdebug.plots.worker"], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, env={**os.environ, "MPLBACKEND": "Agg"},
-                                        start_new_session=True)
+                proc = subprocess.Popen([sys.executable, "-m", "ptqdebug.plots.worker", str(per_process)],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        env={**os.environ, "MPLBACKEND": "Agg"}, start_new_session=True)
             except OSError:
                 break
             jobs: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
@@ -110,6 +120,7 @@ class Renderer:
                     status, value = read_message(proc.stdout)  # type: ignore[arg-type]
                 except (EOFError, OSError):
                     errors.append("a figure worker stopped unexpectedly")
+                    _kill(proc)  # and the renderers it forked
                     break
                 (self._done if status == "ok" else errors).append(value)
             feeder.join()
@@ -128,8 +139,7 @@ class Renderer:
     def __exit__(self, *exc: object) -> None:
         if exc[0] is not None:
             for proc in self._procs:
-                proc.kill()
-                proc.wait()
+                _kill(proc)
             for jobs in self._queues:
                 jobs.put(None)
             self._procs, self._queues, self._feeders, self._pending = [], [], [], []
@@ -137,3 +147,13 @@ class Renderer:
         self.close()
 
 
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a worker and every renderer it forked (its own process group), and reap it."""
+    try:
+        if hasattr(os, "killpg"):
+            os.killpg(proc.pid, signal.SIGKILL)  # start_new_session: the group is the worker's pid
+        else:
+            proc.kill()
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+    proc.wait()
