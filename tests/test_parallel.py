@@ -1,31 +1,131 @@
-"""Candidates scored in worker processes or on Ray give the in-process results."""
+"""Candidates scored in worker processes or on Ray give the in-process results, bit for bit."""
 
 from __future__ import annotations
 
 import importlib.util
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import ptqdebug as dbg
+from ptqdebug import parallel
 from ptqdebug.errors import OptionError
 
-
-def _scores(result) -> dict[str, float]:
-    return {k: v["cosine-similarity"] for k, v in result.as_mapping().items()}
+METRICS = ["cosine-similarity", "mse", "sqnr"]
 
 
-@pytest.mark.parametrize("node_type", ["node", "weight"])
-def test_workers_equal_in_process(cnn_dir: Path, node_type: str) -> None:
-    model, data = cnn_dir / "pc_int8_pairs.onnx", cnn_dir / "calibration_data"
-    one = dbg.sensitivity_of_nodes(dbg.open_context(model, data, cache=False), node_type=node_type, data_num=3)
+def _scores(result) -> dict[str, dict[str, float]]:
+    return result.as_mapping()
+
+
+def _same(a, b) -> bool:
+    """Same entries in the same order with the same scores, bit for bit (NaN equal to NaN)."""
+    sa, sb = _scores(a), _scores(b)
+    return list(sa) == list(sb) and all(
+        np.array_equal(np.array(list(sa[k].values())), np.array(list(sb[k].values())), equal_nan=True) for k in sa
+    ) and [e.nonfinite for e in a.entries] == [e.nonfinite for e in b.entries]
+
+
+@pytest.fixture
+def files(cnn_dir: Path) -> tuple[Path, Path]:
+    return cnn_dir / "pc_int8_pairs.onnx", cnn_dir / "calibration_data"
+
+
+def _one(files, node_type: str, data_num: int | None = 3):
+    ctx = dbg.open_context(*files, cache=False, threads=1)
+    return dbg.sensitivity_of_nodes(ctx, node_type=node_type, metrics=METRICS, data_num=data_num)
+
+
+@pytest.mark.parametrize("node_type", ["node", "weight", "activation"])
+def test_workers_equal_in_process(files, node_type: str) -> None:
+    one = _one(files, node_type)
     seen: list[tuple[int, int]] = []
-    ctx = dbg.open_context(model, data, cache=False, workers=2)
-    two = dbg.sensitivity_of_nodes(ctx, node_type=node_type, data_num=3, progress=lambda d, t: seen.append((d, t)))
-    assert list(_scores(two)) == list(_scores(one))
-    assert all(abs(_scores(two)[k] - v) < 1e-6 for k, v in _scores(one).items())
-    assert ctx.engine.runs == 0  # everything ran in the workers
-    assert seen and seen[-1][0] == seen[-1][1]
+    ctx = dbg.open_context(*files, cache=False, workers=2, threads=1)
+    two = dbg.sensitivity_of_nodes(ctx, node_type=node_type, metrics=METRICS, data_num=3,
+                                   progress=lambda d, t: seen.append((d, t)))
+    assert _same(two, one)
+    assert ctx.engine.threads == 1 and ctx.pool is not None and ctx.pool.size == 1
+    assert seen and seen[-1][0] == seen[-1][1] and [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+@pytest.mark.parametrize("budget", [parallel.REFERENCE_BUDGET, 1])
+def test_helpers_alone_equal_in_process(files, monkeypatch: pytest.MonkeyPatch, budget: int) -> None:
+    """With this process only handing out units, every unit is scored in a helper; a budget of
+    one byte keeps one sample open at a time."""
+    monkeypatch.setattr(parallel, "PARENT_TAKES_PART", False)
+    monkeypatch.setattr(parallel, "REFERENCE_BUDGET", budget)
+    one = _one(files, "node", data_num=None)
+    ctx = dbg.open_context(*files, cache=False, workers=2, threads=1)
+    runs = ctx.engine.runs
+    two = dbg.sensitivity_of_nodes(ctx, node_type="node", metrics=METRICS, data_num=None)
+    assert _same(two, one)
+    assert ctx.pool.size == 2 and ctx.pool.units == len(one.entries) * len(ctx.data)
+    assert ctx.engine.runs - runs == len(ctx.data) * len(ctx.engine.plan.segments)  # float references only
+
+
+def test_pool_kept_across_sweeps(files) -> None:
+    ctx = dbg.open_context(*files, cache=False, workers=2, threads=1)
+    first = dbg.sensitivity_of_nodes(ctx, node_type="weight", metrics=METRICS, data_num=3)
+    pids = [h.proc.pid for h in ctx.pool.helpers]
+    second = dbg.sensitivity_of_nodes(ctx, node_type="activation", metrics=METRICS, data_num=2)
+    assert [h.proc.pid for h in ctx.pool.helpers] == pids
+    assert _same(first, _one(files, "weight")) and _same(second, _one(files, "activation", 2))
+
+
+def test_model_object_and_changed_file(files, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model given as an object goes to the helpers pickled; a helper whose own reading of the
+    file may differ from this process's asks for this process's model."""
+    import onnx
+
+    monkeypatch.setattr(parallel, "PARENT_TAKES_PART", False)
+    one = _one(files, "node")
+    ctx = dbg.open_context(onnx.load(str(files[0])), files[1], cache=False, workers=2, threads=1)
+    assert _same(dbg.sensitivity_of_nodes(ctx, node_type="node", metrics=METRICS, data_num=3), one)
+
+    ctx = dbg.open_context(*files, cache=False, threads=1)
+    pool = parallel.WorkerPool(2)
+    pool.load([str(files[0]), None])
+    pool.loaded(ctx.model, ("stamps", "that", "differ"))
+    parallel.attach_pool(ctx, pool)
+    ctx.workers = 2
+    assert _same(dbg.sensitivity_of_nodes(ctx, node_type="node", metrics=METRICS, data_num=3), one)
+    assert ctx.pool is pool
+    assert pool.units == len(one.entries) * 3
+
+
+def test_helper_killed(files, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A helper that dies makes the sweep fail with a clear error; the next sweep starts afresh."""
+    monkeypatch.setattr(parallel, "PARENT_TAKES_PART", False)
+    ctx = dbg.open_context(*files, cache=False, workers=2, threads=1)
+    victim = ctx.pool.helpers[0].proc
+
+    def kill(done: int, total: int) -> None:
+        if victim.poll() is None:
+            victim.kill()
+
+    with pytest.raises(RuntimeError, match="sweep worker"):
+        dbg.sensitivity_of_nodes(ctx, node_type="node", data_num=3, progress=kill)
+    assert ctx.pool.closed
+    deadline = time.monotonic() + 10
+    while any(h.proc.poll() is None for h in ctx.pool.helpers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(h.proc.poll() is not None for h in ctx.pool.helpers)
+    again = dbg.sensitivity_of_nodes(ctx, node_type="node", metrics=METRICS, data_num=3)
+    assert _same(again, _one(files, "node"))
+    assert victim.pid not in [h.proc.pid for h in ctx.pool.helpers]
+
+
+def test_helpers_exit_with_the_context(files) -> None:
+    import gc
+
+    ctx = dbg.open_context(*files, cache=False, workers=3, threads=1)
+    procs = [h.proc for h in ctx.pool.helpers]
+    assert len(procs) == 2
+    del ctx
+    gc.collect()
+    assert all(p.poll() is not None for p in procs)
 
 
 def test_cli_workers_flag(cnn_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -40,6 +140,24 @@ def test_bad_workers_and_executor(cnn_dir: Path) -> None:
     for kw in ({"workers": 0}, {"workers": "2"}, {"executor": "spark"}):
         with pytest.raises(OptionError):
             dbg.open_context(cnn_dir / "pc_int8_pairs.onnx", cnn_dir / "calibration_data", **kw)
+
+
+def test_bad_model_stops_the_helpers(tmp_path: Path, cnn_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Helpers start before the model is read; a model that cannot be read stops them."""
+    pools: list[parallel.WorkerPool] = []
+
+    class Recorded(parallel.WorkerPool):
+        def __init__(self, size: int) -> None:
+            super().__init__(size)
+            pools.append(self)
+
+    monkeypatch.setattr(parallel, "WorkerPool", Recorded)
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(dbg.ModelError):
+        dbg.open_context(bad, cnn_dir / "calibration_data", workers=2)
+    assert len(pools) == 1 and pools[0].closed
+    assert all(h.proc.poll() is not None for h in pools[0].helpers)
 
 
 @pytest.mark.slow
@@ -57,4 +175,5 @@ def test_ray_executor_equals_local(cnn_dir: Path) -> None:
     finally:
         ray.shutdown()
     assert list(_scores(remote)) == list(_scores(local))
-    assert all(abs(_scores(remote)[k] - v) < 1e-6 for k, v in _scores(local).items())
+    assert all(abs(_scores(remote)[k]["cosine-similarity"] - v["cosine-similarity"]) < 1e-6
+               for k, v in _scores(local).items())

@@ -42,6 +42,7 @@ class Context:
         self.batch_size = 1 if engine.providers[0] == "CPUExecutionProvider" else 8
         self.workers = 1  # processes that score configurations in parallel (see ptqdebug.parallel)
         self.executor = "local"
+        self.pool = None  # the helper processes of local workers (ptqdebug.parallel.WorkerPool)
         self.cache = ResultCache(lambda: self.model_digest, enabled=cache)
 
     @functools.cached_property
@@ -218,6 +219,7 @@ def open_context(
     executor: str | None = None,
 ) -> Context:
     """Read the model and the data, check one against the other, and make the engine."""
+    from . import parallel
     from .parallel import EXECUTORS
 
     if providers is not None and not isinstance(providers, str) and (
@@ -233,16 +235,37 @@ def open_context(
         if executor is not None:
             model_or_file.executor = executor
         return model_or_file
-    model = load_model(model_or_file, float_model)
-    data = load_data(calibrated_data, model.inputs)
-    if len(data) == 0:
-        from .errors import DataError
+    pool, files = None, None
+    if (workers or 1) > 1 and (executor or "local") == "local":
+        # helpers start now and read the model themselves while this process does; every
+        # process runs the same number of threads, so the helpers' numbers are this process's
+        pool = parallel.WorkerPool(parallel.helpers_for(workers or 1))
+        threads = parallel.process_threads(threads, workers or 1)
+        if isinstance(model_or_file, (str, os.PathLike)) and (float_model is None or isinstance(float_model, (str, os.PathLike))):
+            files = [os.path.abspath(f) if f is not None else None for f in (model_or_file, float_model)]
+            pool.load(files)
+    try:
+        before = parallel.file_stamps(files) if files else None
+        model = load_model(model_or_file, float_model)
+        if pool is not None and files:
+            pool.loaded(model, before if parallel.file_stamps(files) == before else None)
+        elif pool is not None:
+            pool.send_model(model)
+        data = load_data(calibrated_data, model.inputs)
+        if len(data) == 0:
+            from .errors import DataError
 
-        raise DataError(f"{data.source} holds no samples; expected at least one")
-    first = data[0]
-    shapes = {name: tuple(arr.shape) for name, arr in first.items()}
-    engine = Engine(model, providers=providers, threads=threads, shapes=shapes)
+            raise DataError(f"{data.source} holds no samples; expected at least one")
+        first = data[0]
+        shapes = {name: tuple(arr.shape) for name, arr in first.items()}
+        engine = Engine(model, providers=providers, threads=threads, shapes=shapes)
+    except BaseException:
+        if pool is not None:
+            pool.close(kill=True)
+        raise
     ctx = Context(model, data, engine, cache=cache)
     ctx.workers = workers or 1
     ctx.executor = executor or "local"
+    if pool is not None:
+        parallel.attach_pool(ctx, pool)
     return ctx
