@@ -12,6 +12,7 @@ stable for a given file.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from .bodies import BodyQuantizers, Finder, bodies_of, lift_body_calibration, replace_found
 from .errors import ModelError, OptionError, UnknownNodeError, UnsupportedOpError
 from .formats import Found
 from .formats.floatref import FloatModel
@@ -35,7 +37,6 @@ from .onnxfile import (
     default_opset,
     name_nodes,
     read_onnx,
-    subgraph_calibration,
     unsupported_ops,
 )
 from .quantizer import Quantizer
@@ -127,6 +128,37 @@ class CalibratedModel:
         return frozenset(q.name for q in self.quantizers if not q.exact)
 
     @property
+    def held_quantizers(self) -> Mapping[str, tuple[str, ...]]:
+        """Main-graph node → the calibration nodes inside its bodies (see :mod:`ptqdebug.bodies`)."""
+        held: dict[str, tuple[str, ...]] = {}
+        for q in self.quantizers:
+            if q.scope is not None:
+                held[q.scope] = (*held.get(q.scope, ()), q.name)
+        return MappingProxyType(held)
+
+    @functools.cached_property
+    def main_tensors(self) -> frozenset[str]:
+        """The values of the main graph: the only ones ONNX Runtime can return."""
+        g = self.proto.graph
+        return frozenset({i.name for i in g.input} | {t.name for t in g.initializer}
+                         | {o for n in g.node for o in n.output if o})
+
+    def data_visible(self, name: str) -> bool:
+        """Whether the data a calibration node quantizes can be fetched: always in the main graph
+        and for weights; inside a body only when it quantizes a value of the main graph."""
+        q = self.quantizer_map[name]
+        return q.scope is None or q.kind == "weight" or q.input in self.main_tensors
+
+    def check_data_visible(self, name: str, what: str) -> None:
+        if not self.data_visible(name):
+            q = self.quantizer_map[name]
+            raise OptionError(
+                f"{what} {name!r} sits inside a body of node {q.scope!r} and quantizes {q.input!r}, a value of that "
+                "body; ONNX Runtime returns only main-graph values, so its data cannot be shown: expected a calibration "
+                "node of the main graph, a weight calibration node, or one that quantizes a main-graph value"
+            )
+
+    @property
     def sensitivity_nodes(self) -> tuple[str, ...]:
         """Ordinary nodes with at least one calibration node (``node_type="node"`` candidates)."""
         return tuple(n for n in self.node_outputs if self.node_quantizers.get(n))
@@ -169,7 +201,13 @@ class CalibratedModel:
         if name in self.node_outputs:
             return self.node_outputs[name]
         if name in self.quantizer_map:
-            return (self.quantizer_map[name].output,)
+            q = self.quantizer_map[name]
+            if q.scope is not None:
+                raise OptionError(
+                    f"output_node {name!r} sits inside a body of node {q.scope!r}, whose values ONNX Runtime does not "
+                    f"return; expected a node of the main graph (e.g. {q.scope!r} itself)"
+                )
+            return (q.output,)
         raise UnknownNodeError([name], "output_node", self.all_names())
 
 
@@ -250,14 +288,6 @@ def load_model(
         name_nodes(proto.graph)  # named in file order, before any reordering
     check_model(proto, what)
     graph = proto.graph
-    inside = subgraph_calibration(graph)
-    if inside is not None:
-        op, name, owner = inside
-        raise ModelError(
-            f"{what} has a calibration node inside a control-flow subgraph ({op} {name!r} in the body of {owner}); "
-            "ptqdebug cannot switch calibration nodes inside If/Loop/Scan bodies yet: expected calibration nodes "
-            "in the main graph (quantize the model with the control flow unrolled, or exclude that subgraph from quantization)"
-        )
     constants_to_initializers(graph)
     opset = default_opset(proto)
 
@@ -265,51 +295,45 @@ def load_model(
     if float_model is not None:
         reference = FloatModel(read_onnx(float_model, "float model"))
 
+    finders: list[Finder] = [lambda ix: find_horizon(ix, opset), lambda ix: find_qdq(ix, reference)]
     index = GraphIndex(graph)
-    found = find_horizon(index, opset) + find_qdq(index, reference)
-    other_hz = sorted({n.op_type for n in graph.node if n.domain == "horizon" and n.op_type not in ("HzCalibration", "HzFilter")})
+    found = [item for finder in finders for item in finder(index)]
+    taken = {n.name for n in graph.node} | {t for n in graph.node for t in n.output} | set(index.initializers)
+    taken.update(i.name for i in graph.input)
+    inner = lift_body_calibration(graph, finders, taken)
+    hz = {n.op_type for n in _all_nodes(graph) if n.domain == "horizon"}
+    other_hz = sorted(hz - {"HzCalibration", "HzFilter"})
     if other_hz:
         raise UnsupportedOpError(
             f"the model contains horizon operators {', '.join(other_hz)} that have no public definition; "
             "export the calibrated model with only HzCalibration nodes, or run the float graph through ptqdebug calibrate"
         )
-    return _assemble(proto, index, found, opset, path, float_model is not None)
+    return _assemble(proto, index, found, inner, path, float_model is not None)
+
+
+def _all_nodes(graph: onnx.GraphProto) -> Iterable[onnx.NodeProto]:
+    for node in graph.node:
+        yield node
+        for _, body in bodies_of(node):
+            yield from _all_nodes(body)
 
 
 def _assemble(
-    proto: onnx.ModelProto, index: GraphIndex, found: Sequence[Found], opset: int, path: str | None, has_float: bool
+    proto: onnx.ModelProto, index: GraphIndex, found: Sequence[Found], inner: BodyQuantizers, path: str | None,
+    has_float: bool,
 ) -> CalibratedModel:
     graph = proto.graph
-    replaced: dict[str, Found] = {}
-    for item in found:
-        for node in item.nodes:
-            replaced[node.name] = item
     # own copies of the few protos calibration nodes keep, so the file's model can be freed
-    quantizers = [_detached(f.quantizer) for f in found if f.quantizer is not None]
+    quantizers = [_detached(f.quantizer) for f in [*found, *inner.found] if f.quantizer is not None]
     if not quantizers:
         raise ModelError(
             "the model has no calibration nodes (no QuantizeLinear/DequantizeLinear pairs, no HzCalibration "
             "nodes); expected a calibrated model: run `ptqdebug calibrate FLOAT_MODEL DATA -o OUT` to make one"
         )
-
-    # New node list: each group of replaced nodes becomes one placeholder at its first node's place.
-    new_nodes: list[onnx.NodeProto] = []
-    emitted: set[int] = set()
-    for node in graph.node:
-        item = replaced.get(node.name)
-        if item is None:
-            new_nodes.append(node)
-            continue
-        if id(item) in emitted:
-            continue
-        emitted.add(id(item))
-        q = item.quantizer
-        if q is not None:
-            new_nodes.append(q.placeholder())
-        for src, alias in item.aliases:
-            new_nodes.append(helper.make_node("Identity", [src], [alias], name=f"{node.name}/{alias}"))
+    new_nodes = replace_found(index.nodes, found)
 
     inits = {t.name: t for t in graph.initializer}
+    inits.update((t.name, t) for t in inner.initializers)
     for item in found:
         for t in item.initializers:
             inits[t.name] = t
@@ -342,7 +366,7 @@ def _assemble(
         )
 
     qorder = {node.name: i for i, node in enumerate(ordered)}
-    quantizers.sort(key=lambda q: qorder[q.name])
+    quantizers.sort(key=lambda q: qorder[q.scope or q.name])  # stable: a body's own order within its holder
     formats = sorted({"horizon" if q.source_op == "HzCalibration" else "qdq" for q in quantizers})
     notes = []
     inexact = [q.name for q in quantizers if not q.exact]
@@ -359,7 +383,8 @@ def _assemble(
             f"{len(restored)} activation calibration nodes replace a Relu/Clip that the quantizer deleted "
             f"(ONNX Runtime's default); switched off they apply it again, so all-off is the float model ({how})"
         )
-    maps = node_maps(ordered, {q.name for q in quantizers})
+    maps = node_maps(ordered, {q.name for q in quantizers if q.scope is None},
+                     {q.name: q.scope for q in quantizers if q.scope is not None})
     return CalibratedModel(
         proto=canon,
         quantizers=tuple(quantizers),

@@ -53,8 +53,17 @@ def place_constants_late(nodes: list[onnx.NodeProto], initializers: set[str], pi
     return out
 
 
-def node_maps(nodes: list[onnx.NodeProto], qnames: set[str]) -> dict[str, Mapping[str, tuple[str, ...]]]:
+def node_maps(nodes: list[onnx.NodeProto], qnames: set[str],
+              scoped: Mapping[str, str] | None = None) -> dict[str, Mapping[str, tuple[str, ...]]]:
+    """The maps of :class:`~ptqdebug.model.CalibratedModel` over the main graph's ``nodes``.
+
+    ``qnames`` are the main graph's calibration nodes; ``scoped`` maps each calibration node
+    inside a control-flow body to the main-graph node holding it, which counts it among its own
+    (after those on its inputs)."""
     producer = {o: n for n in nodes for o in n.output if o}
+    held: dict[str, list[str]] = {}
+    for q, holder in (scoped or {}).items():
+        held.setdefault(holder, []).append(q)
 
     def search(p: onnx.NodeProto) -> str | None:
         """Reference §2.2: a skippable producer's first calibration predecessor, else recurse once."""
@@ -90,11 +99,13 @@ def node_maps(nodes: list[onnx.NodeProto], qnames: set[str]) -> dict[str, Mappin
                 hit = search(p)
                 if hit is not None:
                     found[hit] = None
+        found.update(dict.fromkeys(held.get(node.name, ())))
         node_q[node.name] = tuple(found)
         for q in found:
-            q_nodes[q].append(node.name)
-    for q in qnames:
+            q_nodes.setdefault(q, []).append(node.name)
+    for q in [*qnames, *(scoped or {})]:
         node_types[q] = "calibration"
+        q_consumers.setdefault(q, [])
     freeze = lambda d: MappingProxyType({k: tuple(v) for k, v in d.items()})  # noqa: E731
     return {
         "node_outputs": MappingProxyType(node_outputs),

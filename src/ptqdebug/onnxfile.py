@@ -22,7 +22,7 @@ from .graph import topological_order
 
 __all__ = [
     "RUNNABLE_DOMAINS", "bad_text", "check_model", "constants_to_initializers", "default_opset", "name_nodes",
-    "read_onnx", "sort_nodes", "subgraph_calibration", "unsupported_ops",
+    "read_onnx", "sort_nodes", "unsupported_ops",
 ]
 
 #: Operator domains plain ONNX Runtime runs.
@@ -218,25 +218,6 @@ def check_model(proto: onnx.ModelProto, what: str) -> None:
         except UnicodeDecodeError:
             raise ModelError(f"{what} holds a name or op type that is not valid UTF-8, so the file is corrupted; "
                              "expected an .onnx file as the exporter wrote it (export it again)") from None
-
-
-#: Operators whose presence inside a control-flow subgraph makes it a calibration node there.
-_CALIBRATION_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "HzCalibration"})
-
-
-def subgraph_calibration(graph: onnx.GraphProto, owner: str | None = None) -> tuple[str, str, str] | None:
-    """The first calibration node inside an ``If``/``Loop``/``Scan`` body: (its op, its name, the
-    control-flow node holding it)."""
-    for node in graph.node:
-        if owner is not None and node.op_type in _CALIBRATION_OPS:
-            return node.op_type, node.name or node.output[0], owner
-        for attr in node.attribute:
-            for g in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs):
-                found = subgraph_calibration(g, owner if owner is not None else f"{node.op_type} node {node.name!r}")
-                if found:
-                    return found
-    return None
-
 
 
 def unsupported_ops(graph: onnx.GraphProto, acc: dict[str, str]) -> None:

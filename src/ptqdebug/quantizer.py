@@ -58,6 +58,8 @@ class Quantizer:
             (or ``Clip``) that ONNX Runtime's quantizer deleted because the calibration node's
             range already clamps there (its inputs start with ``input``, it writes ``output``).
         off_initializers: constants ``off_node`` reads (a Clip's bounds).
+        scope: for a calibration node inside an ``If``/``Loop``/``Scan`` body, the main-graph node
+            holding that body (see :mod:`ptqdebug.bodies`); ``None`` in the main graph.
     """
 
     name: str
@@ -76,6 +78,7 @@ class Quantizer:
     source_op: str = "QuantizeLinear"
     off_node: onnx.NodeProto | None = field(default=None, repr=False)
     off_initializers: tuple[onnx.TensorProto, ...] = field(default=(), repr=False)
+    scope: str | None = None
 
     def placeholder(self) -> onnx.NodeProto:
         """The node standing for this calibration node in the float graph (switched off)."""

@@ -110,7 +110,6 @@ CASES: list[Case] = [
     Case("model-no-calibration-nodes", ALL, ModelError, r"no calibration nodes .* run `ptqdebug calibrate", model="float"),
     Case("model-vendor-op", ALL, UnsupportedOpError, r"custom operators plain ONNX Runtime cannot run: com\.vendor::VendorConv", model="vendor"),
     Case("model-horizon-op", ALL, UnsupportedOpError, r"horizon operators HzQuantizedConv that have no public definition", model="horizon"),
-    Case("model-calibration-in-subgraph", ALL, ModelError, r"calibration node inside a control-flow subgraph \(QuantizeLinear 'q1' in the body of If node", model="subgraph"),
     Case("model-external-data-missing", ALL, ModelError, r"external data file 'weights\.bin', which is not there", model="external_missing"),
     Case("model-fails-in-onnxruntime", ANALYSES, ModelError, r"ONNX Runtime cannot run the (float )?model", model="runtime"),
     # -- the calibration data ------------------------------------------------------------
@@ -289,20 +288,6 @@ def world(cnn_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
 
     w["float"] = cnn_dir / "float.onnx"
 
-    sub = onnx.parser.parse_model("""
-    <ir_version: 8, opset_import: ["" : 17]>
-    g (float[1,2,4,4] x, bool c) => (float[1,2,4,4] out)
-    <float s = {0.05}, int8 z = {0}, float[2,2,1,1] w = {0.31, -0.27, 0.13, 0.71}> {
-        qx = QuantizeLinear (x, s, z)
-        dx = DequantizeLinear (qx, s, z)
-        c0 = Conv (dx, w)
-        out = If (c) <then_branch = t () => (float[1,2,4,4] y) {
-            q1 = QuantizeLinear (c0, s, z)
-            y = DequantizeLinear (q1, s, z)
-        }, else_branch = e () => (float[1,2,4,4] y2) { y2 = Relu (c0) }>
-    }""")
-    onnx.save(sub, d / "subgraph.onnx")
-    w["subgraph"] = d / "subgraph.onnx"
     (d / "ext").mkdir()
     onnx.save(proto, d / "ext" / "model.onnx", save_as_external_data=True, location="weights.bin", size_threshold=0)
     (d / "ext" / "weights.bin").unlink()

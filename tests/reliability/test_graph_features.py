@@ -269,22 +269,44 @@ def test_nodes_out_of_order_are_sorted(tmp_path: Path) -> None:
     assert_matches_oracle(str(tmp_path / "m.onnx"), str(data), "node")
 
 
-def test_calibration_nodes_inside_if_are_a_clear_error(tmp_path: Path) -> None:
-    model = onnx.parser.parse_model("""
-    <ir_version: 8, opset_import: ["" : 17]>
-    g (float[1,2,4,4] x, bool c) => (float[1,2,4,4] out)
-    <float s = {0.05}, int8 z = {0}, float[2,2,1,1] w = {0.31, -0.27, 0.13, 0.71}> {
-        qx = QuantizeLinear (x, s, z)
-        dx = DequantizeLinear (qx, s, z)
-        c0 = Conv (dx, w)
-        out = Loop (trip, c, c0) <body = b (int64 i, bool cond, float[1,2,4,4] v) => (bool cond_out, float[1,2,4,4] v_out) {
+@pytest.mark.parametrize("holder", ["Loop", "If"])
+def test_calibration_nodes_inside_bodies_are_switched(tmp_path: Path, holder: str) -> None:
+    """A body's pair reading the main graph's scale and zero point, its output a body output (the
+    fuller cases, with brute-force checks, are in tests/test_bodies.py)."""
+    body = {
+        "Loop": """out = Loop (trip, c, c0) <body = b (int64 i, bool cond, float[1,2,4,4] v) => (bool cond_out, float[1,2,4,4] v_out) {
             cond_out = Identity (cond)
             q1 = QuantizeLinear (v, s, z)
             v_out = DequantizeLinear (q1, s, z)
-        }>
-    }""".replace("(trip, c, c0)", "(, c, c0)"))
-    with pytest.raises(ModelError, match=r"calibration node inside a control-flow subgraph \(QuantizeLinear 'q1' in the body of Loop"):
-        dbg.load_model(model)
+        }>""",
+        "If": """out = If (c) <then_branch = t () => (float[1,2,4,4] y) {
+            q1 = QuantizeLinear (c0, s, z)
+            y = DequantizeLinear (q1, s, z)
+        }, else_branch = e () => (float[1,2,4,4] y2) { y2 = Relu (c0) }>""",
+    }[holder]
+    model = onnx.parser.parse_model("""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[1,2,4,4] x, bool c) => (float[1,2,4,4] out)
+    <float s = {0.05}, int8 z = {0}, float[2,2,1,1] w = {0.31, -0.27, 0.13, 0.71}, int64 trip = {2}> {
+        qx = QuantizeLinear (x, s, z)
+        dx = DequantizeLinear (qx, s, z)
+        c0 = Conv (dx, w)
+        BODY
+    }""".replace("BODY", body))
+    onnx.save(model, tmp_path / "m.onnx")
+    cm = dbg.load_model(tmp_path / "m.onnx")
+    outer, q1 = cm.quantizers  # unnamed nodes are named after their op and place
+    attr = "body" if holder == "Loop" else "then_branch"
+    assert q1.name == f"{holder}_3.{attr}/QuantizeLinear_{1 if holder == 'Loop' else 0}"
+    assert q1.scope == f"{holder}_3" and q1.kind == "activation" and outer.scope is None
+    rng = np.random.default_rng(0)
+    samples = [{"x": rng.standard_normal((1, 2, 4, 4)).astype(np.float32), "c": np.array(True)} for _ in range(2)]
+    got = dbg.get_sensitivity_of_nodes(cm, "mse", samples, node_type="activation", data_num=2, cache=False)
+    for name in (outer.name, q1.name):  # the file's nodes have no names: the oracle builds from the model
+        want = np.mean([np.mean((oracle_from_model(cm, [name], s)["out"] - oracle_from_model(cm, [], s)["out"]) ** 2)
+                        for s in samples])
+        assert got[name]["mse"] == pytest.approx(want, rel=1e-5, abs=1e-12)
+    assert got[q1.name]["mse"] > 0
 
 
 def test_control_flow_without_calibration_nodes_inside_runs(tmp_path: Path) -> None:

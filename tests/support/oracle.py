@@ -44,12 +44,39 @@ def oracle_from_file(path: Path, enabled: Collection[str], sample: Mapping[str, 
                      outputs: list[str] | None = None) -> dict[str, np.ndarray]:
     model = onnx.load(str(path))
     g = model.graph
+    rename: dict[str, str] = {}
+    _cut_pairs(g, enabled, rename)
+    for graph in _graphs(g):  # readers may sit in any body (bodies read outer values by name)
+        for n in graph.node:
+            for i, name in enumerate(n.input):
+                if name in rename:
+                    n.input[i] = rename[name]
+    if outputs:
+        del g.output[:]
+        for name in outputs:
+            vi = onnx.ValueInfoProto()
+            vi.name = name
+            g.output.append(vi)
+    sess = _session(model)
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(names, dict(sample))))
+
+
+def _graphs(g: onnx.GraphProto):
+    yield g
+    for n in g.node:
+        for a in n.attribute:
+            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                yield from _graphs(sub)
+
+
+def _cut_pairs(g: onnx.GraphProto, enabled: Collection[str], rename: dict[str, str]) -> None:
+    """Cut every QuantizeLinear → DequantizeLinear pair of ``g`` and its bodies not in ``enabled``."""
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for n in g.node:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
     remove: set[int] = set()
-    rename: dict[str, str] = {}
     for q in g.node:
         if q.op_type != "QuantizeLinear" or q.name in enabled:
             continue
@@ -60,25 +87,15 @@ def oracle_from_file(path: Path, enabled: Collection[str], sample: Mapping[str, 
             remove.add(id(d))
             rename[d.output[0]] = q.input[0]
     keep = [n for n in g.node if id(n) not in remove]
-    graph_outputs = {o.name for o in g.output}
-    for n in keep:
-        for i, name in enumerate(n.input):
-            if name in rename:
-                n.input[i] = rename[name]
-    for out in list(rename):
-        if out in graph_outputs:  # a graph output read through a removed DQ: copy the float tensor
-            keep.append(onnx.helper.make_node("Identity", [rename[out]], [out]))
+    for out in g.output:  # an output read through a removed DQ: copy the float tensor
+        if out.name in rename:
+            keep.append(onnx.helper.make_node("Identity", [rename[out.name]], [out.name]))
     del g.node[:]
     g.node.extend(keep)
-    if outputs:
-        del g.output[:]
-        for name in outputs:
-            vi = onnx.ValueInfoProto()
-            vi.name = name
-            g.output.append(vi)
-    sess = _session(model)
-    names = [o.name for o in sess.get_outputs()]
-    return dict(zip(names, sess.run(names, dict(sample))))
+    for n in g.node:
+        for a in n.attribute:
+            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                _cut_pairs(sub, enabled, rename)
 
 
 def oracle_from_model(cm: CalibratedModel, enabled: Collection[str], sample: Mapping[str, np.ndarray],

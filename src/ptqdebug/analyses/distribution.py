@@ -71,6 +71,9 @@ def distributions(ctx: Context, nodes_list: object) -> list[Distribution]:
     if unknown:
         raise UnknownNodeError(unknown, "nodes_list", model.all_names())
     qmap = model.quantizer_map
+    for n in names:
+        if n in qmap:
+            model.check_data_visible(n, "nodes_list entry")
     tensors = [qmap[n].input if n in qmap else t for n in names for t in ((qmap[n].input,) if n in qmap else model.node_outputs[n])]
     tensors = [t for n, t in zip(names, tensors) if not (n in qmap and qmap[n].kind == "weight")]
     ref, actual = _calibrated_values(ctx, list(dict.fromkeys(tensors))) if tensors else ({}, {})
@@ -150,7 +153,11 @@ def channel_boxes(ctx: Context, nodes_list: object, axis: int | None = None) -> 
     """Per-channel statistics (reference §5.4); ordinary nodes stand for their input calibration nodes."""
     model = ctx.model
     names = flat_names(nodes_list, "nodes_list")
-    quantizers = list(dict.fromkeys(q for n in names for q in model.expand(n, "nodes_list")))
+    for n in names:
+        if n in model.quantizer_map:
+            model.check_data_visible(n, "nodes_list entry")
+    # an ordinary node stands for the calibration nodes whose data can be shown (see ptqdebug.bodies)
+    quantizers = list(dict.fromkeys(q for n in names for q in model.expand(n, "nodes_list") if model.data_visible(q)))
     qmap = model.quantizer_map
     acts = [qmap[q].input for q in quantizers if qmap[q].kind == "activation"]
     _, actual = _calibrated_values(ctx, list(dict.fromkeys(acts))) if acts else ({}, {})

@@ -55,7 +55,7 @@ def calibration_node_stats(ctx: Context, nodes_list: object = None, data_num: in
     names = [q.name for q in model.quantizers] if nodes_list is None else list(
         dict.fromkeys(q for n in flat_names(nodes_list, "nodes_list") for q in model.expand(n, "nodes_list")))
     qmap = model.quantizer_map
-    acts = [qmap[n] for n in names if qmap[n].kind == "activation"]
+    acts = [qmap[n] for n in names if qmap[n].kind == "activation" and model.data_visible(n)]
     acc: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if acts:
         tensors = tuple(dict.fromkeys(q.input for q in acts))
@@ -74,8 +74,10 @@ def calibration_node_stats(ctx: Context, nodes_list: object = None, data_num: in
         if q.kind == "weight":
             w = ctx.engine.weight_values(n)[0]
             mx, nz = _per_channel(w.reshape(w.shape[0], -1) if w.ndim else w.reshape(1, 1))
-        else:
+        elif model.data_visible(n):
             mx, nz = acc[q.input]
+        else:  # inside a body: its data cannot be fetched (ptqdebug.bodies), so no data statistics
+            mx, nz = np.zeros(0), np.zeros(0)
         nz = np.where(np.isinf(nz), 0.0, nz)
         out.append(CalibrationNodeStats(
             name=n, tensor_type="weight" if q.kind == "weight" else "feature", granularity=q.granularity,

@@ -246,6 +246,7 @@ def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
         top = [e.name for e in result.top(TOP_K)]
         if kind == "node":
             top = list(ctx.model.expand(top))
+        top = [n for n in top if ctx.model.data_visible(n)]  # data inside a body cannot be shown (ptqdebug.bodies)
         nodes_list += [n for n in top if n not in nodes_list]
     timing["node_sensitivity_s"] = time.perf_counter() - t
 

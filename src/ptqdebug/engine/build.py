@@ -15,12 +15,13 @@ The same function builds the brute-force models of the tests (whole graph, fixed
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import onnx
 from onnx import helper
 
+from ..bodies import bodies_of
 from ..graph import node_inputs
 from ..model import CalibratedModel
 
@@ -36,6 +37,22 @@ class Built:
     model: onnx.ModelProto
     switches: Mapping[str, str]  # quantizer → boolean input name
     weights: Mapping[str, str]  # quantizer → weight input name (its output tensor)
+
+
+def _holds_quantizers(node: onnx.NodeProto, qmap: Mapping[str, object]) -> bool:
+    """Whether a body of ``node`` (at any depth) holds a calibration node placeholder."""
+    return any(n.name in qmap or _holds_quantizers(n, qmap) for _, g in bodies_of(node) for n in g.node)
+
+
+def _with_bodies(node: onnx.NodeProto, rewrite: Callable[[Sequence[onnx.NodeProto]], list[onnx.NodeProto]]) -> onnx.NodeProto:
+    """A copy of a control-flow node whose bodies' nodes went through ``rewrite``."""
+    copy = onnx.NodeProto()
+    copy.CopyFrom(node)
+    for _, body in bodies_of(copy):
+        nodes = rewrite(list(body.node))
+        del body.node[:]
+        body.node.extend(nodes)
+    return copy
 
 
 def build_model(
@@ -61,31 +78,33 @@ def build_model(
     on = set(on) | {q.name for q in cm.quantizers if not q.exact}
     switchable = set(switchable) - on
 
-    new_nodes: list[onnx.NodeProto] = []
     extra_inits: dict[str, onnx.TensorProto] = {}
     switches: dict[str, str] = {}
     weights: dict[str, str] = {}
     domains: set[str] = set()
-    for node in nodes:
+    held = cm.held_quantizers
+
+    def emit(node: onnx.NodeProto, out: list[onnx.NodeProto]) -> None:
+        """Append what ``node`` becomes under the configuration."""
         q = qmap.get(node.name)
-        if q is None:
-            new_nodes.append(node)
-            continue
+        if q is None or node.output[:1] != [q.output]:  # (a body may reuse a main-graph node name)
+            out.append(_with_bodies(node, rewrite) if node.name in held or _holds_quantizers(node, qmap) else node)
+            return
         if q.name in on:
-            new_nodes.extend(q.nodes)
+            out.extend(q.nodes)
             extra_inits.update((t.name, t) for t in q.initializers)
             domains.update(n.domain for n in q.nodes)
         elif q.name in switchable and q.kind == "weight":
-            weights[q.name] = q.output
+            weights[q.name] = q.output  # a model input, read from the enclosing graph inside a body
         elif q.name in switchable:
             fq = f"{q.output}::fake_quantized"
             for n in q.nodes:
                 copy = onnx.NodeProto()
                 copy.CopyFrom(n)
-                for i, out in enumerate(copy.output):
-                    if out == q.output:
+                for i, o in enumerate(copy.output):
+                    if o == q.output:
                         copy.output[i] = fq
-                new_nodes.append(copy)
+                out.append(copy)
             extra_inits.update((t.name, t) for t in q.initializers)
             domains.update(n.domain for n in q.nodes)
             sw = switch_name(q.name)
@@ -96,10 +115,18 @@ def build_model(
                 off.CopyFrom(node)
                 off.name = f"{q.name}::off"
                 off_value = off.output[0] = f"{q.output}::off"
-                new_nodes.append(off)
-            new_nodes.append(helper.make_node("Where", [sw, fq, off_value], [q.output], name=f"{q.name}::switch"))
+                out.append(off)
+            out.append(helper.make_node("Where", [sw, fq, off_value], [q.output], name=f"{q.name}::switch"))
         else:
-            new_nodes.append(node)
+            out.append(node)
+
+    def rewrite(body_nodes: Sequence[onnx.NodeProto]) -> list[onnx.NodeProto]:
+        out: list[onnx.NodeProto] = []
+        for node in body_nodes:
+            emit(node, out)
+        return out
+
+    new_nodes = rewrite(nodes)
 
     reads: set[str] = set()
     for node in new_nodes:

@@ -166,7 +166,7 @@ class Engine:
         qmap = self.model.quantizer_map
         inits = {t.name: t for t in self.model.proto.graph.initializer}
         floats = {q: onnx.numpy_helper.to_array(inits[qmap[q].input]) for q in todo}
-        built = build_model(self.model, on=todo, nodes=[n for n in self._nodes if n.name in set(todo)],
+        built = build_model(self.model, on=todo, nodes=[qmap[q].placeholder() for q in todo],
                             inputs=[], outputs=[qmap[q].output for q in todo])
         session = make_session(built.model, self.providers, self.threads)
         values = session.run(None, {})

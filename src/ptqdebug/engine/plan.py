@@ -181,6 +181,7 @@ def make_plan(model: CalibratedModel, segments: int | None = None, shapes: Mappi
 def _segments(model: CalibratedModel, nodes: list[onnx.NodeProto], cuts: list[int],
               pos_of: dict[str, int], last_use: dict[str, int]) -> Plan:
     qnames = {q.name for q in model.quantizers}
+    held = model.held_quantizers  # calibration nodes inside bodies belong to their holder's segment
     graph_outputs = set(model.outputs)
     seg_of_pos = np.zeros(len(nodes), dtype=np.int64)
     for s, (a, b) in enumerate(zip(cuts, cuts[1:])):
@@ -200,7 +201,8 @@ def _segments(model: CalibratedModel, nodes: list[onnx.NodeProto], cuts: list[in
         ]
         segments.append(Segment(
             index=s, start=a, stop=b, inputs=tuple(reads), outputs=tuple(outs),
-            quantizers=tuple(node.name for node in nodes[a:b] if node.name in qnames),
+            quantizers=tuple(q for node in nodes[a:b]
+                             for q in ((node.name,) if node.name in qnames else held.get(node.name, ()))),
         ))
     quantizer_segment = {q: seg.index for seg in segments for q in seg.quantizers}
     return Plan(tuple(segments), producer_segment, quantizer_segment)
