@@ -165,6 +165,29 @@ def test_unnamed_body_nodes_get_names(tmp_path: Path) -> None:
     assert {q.name for q in cm.quantizers if q.scope} == {"loop.body/QuantizeLinear_0", "loop.body/QuantizeLinear_2"}
 
 
+def test_hzcalibration_inside_bodies_scores_as_its_qdq_twin(tmp_path: Path) -> None:
+    """The original toolchain's HzCalibration nodes inside a Loop and an If: the same scores as the
+    QDQ pairs they stand for (checked against the brute force above)."""
+    from tests.support.horizon import hz_twin
+
+    for make, shape, signs in (CASES["loop"], CASES["if"]):
+        qdq = add_qdq(make(), symmetric=True)
+        hz, names = hz_twin(qdq)  # QuantizeLinear name → HzCalibration name
+        onnx.save(qdq, tmp_path / "qdq.onnx")
+        onnx.save(hz, tmp_path / "hz.onnx")
+        samples = _samples(shape, signs=signs)
+        cm = load_model(tmp_path / "hz.onnx")
+        assert cm.source_format == "horizon" and any(q.scope for q in cm.quantizers)
+        for node_type in ("weight", "activation"):
+            got = dbg.get_sensitivity_of_nodes(cm, "cosine-similarity", samples, node_type=node_type, data_num=3, cache=False)
+            twin = dbg.get_sensitivity_of_nodes(tmp_path / "qdq.onnx", "cosine-similarity", samples, node_type=node_type,
+                                                data_num=3, cache=False)
+            # (both branches quantize `h`: two nodes named h_HzCalibration, one renamed by its branch)
+            assert {names[q] for q in twin} == {q.split("/")[-1] for q in got}
+            assert sorted(v["cosine-similarity"] for v in twin.values()) == pytest.approx(
+                sorted(v["cosine-similarity"] for v in got.values()), abs=1e-7)
+
+
 @pytest.mark.slow
 def test_silero_vad_branches_match_brute_force(tmp_path: Path) -> None:
     """The real silero-vad model (its whole network in the two branches of an If on the sample

@@ -113,16 +113,17 @@ def scan_model(seed: int = 0) -> onnx.ModelProto:
 _QUANTIZED = ("Conv", "MatMul", "Gemm")
 
 
-def add_qdq(model: onnx.ModelProto, activation_scale: float = 0.02) -> onnx.ModelProto:
-    """A copy of ``model`` with a Q→DQ pair on inputs 0 and 1 of every Conv/MatMul/Gemm, at every depth."""
+def add_qdq(model: onnx.ModelProto, activation_scale: float = 0.02, symmetric: bool = False) -> onnx.ModelProto:
+    """A copy of ``model`` with a Q→DQ pair on inputs 0 and 1 of every Conv/MatMul/Gemm, at every
+    depth (``symmetric``: int8 activations with zero point 0, as HzCalibration models have)."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     consts: dict[str, np.ndarray] = {}
-    _qdq_graph(out.graph, consts, activation_scale)
+    _qdq_graph(out.graph, consts, activation_scale, symmetric)
     return out
 
 
-def _qdq_graph(g: onnx.GraphProto, outer: dict[str, np.ndarray], activation_scale: float) -> None:
+def _qdq_graph(g: onnx.GraphProto, outer: dict[str, np.ndarray], activation_scale: float, symmetric: bool) -> None:
     consts = {**outer, **{t.name: numpy_helper.to_array(t) for t in g.initializer}}
     for node in g.node:  # exporters also write weights as Constant nodes
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
@@ -131,7 +132,7 @@ def _qdq_graph(g: onnx.GraphProto, outer: dict[str, np.ndarray], activation_scal
     for node in g.node:
         for a in node.attribute:
             for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
-                _qdq_graph(sub, consts, activation_scale)
+                _qdq_graph(sub, consts, activation_scale, symmetric)
         if node.op_type in _QUANTIZED:
             for slot in (0, 1):
                 src = node.input[slot]
@@ -139,9 +140,9 @@ def _qdq_graph(g: onnx.GraphProto, outer: dict[str, np.ndarray], activation_scal
                 if src in consts:  # a weight: symmetric int8 per tensor
                     scale = max(float(np.abs(consts[src]).max()), 1e-6) / 127.0
                     zp = numpy_helper.from_array(np.array(0, np.int8), f"{base}_zp")
-                else:  # an activation: uint8 around zero
+                else:  # an activation: uint8 around zero, or int8
                     scale = activation_scale
-                    zp = numpy_helper.from_array(np.array(128, np.uint8), f"{base}_zp")
+                    zp = numpy_helper.from_array(np.array(0, np.int8) if symmetric else np.array(128, np.uint8), f"{base}_zp")
                 g.initializer.extend([numpy_helper.from_array(np.array(scale, np.float32), f"{base}_scale"), zp])
                 nodes.append(helper.make_node("QuantizeLinear", [src, f"{base}_scale", zp.name], [f"{base}_q"],
                                               name=f"{base}_QuantizeLinear"))

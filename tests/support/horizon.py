@@ -11,16 +11,28 @@ def hz_twin(qdq: onnx.ModelProto, *, authoritative_scales: bool = False, legacy_
             off: set[str] = frozenset()) -> tuple[onnx.ModelProto, dict[str, str]]:
     """Replace each symmetric Q→DQ pair by an ``HzCalibration`` node; returns the model and the
     map QuantizeLinear name → HzCalibration name (``<input>_HzCalibration``, as the toolchain names them)."""
-    g = qdq.graph
-    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    names: dict[str, str] = {}
+    model = onnx.ModelProto()
+    model.CopyFrom(qdq)
+    _twin_graph(model.graph, {}, names, authoritative_scales, legacy_bits, off)
+    model.opset_import.append(helper.make_opsetid("horizon", 1))
+    return model, names
+
+
+def _twin_graph(g: onnx.GraphProto, outer: dict[str, np.ndarray], names: dict[str, str], authoritative_scales: bool,
+                legacy_bits: bool, off: set[str]) -> None:
+    """Rewrite the pairs of ``g`` and, in turn, of every body inside it."""
+    inits = {**outer, **{t.name: numpy_helper.to_array(t) for t in g.initializer}}
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for n in g.node:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
-    names: dict[str, str] = {}
     new_nodes = []
     dq_done: set[str] = set()
     for n in g.node:
+        for a in n.attribute:
+            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                _twin_graph(sub, inits, names, authoritative_scales, legacy_bits, off)
         if n.op_type == "DequantizeLinear" and n.name in dq_done:
             continue
         if n.op_type != "QuantizeLinear":
@@ -47,9 +59,5 @@ def hz_twin(qdq: onnx.ModelProto, *, authoritative_scales: bool = False, legacy_
         if scale.size > 1:
             attrs["axis"] = next((a.i for a in n.attribute if a.name == "axis"), 1)
         new_nodes.append(helper.make_node("HzCalibration", [n.input[0]], [dq.output[0]], name=name, domain="horizon", **attrs))
-    model = onnx.ModelProto()
-    model.CopyFrom(qdq)
-    del model.graph.node[:]
-    model.graph.node.extend(new_nodes)
-    model.opset_import.append(helper.make_opsetid("horizon", 1))
-    return model, names
+    del g.node[:]
+    g.node.extend(new_nodes)
