@@ -225,21 +225,6 @@ def _detached(q: Quantizer) -> Quantizer:
                    off_initializers=tuple(_copy(t) for t in q.off_initializers))
 
 
-def _shell(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """A model with ``proto``'s metadata, opsets, graph name, inputs and outputs, and nothing else."""
-    canon = onnx.ModelProto()
-    for name in ("ir_version", "producer_name", "producer_version", "domain", "model_version", "doc_string"):
-        if proto.HasField(name):
-            setattr(canon, name, getattr(proto, name))
-    canon.opset_import.extend(proto.opset_import)
-    canon.metadata_props.extend(proto.metadata_props)
-    g = canon.graph
-    g.name = proto.graph.name
-    g.input.extend(proto.graph.input)
-    g.output.extend(proto.graph.output)
-    return canon
-
-
 def _rebuild(state: dict[str, object]) -> CalibratedModel:
     return CalibratedModel(**{k: MappingProxyType(v) if isinstance(v, dict) else v for k, v in state.items()})  # type: ignore[arg-type]
 
@@ -332,29 +317,35 @@ def _assemble(
         )
     new_nodes = replace_found(index.nodes, found)
 
-    inits = {t.name: t for t in graph.initializer}
-    inits.update((t.name, t) for t in inner.initializers)
+    added = {t.name: t for t in inner.initializers}  # constants the readers made or moved out of bodies
     for item in found:
         for t in item.initializers:
-            inits[t.name] = t
+            added[t.name] = t
         if item.quantizer is not None:
-            inits.update((t.name, t) for t in item.quantizer.off_initializers)
-    available = set(inits) | {i.name for i in graph.input}
+            added.update((t.name, t) for t in item.quantizer.off_initializers)
+    inits = {t.name for t in graph.initializer} | set(added)
+    available = inits | {i.name for i in graph.input}
     try:
         order = topological_order(new_nodes, available)
     except ValueError as exc:
         raise ModelError(f"{exc}; expected a valid acyclic ONNX graph") from None
     pinned = {o.name for o in graph.output}
     pinned = {n.name for n in new_nodes if pinned.intersection(n.output)}
-    ordered = place_constants_late([new_nodes[i] for i in order], set(inits), pinned)
+    ordered = place_constants_late([new_nodes[i] for i in order], inits, pinned)
 
     used: set[str] = set()
     for node in ordered:
         used.update(node_inputs(node))
     used.update(o.name for o in graph.output)
-    canon = _shell(proto)  # built field by field: a full copy would hold every weight twice
-    canon.graph.node.extend(ordered)
-    canon.graph.initializer.extend(t for name, t in inits.items() if name in used)
+    # The file's model becomes the canonical one in place: a copy would hold every weight twice.
+    canon = proto
+    keep = [i for i, t in enumerate(graph.initializer) if t.name in used and t.name not in added]
+    for i in sorted(set(range(len(graph.initializer))) - set(keep), reverse=True):
+        del graph.initializer[i]
+    graph.initializer.extend(t for name, t in added.items() if name in used)
+    del graph.node[:]
+    graph.node.extend(ordered)
+    del graph.value_info[:]  # types of the file's tensors: stale once nodes are replaced
 
     unsupported: dict[str, str] = {}
     unsupported_ops(canon.graph, unsupported)
@@ -388,7 +379,7 @@ def _assemble(
     return CalibratedModel(
         proto=canon,
         quantizers=tuple(quantizers),
-        inputs=input_specs(canon.graph, set(inits)),
+        inputs=input_specs(canon.graph, inits),
         outputs=tuple(o.name for o in canon.graph.output),
         source_format="+".join(formats),
         path=path,

@@ -10,7 +10,7 @@ order, and run ``onnx.checker``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from .graph import topological_order
 
 __all__ = [
     "RUNNABLE_DOMAINS", "bad_text", "check_model", "constants_to_initializers", "default_opset", "name_nodes",
-    "read_onnx", "sort_nodes", "unsupported_ops",
+    "read_onnx", "skeleton", "sort_nodes", "unsupported_ops",
 ]
 
 #: Operator domains plain ONNX Runtime runs.
@@ -209,15 +209,45 @@ def check_model(proto: onnx.ModelProto, what: str) -> None:
     if ghosts:
         raise ModelError(f"{what} lists graph output {ghosts[0]!r}, which no node produces; expected every graph output "
                          "to be a node's output (re-export the model or remove that output)")
-    if proto.ByteSize() < 2**31 - 1:
-        try:
-            onnx.checker.check_model(proto)
-        except onnx.checker.ValidationError as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise ModelError(f"{what} is not a valid ONNX model ({first}); expected a model that passes onnx.checker") from None
-        except UnicodeDecodeError:
-            raise ModelError(f"{what} holds a name or op type that is not valid UTF-8, so the file is corrupted; "
-                             "expected an .onnx file as the exporter wrote it (export it again)") from None
+    try:  # on the weightless skeleton: checking a copy of every weight would double the memory
+        onnx.checker.check_model(skeleton(proto))
+    except onnx.checker.ValidationError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ModelError(f"{what} is not a valid ONNX model ({first}); expected a model that passes onnx.checker") from None
+    except UnicodeDecodeError:
+        raise ModelError(f"{what} holds a name or op type that is not valid UTF-8, so the file is corrupted; "
+                         "expected an .onnx file as the exporter wrote it (export it again)") from None
+
+
+def skeleton(proto: onnx.ModelProto, shapes: Mapping[str, Sequence[int]] | None = None) -> onnx.ModelProto:
+    """The model without its weights, for checks and shape inference: large initializers become
+    typed inputs (their values are not needed, only their shapes), so neither copies nor holds the
+    weights. With ``shapes``, the model inputs get those concrete dims."""
+    model = onnx.ModelProto()
+    model.ir_version = proto.ir_version
+    model.opset_import.extend(proto.opset_import)
+    model.functions.extend(proto.functions)
+    g = model.graph
+    g.name = proto.graph.name
+    g.node.extend(proto.graph.node)
+    g.output.extend(proto.graph.output)
+    for vi in proto.graph.input:
+        new = g.input.add()
+        new.CopyFrom(vi)
+        if shapes and vi.name in shapes and vi.type.HasField("tensor_type"):
+            dims = new.type.tensor_type.shape
+            del dims.dim[:]
+            for d in shapes[vi.name]:
+                dims.dim.add().dim_value = int(d)
+    declared = {vi.name for vi in proto.graph.input}
+    for t in proto.graph.initializer:
+        if t.name in declared:
+            continue
+        if int(np.prod(t.dims, dtype=np.int64)) <= 64:  # small constants: shapes, axes, scales
+            g.initializer.append(t)
+        else:
+            g.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+    return model
 
 
 def unsupported_ops(graph: onnx.GraphProto, acc: dict[str, str]) -> None:

@@ -21,6 +21,7 @@ import onnx
 
 from ..graph import node_inputs
 from ..model import CalibratedModel
+from ..onnxfile import skeleton
 
 __all__ = ["Plan", "Segment", "make_plan"]
 
@@ -76,35 +77,6 @@ def _costs(model: CalibratedModel, shapes: Mapping[str, Sequence[int]] | None) -
     known = [c for c in costs if math.isfinite(c)]
     fill = float(np.median(known)) if known else 1.0
     return [c if math.isfinite(c) else fill for c in costs], sizes
-
-
-def skeleton(proto: onnx.ModelProto, shapes: Mapping[str, Sequence[int]] | None = None) -> onnx.ModelProto:
-    """The graph for shape inference: large initializers become typed inputs (their values are
-    not needed, only their shapes), so inference neither copies nor holds the weights. With
-    ``shapes``, the model inputs get those concrete dims."""
-    model = onnx.ModelProto()
-    model.ir_version = proto.ir_version
-    model.opset_import.extend(proto.opset_import)
-    g = model.graph
-    g.node.extend(proto.graph.node)
-    g.output.extend(proto.graph.output)
-    for vi in proto.graph.input:
-        new = g.input.add()
-        new.CopyFrom(vi)
-        if shapes and vi.name in shapes and vi.type.HasField("tensor_type"):
-            dims = new.type.tensor_type.shape
-            del dims.dim[:]
-            for d in shapes[vi.name]:
-                dims.dim.add().dim_value = int(d)
-    declared = {vi.name for vi in proto.graph.input}
-    for t in proto.graph.initializer:
-        if t.name in declared:
-            continue
-        if int(np.prod(t.dims, dtype=np.int64)) <= 64:  # small constants: shapes, axes, scales
-            g.initializer.append(t)
-        else:
-            g.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
-    return model
 
 
 def infer(proto: onnx.ModelProto, shapes: Mapping[str, Sequence[int]] | None = None) -> onnx.ModelProto | None:
