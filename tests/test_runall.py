@@ -80,3 +80,91 @@ def test_a_renderer_that_dies_is_reported_not_waited_for(tmp_path: Path) -> None
             r.submit("partial_quantization", _DiesWhenUnpickled(), tmp_path / "b.png")
             r.submit("partial_quantization", make_partial(), tmp_path / "c.png")
             r.close()
+
+
+def _boxes_row_by_row(rows, max_fliers: int = 50):  # noqa: ANN001, ANN202 - the original per-row loops
+    import numpy as np
+
+    q1, _, q3 = np.percentile(rows, [25, 50, 75], axis=1)
+    lo_lim, hi_lim = q1 - 1.5 * (q3 - q1), q3 + 1.5 * (q3 - q1)
+    whislo = np.array([r[r >= lo].min() for r, lo in zip(rows, lo_lim)])
+    whishi = np.array([r[r <= hi].max() for r, hi in zip(rows, hi_lim)])
+    fliers = []
+    for r, lo, hi in zip(rows, whislo, whishi):
+        f = r[(r < lo) | (r > hi)]
+        if f.size > max_fliers:
+            f = np.sort(f)
+            f = np.concatenate([f[: max_fliers // 2], f[-max_fliers // 2:]])
+        fliers.append(f)
+    return whislo, whishi, fliers
+
+
+def test_box_statistics_as_the_row_by_row_loops_gave_them() -> None:
+    import numpy as np
+    import pytest
+
+    from ptqdebug.analyses.distribution import _boxes
+
+    rng = np.random.default_rng(3)
+    data = rng.standard_t(2, size=(37, 300)).astype(np.float32)
+    data[5] = 1.0  # a constant channel
+    data[6, :250] = 0.0  # mostly one value: everything else is a flier
+    data[7, ::3] = rng.normal(size=100) * 1e4  # more fliers than kept
+    b = _boxes("q", "weight", "w", data, 0)
+    whislo, whishi, fliers = _boxes_row_by_row(data.astype(np.float64))
+    np.testing.assert_array_equal(b.whislo, whislo)
+    np.testing.assert_array_equal(b.whishi, whishi)
+    assert len(b.fliers) == len(fliers) and all(np.array_equal(x, y) for x, y in zip(b.fliers, fliers))
+    data[2, 4] = np.nan  # as before: a channel with NaN has no whiskers
+    with pytest.raises(ValueError):
+        _boxes("q", "weight", "w", data, 0)
+
+
+def test_runall_shares_only_what_a_separate_run_computes_the_same(cnn_dir: Path, tmp_path: Path) -> None:
+    """runall takes the verdict's calibrated score from partial quantization and the box plots'
+    activations from the distributions: the numbers are those of separate computations."""
+    import numpy as np
+
+    from ptqdebug.analyses.distribution import channel_boxes, distributions
+    from ptqdebug.analyses.verdict import verdict
+    from ptqdebug.context import open_context
+
+    model, data = cnn_dir / "pc_int8_pairs_keep.onnx", cnn_dir / "calibration_data"
+    run = dbg.runall(model, data, tmp_path / "out", data_num=2)
+    assert run.verdict.scores["calibrated"] == run.partial.baseline
+    assert verdict(open_context(model, data), None, 2).scores == run.verdict.scores
+    names = [d.name for d in run.distributions]
+    for got, want in zip(run.distributions, distributions(open_context(model, data), names)):
+        assert got.values.keys() == want.values.keys()
+        assert all(np.array_equal(got.values[k], want.values[k]) for k in got.values)
+    fresh = channel_boxes(open_context(model, data), [b.name for b in run.channelwise])
+    assert len(fresh) == len(run.channelwise)
+    for got, want in zip(run.channelwise, fresh):
+        for field in ("q1", "median", "q3", "mean", "whislo", "whishi", "minimum", "maximum"):
+            np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
+        assert all(np.array_equal(x, y) for x, y in zip(got.fliers, want.fliers))
+
+
+def test_a_figure_drawn_early_gets_the_name_the_full_list_gives_it(tmp_path: Path) -> None:
+    """Box plots of the top weights are drawn before the activations are known; names that clean
+    to the same file name get a hash, so a weight figure drawn early may be renamed at the end."""
+    from types import SimpleNamespace
+
+    from ptqdebug.api.runall import _Figures
+    from ptqdebug.report.names import boxplot_png
+
+    class Stub:
+        def submit(self, kind: str, item: object, path: Path) -> None:
+            path.write_bytes(b"png")
+
+    figures, renderer = _Figures(), Stub()
+    weight, act = SimpleNamespace(name="a/b"), SimpleNamespace(name="a:b")
+    figures.draw_early("channel_boxes", [weight], tmp_path, renderer)
+    assert [p.name for p in tmp_path.iterdir()] == ["a_b_boxplot.png"]
+    items = figures.merge("channel_boxes", ["a/b", "a:b"], [act])
+    assert items == [weight, act]
+    paths = figures.write("channel_boxes", items, tmp_path, renderer)
+    figures.rename()
+    assert [p.name for p in paths] == [boxplot_png(n, ["a/b", "a:b"]) for n in ("a/b", "a:b")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)
+    assert "a_b_boxplot.png" not in [p.name for p in paths]

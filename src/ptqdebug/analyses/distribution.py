@@ -58,13 +58,25 @@ def _abs_max(x: np.ndarray) -> float:
     return float(max(np.max(x), -np.min(x))) if x.size else 0.0
 
 
-def _calibrated_values(ctx: Context, tensors: Sequence[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    ref = ctx.reference(0, tuple(tensors))
-    actual = ctx.engine.run(ref, ctx.model.calibrated_configuration, tuple(tensors))
-    return {t: ref[t] for t in tensors}, actual
+#: ``tensors -> (float values, calibrated values)`` of the first sample, shared by the steps of one
+#: run that ask for the same tensors (``runall``'s distributions and box plots of the same nodes)
+ValuesMemo = dict[tuple[str, ...], tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]
 
 
-def distributions(ctx: Context, nodes_list: object) -> list[Distribution]:
+def _calibrated_values(ctx: Context, tensors: Sequence[str],
+                       memo: ValuesMemo | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    key = tuple(tensors)
+    if memo is not None and key in memo:
+        return memo[key]  # the same runs on the same engine: the same values
+    ref = ctx.reference(0, key)
+    actual = ctx.engine.run(ref, ctx.model.calibrated_configuration, key)
+    out = {t: ref[t] for t in tensors}, actual
+    if memo is not None:
+        memo[key] = out
+    return out
+
+
+def distributions(ctx: Context, nodes_list: object, memo: ValuesMemo | None = None) -> list[Distribution]:
     model = ctx.model
     names = flat_names(nodes_list, "nodes_list")
     unknown = [n for n in names if not model.is_node(n)]
@@ -76,7 +88,7 @@ def distributions(ctx: Context, nodes_list: object) -> list[Distribution]:
             model.check_data_visible(n, "nodes_list entry")
     tensors = [qmap[n].input if n in qmap else t for n in names for t in ((qmap[n].input,) if n in qmap else model.node_outputs[n])]
     tensors = [t for n, t in zip(names, tensors) if not (n in qmap and qmap[n].kind == "weight")]
-    ref, actual = _calibrated_values(ctx, list(dict.fromkeys(tensors))) if tensors else ({}, {})
+    ref, actual = _calibrated_values(ctx, list(dict.fromkeys(tensors)), memo) if tensors else ({}, {})
     out: list[Distribution] = []
     for n in names:
         q = qmap.get(n)
@@ -126,6 +138,13 @@ class ChannelBoxes:
                 "range_ratio_max_to_median": float(spread.max() / max(np.median(spread), 1e-12))}
 
 
+def _per_row(reduce: Any, rows: np.ndarray, mask: np.ndarray, neutral: float) -> np.ndarray:
+    """``reduce`` (np.min / np.max) of each row's values where ``mask``, in one pass over the array."""
+    if not mask.any(axis=1).all():  # a row with nothing selected (NaN data): row by row, which raises as before
+        return np.array([reduce(r[m]) for r, m in zip(rows, mask)])
+    return reduce(np.where(mask, rows, neutral), axis=1)
+
+
 def _boxes(name: str, kind: str, tensor: str, data: np.ndarray, axis: int, max_fliers: int = 50) -> ChannelBoxes:
     if data.ndim == 0:
         data = data.reshape(1)
@@ -136,11 +155,11 @@ def _boxes(name: str, kind: str, tensor: str, data: np.ndarray, axis: int, max_f
     q1, med, q3 = np.percentile(rows, [25, 50, 75], axis=1)
     iqr = q3 - q1
     lo_lim, hi_lim = q1 - 1.5 * iqr, q3 + 1.5 * iqr
-    whislo = np.array([r[r >= lo].min() for r, lo in zip(rows, lo_lim)])
-    whishi = np.array([r[r <= hi].max() for r, hi in zip(rows, hi_lim)])
+    whislo = _per_row(np.min, rows, rows >= lo_lim[:, None], np.inf)
+    whishi = _per_row(np.max, rows, rows <= hi_lim[:, None], -np.inf)
+    outside = (rows < whislo[:, None]) | (rows > whishi[:, None])
     fliers = []
-    for r, lo, hi in zip(rows, whislo, whishi):
-        f = r[(r < lo) | (r > hi)]
+    for f in np.split(rows[outside], np.cumsum(np.count_nonzero(outside, axis=1))[:-1]):  # each row's, in order
         if f.size > max_fliers:  # keep the extremes: they are what the eye looks for
             f = np.sort(f)
             f = np.concatenate([f[: max_fliers // 2], f[-max_fliers // 2:]])
@@ -149,8 +168,9 @@ def _boxes(name: str, kind: str, tensor: str, data: np.ndarray, axis: int, max_f
                         rows.min(axis=1), rows.max(axis=1), tuple(fliers))
 
 
-def channel_boxes(ctx: Context, nodes_list: object, axis: int | None = None) -> list[ChannelBoxes]:
-    """Per-channel statistics (reference §5.4); ordinary nodes stand for their input calibration nodes."""
+def channel_boxes(ctx: Context, nodes_list: object, axis: int | None = None, memo: ValuesMemo | None = None) -> list[ChannelBoxes]:
+    """Per-channel statistics (reference §5.4); ordinary nodes stand for their input calibration nodes.
+    ``memo``: values already fetched by :func:`distributions` of the same run."""
     model = ctx.model
     names = flat_names(nodes_list, "nodes_list")
     for n in names:
@@ -160,7 +180,7 @@ def channel_boxes(ctx: Context, nodes_list: object, axis: int | None = None) -> 
     quantizers = list(dict.fromkeys(q for n in names for q in model.expand(n, "nodes_list") if model.data_visible(q)))
     qmap = model.quantizer_map
     acts = [qmap[q].input for q in quantizers if qmap[q].kind == "activation"]
-    _, actual = _calibrated_values(ctx, list(dict.fromkeys(acts))) if acts else ({}, {})
+    _, actual = _calibrated_values(ctx, list(dict.fromkeys(acts)), memo) if acts else ({}, {})
     out = []
     for name in quantizers:
         q = qmap[name]

@@ -31,6 +31,7 @@ from ..analyses.candidates import NODE_TYPES
 from ..analyses.distribution import (
     ChannelBoxes,
     Distribution,
+    ValuesMemo,
     channel_boxes,
     distributions,
 )
@@ -40,7 +41,7 @@ from ..analyses.verdict import Verdict, verdict
 from ..context import Context
 from ..errors import OptionError
 from ..plots.render import Renderer
-from ..report.files import StagedOutput, dump_json
+from ..report.files import StagedOutput, dump_json, ensure_dir, move_file
 from ..report.names import acc_error_png, boxplot_png, distribution_png
 from ..report.sensitivity_files import write_sensitivity
 from ..report.tables import info_table, sensitivity_rows
@@ -220,14 +221,80 @@ def _remove_stale(root: Path, stale: set[str]) -> None:
         path.unlink(missing_ok=True)
 
 
+class _Figures:
+    """The distributions and box plots of ``nodes_list``, some drawn early.
+
+    The top weight calibration nodes need no run of the model, so their figures can go to the
+    renderers right after the weight sweep (:meth:`draw_early`), while the next sweeps run; the
+    rest are computed after all sweeps by the same calls as before (:meth:`rest`; the activations
+    are fetched in the same single run), and :meth:`merge` puts every result back in the order of
+    one call on ``nodes_list``. A file name depends on every name in its folder (see
+    :mod:`ptqdebug.report.names`), so a figure drawn early under a name that the full list changes
+    is renamed once every figure is on disk (:meth:`rename`).
+    """
+
+    def __init__(self) -> None:
+        self.early: dict[str, dict[str, Any]] = {"distribution": {}, "channel_boxes": {}}  # node name -> result
+        self.drawn: dict[int, Path] = {}  # id(result) -> where it was drawn
+        self.moves: list[tuple[Path, Path]] = []
+
+    def draw_early(self, kind: str, items: list[Any], folder: Path, renderer: Renderer) -> None:
+        done = self.early[kind]
+        done.update((item.name, item) for item in items)
+        among = list(done.values())
+        ensure_dir(folder)
+        for item in items:
+            path = folder / _figure_name(kind, item, among)
+            self.drawn[id(item)] = path
+            renderer.submit(kind, item, path)
+
+    def rest(self, kind: str, nodes_list: list[str]) -> list[str]:
+        return [n for n in nodes_list if n not in self.early[kind]]
+
+    def merge(self, kind: str, nodes_list: list[str], later: list[Any]) -> list[Any]:
+        """Early and later results in ``nodes_list`` order, as one call on ``nodes_list`` returns them."""
+        pending, out = list(later), []
+        for n in nodes_list:
+            if n in self.early[kind]:
+                out.append(self.early[kind][n])
+            while pending and pending[0].name == n:
+                out.append(pending.pop(0))
+        return out + pending
+
+    def write(self, kind: str, items: list[Any], folder: Path, renderer: Renderer) -> list[Path]:
+        """Draw the items not drawn yet; note the early ones whose final name differs."""
+        ensure_dir(folder)
+        paths = [folder / _figure_name(kind, item, items) for item in items]
+        for item, path in zip(items, paths):
+            drawn = self.drawn.get(id(item))
+            if drawn is None:
+                renderer.submit(kind, item, path)
+            elif drawn != path:
+                self.moves.append((drawn, path))
+        return paths
+
+    def rename(self) -> None:
+        for old, new in self.moves:
+            move_file(old, new)
+
+
+def _figure_name(kind: str, item: Any, among: list[Any]) -> str:
+    return distribution_png(item, among) if kind == "distribution" else boxplot_png(item.name, [x.name for x in among])
+
+
 def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
          metrics: list[str], output_node: object, types: list[str], data_num: int | None, verbose: bool,
          interested_nodes: object, dis_nodes_list: object, cw_nodes_list: object, axis: int | None,
          quantize_node: object, non_quantize_node: object, ae_metric: str, average_mode: bool, pick_threshold: float,
          sensitive_nodes: object, progress: Progress | ProgressFactory | None, report: bool) -> RunResult:
-    timing: dict[str, float] = {}
+    timing: dict[str, float] = {"data_distribution_s": 0.0, "channelwise_distribution_s": 0.0}
     notes = list(ctx.model.notes)
     written: list[Path] = []
+    dis_dir, cw_dir = root / "data_distribution", root / "channelwise_distribution"
+    figures = _Figures()
+    # the top weights' figures are drawn while the next sweeps run, where that changes nothing:
+    # sweeps of calibration nodes (not of nodes, whose top nodes expand, nor of user groups)
+    early = interested_nodes is None and "node" not in types
 
     # 1. node sensitivity
     t = time.perf_counter()
@@ -247,18 +314,40 @@ def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
         if kind == "node":
             top = list(ctx.model.expand(top))
         top = [n for n in top if ctx.model.data_visible(n)]  # data inside a body cannot be shown (ptqdebug.bodies)
-        nodes_list += [n for n in top if n not in nodes_list]
-    timing["node_sensitivity_s"] = time.perf_counter() - t
+        new = [n for n in top if n not in nodes_list]
+        nodes_list += new
+        if early and kind == "weight" and new:
+            t2 = time.perf_counter()
+            if dis_nodes_list is None:
+                figures.draw_early("distribution", distributions(ctx, new), dis_dir, renderer)
+            t3 = time.perf_counter()
+            if cw_nodes_list is None:
+                figures.draw_early("channel_boxes", channel_boxes(ctx, new, axis), cw_dir, renderer)
+            timing["data_distribution_s"] += t3 - t2
+            timing["channelwise_distribution_s"] += time.perf_counter() - t3
+    timing["node_sensitivity_s"] = time.perf_counter() - t - timing["data_distribution_s"] - timing["channelwise_distribution_s"]
 
     # 2-3. distributions and channel-wise box plots
     t = time.perf_counter()
-    dis = distributions(ctx, dis_nodes_list if dis_nodes_list is not None else nodes_list) if (dis_nodes_list or nodes_list) else []
-    written += write_distributions(dis, root / "data_distribution", renderer)
-    timing["data_distribution_s"] = time.perf_counter() - t
+    memo: ValuesMemo = {}  # the box plots of the same activations reuse the distributions' values
+    if dis_nodes_list is not None:
+        dis = distributions(ctx, dis_nodes_list, memo) if dis_nodes_list else []
+        written += write_distributions(dis, dis_dir, renderer)
+    else:
+        rest = figures.rest("distribution", nodes_list)
+        dis = figures.merge("distribution", nodes_list, distributions(ctx, rest, memo) if rest else [])
+        written += figures.write("distribution", dis, dis_dir, renderer)
+    timing["data_distribution_s"] += time.perf_counter() - t
     t = time.perf_counter()
-    cw = channel_boxes(ctx, cw_nodes_list if cw_nodes_list is not None else nodes_list, axis) if (cw_nodes_list or nodes_list) else []
-    written += write_channel_boxes(cw, root / "channelwise_distribution", renderer)
-    timing["channelwise_distribution_s"] = time.perf_counter() - t
+    if cw_nodes_list is not None:
+        cw = channel_boxes(ctx, cw_nodes_list, axis, memo) if cw_nodes_list else []
+        written += write_channel_boxes(cw, cw_dir, renderer)
+    else:
+        rest = figures.rest("channel_boxes", nodes_list)
+        cw = figures.merge("channel_boxes", nodes_list, channel_boxes(ctx, rest, axis, memo) if rest else [])
+        written += figures.write("channel_boxes", cw, cw_dir, renderer)
+    del memo
+    timing["channelwise_distribution_s"] += time.perf_counter() - t
 
     # 4. cumulative error curves
     t = time.perf_counter()
@@ -308,6 +397,7 @@ def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
     results["files"] = [rel(p) for p in written] + ["results.json"] + (["index.html"] if report else [])
     written.append(dump_json(root / "results.json", results))
     renderer.close()  # the report embeds the figures: they must be on disk
+    figures.rename()
     if report:
         from ..report.html import write_report
 

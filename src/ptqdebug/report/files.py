@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import OptionError
 
-__all__ = ["StagedOutput", "check_dir", "dump_json", "ensure_dir", "safe_filename", "unique_filenames", "write_atomic"]
+__all__ = ["StagedOutput", "check_dir", "dump_json", "ensure_dir", "move_file", "safe_filename", "unique_filenames", "write_atomic"]
 
 #: Prefix of the hidden folder a run writes into before its files are moved into place.
 STAGING_PREFIX = ".ptqdebug-staging-"
@@ -133,6 +133,12 @@ class StagedOutput:
                     folder.rmdir()  # only if still empty
                 except OSError:
                     break
+
+
+def move_file(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Rename a file this run wrote to another name in the same folder (one atomic rename)."""
+    os.replace(source, target)
+    return Path(target)
 
 
 def write_atomic(path: str | os.PathLike[str], write: Callable[[Any], None], binary: bool = False) -> Path:
