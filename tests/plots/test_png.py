@@ -8,10 +8,21 @@ import numpy as np
 import pytest
 
 from ptqdebug.analyses.distribution import Distribution
-from ptqdebug.plots import (accumulate_error_figure, channel_boxes_figure, distribution_figure, partial_quantization_figure,
-                            stat_info_figure)
+from ptqdebug.plots import (
+    accumulate_error_figure,
+    channel_boxes_figure,
+    distribution_figure,
+    partial_quantization_figure,
+    stat_info_figure,
+)
 from ptqdebug.plots.png import encode_png
-from tests.plots.helpers import activation_distribution, make_accumulate, make_boxes, make_partial, make_stats
+from tests.plots.helpers import (
+    activation_distribution,
+    make_accumulate,
+    make_boxes,
+    make_partial,
+    make_stats,
+)
 
 
 def _pixels(data: bytes) -> np.ndarray:

@@ -148,5 +148,7 @@ def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
         bbox = None if fig.get_label() == FIXED_LAYOUT else "tight"
         return write_atomic(target, lambda f: fig.savefig(f, format="png", bbox_inches=bbox), binary=True)
     finally:
+        for ax in tuple(fig.axes):  # removed, not cleared: Figure.clear re-initialises each Axes first
+            fig.delaxes(ax)
         fig.clear()
         FigureCanvasBase(fig)  # drops the Agg canvas and its cached (possibly large) renderer buffer

@@ -122,7 +122,8 @@ def distribution_figure(d: Distribution) -> Figure:
             x = np.abs(x)
         finite = np.isfinite(x)
         dropped[key] = int(x.size - np.count_nonzero(finite))
-        x = x[finite]
+        if dropped[key]:
+            x = x[finite]
         if drop_zeros:
             x = x[x != 0]
         has_negative |= bool(x.size and x.min() < 0)
