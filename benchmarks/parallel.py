@@ -43,10 +43,10 @@ def child(kw: dict[str, int], samples: int, node_type: str) -> None:
     ctx = dbg.open_context(qpath, data[:samples], cache=False, **kw)
     result = dbg.sensitivity_of_nodes(ctx, node_type=node_type, data_num=None)
     wall, cpu = time.perf_counter() - t, time.process_time() - cpu
-    units = 0
-    if ctx.pool is not None:
-        units = ctx.pool.units
-        ctx.pool.close()  # the helpers exit: their CPU time is then this process's children's
+    units, pool = 0, getattr(ctx, "pool", None)
+    if pool is not None:
+        units = pool.units
+        pool.close()  # the helpers exit: their CPU time is then this process's children's
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     scores = {k: v["cosine-similarity"] for k, v in result.as_mapping().items()}
     print(json.dumps({"wall": wall, "cpu": cpu + children.ru_utime + children.ru_stime, "helper_units": units,
@@ -90,15 +90,20 @@ def main() -> int:
     base = statistics.median(times["1 process, 1 thread"])
     print(f"machine: {machine()}; {source_state()}")
     print(f"ResNet-18-sized QDQ, {args.node_type} sweep, {args.samples} samples (setup included), "
-          f"median of {args.repeat} interleaved rounds:")
+          f"median of {args.repeat} interleaved rounds (best in brackets):")
     for name in SETTINGS:
         m = statistics.median(times[name])
-        print(f"  {name:<34} {m:6.2f} s   speed-up vs 1 process 1 thread: {base / m:.2f}x"
-              f"   (CPU, all processes: {statistics.median(cpus[name]):.2f} s)")
+        print(f"  {name:<26} {m:6.2f} s ({min(times[name]):5.2f})   speed-up vs 1 process 1 thread: {base / m:.2f}x"
+              f" ({min(times['1 process, 1 thread']) / min(times[name]):.2f}x)   CPU, all processes: "
+              f"{statistics.median(cpus[name]):.2f} s")
     pair = statistics.median(times["ceiling pair"])
-    print(f"  {'ceiling: 2 single-thread sweeps at once':<34} {pair:6.2f} s   machine's ceiling: {2 * base / pair:.2f}x")
-    ratios = [a / b for a, b in zip(times["1 process, 1 thread"], times["2 workers, 1 thread each"])]
-    print(f"  per-round 2-worker speed-ups: {' '.join(f'{r:.2f}' for r in ratios)}")
+    print(f"  ceiling, two 1-thread sweeps at once: {pair:.2f} s ({min(times['ceiling pair']):.2f}):"
+          f" this machine's own limit {2 * base / pair:.2f}x ({2 * min(times['1 process, 1 thread']) / min(times['ceiling pair']):.2f}x)")
+    one, two = times["1 process, 1 thread"], times["2 workers, 1 thread each"]
+    ratios = [a / b for a, b in zip(one, two)]
+    limits = [2 * a / b for a, b in zip(one, times["ceiling pair"])]
+    print(f"  per round, 2 workers: {' '.join(f'{r:.2f}x' for r in ratios)} (median {statistics.median(ratios):.2f}x);"
+          f" ceiling: {' '.join(f'{r:.2f}x' for r in limits)} (median {statistics.median(limits):.2f}x)")
     same = scores["2 workers, 1 thread each"] == scores["1 process, 1 thread"]
     print(f"  2-worker scores identical to 1 process, 1 thread: {same}")
     return 0

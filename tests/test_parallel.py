@@ -117,6 +117,13 @@ def test_helper_killed(files, monkeypatch: pytest.MonkeyPatch) -> None:
     assert victim.pid not in [h.proc.pid for h in ctx.pool.helpers]
 
 
+def test_three_workers(files) -> None:
+    ctx = dbg.open_context(*files, cache=False, workers=3, threads=1)
+    assert ctx.pool.size == 2
+    assert _same(dbg.sensitivity_of_nodes(ctx, node_type="node", metrics=METRICS, data_num=None),
+                 _one(files, "node", data_num=None))
+
+
 def test_helpers_exit_with_the_context(files) -> None:
     import gc
 

@@ -287,7 +287,7 @@ class _Helper:
                         self.send(("ref", sid, g, {k: values[k] for k in missing}, edges))
                         have.update(missing)
                     self.send(("unit", sid, g, c))
-        except (EOFError, OSError, pickle.UnpicklingError) as exc:
+        except (EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
             if not self.pool.closed:
                 self.pool.fail(f"a sweep worker stopped: {exc or 'no reply'}")
 
@@ -387,9 +387,6 @@ class WorkerPool:
             if h.proc.poll() is None:
                 h.proc.kill()
             h.proc.wait()
-            for stream in (h.proc.stdout,):
-                if stream is not None:
-                    stream.close()
 
 
 def file_stamps(files: Sequence[str | None]) -> tuple[object, ...]:
@@ -481,8 +478,9 @@ def _score_local(ctx: Any, configurations: Sequence[Collection[str]], metrics: S
         if progress is not None:
             progress(done, total)
 
-    pool = _pool_for(ctx, workers)
+    _pool_for(ctx, workers)  # (a new pool starts while the first reference is computed)
     refs[0] = reference(0)  # builds the float sessions: their value types go to the helpers
+    pool = _pool_for(ctx, workers)  # a helper lost meanwhile: a new pool
     size = sum(np.asarray(v).nbytes for v in refs[0][0].values.values())
     window = max(1, min(len(groups), REFERENCE_BUDGET // max(1, size)))  # rows open at once
     header = (tuple(engine.providers), engine.threads or process_threads(None, workers), engine.plan,
