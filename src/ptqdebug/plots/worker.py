@@ -12,17 +12,18 @@ worker imports it once and then forks the other renderers, which share its stdin
 renderer that holds the read lock takes the next whole job, so an idle renderer always takes the
 next figure, and each reply is written whole under the write lock. The locks are POSIX record
 locks on a scratch file, which the system releases if a renderer dies; every renderer leaves at
-the end of stdin, so the parent never waits for a reply that cannot come.
+the end of stdin, so the parent never waits for a reply that cannot come. Renderers run at a
+lower priority (:data:`NICE`): figures are background work, the engine's run is the critical path.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
-import struct
 import sys
 import tempfile
 from typing import Any
+
+from ..pipes import read_message, write_message
 
 __all__ = ["main"]
 
@@ -33,22 +34,32 @@ _MAX_ERROR = 2000  # characters of an error message sent back
 NICE = 5
 
 
-def _read_exact(fd: int, size: int) -> bytes:
-    chunks, left = [], size
-    while left:
-        chunk = os.read(fd, min(left, 1 << 20))
-        if not chunk:
-            break  # end of input
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
+class _Unbuffered:
+    """A file descriptor read exactly, never ahead: the renderers share it, and a buffered reader
+    would take bytes of the next job, which another renderer may be about to read."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def read(self, size: int) -> bytes:
+        chunks, left = [], size
+        while left:
+            chunk = os.read(self.fd, min(left, 1 << 20))
+            if not chunk:
+                break  # end of input: read_message raises EOFError
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
 
 
 class _Pipes:
-    """Whole messages in and out over the worker's stdin/stdout, shared by its renderers."""
+    """Whole messages (:mod:`ptqdebug.pipes`) in and out over the worker's stdin/stdout, shared
+    by its renderers, each under its lock."""
 
     def __init__(self, source: int, sink: int, lock_fd: int | None) -> None:
-        self.source, self.sink, self.lock_fd = source, sink, lock_fd
+        self.source = _Unbuffered(source)
+        self.sink = os.fdopen(sink, "wb", closefd=False)
+        self.lock_fd = lock_fd
 
     def _locked(self, offset: int, fn: Any) -> Any:
         if self.lock_fd is None:
@@ -63,28 +74,13 @@ class _Pipes:
 
     def read(self) -> Any:
         """The next job, or None at the end of input."""
-
-        def take() -> bytes | None:
-            head = _read_exact(self.source, 8)
-            if len(head) < 8:
-                return None
-            (size,) = struct.unpack("<Q", head)
-            body = _read_exact(self.source, size)
-            return body if len(body) == size else None
-
-        body = self._locked(_READ_LOCK, take)
-        return None if body is None else pickle.loads(body)  # noqa: S301 - our parent, over a private pipe
+        try:
+            return self._locked(_READ_LOCK, lambda: read_message(self.source))
+        except EOFError:
+            return None
 
     def write(self, reply: tuple[str, str]) -> None:
-        data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
-        message = memoryview(struct.pack("<Q", len(data)) + data)
-
-        def put() -> None:
-            done = 0
-            while done < len(message):
-                done += os.write(self.sink, message[done:])
-
-        self._locked(_WRITE_LOCK, put)
+        self._locked(_WRITE_LOCK, lambda: write_message(self.sink, reply))
 
 
 def _serve(pipes: _Pipes) -> None:
