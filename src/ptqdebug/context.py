@@ -74,7 +74,7 @@ class Context:
         """The selected samples, in runs of up to :attr:`batch_size` that go through the model as
         one batch (concatenated along axis 0) when the model allows it, else one by one."""
         n = len(self.samples(data_num))
-        size = self.batch_size if n > 1 and self._batchable() else 1
+        size = self.batch_size if n > 1 and self.batch_size > 1 and self._batchable() else 1
         if size == 1:
             return [[i] for i in range(n)]
         groups: list[list[int]] = []
