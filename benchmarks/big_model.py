@@ -125,8 +125,8 @@ def main() -> int:
             scores.update({k: v["cosine-similarity"] for k, v in got.items()})
         with tempfile.TemporaryDirectory() as out:
             t = time.perf_counter()
-            curves = dbg.plot_acc_error([x], str(path), quantize_node=["weight", "activation"], save_dir=out)
-            print(f"plot_acc_error (reads the model again): {time.perf_counter() - t:.1f} s, {len(curves)} curves")
+            curves = dbg.plot_acc_error([x], ctx, quantize_node=["weight", "activation"], save_dir=out)
+            print(f"plot_acc_error: {time.perf_counter() - t:.1f} s, {len(curves)} curves")
         del ctx
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         print(f"peak RSS of the ptqdebug part: {rss:.2f} GiB")
