@@ -82,13 +82,12 @@ def build_model(
     switches: dict[str, str] = {}
     weights: dict[str, str] = {}
     domains: set[str] = set()
-    held = cm.held_quantizers
 
     def emit(node: onnx.NodeProto, out: list[onnx.NodeProto]) -> None:
         """Append what ``node`` becomes under the configuration."""
         q = qmap.get(node.name)
         if q is None or node.output[:1] != [q.output]:  # (a body may reuse a main-graph node name)
-            out.append(_with_bodies(node, rewrite) if node.name in held or _holds_quantizers(node, qmap) else node)
+            out.append(_with_bodies(node, rewrite) if _holds_quantizers(node, qmap) else node)
             return
         if q.name in on:
             out.extend(q.nodes)
