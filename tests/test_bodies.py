@@ -215,3 +215,19 @@ def test_silero_vad_branches_match_brute_force(tmp_path: Path) -> None:
         for n, v in want.items():
             assert abs(got[n]["cosine-similarity"] - v) < 1e-6, n
         assert min(want.values()) < 0.9999  # the branches' calibration nodes do change the output
+
+
+def test_cli_on_a_loop_model(models, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ptqdebug.cli import main
+
+    path, samples = models["loop"]
+    data = tmp_path / "data" / "x"
+    data.mkdir(parents=True)
+    for i, s in enumerate(samples):
+        np.save(data / f"{i}.npy", s["x"])
+    assert main(["info", str(path)]) == 0
+    assert "loop_matmul_in1_QuantizeLinear  int8 per-tensor -> (inside loop)" in capsys.readouterr().out
+    assert main(["plot-distribution", str(path), str(tmp_path / "data"), "-n", "['loop_matmul_in0_QuantizeLinear']",
+                 "-s", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "inside a body of node 'loop'" in err[0] and not (tmp_path / "out").exists()

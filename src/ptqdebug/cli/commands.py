@@ -273,7 +273,7 @@ def _info(args: argparse.Namespace) -> int:
         for q in qs:
             extra = "" if q.exact else "  (fixed: weights stored as integers)"
             state = "" if q.enabled else "  (switch OFF)"
-            readers = ";".join(model.quantizer_consumers.get(q.name, ()))
+            readers = ";".join(model.quantizer_consumers.get(q.name, ())) or (f"(inside {q.scope})" if q.scope else "")
             print(f"  {q.name}  {q.qtype} {q.granularity} -> {readers}{extra}{state}")
     nodes = model.sensitivity_nodes
     print(f"\nordinary nodes with calibration nodes ({len(nodes)}):")
