@@ -94,6 +94,17 @@ def _per(cmds: dict[str, str], value: str) -> dict[str, list[str]]:
 
 
 # ---------------------------------------------------------------------------------------------
+#: Every list option that takes node names: (command, CLI flag, API argument).
+NODE_LIST_OPTIONS = [
+    ("get-sensitivity-of-nodes", "-i", "interested_nodes"), ("get-sensitivity-of-nodes", "-o", "output_node"),
+    ("plot-acc-error", "-q", "quantize_node"), ("plot-acc-error", "-nq", "non_quantize_node"),
+    ("plot-distribution", "-n", "nodes_list"), ("get-channelwise-data-distribution", "-n", "nodes_list"),
+    ("sensitivity-analysis", "-sn", "sensitive_nodes"), ("get-calibration-nodes-stat-info", "-n", "nodes_list"),
+    ("runall", "-o", "output_node"), ("runall", "-i", "interested_nodes"), ("runall", "-dnl", "dis_nodes_list"),
+    ("runall", "-cn", "cw_nodes_list"), ("runall", "-qn", "quantize_node"), ("runall", "-nqn", "non_quantize_node"),
+    ("runall", "-sn", "sensitive_nodes"),
+]
+
 CASES: list[Case] = [
     # -- the model file --------------------------------------------------------------------
     Case("model-missing", ALL, ModelError, r"calibrated model file '.*nope\.onnx' does not exist; check the path", model="missing"),
@@ -143,14 +154,7 @@ CASES: list[Case] = [
     # -- node names in every list option --------------------------------------------------
     *[Case(f"unknown-node-{cmd}-{flag}", [cmd], UnknownNodeError, rf"{what}: 'Nope_1' is not in the model",
            cli={cmd: [flag, "[Nope_1]"]}, api={cmd: {what: ["Nope_1"]}})
-      for cmd, flag, what in [
-          ("get-sensitivity-of-nodes", "-i", "interested_nodes"), ("get-sensitivity-of-nodes", "-o", "output_node"),
-          ("plot-acc-error", "-q", "quantize_node"), ("plot-acc-error", "-nq", "non_quantize_node"),
-          ("plot-distribution", "-n", "nodes_list"), ("get-channelwise-data-distribution", "-n", "nodes_list"),
-          ("sensitivity-analysis", "-sn", "sensitive_nodes"), ("get-calibration-nodes-stat-info", "-n", "nodes_list"),
-          ("runall", "-o", "output_node"), ("runall", "-i", "interested_nodes"), ("runall", "-dnl", "dis_nodes_list"),
-          ("runall", "-cn", "cw_nodes_list"), ("runall", "-qn", "quantize_node"), ("runall", "-nqn", "non_quantize_node"),
-          ("runall", "-sn", "sensitive_nodes")]],
+      for cmd, flag, what in NODE_LIST_OPTIONS],
     Case("unknown-node-in-a-group", ["get-sensitivity-of-nodes"], UnknownNodeError, r"interested_nodes: 'Nope' is not in the model",
          cli={"*": ["-i", "[[Conv_0],[Nope]]"]}, api={"*": {"interested_nodes": [["Conv_0"], ["Nope"]]}}),
     Case("node-without-calibration-nodes", ["get-sensitivity-of-nodes", "plot-acc-error"], OptionError,
@@ -166,14 +170,7 @@ CASES: list[Case] = [
     # -- list syntax (CLI) and list shapes (API) -------------------------------------------
     *[Case(f"malformed-list-{cmd}-{flag}", [cmd], OptionError, r"unclosed '\['|is a int",
            cli={cmd: [flag, "[[Conv_0,Conv_1]"]}, api={cmd: {what: 5}})
-      for cmd, flag, what in [
-          ("get-sensitivity-of-nodes", "-i", "interested_nodes"), ("get-sensitivity-of-nodes", "-o", "output_node"),
-          ("plot-acc-error", "-q", "quantize_node"), ("plot-acc-error", "-nq", "non_quantize_node"),
-          ("plot-distribution", "-n", "nodes_list"), ("get-channelwise-data-distribution", "-n", "nodes_list"),
-          ("sensitivity-analysis", "-sn", "sensitive_nodes"), ("get-calibration-nodes-stat-info", "-n", "nodes_list"),
-          ("runall", "-o", "output_node"), ("runall", "-i", "interested_nodes"), ("runall", "-dnl", "dis_nodes_list"),
-          ("runall", "-cn", "cw_nodes_list"), ("runall", "-qn", "quantize_node"), ("runall", "-nqn", "non_quantize_node"),
-          ("runall", "-sn", "sensitive_nodes")]],
+      for cmd, flag, what in NODE_LIST_OPTIONS],
     Case("malformed-list-runall-node-type", ["runall"], OptionError, r"unclosed '\['|node_type 5 is not valid",
          cli={"*": ["-nt", "[[node]"]}, api={"*": {"node_type": 5}}),
     Case("malformed-list-runall-metrics", ["runall"], OptionError, r"unclosed '\['|ns_metrics is 5; expected a metric name",
