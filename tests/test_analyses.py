@@ -144,6 +144,31 @@ def test_partial_quantization_matches_brute_force(ctx, cnn_dir: Path, samples) -
     assert r.recovery()[0] == pytest.approx(r.partial[0] - r.baseline)
 
 
+def test_scores_already_run_are_reused_exactly(cnn_dir: Path) -> None:
+    """Partial quantization after a node sweep in one context: the single-node scores are the
+    sweep's (no run), the cumulative ones start from the previous run; every number equals a
+    fresh context's, bit for bit."""
+    from ptqdebug.analyses.candidates import candidates_for
+    from ptqdebug.analyses.sensitivity import node_sensitivity
+
+    shared = dbg.open_context(cnn_dir / f"{NAME}.onnx", cnn_dir / "calibration_data", cache=False)
+    sweep = node_sensitivity(shared, candidates_for(shared.model, "node"), data_num=2)
+    nodes = [e.name for e in sweep.entries]
+    before = shared.engine.runs
+    r = partial_quantization(shared, nodes, data_num=2)
+    reused_runs = shared.engine.runs - before
+    fresh = dbg.open_context(cnn_dir / f"{NAME}.onnx", cnn_dir / "calibration_data", cache=False)
+    fresh.remember_score = lambda key, values: None  # type: ignore[method-assign]  # nothing reused
+    before = fresh.engine.runs
+    want = partial_quantization(fresh, nodes, data_num=2)
+    assert (r.baseline, r.single, r.partial) == (want.baseline, want.single, want.partial)
+    assert r.single == tuple(sweep.as_mapping()[n]["cosine-similarity"] for n in nodes)
+    assert reused_runs < (fresh.engine.runs - before) / 2
+    before = shared.engine.runs
+    assert partial_quantization(shared, nodes, data_num=2) == r
+    assert shared.engine.runs == before
+
+
 def test_stats_match_brute_force(ctx, samples) -> None:
     m = ctx.model
     stats = {s.name: s for s in calibration_node_stats(ctx)}

@@ -113,6 +113,47 @@ def test_runs_only_what_changes(cnn_dir: Path, samples) -> None:
     assert engine.runs == before
 
 
+def test_advance_from_an_earlier_run_equals_the_run_from_float(cnn_dir: Path, samples) -> None:
+    """A chain of runs, each starting from the one before: bit-identical to runs from the float
+    reference, and cheaper where the configurations first differ late in the graph."""
+    cm = _model(cnn_dir, "pc_int8_pairs_keep")
+    engine = Engine(cm, segments=4, shapes={"input": (1, 3, 16, 16)})
+    ref = engine.reference(samples[0], cm.outputs)
+    calibrated = cm.calibrated_configuration
+    chain = [calibrated]  # partial quantization's order: switch one more node off each time
+    for node in reversed(cm.sensitivity_nodes):
+        chain.append(chain[-1] - frozenset(cm.node_quantizers[node]))
+    chain += _configs(cm, np.random.default_rng(2))  # and arbitrary jumps
+    state, runs_chained = ref, 0
+    for config in chain:
+        before = engine.runs
+        state = engine.advance(state, config)
+        runs_chained += engine.runs - before
+        assert state.enabled == config & calibrated
+        want = engine.run(ref, config)
+        for out in cm.outputs:
+            np.testing.assert_array_equal(state.values[out], want[out])
+    before = engine.runs
+    for config in chain:
+        engine.run(ref, config)
+    assert runs_chained < engine.runs - before
+
+
+def test_advance_never_keeps_a_stale_intermediate_tensor(cnn_dir: Path, samples) -> None:
+    """A run that does not fetch a tensor the reference fetched drops it: a later run cannot read
+    the float value as if it belonged to the configuration."""
+    cm = _model(cnn_dir, "pc_int8_pairs_keep")
+    engine = Engine(cm, segments=3)
+    inner = [t for n in cm.node_outputs for t in cm.node_outputs[n] if engine.plan.producer_segment.get(t) is not None
+             and t not in {o for seg in engine.plan.segments for o in seg.outputs}]
+    assert inner
+    ref = engine.reference(samples[0], [*cm.outputs, *inner])
+    state = engine.advance(ref, cm.calibrated_configuration, cm.outputs)
+    assert not set(inner) & set(state.values)
+    with pytest.raises(ValueError, match="not fetched"):
+        engine.advance(state, (), inner)
+
+
 def test_no_session_per_candidate(cnn_dir: Path, samples) -> None:
     cm = _model(cnn_dir, "pc_int8_pairs")
     engine = Engine(cm, segments=3)

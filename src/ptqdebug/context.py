@@ -44,6 +44,19 @@ class Context:
         self.executor = "local"
         self.pool = None  # the helper processes of local workers (ptqdebug.parallel.WorkerPool)
         self.cache = ResultCache(lambda: self.model_digest, enabled=cache)
+        #: per-sample scores of configurations already run (see :meth:`remember_score`)
+        self.scored: OrderedDict[bytes, np.ndarray] = OrderedDict()
+
+    #: configurations' scores kept for reuse (a few hundred bytes each)
+    MAX_SCORED = 65536
+
+    def remember_score(self, key: bytes, values: np.ndarray) -> None:
+        """Keep a configuration's per-sample scores: analyses of this context that score the
+        same configuration on the same samples (keyed by :func:`analyses.sensitivity._score_key`)
+        reuse them instead of running it again."""
+        self.scored[key] = values
+        if len(self.scored) > self.MAX_SCORED:
+            self.scored.popitem(last=False)
 
     @functools.cached_property
     def model_digest(self) -> str:

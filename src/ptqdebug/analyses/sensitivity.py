@@ -10,6 +10,7 @@ is flagged ``nonfinite``.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -136,6 +137,12 @@ def score_configurations(
     Returns ``(scores, nonfinite)``: ``scores[c, m]`` is metric ``m`` of configuration ``c``
     averaged over samples, then over the compared tensors; NaN (and ``nonfinite[c]`` True) when a
     compared value became NaN/inf. Samples stream one at a time: memory does not grow with them.
+
+    Exact shortcuts: a configuration this context already scored on the same samples, tensors
+    and metrics is not run again (:meth:`Context.remember_score`; ``runall``'s partial
+    quantization re-scores nodes of the node sweep), and a run starts from the previous
+    configuration's run instead of the float one where the two differ later in the graph
+    (:meth:`Engine.advance`; partial quantization switches one more node off each time).
     """
     data = ctx.samples(data_num)
     if (ctx.workers > 1 or ctx.executor == "ray") and len(configurations) > 1:
@@ -152,18 +159,27 @@ def score_configurations(
         if any(np.ndim(ref[t]) == 0 or np.shape(ref[t])[0] != rows for t in compare_at):
             groups = [[i] for g in groups for i in g]
     total, done = len(groups) * n_c, 0
+    names = tuple(m.name for m in metrics)
     for group in groups:  # several samples in one run when the model's batch dimension allows
         ref = ctx.reference_group(group, compare_at)
         edges = np.cumsum([0, *ctx.batch_sizes(group)]) if len(group) > 1 else None
+        last = ref  # the previous run: the next configuration starts from it where that is later
         for c, enabled in enumerate(configurations):
-            out = ctx.engine.run(ref, enabled, compare_at)
-            for t, name in enumerate(compare_at):
-                if edges is None:
-                    values[c, t, :, group[0]] = compare(metrics, ref[name], out[name])
-                    continue
-                for k, s in enumerate(group):
-                    rows = slice(edges[k], edges[k + 1])
-                    values[c, t, :, s] = compare(metrics, ref[name][rows], out[name][rows])
+            key = _score_key(enabled, group, compare_at, names)
+            got = ctx.scored.get(key)
+            if got is None:
+                start = last if ctx.engine.start(last, enabled) > ctx.engine.start(ref, enabled) else ref
+                last = ctx.engine.advance(start, enabled, compare_at)
+                got = np.empty((n_t, n_m, len(group)))
+                for t, name in enumerate(compare_at):
+                    if edges is None:
+                        got[t, :, 0] = compare(metrics, ref[name], last.values[name])
+                        continue
+                    for k in range(len(group)):
+                        rows = slice(edges[k], edges[k + 1])
+                        got[t, :, k] = compare(metrics, ref[name][rows], last.values[name][rows])
+                ctx.remember_score(key, got)
+            values[c][..., group] = got
             done += 1
             if progress is not None:
                 progress(done, total)
@@ -171,6 +187,13 @@ def score_configurations(
     scores = values.mean(axis=3).mean(axis=1)
     scores[nonfinite] = np.nan
     return scores, nonfinite
+
+
+def _score_key(enabled: Collection[str], group: Sequence[int], compare_at: Sequence[str], metrics: Sequence[str]) -> bytes:
+    """What a configuration's per-sample scores depend on within one context (a digest: a
+    configuration can name a thousand calibration nodes)."""
+    parts = ("\0".join(sorted(enabled)), ",".join(map(str, group)), "\0".join(compare_at), ",".join(metrics))
+    return hashlib.blake2b("\1".join(parts).encode(), digest_size=20).digest()
 
 
 def node_sensitivity(

@@ -12,7 +12,10 @@ How it stays cheap (see :mod:`ptqdebug.engine.plan`):
 * :meth:`Engine.reference` runs the float sessions once per sample and keeps the tensors that
   cross the cuts;
 * :meth:`Engine.run` starts at the first segment holding an enabled calibration node, takes what
-  crosses into it from the reference, and re-runs only the segments whose inputs changed.
+  crosses into it from the reference, and re-runs only the segments whose inputs changed;
+  :meth:`Engine.advance` does the same from an earlier configuration's run (a sequence of
+  configurations that each switch one more node, as partial quantization scores, costs about
+  half a forward pass each instead of a whole one).
 
 No session is ever built per configuration: at most three per segment (per set of fetched tensors).
 """
@@ -39,11 +42,14 @@ Sample = Mapping[str, np.ndarray]
 
 @dataclass(frozen=True, eq=False)
 class Reference:
-    """The float run of one sample: the values crossing every cut, and the fetched tensors."""
+    """A run of one sample: the values crossing every cut and the fetched tensors, under the
+    configuration ``enabled`` (empty: the float run). A later run starts from it wherever its
+    configuration first differs (:meth:`Engine.advance`)."""
 
     sample: Sample
     values: Mapping[str, np.ndarray] = field(repr=False)
     fetch: tuple[str, ...]
+    enabled: frozenset[str] = frozenset()
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.values[name]
@@ -96,6 +102,7 @@ class Engine:
         # used dropped past WEIGHT_CACHE_BYTES: a sweep visits segments in order)
         self._weights: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._switchable = frozenset(q.name for q in model.quantizers if q.exact)
+        self._crossing = frozenset(t for seg in self.plan.segments for t in seg.outputs)  # refreshed by every run
         self.runs = 0  # segment session runs, for tests and benchmarks
 
     #: sessions with extra fetched tensors kept at once (each holds its segment's weights)
@@ -192,8 +199,9 @@ class Engine:
         return frozenset(t for t in fetch if produced.get(t) == seg.index and t not in seg.outputs)
 
     def _run_segment(self, seg: Segment, env: dict[str, np.ndarray], enabled: Collection[str] | None,
-                     fetch: Collection[str]) -> None:
-        session, built, names = self._session(seg, self._variant(seg, enabled), self._extra(seg, fetch))
+                     fetch: Collection[str], variant: str | None = None) -> None:
+        variant = variant or self._variant(seg, enabled)
+        session, built, names = self._session(seg, variant, self._extra(seg, fetch))
         feed = {name: env[name] for name in seg.inputs}
         if enabled is not None:
             for q, sw in built.switches.items():
@@ -215,27 +223,42 @@ class Engine:
         return Reference(sample=sample, values=env, fetch=fetch)
 
     def run(self, ref: Reference, enabled: Collection[str], fetch: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        """Values of ``fetch`` (default: the reference's) with ``enabled`` calibration nodes on.
+        """Values of ``fetch`` (default: the reference's) with ``enabled`` calibration nodes on."""
+        state = self.advance(ref, enabled, fetch)
+        return {t: state.values[t] for t in state.fetch}
 
-        Only the segments downstream of the first enabled calibration node are re-run, and of
-        those only the ones whose inputs changed or that hold an enabled calibration node.
+    def start(self, base: Reference, enabled: Collection[str]) -> int:
+        """The first segment a run of ``enabled`` from ``base`` computes: the first where the two
+        configurations differ."""
+        return self.plan.first_segment(list((frozenset(enabled) & self._switchable) ^ base.enabled))
+
+    def advance(self, base: Reference, enabled: Collection[str], fetch: Sequence[str] | None = None) -> Reference:
+        """The run with ``enabled`` calibration nodes on, starting from ``base`` (the float
+        reference or an earlier run of the same sample): a new base for later runs.
+
+        Only the segments from the first one where the configurations differ are re-run, and of
+        those only the ones whose inputs changed or whose calibration nodes differ. Every segment
+        computes the same function of the same inputs whichever base it starts from, so the
+        values are those of a run from the float reference, bit for bit.
         """
-        fetch = ref.fetch if fetch is None else tuple(fetch)
-        missing = [t for t in fetch if t not in ref.values and t not in ref.fetch]
+        fetch = base.fetch if fetch is None else tuple(fetch)
+        missing = [t for t in fetch if t not in base.values and t not in base.fetch]
         if missing:
             raise ValueError(f"tensors {missing[:3]} were not fetched by the reference run")
         enabled = frozenset(enabled) & self._switchable
-        start = self.plan.first_segment(list(enabled))
-        env = dict(ref.values)
+        changed = enabled ^ base.enabled
+        env = dict(base.values)
         dirty: set[str] = set()
-        for seg in self.plan.segments[start:]:
-            here = enabled.intersection(seg.quantizers)
-            if not here and not dirty.intersection(seg.inputs):
+        for seg in self.plan.segments[self.plan.first_segment(list(changed)):]:
+            if not changed.intersection(seg.quantizers) and not dirty.intersection(seg.inputs):
                 continue
+            here = enabled.intersection(seg.quantizers)
             self._run_segment(seg, env, here if here else None, fetch)
             dirty.update(seg.outputs)
             dirty.update(self._extra(seg, fetch))
-        return {t: env[t] for t in fetch}
+        for t in set(base.fetch).difference(fetch, self._crossing):  # not refreshed: would be stale
+            env.pop(t, None)
+        return Reference(sample=base.sample, values=env, fetch=fetch, enabled=enabled)
 
     def trace(
         self,
@@ -249,7 +272,10 @@ class Engine:
 
         The float run and every configuration advance segment by segment in lock step, and each
         segment's tensors are dropped once visited, so memory holds one segment's tensors, not
-        the whole graph's ("mark all outputs" without its memory).
+        the whole graph's ("mark all outputs" without its memory). Fetching a segment's inner
+        tensors takes a session of its own; all runs of the walk share one per segment (every
+        calibration node switchable, weights fed), so a node that nothing upstream changed gives
+        the float value bit for bit.
         """
         wanted = set(tensors)
         position = {t: i for i, t in enumerate(tensors)}
@@ -259,11 +285,11 @@ class Engine:
         dirty: list[set[str]] = [set() for _ in configs]
         for seg in self.plan.segments:
             extra = self._extra(seg, wanted)
-            self._run_segment(seg, float_env, None, extra)
+            self._run_segment(seg, float_env, (), extra, "all")
             for i, enabled in enumerate(configs):
                 here = enabled.intersection(seg.quantizers)
                 if here or dirty[i].intersection(seg.inputs):
-                    self._run_segment(seg, envs[i], here if here else None, extra)
+                    self._run_segment(seg, envs[i], here, extra, "all")
                     dirty[i].update(seg.outputs)
                     dirty[i].update(extra)
                 else:
