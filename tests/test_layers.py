@@ -53,4 +53,31 @@ def test_importing_the_package_is_light() -> None:
     probe = "import sys, ptqdebug; print('\\n'.join(sorted(sys.modules)))"
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     loaded = proc.stdout.split()
-    assert not [m for m in loaded if m.startswith(("matplotlib", "tqdm", "ptqdebug.cli", "PIL", "yaml"))]
+    assert not [m for m in loaded if m.startswith(("matplotlib", "tqdm", "ptqdebug.cli", "PIL", "yaml", "onnxruntime"))]
+
+
+def test_public_names_load_on_first_use() -> None:
+    import ptqdebug
+
+    for name in ptqdebug.__all__:
+        assert getattr(ptqdebug, name) is not None, name
+    assert set(ptqdebug.__all__) <= set(dir(ptqdebug))
+    from ptqdebug import OptionError, runall  # noqa: F401
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        ptqdebug.nope  # noqa: B018
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="renderers fork on Linux only")
+def test_figure_worker_is_single_threaded_without_onnxruntime_when_it_forks() -> None:
+    """What a worker has loaded when it forks its renderers: matplotlib and the figure code, no
+    ONNX Runtime, and one thread (Python 3.12 warns when a multi-threaded process forks)."""
+    import os
+
+    from ptqdebug.plots.render import WORKER_ENV
+
+    probe = ("import sys, ptqdebug.plots.worker, matplotlib.backends.backend_agg\n"
+             "threads = [l.split()[1] for l in open('/proc/self/status') if l.startswith('Threads')]\n"
+             "print(threads[0], 'onnxruntime' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **WORKER_ENV})
+    assert proc.stdout.split() == ["1", "False"], proc.stderr

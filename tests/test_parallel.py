@@ -58,11 +58,12 @@ def test_helpers_alone_equal_in_process(files, monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setattr(parallel, "REFERENCE_BUDGET", budget)
     one = _one(files, "node", data_num=None)
     ctx = dbg.open_context(*files, cache=False, workers=2, threads=1)
+    groups = ctx.sample_groups(None)  # one sample each on CPU; batches on a GPU provider
     runs = ctx.engine.runs
     two = dbg.sensitivity_of_nodes(ctx, node_type="node", metrics=METRICS, data_num=None)
     assert _same(two, one)
-    assert ctx.pool.size == 2 and ctx.pool.units == len(one.entries) * len(ctx.data)
-    assert ctx.engine.runs - runs == len(ctx.data) * len(ctx.engine.plan.segments)  # float references only
+    assert ctx.pool.size == 2 and ctx.pool.units == len(one.entries) * len(groups)
+    assert ctx.engine.runs - runs == len(groups) * len(ctx.engine.plan.segments)  # float references only
 
 
 def test_pool_kept_across_sweeps(files) -> None:
@@ -92,7 +93,7 @@ def test_model_object_and_changed_file(files, monkeypatch: pytest.MonkeyPatch) -
     ctx.workers = 2
     assert _same(dbg.sensitivity_of_nodes(ctx, node_type="node", metrics=METRICS, data_num=3), one)
     assert ctx.pool is pool
-    assert pool.units == len(one.entries) * 3
+    assert pool.units == len(one.entries) * len(ctx.sample_groups(3))
 
 
 def test_helper_killed(files, monkeypatch: pytest.MonkeyPatch) -> None:

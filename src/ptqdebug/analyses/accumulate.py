@@ -19,14 +19,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..context import Context
 from ..errors import OptionError
 from ..metrics import compare, get_metrics
 from .candidates import flat_names, normalize_node_list
+
+if TYPE_CHECKING:  # the engine (ONNX Runtime) is not needed to read or draw a result
+    from ..context import Context
 
 __all__ = ["AccumulateErrorResult", "Configuration", "ErrorCurve", "accumulate_error", "configurations_for"]
 

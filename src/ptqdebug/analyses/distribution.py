@@ -19,14 +19,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..context import Context
 from ..errors import OptionError, UnknownNodeError
 from ..metrics import METRICS, compare
 from .candidates import flat_names
+
+if TYPE_CHECKING:  # the engine (ONNX Runtime) is not needed to read or draw a result
+    from ..context import Context
 
 __all__ = ["ChannelBoxes", "Distribution", "channel_boxes", "distributions"]
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..context import Context
 from ..metrics import get_metrics
 from .sensitivity import Progress, score_configurations
+
+if TYPE_CHECKING:  # the engine (ONNX Runtime) is not needed to read or draw a result
+    from ..context import Context
 
 __all__ = ["PartialQuantizationResult", "partial_quantization"]
 

@@ -15,13 +15,15 @@ import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..context import Context
 from ..metrics import Metric, compare, get_metrics
 from .candidates import Candidate
+
+if TYPE_CHECKING:  # the engine (ONNX Runtime) is not needed to read or draw a result
+    from ..context import Context
 
 __all__ = ["Progress", "SensitivityEntry", "SensitivityResult", "node_sensitivity", "rank", "score_configurations"]
 

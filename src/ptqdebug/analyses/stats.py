@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..context import Context
 from .candidates import flat_names
+
+if TYPE_CHECKING:  # the engine (ONNX Runtime) is not needed to read or draw a result
+    from ..context import Context
 
 __all__ = ["CalibrationNodeStats", "calibration_node_stats"]
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..context import Context
 from ..metrics import METRICS
 from .partial import PartialQuantizationResult
 from .sensitivity import score_configurations
+
+if TYPE_CHECKING:  # the engine (ONNX Runtime) is not needed to read or draw a result
+    from ..context import Context
 
 __all__ = ["Recommendation", "Verdict", "verdict"]
 

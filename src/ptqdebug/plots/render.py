@@ -43,6 +43,13 @@ def render(kind: str, result: Any, path: str, options: Mapping[str, Any]) -> str
     return str(save_figure(makers[kind](result, **options), path))
 
 
+#: Environment of a worker process. It draws with Agg, and its numpy starts no BLAS thread pool:
+#: the process stays single-threaded until it forks its renderers (forking a multi-threaded
+#: process can deadlock the copy, and Python 3.12 warns about it). With ``ptqdebug`` loading its
+#: names lazily, a worker never loads ONNX Runtime either, whose import starts a thread too.
+WORKER_ENV = {"MPLBACKEND": "Agg", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
 def default_workers() -> int:
     """One renderer per core, at most four (they draw while the engine computes, then all at once)."""
     return max(0, min(4, os.cpu_count() or 1))
@@ -70,7 +77,7 @@ class Renderer:
                 # own session: a terminal's Ctrl-C reaches ptqdebug, which stops the workers itself
                 proc = subprocess.Popen([sys.executable, "-m", "ptqdebug.plots.worker", str(per_process)],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        env={**os.environ, "MPLBACKEND": "Agg"}, start_new_session=True)
+                                        env={**os.environ, **WORKER_ENV}, start_new_session=True)
             except OSError:
                 break
             jobs: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
