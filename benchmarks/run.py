@@ -36,10 +36,14 @@ def resnet_part(threads: int) -> dict[str, object]:
         if "speedup_vs_brute" in r:
             line += f"; brute force {r['brute_total_s']:.1f} s -> {r['speedup_vs_brute']:.1f}x faster (max |cos diff| {r['max_abs_cosine_diff']:.1e})"
         print(line)
+    from benchmarks.partial import partial_cost, print_partial
+
+    pq = partial_cost(qpath, samples, threads)
+    print_partial(pq)
     ra = runall_cost(qpath, samples)
     print(f"  runall (defaults, {ra['figures']:.0f} figures, report) {ra['runall_s']:.2f} s"
           f" (analyses {ra['runall_compute_s']:.2f} s) = {ra['ratio']:.1f}x the node sweep alone ({ra['node_sweep_s']:.2f} s)")
-    return {"resnet18": res, "runall": ra}
+    return {"resnet18": res, "partial": pq, "runall": ra}
 
 
 def main() -> int:
