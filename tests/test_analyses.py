@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import ptqdebug as dbg
-from ptqdebug.analyses.accumulate import accumulate_error, configurations_for
+from ptqdebug.analyses.accumulate import Configuration, accumulate_error, configurations_for
 from ptqdebug.analyses.distribution import channel_boxes, distributions
 from ptqdebug.analyses.partial import partial_quantization
 from ptqdebug.analyses.stats import calibration_node_stats
@@ -66,6 +66,21 @@ def test_accumulate_error_matches_brute_force(ctx, cnn_dir: Path, samples) -> No
         actual = oracle_from_file(cnn_dir / f"{NAME}.onnx", config.enabled, samples[0], outputs=tensors)
         want = [compare([COS], ref[t], actual[t])[0] for t in tensors]
         np.testing.assert_allclose(curve.values, want, atol=1e-6)
+
+
+def test_accumulate_error_is_exact_upstream_of_the_first_change(ctx) -> None:
+    """Float and every configuration share the walk's sessions: before the first enabled
+    calibration node, each curve equals the float run bit for bit (best score, not 1 - 1e-8)."""
+    m = ctx.model
+    position = {t: i for i, t in enumerate(t for n in m.sensitivity_nodes for t in m.node_outputs[n])}
+    checked = 0
+    for q in m.activation_quantizers:
+        if q.input not in position:  # quantizes a model input or a node without calibration nodes
+            continue
+        result = accumulate_error(ctx, [Configuration(q.name, frozenset([q.name]))], prefix="one")
+        assert set(result.curves[0].values[: position[q.input] + 1]) == {1.0}, q.name  # up to the quantized tensor
+        checked += 1
+    assert checked >= 3
 
 
 def test_running_mean_keeps_indices() -> None:

@@ -116,13 +116,17 @@ class Engine:
             del self._sessions[key]
 
     # -- sessions ---------------------------------------------------------------------------------
-    def _variant(self, seg: Segment, enabled: Collection[str] | None) -> str:
-        """Which session a segment runs: ``float`` (nothing on), ``activations`` (activation
-        calibration nodes switchable, weights constant and so pre-packed by ONNX Runtime: the
-        fast path of activation candidates) or ``all`` (weights fed as well)."""
+    def _variant(self, enabled: Collection[str] | None, extra: frozenset[str]) -> str:
+        """Which session a segment runs: ``float`` (the float model's graph, for ``enabled`` None:
+        the numerics of the float model itself), ``activations`` (activation calibration nodes
+        switchable, weights constant and so pre-packed by ONNX Runtime: the fast path of
+        activation candidates) or ``all`` (weights fed as well).
+
+        A configuration that fetches a segment's inner tensors needs a session of its own; one
+        ``all`` session serves every configuration there (cheap to build: no weights to pre-pack)."""
         if enabled is None:
             return "float"
-        if any(self.model.quantizer_map[q].kind == "weight" for q in enabled):
+        if extra or any(self.model.quantizer_map[q].kind == "weight" for q in enabled):
             return "all"
         return "activations"
 
@@ -199,9 +203,12 @@ class Engine:
         return frozenset(t for t in fetch if produced.get(t) == seg.index and t not in seg.outputs)
 
     def _run_segment(self, seg: Segment, env: dict[str, np.ndarray], enabled: Collection[str] | None,
-                     fetch: Collection[str], variant: str | None = None) -> None:
-        variant = variant or self._variant(seg, enabled)
-        session, built, names = self._session(seg, variant, self._extra(seg, fetch))
+                     fetch: Collection[str]) -> None:
+        """Run one segment over ``env`` (updated in place) with ``enabled`` calibration nodes on
+        (None: the float model's own session), keeping its outputs and the ``fetch`` it produces."""
+        extra = self._extra(seg, fetch)
+        variant = self._variant(enabled, extra)
+        session, built, names = self._session(seg, variant, extra)
         feed = {name: env[name] for name in seg.inputs}
         if enabled is not None:
             for q, sw in built.switches.items():
@@ -272,10 +279,10 @@ class Engine:
 
         The float run and every configuration advance segment by segment in lock step, and each
         segment's tensors are dropped once visited, so memory holds one segment's tensors, not
-        the whole graph's ("mark all outputs" without its memory). Fetching a segment's inner
-        tensors takes a session of its own; all runs of the walk share one per segment (every
-        calibration node switchable, weights fed), so a node that nothing upstream changed gives
-        the float value bit for bit.
+        the whole graph's ("mark all outputs" without its memory). The float run there is the
+        configuration with nothing on, so that float and every configuration share one session
+        per segment whose inner tensors are visited (see :meth:`_variant`), and a tensor that
+        nothing upstream changed compares equal to its float value, bit for bit.
         """
         wanted = set(tensors)
         position = {t: i for i, t in enumerate(tensors)}
@@ -285,11 +292,11 @@ class Engine:
         dirty: list[set[str]] = [set() for _ in configs]
         for seg in self.plan.segments:
             extra = self._extra(seg, wanted)
-            self._run_segment(seg, float_env, (), extra, "all")
+            self._run_segment(seg, float_env, () if extra else None, extra)
             for i, enabled in enumerate(configs):
                 here = enabled.intersection(seg.quantizers)
                 if here or dirty[i].intersection(seg.inputs):
-                    self._run_segment(seg, envs[i], here, extra, "all")
+                    self._run_segment(seg, envs[i], here if here else None, extra)
                     dirty[i].update(seg.outputs)
                     dirty[i].update(extra)
                 else:
