@@ -65,6 +65,20 @@ def test_sensitivity_matches_brute_force(models, name: str, node_type: str) -> N
         assert got[n]["mse"] == pytest.approx(v, rel=1e-5, abs=1e-9), n
 
 
+@pytest.mark.parametrize("name", list(CASES))
+def test_shared_initializers_reach_bodies(models, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Weights read inside a body (as outer values) can come from the shared copy too."""
+    from ptqdebug.engine.engine import Engine
+
+    path, samples = models[name]
+    monkeypatch.setattr(Engine, "SHARE_BYTES", 2**62)
+    embedded = dbg.get_sensitivity_of_nodes(load_model(path), "cosine-similarity", samples, node_type="node", cache=False)
+    monkeypatch.setattr(Engine, "SHARE_BYTES", 0)
+    ctx = dbg.open_context(path, samples, cache=False)
+    assert dbg.get_sensitivity_of_nodes(ctx, "cosine-similarity", node_type="node") == embedded
+    assert ctx.engine._shared
+
+
 def test_body_calibration_nodes_have_a_scope_and_their_holder_stands_for_them(models) -> None:
     cm = load_model(models["if"][0])
     scoped = {q.name: q.scope for q in cm.quantizers if q.scope is not None}

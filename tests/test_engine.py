@@ -154,6 +154,28 @@ def test_advance_never_keeps_a_stale_intermediate_tensor(cnn_dir: Path, samples)
         engine.advance(state, (), inner)
 
 
+@pytest.mark.parametrize("name", list(QDQ_SETTINGS))
+def test_shared_initializers_change_nothing(cnn_dir: Path, samples, name: str) -> None:
+    """Every initializer given to the sessions from one shared copy (as large weights are) gives
+    the same values, bit for bit, as weights embedded in each session."""
+    cm = _model(cnn_dir, name)
+    embedded = Engine(cm, segments=3, shapes={"input": (1, 3, 16, 16)})
+    embedded.SHARE_BYTES = 2**62  # type: ignore[misc]
+    shared = Engine(cm, segments=3, shapes={"input": (1, 3, 16, 16)})
+    shared.SHARE_BYTES = 0  # type: ignore[misc]
+    r1, r2 = embedded.reference(samples[0], cm.outputs), shared.reference(samples[0], cm.outputs)
+    for config in _configs(cm, np.random.default_rng(3)):
+        a, b = embedded.run(r1, config), shared.run(r2, config)
+        for out in cm.outputs:
+            np.testing.assert_array_equal(a[out], b[out])
+    assert shared._shared and not embedded._shared
+    weights = {cm.quantizer_map[q.name].input for q in cm.weight_quantizers if q.exact}
+    assert weights <= set(shared._shared)  # one copy serves the fed float weights too
+    for q in cm.weight_quantizers:
+        if q.exact:
+            assert shared.weight_values(q.name)[0] is shared._shared[q.input][0]
+
+
 def test_no_session_per_candidate(cnn_dir: Path, samples) -> None:
     cm = _model(cnn_dir, "pc_int8_pairs")
     engine = Engine(cm, segments=3)

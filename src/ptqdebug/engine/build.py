@@ -25,7 +25,11 @@ from ..bodies import bodies_of
 from ..graph import node_inputs
 from ..model import CalibratedModel
 
-__all__ = ["Built", "build_model", "switch_name"]
+__all__ = ["SHARED_LOCATION", "Built", "build_model", "switch_name"]
+
+#: ``location`` of the external-data stub that stands for a weight the session is given from memory
+#: (``SessionOptions.add_external_initializers``): the bytes are never copied into the model
+SHARED_LOCATION = "ptqdebug::shared"
 
 
 def switch_name(quantizer: str) -> str:
@@ -64,11 +68,14 @@ def build_model(
     inputs: Sequence[str] | None = None,
     outputs: Sequence[str] | None = None,
     input_types: Mapping[str, onnx.TypeProto] | None = None,
+    shared: Callable[[onnx.TensorProto], bool] | None = None,
 ) -> Built:
     """A model over ``nodes`` (default: the whole graph) with the given calibration nodes on.
 
     ``inputs`` default to the model inputs, ``outputs`` to the model outputs. ``input_types``
-    gives the type of every input that is not a model input.
+    gives the type of every input that is not a model input. Initializers for which ``shared``
+    is true become external-data stubs (location :data:`SHARED_LOCATION`, no bytes), for the
+    caller to give the session from memory.
     """
     qmap = cm.quantizer_map
     graph = cm.proto.graph
@@ -132,6 +139,8 @@ def build_model(
         reads.update(node_inputs(node))
     inits = [t for t in graph.initializer if t.name in reads]
     inits += [t for name, t in extra_inits.items() if name in reads]
+    if shared is not None:
+        inits = [_stub(t) if shared(t) else t for t in inits]
 
     types = dict(input_types or {})
     for vi in graph.input:
@@ -163,3 +172,10 @@ def build_model(
     if "com.microsoft" in domains and not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return Built(model, switches, weights)
+
+
+def _stub(t: onnx.TensorProto) -> onnx.TensorProto:
+    """``t``'s name, type and shape, its data "external" at :data:`SHARED_LOCATION`."""
+    stub = onnx.TensorProto(name=t.name, data_type=t.data_type, dims=t.dims, data_location=onnx.TensorProto.EXTERNAL)
+    stub.external_data.add(key="location", value=SHARED_LOCATION)
+    return stub

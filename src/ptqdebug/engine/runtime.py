@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import onnx
 import onnxruntime as ort
@@ -68,9 +68,14 @@ def _preload_cuda() -> None:
             preload()
 
 
-def make_session(model: onnx.ModelProto, providers: Sequence[str], threads: int | None) -> ort.InferenceSession:
-    """An inference session over ``model`` with ptqdebug's options."""
+def make_session(model: onnx.ModelProto, providers: Sequence[str], threads: int | None,
+                 initializers: Mapping[str, ort.OrtValue] | None = None) -> ort.InferenceSession:
+    """An inference session over ``model`` with ptqdebug's options; ``initializers`` give the
+    values of the model's external-data stubs from memory, shared with other sessions, not copied
+    (the caller keeps them alive as long as the session)."""
     so = ort.SessionOptions()
+    if initializers:
+        so.add_external_initializers(list(initializers), list(initializers.values()))
     so.log_severity_level = 4  # fatal only: ptqdebug reports failures itself, in one line
     so.use_deterministic_compute = True
     so.enable_cpu_mem_arena = False  # many sessions: an arena per session would keep each one's peak
