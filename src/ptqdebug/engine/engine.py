@@ -108,7 +108,7 @@ class Engine:
         self._crossing = frozenset(t for seg in self.plan.segments for t in seg.outputs)  # refreshed by every run
         self.runs = 0  # segment session runs, for tests and benchmarks
 
-    #: sessions with extra fetched tensors kept at once (each holds its segment's weights)
+    #: sessions with extra fetched tensors kept at once (each holds ONNX Runtime's state for its segment)
     EXTRA_SESSIONS = 4
     #: bytes of float + fake-quantized weight copies kept for switchable sessions
     WEIGHT_CACHE_BYTES = 128 * 2**20
@@ -119,22 +119,19 @@ class Engine:
     SHARE_BYTES = 2**20
 
     def release_extra_sessions(self) -> None:
-        """Drop the sessions built to fetch extra tensors (they hold copies of their weights)."""
+        """Drop the sessions built to fetch extra tensors (an analysis's own: they serve no other)."""
         for key in [k for k in self._sessions if k[2]]:
             del self._sessions[key]
 
     # -- sessions ---------------------------------------------------------------------------------
-    def _variant(self, enabled: Collection[str] | None, extra: frozenset[str]) -> str:
+    def _variant(self, enabled: Collection[str] | None) -> str:
         """Which session a segment runs: ``float`` (the float model's graph, for ``enabled`` None:
         the numerics of the float model itself), ``activations`` (activation calibration nodes
         switchable, weights constant and so pre-packed by ONNX Runtime: the fast path of
-        activation candidates) or ``all`` (weights fed as well).
-
-        A configuration that fetches a segment's inner tensors needs a session of its own; one
-        ``all`` session serves every configuration there (cheap to build: no weights to pre-pack)."""
+        activation candidates) or ``all`` (weights fed as well)."""
         if enabled is None:
             return "float"
-        if extra or any(self.model.quantizer_map[q].kind == "weight" for q in enabled):
+        if any(self.model.quantizer_map[q].kind == "weight" for q in enabled):
             return "all"
         return "activations"
 
@@ -237,12 +234,12 @@ class Engine:
         return frozenset(t for t in fetch if produced.get(t) == seg.index and t not in seg.outputs)
 
     def _run_segment(self, seg: Segment, env: dict[str, np.ndarray], enabled: Collection[str] | None,
-                     fetch: Collection[str]) -> None:
+                     fetch: Collection[str], variant: str | None = None) -> None:
         """Run one segment over ``env`` (updated in place) with ``enabled`` calibration nodes on
-        (None: the float model's own session), keeping its outputs and the ``fetch`` it produces."""
+        (None: the float model's own session), keeping its outputs and the ``fetch`` it produces;
+        ``variant`` overrides :meth:`_variant`."""
         extra = self._extra(seg, fetch)
-        variant = self._variant(enabled, extra)
-        session, built, names = self._session(seg, variant, extra)
+        session, built, names = self._session(seg, variant or self._variant(enabled), extra)
         feed = {name: env[name] for name in seg.inputs}
         if enabled is not None:
             for q, sw in built.switches.items():
@@ -313,10 +310,11 @@ class Engine:
 
         The float run and every configuration advance segment by segment in lock step, and each
         segment's tensors are dropped once visited, so memory holds one segment's tensors, not
-        the whole graph's ("mark all outputs" without its memory). The float run there is the
-        configuration with nothing on, so that float and every configuration share one session
-        per segment whose inner tensors are visited (see :meth:`_variant`), and a tensor that
-        nothing upstream changed compares equal to its float value, bit for bit.
+        the whole graph's ("mark all outputs" without its memory). Fetching a segment's inner
+        tensors takes a session of its own: there, the float run and every configuration share
+        one (every calibration node switchable, weights fed: cheap to build, as it pre-packs no
+        weights; the float run is the configuration with nothing on), so a tensor that nothing
+        upstream changed compares equal to its float value, bit for bit.
         """
         wanted = set(tensors)
         position = {t: i for i, t in enumerate(tensors)}
@@ -326,11 +324,12 @@ class Engine:
         dirty: list[set[str]] = [set() for _ in configs]
         for seg in self.plan.segments:
             extra = self._extra(seg, wanted)
-            self._run_segment(seg, float_env, () if extra else None, extra)
+            variant = "all" if extra else None  # one session for every run of this segment
+            self._run_segment(seg, float_env, () if extra else None, extra, variant)
             for i, enabled in enumerate(configs):
                 here = enabled.intersection(seg.quantizers)
                 if here or dirty[i].intersection(seg.inputs):
-                    self._run_segment(seg, envs[i], here if here else None, extra)
+                    self._run_segment(seg, envs[i], here if here or extra else None, extra, variant)
                     dirty[i].update(seg.outputs)
                     dirty[i].update(extra)
                 else:
