@@ -67,6 +67,19 @@ def test_public_names_load_on_first_use() -> None:
         ptqdebug.nope  # noqa: B018
 
 
+def test_lazy_names_and_what_type_checkers_see_agree() -> None:
+    """``ptqdebug._EXPORTS`` (what loads at run time) and the ``if TYPE_CHECKING`` imports (what
+    type checkers and editors see) name the same things from the same modules."""
+    import ptqdebug
+
+    tree = ast.parse((SRC / "__init__.py").read_text())
+    block = next(n for n in tree.body if isinstance(n, ast.If) and getattr(n.test, "id", "") == "TYPE_CHECKING")
+    seen = {a.asname or a.name: "." + (imp.module or "") for imp in block.body if isinstance(imp, ast.ImportFrom) for a in imp.names}
+    assert set(seen) == set(ptqdebug._EXPORTS)
+    for name, module in seen.items():
+        assert module.startswith(ptqdebug._EXPORTS[name]), name
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="renderers fork on Linux only")
 def test_figure_worker_is_single_threaded_without_onnxruntime_when_it_forks() -> None:
     """What a worker has loaded when it forks its renderers: matplotlib and the figure code, no

@@ -14,6 +14,31 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+if TYPE_CHECKING:  # what type checkers and editors see
+    from .api import (
+        get_calibration_nodes_stat_info,
+        get_channelwise_data_distribution,
+        get_sensitivity_of_nodes,
+        plot_acc_error,
+        plot_distribution,
+        sensitivity_analysis,
+        sensitivity_of_nodes,
+    )
+    from .api.runall import RunResult, runall  # (the module and its function share the name)
+    from .calibration import CalibrationResult, calibrate
+    from .context import Context, open_context
+    from .data import Dataset, load_data
+    from .errors import (
+        DataError,
+        ModelError,
+        OptionError,
+        PtqDebugError,
+        UnknownNodeError,
+        UnsupportedOpError,
+    )
+    from .metrics import METRICS
+    from .model import CalibratedModel, load_model
+
 #: public name -> the module that defines it
 _EXPORTS = {
     "RunResult": ".api", "get_calibration_nodes_stat_info": ".api", "get_channelwise_data_distribution": ".api",
@@ -42,30 +67,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_EXPORTS})
-
-
-if TYPE_CHECKING:  # what type checkers and editors see
-    from .api import (
-        RunResult,
-        get_calibration_nodes_stat_info,
-        get_channelwise_data_distribution,
-        get_sensitivity_of_nodes,
-        plot_acc_error,
-        plot_distribution,
-        runall,
-        sensitivity_analysis,
-        sensitivity_of_nodes,
-    )
-    from .calibration import CalibrationResult, calibrate
-    from .context import Context, open_context
-    from .data import Dataset, load_data
-    from .errors import (
-        DataError,
-        ModelError,
-        OptionError,
-        PtqDebugError,
-        UnknownNodeError,
-        UnsupportedOpError,
-    )
-    from .metrics import METRICS
-    from .model import CalibratedModel, load_model
