@@ -191,8 +191,8 @@ class Engine:
 
     def _shared_values(self, proto: onnx.ModelProto) -> dict[str, ort.OrtValue]:
         """The values of ``proto``'s shared-initializer stubs (see :func:`build.build_model`)."""
-        stubs = [t.name for t in proto.graph.initializer
-                 if t.data_location == onnx.TensorProto.EXTERNAL and t.external_data[0].value == SHARED_LOCATION]
+        stubs = [t.name for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL
+                 and any(e.key == "location" and e.value == SHARED_LOCATION for e in t.external_data)]
         for name in stubs:
             self._array(name)
         return {name: self._shared[name][1] for name in stubs}
