@@ -96,6 +96,24 @@ def test_model_object_and_changed_file(files, monkeypatch: pytest.MonkeyPatch) -
     assert pool.units == len(one.entries) * len(ctx.sample_groups(3))
 
 
+def test_workers_reuse_scores_already_run(files, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With workers too, partial quantization reads the node sweep's single-node scores instead
+    of sending them to the helpers again; the numbers are those of one process."""
+    from ptqdebug.analyses.partial import partial_quantization
+
+    monkeypatch.setattr(parallel, "PARENT_TAKES_PART", False)  # every unit goes through the pool
+    here = dbg.open_context(*files, cache=False, threads=1)
+    nodes = [e.name for e in dbg.sensitivity_of_nodes(here, node_type="node", data_num=2).entries]
+    want = partial_quantization(here, nodes, data_num=2)
+    ctx = dbg.open_context(*files, cache=False, workers=2, threads=1)
+    dbg.sensitivity_of_nodes(ctx, node_type="node", data_num=2)
+    before = ctx.pool.units
+    got = partial_quantization(ctx, nodes, data_num=2)
+    assert (got.baseline, got.single, got.partial) == (want.baseline, want.single, want.partial)
+    groups = len(ctx.sample_groups(2))
+    assert ctx.pool.units - before == (1 + len(nodes)) * groups  # the baseline and the partial ones only
+
+
 def test_helper_killed(files, monkeypatch: pytest.MonkeyPatch) -> None:
     """A helper that dies makes the sweep fail with a clear error; the next sweep starts afresh."""
     monkeypatch.setattr(parallel, "PARENT_TAKES_PART", False)

@@ -101,6 +101,17 @@ class Context:
                 last = rows
         return groups
 
+    def score_groups(self, data_num: int | None, compare_at: Sequence[str]) -> list[list[int]]:
+        """:meth:`sample_groups` for scoring at ``compare_at``: one by one where a compared tensor
+        does not split along axis 0 like the samples do."""
+        groups = self.sample_groups(data_num)
+        if len(groups[0]) > 1:
+            ref = self.reference_group(groups[0], compare_at)
+            rows = sum(self.batch_sizes(groups[0]))
+            if any(np.ndim(ref[t]) == 0 or np.shape(ref[t])[0] != rows for t in compare_at):
+                groups = [[i] for g in groups for i in g]
+        return groups
+
     def reference_group(self, group: Sequence[int], fetch: Sequence[str]) -> Reference:
         """The float run of samples ``group`` as one batch (one sample: :meth:`reference`)."""
         if len(group) == 1:

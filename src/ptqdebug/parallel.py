@@ -52,7 +52,7 @@ from .metrics import Metric, compare, get_metrics
 from .model import CalibratedModel
 from .pipes import read_message, write_message
 
-__all__ = ["EXECUTORS", "Job", "WorkerPool", "process_threads", "run_job", "score_in_parallel"]
+__all__ = ["EXECUTORS", "Job", "WorkerPool", "process_threads", "run_job", "values_in_parallel"]
 
 EXECUTORS = ("local", "ray")
 
@@ -96,19 +96,6 @@ def _score_unit(engine: Any, ref: Any, enabled: Collection[str], compare_at: Seq
             rows = slice(edges[k], edges[k + 1])
             vals[k, t] = compare(metrics, ref[name][rows], out[name][rows])
     return vals
-
-
-def _groups(ctx: Any, data_num: int | None, compare_at: Sequence[str]) -> list[list[int]]:
-    """The sample groups of :func:`ptqdebug.analyses.sensitivity.score_configurations`."""
-    if ctx.batch_size <= 1:  # one by one (as sample_groups decides, without its batching probe)
-        return [[i] for i in range(len(ctx.samples(data_num)))]
-    groups: list[list[int]] = ctx.sample_groups(data_num)
-    if len(groups[0]) > 1:  # compared tensors must split along axis 0 like the samples do
-        ref = ctx.reference_group(groups[0], compare_at)
-        rows = sum(ctx.batch_sizes(groups[0]))
-        if any(np.ndim(ref[t]) == 0 or np.shape(ref[t])[0] != rows for t in compare_at):
-            groups = [[i] for g in groups for i in g]
-    return groups
 
 
 # -- the local pool ---------------------------------------------------------------------------------
@@ -450,11 +437,11 @@ def _reads_from(plan: Any, values: Collection[str], compare_at: Sequence[str]) -
 
 def _score_local(ctx: Any, configurations: Sequence[Collection[str]], metrics: Sequence[str],
                  compare_at: Sequence[str], data_num: int | None, workers: int,
-                 progress: Callable[[int, int], None] | None) -> tuple[np.ndarray, np.ndarray]:
+                 progress: Callable[[int, int], None] | None) -> np.ndarray:
     mets = get_metrics(list(metrics))
     compare_at = tuple(compare_at)
     configs = [frozenset(c) for c in configurations]
-    groups = _groups(ctx, data_num, compare_at)
+    groups = ctx.score_groups(data_num, compare_at)
     n_c, n_t, n_m = len(configs), len(compare_at), len(mets)
     values = np.full((n_c, n_t, n_m, len(ctx.samples(data_num))), np.nan)
     total, done = len(groups) * n_c, 0
@@ -534,10 +521,7 @@ def _score_local(ctx: Any, configurations: Sequence[Collection[str]], metrics: S
     finally:
         refs.clear()
         pool.end(sweep)
-    nonfinite = np.isnan(values).any(axis=(1, 2, 3))
-    scores = values.mean(axis=3).mean(axis=1)
-    scores[nonfinite] = np.nan
-    return scores, nonfinite
+    return values
 
 
 # -- entry point --------------------------------------------------------------------------------------
@@ -555,9 +539,9 @@ class Job:
     configurations: tuple[frozenset[str], ...]
 
 
-def run_job(job: Job, progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Score a job's configurations in this process (what every Ray task runs)."""
-    from .analyses.sensitivity import score_configurations
+def run_job(job: Job, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """A job's per-sample values in this process (what every Ray task runs)."""
+    from .analyses.sensitivity import configuration_values
     from .context import Context
     from .data import load_data
     from .engine.engine import Engine
@@ -567,7 +551,7 @@ def run_job(job: Job, progress: Callable[[int, int], None] | None = None) -> tup
     engine = Engine(job.model, providers=list(job.providers), threads=job.threads, shapes=shapes)
     ctx = Context(job.model, data, engine, cache=False)
     ctx.batch_size = job.batch_size
-    return score_configurations(ctx, job.configurations, metrics=get_metrics(list(job.metrics)),
+    return configuration_values(ctx, job.configurations, metrics=get_metrics(list(job.metrics)),
                                 compare_at=job.compare_at, data_num=None, progress=progress)
 
 
@@ -575,7 +559,7 @@ def _shares(n: int, parts: int) -> list[list[int]]:
     return [idx for idx in (list(range(i, n, parts)) for i in range(parts)) if idx]
 
 
-def score_in_parallel(
+def values_in_parallel(
     ctx: object,
     configurations: Sequence[Collection[str]],
     *,
@@ -585,9 +569,10 @@ def score_in_parallel(
     workers: int,
     executor: str = "local",
     progress: Callable[[int, int], None] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Score ``configurations`` with ``workers`` processes (or on Ray): ``(scores, nonfinite)`` in
-    order, exactly as :func:`ptqdebug.analyses.sensitivity.score_configurations` computes them."""
+) -> np.ndarray:
+    """The per-sample values of ``configurations`` (``[configuration, tensor, metric, sample]``),
+    computed by ``workers`` processes or on Ray, exactly as
+    :func:`ptqdebug.analyses.sensitivity.configuration_values` computes them in one process."""
     if executor not in EXECUTORS:
         raise OptionError(f"unknown executor {executor!r}; expected one of {', '.join(EXECUTORS)}")
     if executor == "local":
@@ -597,15 +582,13 @@ def score_in_parallel(
     jobs = [Job(ctx.model, samples, tuple(ctx.engine.providers), ctx.engine.threads, ctx.batch_size, tuple(metrics),  # type: ignore[attr-defined]
                 tuple(compare_at), tuple(frozenset(configurations[i]) for i in share)) for share in shares]
     results = _run_ray(jobs)
-    scores = np.full((len(configurations), len(metrics)), np.nan)
-    nonfinite = np.zeros(len(configurations), dtype=bool)
-    for share, (s, nf) in zip(shares, results):
-        scores[share] = s
-        nonfinite[share] = nf
-    return scores, nonfinite
+    values = np.full((len(configurations), len(compare_at), len(metrics), len(samples)), np.nan)
+    for share, vals in zip(shares, results):
+        values[share] = vals
+    return values
 
 
-def _run_ray(jobs: list[Job]) -> list[tuple[np.ndarray, np.ndarray]]:
+def _run_ray(jobs: list[Job]) -> list[np.ndarray]:
     try:
         import ray
     except ImportError:

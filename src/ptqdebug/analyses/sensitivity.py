@@ -25,7 +25,8 @@ from .candidates import Candidate
 if TYPE_CHECKING:  # the engine (ONNX Runtime) is not needed to read or draw a result
     from ..context import Context
 
-__all__ = ["Progress", "SensitivityEntry", "SensitivityResult", "node_sensitivity", "rank", "score_configurations"]
+__all__ = ["Progress", "SensitivityEntry", "SensitivityResult", "configuration_values", "node_sensitivity", "rank",
+           "score_configurations"]
 
 #: Called as ``progress(done, total)`` after each unit of work.
 Progress = Callable[[int, int], None]
@@ -138,57 +139,95 @@ def score_configurations(
 
     Returns ``(scores, nonfinite)``: ``scores[c, m]`` is metric ``m`` of configuration ``c``
     averaged over samples, then over the compared tensors; NaN (and ``nonfinite[c]`` True) when a
-    compared value became NaN/inf. Samples stream one at a time: memory does not grow with them.
-
-    Exact shortcuts: a configuration this context already scored on the same samples, tensors
-    and metrics is not run again (:meth:`Context.remember_score`; ``runall``'s partial
-    quantization re-scores nodes of the node sweep), and a run starts from the previous
-    configuration's run instead of the float one where the two differ later in the graph
-    (:meth:`Engine.advance`; partial quantization switches one more node off each time).
+    compared value became NaN/inf. See :func:`configuration_values` for how they are computed.
     """
-    data = ctx.samples(data_num)
-    if (ctx.workers > 1 or ctx.executor == "ray") and len(configurations) > 1:
-        from ..parallel import score_in_parallel
-
-        return score_in_parallel(ctx, configurations, metrics=[m.name for m in metrics], compare_at=compare_at,
-                                 data_num=data_num, workers=ctx.workers, executor=ctx.executor, progress=progress)
-    n_c, n_t, n_m = len(configurations), len(compare_at), len(metrics)
-    values = np.full((n_c, n_t, n_m, len(data)), np.nan)
-    groups = ctx.sample_groups(data_num)
-    if len(groups[0]) > 1:  # compared tensors must split along axis 0 like the samples do
-        ref = ctx.reference_group(groups[0], compare_at)
-        rows = sum(ctx.batch_sizes(groups[0]))
-        if any(np.ndim(ref[t]) == 0 or np.shape(ref[t])[0] != rows for t in compare_at):
-            groups = [[i] for g in groups for i in g]
-    total, done = len(groups) * n_c, 0
-    names = tuple(m.name for m in metrics)
-    for group in groups:  # several samples in one run when the model's batch dimension allows
-        ref = ctx.reference_group(group, compare_at)
-        edges = np.cumsum([0, *ctx.batch_sizes(group)]) if len(group) > 1 else None
-        last = ref  # the previous run: the next configuration starts from it where that is later
-        for c, enabled in enumerate(configurations):
-            key = _score_key(enabled, group, compare_at, names)
-            got = ctx.scored.get(key)
-            if got is None:
-                start = last if ctx.engine.start(last, enabled) > ctx.engine.start(ref, enabled) else ref
-                last = ctx.engine.advance(start, enabled, compare_at)
-                got = np.empty((n_t, n_m, len(group)))
-                for t, name in enumerate(compare_at):
-                    if edges is None:
-                        got[t, :, 0] = compare(metrics, ref[name], last.values[name])
-                        continue
-                    for k in range(len(group)):
-                        rows = slice(edges[k], edges[k + 1])
-                        got[t, :, k] = compare(metrics, ref[name][rows], last.values[name][rows])
-                ctx.remember_score(key, got)
-            values[c][..., group] = got
-            done += 1
-            if progress is not None:
-                progress(done, total)
+    values = configuration_values(ctx, configurations, metrics=metrics, compare_at=compare_at, data_num=data_num,
+                                  progress=progress)
     nonfinite = np.isnan(values).any(axis=(1, 2, 3))
     scores = values.mean(axis=3).mean(axis=1)
     scores[nonfinite] = np.nan
     return scores, nonfinite
+
+
+def configuration_values(
+    ctx: Context,
+    configurations: Sequence[Collection[str]],
+    *,
+    metrics: Sequence[Metric],
+    compare_at: Sequence[str],
+    data_num: int | None,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """``values[c, t, m, s]``: metric ``m`` at compared tensor ``t`` of configuration ``c`` on
+    sample ``s``. Samples stream a group at a time: memory does not grow with them.
+
+    Exact shortcuts: a configuration this context already scored on the same samples, tensors
+    and metrics is not run again (:meth:`Context.remember_score`; ``runall``'s partial
+    quantization re-scores nodes of the node sweep), and, in this process, a run starts from the
+    previous configuration's run instead of the float one where the two differ later in the
+    graph (:meth:`Engine.advance`; partial quantization switches one more node off each time).
+    The rest is shared with helper processes or Ray tasks where the context has them
+    (:mod:`ptqdebug.parallel`).
+    """
+    groups = ctx.score_groups(data_num, compare_at)
+    names = tuple(m.name for m in metrics)
+    values = np.full((len(configurations), len(compare_at), len(metrics), len(ctx.samples(data_num))), np.nan)
+    missing: dict[int, list[int]] = {}  # configuration -> the groups it still needs
+    for c, enabled in enumerate(configurations):
+        for g, group in enumerate(groups):
+            got = ctx.scored.get(_score_key(enabled, group, compare_at, names))
+            if got is None:
+                missing.setdefault(c, []).append(g)
+            else:
+                values[c][..., group] = got
+    todo = sorted(missing)
+    elsewhere = (ctx.workers > 1 or ctx.executor == "ray") and len(todo) > 1
+    if elsewhere:  # helpers score whole configurations
+        missing = {c: list(range(len(groups))) for c in todo}
+    total = len(groups) * len(configurations)
+    reused = total - sum(len(gs) for gs in missing.values())
+    report = None if progress is None else (lambda done, _: progress(reused + done, total))
+    if reused and progress is not None:
+        progress(reused, total)
+    if elsewhere:
+        from ..parallel import values_in_parallel
+
+        values[todo] = values_in_parallel(ctx, [configurations[c] for c in todo], metrics=names, compare_at=compare_at,
+                                          data_num=data_num, workers=ctx.workers, executor=ctx.executor, progress=report)
+    else:
+        _values_here(ctx, configurations, missing, groups, metrics, compare_at, values, report)
+    for c, gs in missing.items():
+        for g in gs:
+            ctx.remember_score(_score_key(configurations[c], groups[g], compare_at, names), values[c][..., groups[g]].copy())
+    return values
+
+
+def _values_here(ctx: Context, configurations: Sequence[Collection[str]], missing: Mapping[int, list[int]],
+                 groups: Sequence[list[int]], metrics: Sequence[Metric], compare_at: Sequence[str],
+                 values: np.ndarray, progress: Progress | None) -> None:
+    """Fill ``values`` for the ``missing`` (configuration, group) pairs in this process."""
+    done, total = 0, sum(len(gs) for gs in missing.values())
+    for g, group in enumerate(groups):  # several samples in one run when the model's batch dimension allows
+        todo = [c for c, gs in missing.items() if g in gs]
+        if not todo:
+            continue
+        ref = ctx.reference_group(group, compare_at)
+        edges = np.cumsum([0, *ctx.batch_sizes(group)]) if len(group) > 1 else None
+        last = ref  # the previous run: the next configuration starts from it where that is later
+        for c in todo:
+            enabled = configurations[c]
+            start = last if ctx.engine.start(last, enabled) > ctx.engine.start(ref, enabled) else ref
+            last = ctx.engine.advance(start, enabled, compare_at)
+            for t, name in enumerate(compare_at):
+                if edges is None:
+                    values[c, t, :, group[0]] = compare(metrics, ref[name], last.values[name])
+                    continue
+                for k, s in enumerate(group):
+                    rows = slice(edges[k], edges[k + 1])
+                    values[c, t, :, s] = compare(metrics, ref[name][rows], last.values[name][rows])
+            done += 1
+            if progress is not None:
+                progress(done, total)
 
 
 def _score_key(enabled: Collection[str], group: Sequence[int], compare_at: Sequence[str], metrics: Sequence[str]) -> bytes:
