@@ -197,7 +197,8 @@ def _from_memory(samples: Iterable[Mapping[str, np.ndarray]], inputs: Sequence[T
         _check_sample(sample, inputs, f"sample {i} of {source}", values=False)  # type: ignore[arg-type]
         loaded.append(sample)  # type: ignore[arg-type]
     shapes = [{k: tuple(v.shape) for k, v in s.items()} for s in loaded]
-    return Dataset([lambda s=s: s for s in loaded], inputs, source, shapes=shapes)
+    loaders = [lambda s=s: s for s in loaded]
+    return Dataset(loaders, inputs, source, shapes=shapes)
 
 
 def _split_samples(arr: np.ndarray, spec: TensorSpec, where: str) -> list[np.ndarray]:

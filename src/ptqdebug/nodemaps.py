@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import TypedDict
 
 import onnx
 
@@ -22,6 +23,16 @@ PASS_THROUGH_OPS = frozenset(
     {"MaxPool", "GlobalMaxPool", "Relu", "Reshape", "Transpose", "ReduceMax", "Split", "Slice",
      "Gather", "ScatterND", "Clip", "Identity", "Flatten", "Squeeze", "Unsqueeze"}
 )
+
+
+class NodeMaps(TypedDict):
+    """What :func:`node_maps` returns: the map fields of :class:`~ptqdebug.model.CalibratedModel`."""
+
+    node_outputs: Mapping[str, tuple[str, ...]]
+    node_quantizers: Mapping[str, tuple[str, ...]]
+    quantizer_nodes: Mapping[str, tuple[str, ...]]
+    quantizer_consumers: Mapping[str, tuple[str, ...]]
+    node_types: Mapping[str, str]
 
 
 def place_constants_late(nodes: list[onnx.NodeProto], initializers: set[str], pinned: set[str]) -> list[onnx.NodeProto]:
@@ -54,7 +65,7 @@ def place_constants_late(nodes: list[onnx.NodeProto], initializers: set[str], pi
 
 
 def node_maps(nodes: list[onnx.NodeProto], qnames: set[str],
-              scoped: Mapping[str, str] | None = None) -> dict[str, Mapping[str, tuple[str, ...]]]:
+              scoped: Mapping[str, str] | None = None) -> NodeMaps:
     """The maps of :class:`~ptqdebug.model.CalibratedModel` over the main graph's ``nodes``.
 
     ``qnames`` are the main graph's calibration nodes; ``scoped`` maps each calibration node

@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import pickle
 import struct
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 __all__ = ["read_message", "write_message"]
+
+
+class Readable(Protocol):
+    """What :func:`read_message` reads from: a binary file, or anything with ``read(size) -> bytes``."""
+
+    def read(self, size: int, /) -> bytes: ...
 
 
 def write_message(stream: IO[bytes], obj: Any) -> None:
@@ -20,7 +26,7 @@ def write_message(stream: IO[bytes], obj: Any) -> None:
     stream.flush()
 
 
-def read_message(stream: IO[bytes]) -> Any:
+def read_message(stream: Readable) -> Any:
     head = stream.read(8)
     if len(head) < 8:
         raise EOFError

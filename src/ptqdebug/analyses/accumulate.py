@@ -119,7 +119,7 @@ def _node_figure(ctx: Context, value: object, what: str, make) -> tuple[str, lis
             names = [item] if isinstance(item, str) else item
             configs.append(Configuration(f"partial_qmodel_{i}", frozenset(make(frozenset(ctx.model.expand(names, what))))))
         return f"{what}_accumulate_err_of_partial_qmodel", configs
-    names = list(dict.fromkeys(items))  # de-duplicated, in the user's order
+    names = list(dict.fromkeys(i for i in items if isinstance(i, str)))  # no groups here (see above): de-duplicated, in the user's order
     configs = [Configuration(n, frozenset(make(frozenset(ctx.model.expand(n, what))))) for n in names]  # type: ignore[arg-type]
     return f"{what}_accumulate_err_of_node", configs
 

@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import cast
 
 import onnx
 
@@ -30,7 +31,7 @@ def step_progress(progress: Progress | ProgressFactory | None, title: str) -> Pr
     if progress is None:
         return None
     try:
-        made = progress(title)  # type: ignore[call-arg]
+        made = cast(ProgressFactory, progress)(title)  # a plain callback raises TypeError here
     except TypeError:
         return progress  # type: ignore[return-value]
     return made if callable(made) else progress  # type: ignore[return-value]

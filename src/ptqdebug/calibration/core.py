@@ -196,9 +196,9 @@ def _ranges(proto: onnx.ModelProto, prepared: PreparedModel, stats: Statistics) 
         else:
             lo, hi = q.scale * (qmin - q.zero_point), q.scale * (qmax - q.zero_point)
         st = stats.tensors.get(q.tensor)
-        seen = st is not None and st.count > 0
+        seen = st if st is not None and st.count > 0 else None
         out.append(TensorRange(q.name, q.tensor, q.qtype, q.scale, q.zero_point, float(np.float32(lo)), float(np.float32(hi)),
-                               st.minimum if seen else None, st.maximum if seen else None))
+                               seen.minimum if seen is not None else None, seen.maximum if seen is not None else None))
     return tuple(out)
 
 

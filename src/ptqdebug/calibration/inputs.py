@@ -22,6 +22,7 @@ that a same-kind cast (``float64`` → ``float32``), refused otherwise.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import itertools
 import logging
@@ -319,7 +320,7 @@ def write_calibration_data(source: Source, folder: Path, specs: Sequence[TensorS
             d = folder / spec.name
             d.mkdir(parents=True, exist_ok=True)
             array = sample[spec.name]
-            write_atomic(d / f"{i}.npy", lambda f, a=array: np.save(f, a, allow_pickle=False), binary=True)
+            write_atomic(d / f"{i}.npy", functools.partial(np.save, arr=array, allow_pickle=False), binary=True)
         n = i + 1
     if n == 0:
         raise DataError(f"{source.description} gave no samples; expected at least one")

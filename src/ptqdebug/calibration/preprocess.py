@@ -246,8 +246,8 @@ def read_image(path: str | Path) -> np.ndarray:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
+        with Image.open(path) as opened:
+            im = ImageOps.exif_transpose(opened)
             return np.asarray(im.convert("RGB"), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -17,7 +17,7 @@ def _enc(x: float | None) -> float | str | None:
     return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
 
 
-def _dec(x: object) -> float | None:
+def _dec(x: float | str | None) -> float | None:
     return None if x is None else float(x)  # float("nan"/"inf") parses the encoded strings
 
 

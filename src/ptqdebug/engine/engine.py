@@ -318,15 +318,15 @@ class Engine:
         """
         wanted = set(tensors)
         position = {t: i for i, t in enumerate(tensors)}
-        configs = [frozenset(c) & self._switchable for c in configs]
+        switched: list[frozenset[str]] = [frozenset(c) & self._switchable for c in configs]
         float_env: dict[str, np.ndarray] = dict(sample)
-        envs = [dict(sample) for _ in configs]
-        dirty: list[set[str]] = [set() for _ in configs]
+        envs = [dict(sample) for _ in switched]
+        dirty: list[set[str]] = [set() for _ in switched]
         for seg in self.plan.segments:
             extra = self._extra(seg, wanted)
             variant = "all" if extra else None  # one session for every run of this segment
             self._run_segment(seg, float_env, () if extra else None, extra, variant)
-            for i, enabled in enumerate(configs):
+            for i, enabled in enumerate(switched):
                 here = enabled.intersection(seg.quantizers)
                 if here or dirty[i].intersection(seg.inputs):
                     self._run_segment(seg, envs[i], here if here or extra else None, extra, variant)

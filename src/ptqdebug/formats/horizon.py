@@ -21,13 +21,16 @@ Any other ``horizon`` operator has no public definition and is refused by name.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any, cast
+
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
 from ..errors import ModelError, UnsupportedOpError
 from ..graph import GraphIndex
-from ..quantizer import QTYPE_RANGES, Quantizer
+from ..quantizer import QTYPE_RANGES, Quantizer, QuantizerKind
 from . import Found
 from .params import ONNX_QTYPES, thresholds_of
 
@@ -79,7 +82,8 @@ def _calibration(index: GraphIndex, node: onnx.NodeProto, opset: int) -> Quantiz
     a = _attrs(node)
     name = node.name
     src, out = node.input[0], node.output[0]
-    info = [str(s) for s in a.get("info_strings", [])]  # type: ignore[union-attr]
+    info = [str(s) for s in cast("Iterable[object]", a.get("info_strings", []))]
+    kind: QuantizerKind
     if "weight" in info:
         kind = "weight"
     elif "feature" in info:
@@ -101,7 +105,7 @@ def _calibration(index: GraphIndex, node: onnx.NodeProto, opset: int) -> Quantiz
             )
         empty = np.zeros((), np.float32)
         return Quantizer(name, kind, src, out, qtype, None, empty, empty.astype(np.int64), (), enabled,
-                         nodes=nodes, source_op="HzCalibration")  # type: ignore[arg-type]
+                         nodes=nodes, source_op="HzCalibration")
     if qtype not in QTYPE_RANGES or qtype not in ONNX_QTYPES:
         raise UnsupportedOpError(
             f"HzCalibration node {name!r} has qtype {qtype!r}; ptqdebug runs int8, uint8, int16, "
@@ -171,7 +175,7 @@ def _calibration(index: GraphIndex, node: onnx.NodeProto, opset: int) -> Quantiz
 
 
 def _integer_quantizer(
-    name: str, kind: str, src: str, out: str, qtype: str, axis: int | None,
+    name: str, kind: QuantizerKind, src: str, out: str, qtype: str, axis: int | None,
     scale: np.ndarray, zero_point: np.ndarray, thresholds: tuple[float, ...], enabled: bool, opset: int,
 ) -> Quantizer:
     np_type = onnx.helper.tensor_dtype_to_np_dtype(ONNX_QTYPES[qtype])
@@ -180,7 +184,7 @@ def _integer_quantizer(
     sixteen = qtype.endswith("16")
     standard = opset >= 21 or (opset >= 13 and not sixteen) or (opset >= 10 and axis is None and not sixteen)
     domain = "" if standard else "com.microsoft"
-    kw = {"axis": axis} if axis is not None else {}
+    kw: dict[str, Any] = {"axis": axis} if axis is not None else {}
     mid = f"{name}/quantized"
     nodes = (
         helper.make_node("QuantizeLinear", [src, scale_init.name, zp_init.name], [mid],
@@ -188,5 +192,5 @@ def _integer_quantizer(
         helper.make_node("DequantizeLinear", [mid, scale_init.name, zp_init.name], [out],
                          name=f"{name}/DequantizeLinear", domain=domain, **kw),
     )
-    return Quantizer(name, kind, src, out, qtype, axis, scale, zero_point, thresholds, enabled,  # type: ignore[arg-type]
+    return Quantizer(name, kind, src, out, qtype, axis, scale, zero_point, thresholds, enabled,
                      nodes=nodes, initializers=(scale_init, zp_init), source_op="HzCalibration")

@@ -18,7 +18,7 @@ ONNX_QTYPES: dict[str, int] = {
     "uint16": onnx.TensorProto.UINT16,
 }
 _BY_CODE = {code: name for name, code in ONNX_QTYPES.items()}
-_FLOAT8 = {
+_FLOAT8: dict[int, str] = {
     onnx.TensorProto.FLOAT8E4M3FN: "float8e4m3fn",
     onnx.TensorProto.FLOAT8E4M3FNUZ: "float8e4m3fnuz",
     onnx.TensorProto.FLOAT8E5M2: "float8e5m2",

@@ -28,7 +28,7 @@ from onnx import numpy_helper
 
 from ..errors import ModelError
 from ..graph import GraphIndex
-from ..quantizer import Quantizer
+from ..quantizer import Quantizer, QuantizerKind
 from . import Found
 from .floatref import FloatModel
 from .params import dequantize, qtype_of_onnx, thresholds_of
@@ -105,7 +105,7 @@ def find_qdq(index: GraphIndex, float_model: FloatModel | None) -> list[Found]:
         scale, zero_point, qtype, axis, protos = _params(index, q)
         dq_protos = [p for d in dqs for p in _params(index, d)[4]]
         src = q.input[0]
-        kind = "weight" if src in index.initializers else "activation"
+        kind: QuantizerKind = "weight" if src in index.initializers else "activation"
         quantizer = Quantizer(
             name=q.name,
             kind=kind,
