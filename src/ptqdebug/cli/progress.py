@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 __all__ = ["ProgressBars", "progress_bar"]
 
@@ -13,11 +17,11 @@ class ProgressBars:
     ``progress(done, total)`` callback (the factory form the API's ``progress=`` accepts)."""
 
     def __init__(self) -> None:
-        self._bar = None
+        self._bar: tqdm[Any] | None = None
 
     def __call__(self, title: str) -> Callable[[int, int], None]:
         self.close()
-        holder: dict[str, object] = {}
+        holder: dict[str, tqdm[Any]] = {}
 
         def update(done: int, total: int) -> None:
             from tqdm import tqdm
@@ -27,13 +31,13 @@ class ProgressBars:
                 bar = tqdm(total=total, desc=title, unit="run", leave=False, disable=None, dynamic_ncols=True)
                 holder["bar"] = bar
                 self._bar = bar
-            bar.update(done - bar.n)  # type: ignore[attr-defined]
+            bar.update(done - bar.n)
 
         return update
 
     def close(self) -> None:
         if self._bar is not None:
-            self._bar.close()  # type: ignore[attr-defined]
+            self._bar.close()
             self._bar = None
 
 

@@ -10,7 +10,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from ..report.files import ensure_dir, write_atomic
 
@@ -47,7 +47,12 @@ def new_figure(width: float, height: float) -> Figure:
     return fig
 
 
-def curve_style(i: int) -> dict[str, str]:
+class CurveStyle(TypedDict):
+    color: str
+    linestyle: str
+
+
+def curve_style(i: int) -> CurveStyle:
     return {"color": CURVE_COLORS[i % len(CURVE_COLORS)], "linestyle": LINE_STYLES[(i // len(CURVE_COLORS)) % len(LINE_STYLES)]}
 
 

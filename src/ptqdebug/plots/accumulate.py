@@ -13,7 +13,7 @@ Differences from the original, on purpose:
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..analyses.accumulate import AccumulateErrorResult
 from ._base import (
@@ -53,6 +53,7 @@ def accumulate_error_figure(result: AccumulateErrorResult, average_mode: bool = 
         raw_series.append(values)
         y = finite_or_nan(values)
         x = list(range(len(y)))
+        marker_kw: dict[str, Any]
         if len(y) <= MAX_NAMED_TICKS:
             marker_kw = {"marker": "o", "markersize": 3}
         else:

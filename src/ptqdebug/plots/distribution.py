@@ -25,7 +25,7 @@ display exists, a GUI toolkit).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,6 +33,7 @@ from ..analyses.distribution import ChannelBoxes, Distribution
 from ._base import FIXED_LAYOUT, fmt, legend_right, mark_nonfinite, new_figure, text
 
 if TYPE_CHECKING:
+    from matplotlib.artist import Artist
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
     from matplotlib.patches import StepPatch
@@ -129,7 +130,7 @@ def distribution_figure(d: Distribution) -> Figure:
         has_negative |= bool(x.size and x.min() < 0)
         data[key] = x
     shared = _hist_range([data[k] for k, *_ in spec if k != "error"])
-    handles = []
+    handles: list[Artist] = []
     for key, color, label, _ in spec:
         x = data[key]
         if dropped[key]:
@@ -201,15 +202,16 @@ def _boxes(ax: Axes, b: ChannelBoxes, px_per_channel: float) -> None:
     boxes = np.stack([np.stack([x - h, b.q1], 1), np.stack([x + h, b.q1], 1), np.stack([x + h, b.q3], 1),
                       np.stack([x - h, b.q3], 1)], 1)
     face = "none" if px_per_channel >= 8 else "#d9e2ec"
-    ax.add_collection(PolyCollection(boxes, facecolors=face, edgecolors="black", linewidths=lw, gid="box"), autolim=True)
-    parts = [
+    # matplotlib takes an array of vertices (N, M, 2) directly (its fast path); its stubs say Sequence only.
+    ax.add_collection(PolyCollection(boxes, facecolors=face, edgecolors="black", linewidths=lw, gid="box"), autolim=True)  # type: ignore[arg-type]
+    parts: list[tuple[np.ndarray, dict[str, Any], str]] = [
         (np.concatenate([vseg(b.q1, b.whislo), vseg(b.q3, b.whishi)]), {"colors": "black"}, "whisker"),
         (np.concatenate([hseg(b.whislo, q), hseg(b.whishi, q)]), {"colors": "black"}, "cap"),
         (hseg(b.median, h), {"colors": "red"}, "median"),
         (hseg(b.mean, h), {"colors": "blue", "linestyles": "--"}, "mean"),
     ]
     for segs, kw, gid in parts:
-        ax.add_collection(LineCollection(segs, linewidths=lw, gid=gid, **kw), autolim=True)
+        ax.add_collection(LineCollection(segs, linewidths=lw, gid=gid, **kw), autolim=True)  # type: ignore[arg-type]  # array of segments: as above
     fx = [np.full(len(f), i + 1.0) for i, f in enumerate(b.fliers[:c])]
     fy = [np.asarray(f, dtype=np.float64) for f in b.fliers[:c]]
     if fx:

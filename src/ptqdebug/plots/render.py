@@ -19,9 +19,12 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["Renderer", "default_workers", "render"]
 
@@ -37,9 +40,10 @@ def render(kind: str, result: Any, path: str, options: Mapping[str, Any]) -> str
         stat_info_figure,
     )
 
-    makers = {"accumulate_error": accumulate_error_figure, "distribution": distribution_figure,
-              "channel_boxes": channel_boxes_figure, "partial_quantization": partial_quantization_figure,
-              "stat_info": stat_info_figure}
+    makers: dict[str, Callable[..., Figure]] = {
+        "accumulate_error": accumulate_error_figure, "distribution": distribution_figure,
+        "channel_boxes": channel_boxes_figure, "partial_quantization": partial_quantization_figure,
+        "stat_info": stat_info_figure}
     return str(save_figure(makers[kind](result, **options), path))
 
 

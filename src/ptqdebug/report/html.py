@@ -128,7 +128,7 @@ def _verdict(v: Mapping[str, Any]) -> str:
             cal_html = ", ".join(f"<code>{name_html(c)}</code>" for c in cals[:4]) + (f" … (+{len(cals) - 4})" if len(cals) > 4 else "")
             after = num(get(rec, "score_after"))
             bar = ""
-            if None not in (base, best, after) and math.isfinite(base) and math.isfinite(after) and best != base:
+            if base is not None and best is not None and after is not None and math.isfinite(base) and math.isfinite(after) and best != base:
                 frac = min(max((after - base) / (best - base), 0.0), 1.0)
                 bar = f'<div class="bar" title="share of the gap to the float model closed"><span style="width:{frac * 100:.1f}%"></span><em>{frac * 100:.0f}%</em></div>'
             cal_td = f'<td class="small">{cal_html}</td>' if show_cals else ""

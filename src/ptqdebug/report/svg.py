@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from .htmlparts import CURVE_COLORS, as_list, esc, fmt, get, num
 
@@ -73,7 +73,7 @@ def svg_chart(acc: Mapping[str, Any]) -> str:
         ok = [v is not None and math.isfinite(v) for v in s]
         for j, v in enumerate(s):
             if ok[j]:
-                d.append(f"{'L' if pen else 'M'}{X(j):.1f} {Y(v):.1f}")
+                d.append(f"{'L' if pen else 'M'}{X(j):.1f} {Y(cast(float, v)):.1f}")
             pen = ok[j]
         out.append(f'<g><path d="{" ".join(d)}" fill="none" stroke="{color}" stroke-width="1.6"{dash}/>')
         for j, v in enumerate(s):
@@ -81,7 +81,7 @@ def svg_chart(acc: Mapping[str, Any]) -> str:
             if ok[j]:
                 isolated = not (j > 0 and ok[j - 1]) and not (j + 1 < len(s) and ok[j + 1])
                 if total <= _MAX_SVG_POINTS or isolated:
-                    out.append(f'<circle cx="{X(j):.1f}" cy="{Y(v):.1f}" r="3" fill="{color}">'
+                    out.append(f'<circle cx="{X(j):.1f}" cy="{Y(cast(float, v)):.1f}" r="3" fill="{color}">'
                                f'<title>{esc(label)}\n{esc(where)}\n{esc(metric)} = {esc(fmt(v))}</title></circle>')
             else:
                 any_nonfinite = True
