@@ -128,3 +128,13 @@ def test_missing_thresholds_is_a_model_error(tmp_path: Path) -> None:
     path = _single_node_model(tmp_path, qtype="int8")
     with pytest.raises(ModelError, match="no 'thresholds'"):
         dbg.load_model(path)
+
+
+def test_info_strings_as_one_string_or_a_bad_type(tmp_path: Path) -> None:
+    """``info_strings`` written as one string still says what the node quantizes; a number is a
+    one-line model error, not a TypeError."""
+    path = _single_node_model(tmp_path, thresholds=[1.0], info_strings="weight")
+    assert [q.kind for q in dbg.load_model(path).quantizers] == ["weight"]  # x is not an initializer: only the string says so
+    path = _single_node_model(tmp_path, thresholds=[1.0], info_strings=3)
+    with pytest.raises(ModelError, match="info_strings=3; expected a list of strings"):
+        dbg.load_model(path)

@@ -21,8 +21,7 @@ Any other ``horizon`` operator has no public definition and is refused by name.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import onnx
@@ -49,6 +48,16 @@ def _attrs(node: onnx.NodeProto) -> dict[str, object]:
             value = [v.decode("utf-8", "replace") for v in value]
         out[a.name] = value
     return out
+
+
+def _strings_attr(node: onnx.NodeProto, a: dict[str, object], key: str) -> list[str]:
+    """A string or list-of-strings attribute as a list (absent: empty)."""
+    value = a.get(key, [])
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    raise ModelError(f"HzCalibration node {node.name!r} has {key}={value!r}; expected a list of strings such as ['weight']")
 
 
 def _int_attr(node: onnx.NodeProto, a: dict[str, object], key: str, default: int) -> int:
@@ -82,7 +91,7 @@ def _calibration(index: GraphIndex, node: onnx.NodeProto, opset: int) -> Quantiz
     a = _attrs(node)
     name = node.name
     src, out = node.input[0], node.output[0]
-    info = [str(s) for s in cast("Iterable[object]", a.get("info_strings", []))]
+    info = _strings_attr(node, a, "info_strings")
     kind: QuantizerKind
     if "weight" in info:
         kind = "weight"
