@@ -199,3 +199,16 @@ def test_stats_match_brute_force(ctx, samples) -> None:
     assert stats[a.name].max_vals == pytest.approx(tuple(x.max(axis=1)))
     assert stats[a.name].min_nz_vals == pytest.approx(tuple(np.where(x > 0, x, np.inf).min(axis=1)))
     assert stats[a.name].thresholds == a.thresholds
+
+
+def test_verdict_summary_names_a_few_nodes_and_counts_the_rest() -> None:
+    from ptqdebug.analyses.verdict import NAMED_IN_SUMMARY, Recommendation, _summary
+
+    def recs(n: int) -> list[Recommendation]:
+        return [Recommendation(f"node{i}", (f"q{i}",), 0.99 + i * 1e-4, 1e-4) for i in range(n)]
+
+    few = _summary("activation", 0.99, 0.999, 0.991, recs(3))
+    assert "Keeping node0, node1, node2 in higher precision brings it to 0.990200." in few
+    many = _summary("activation", 0.99, 0.999, 0.991, recs(40))
+    assert f"the first 40 of the 40 sensitive nodes ({', '.join(f'node{i}' for i in range(NAMED_IN_SUMMARY))}, …)" in many
+    assert "node39" not in many and many.endswith("brings it to 0.993900.")

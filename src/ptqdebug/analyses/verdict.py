@@ -24,6 +24,8 @@ __all__ = ["Recommendation", "Verdict", "verdict"]
 
 NEGLIGIBLE_LOSS = 1e-4
 DOMINANCE = 2.0
+#: nodes named in the summary sentence; beyond that it counts them
+NAMED_IN_SUMMARY = 5
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,10 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
         text += " No single node scores at or below the pick threshold: the loss is spread over many nodes."
     elif helpful:
         best = max(range(len(recs)), key=lambda i: recs[i].score_after)
-        keep = ", ".join(r.node for r in recs[: best + 1])
-        text += f" Keeping {keep} in higher precision brings it to {recs[best].score_after:.6f}."
+        keep = [r.node for r in recs[: best + 1]]
+        if len(keep) > NAMED_IN_SUMMARY:  # a sentence, not a table: the report lists them all
+            names = f"the first {len(keep)} of the {len(recs)} sensitive nodes ({', '.join(keep[:NAMED_IN_SUMMARY])}, …)"
+        else:
+            names = ", ".join(keep)
+        text += f" Keeping {names} in higher precision brings it to {recs[best].score_after:.6f}."
     return text
