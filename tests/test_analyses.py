@@ -204,11 +204,16 @@ def test_stats_match_brute_force(ctx, samples) -> None:
 def test_verdict_summary_names_a_few_nodes_and_counts_the_rest() -> None:
     from ptqdebug.analyses.verdict import NAMED_IN_SUMMARY, Recommendation, _summary
 
-    def recs(n: int) -> list[Recommendation]:
-        return [Recommendation(f"node{i}", (f"q{i}",), 0.99 + i * 1e-4, 1e-4) for i in range(n)]
+    def recs(scores: list[float]) -> list[Recommendation]:
+        before = [0.99, *scores[:-1]]
+        return [Recommendation(f"node{i}", (f"q{i}",), v, v - b) for i, (v, b) in enumerate(zip(scores, before))]
 
-    few = _summary("activation", 0.99, 0.999, 0.991, recs(3))
-    assert "Keeping node0, node1, node2 in higher precision brings it to 0.990200." in few
-    many = _summary("activation", 0.99, 0.999, 0.991, recs(40))
-    assert f"the first 40 of the 40 sensitive nodes ({', '.join(f'node{i}' for i in range(NAMED_IN_SUMMARY))}, …)" in many
-    assert "node39" not in many and many.endswith("brings it to 0.993900.")
+    one = _summary("activation", 0.99, 0.999, 0.991, recs([0.995, 0.996, 0.999]))  # half the gain at once
+    assert "Keeping node0 in higher precision brings it to 0.995000; keeping the first 3 of the 3 sensitive nodes, to 0.999000." in one
+    few = _summary("activation", 0.99, 0.999, 0.991, recs([0.991, 0.992, 0.999]))  # only all three recover it
+    assert few.endswith("Keeping node0, node1, node2 in higher precision brings it to 0.999000.")
+    slow = [0.99 + i * 1e-4 for i in range(40)]  # half of the gain after 21 nodes, the best after 40
+    many = _summary("activation", 0.99, 0.999, 0.991, recs(slow))
+    names = ", ".join(f"node{i}" for i in range(NAMED_IN_SUMMARY))
+    assert f"Keeping the first 21 sensitive nodes ({names}, …) in higher precision brings it to 0.992000" in many
+    assert "the first 40 of the 40 sensitive nodes, to 0.993900." in many and "node39" not in many

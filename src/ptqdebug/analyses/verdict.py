@@ -4,7 +4,8 @@ The cause comes from three configurations scored at the model outputs (cosine si
 float): the calibrated model, only weights quantized, only activations quantized. With
 ``loss = 1 - cosine``: no real loss below 1e-4; otherwise the side whose loss is at least twice the
 other's is the cause, else both. Recommendations come from the partial quantization step: the
-sensitive nodes in order, each with the score once it and the ones before it are un-quantized.
+sensitive nodes in order, each with the score once it and the ones before it are un-quantized;
+the summary names the shortest prefix that recovers half of the best prefix's gain, and the best.
 """
 
 from __future__ import annotations
@@ -107,11 +108,21 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
     if not recs:
         text += " No single node scores at or below the pick threshold: the loss is spread over many nodes."
     elif helpful:
+        # the best prefix, and the shortest one that recovers half as much (often far shorter)
         best = max(range(len(recs)), key=lambda i: recs[i].score_after)
-        keep = [r.node for r in recs[: best + 1]]
-        if len(keep) > NAMED_IN_SUMMARY:  # a sentence, not a table: the report lists them all
-            names = f"the first {len(keep)} of the {len(recs)} sensitive nodes ({', '.join(keep[:NAMED_IN_SUMMARY])}, …)"
-        else:
-            names = ", ".join(keep)
-        text += f" Keeping {names} in higher precision brings it to {recs[best].score_after:.6f}."
+        gain = recs[best].score_after - c
+        half = next(i for i in range(best + 1) if recs[i].score_after - c >= gain / 2)
+        text += f" Keeping {_first(recs, half)} in higher precision brings it to {recs[half].score_after:.6f}"
+        if half < best:
+            text += f"; keeping the first {best + 1} of the {len(recs)} sensitive nodes, to {recs[best].score_after:.6f}"
+        text += "."
     return text
+
+
+def _first(recs: list[Recommendation], last: int) -> str:
+    """The nodes up to index ``last``: named, or counted past :data:`NAMED_IN_SUMMARY` (a
+    sentence, not a table: the report lists them all)."""
+    keep = [r.node for r in recs[: last + 1]]
+    if len(keep) <= NAMED_IN_SUMMARY:
+        return ", ".join(keep)
+    return f"the first {len(keep)} sensitive nodes ({', '.join(keep[:NAMED_IN_SUMMARY])}, …)"
