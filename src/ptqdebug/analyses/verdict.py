@@ -74,12 +74,10 @@ def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data
     weights = frozenset(q.name for q in model.weight_quantizers) & calibrated
     acts = frozenset(q.name for q in model.activation_quantizers) & calibrated
     cos = METRICS["cosine-similarity"]
-    if _scored_calibrated(ctx, partial, data_num):  # the same run and metric as partial quantization's baseline
-        scores, _ = score_configurations(ctx, [weights, acts], metrics=[cos], compare_at=model.outputs, data_num=data_num)
-        c, (w, a) = partial.baseline, (float(v) for v in scores[:, 0])  # type: ignore[union-attr]
-    else:
-        scores, _ = score_configurations(ctx, [calibrated, weights, acts], metrics=[cos], compare_at=model.outputs, data_num=data_num)
-        c, w, a = (float(v) for v in scores[:, 0])
+    # the calibrated model is usually partial quantization's baseline already: the context's
+    # score store (Context.remember_score) hands it back instead of running it again
+    scores, _ = score_configurations(ctx, [calibrated, weights, acts], metrics=[cos], compare_at=model.outputs, data_num=data_num)
+    c, w, a = (float(v) for v in scores[:, 0])
     cause = _cause(c, w, a)
     recs: list[Recommendation] = []
     if partial is not None and cause != "none":
@@ -87,14 +85,6 @@ def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data
             recs.append(Recommendation(node, model.expand(node), after, gain))
     summary = _summary(cause, c, w, a, recs)
     return Verdict(cos.name, cause, {"calibrated": c, "only_weight": w, "only_activation": a}, summary, tuple(recs))
-
-
-def _scored_calibrated(ctx: Context, partial: PartialQuantizationResult | None, data_num: int | None) -> bool:
-    """Whether ``partial.baseline`` is the verdict's own calibrated score: the calibrated model's
-    cosine similarity at the outputs on the same samples, computed in this process (sweep
-    workers may run other thread counts, so their numbers are not reused)."""
-    return (partial is not None and partial.metric == METRICS["cosine-similarity"].name
-            and partial.samples == len(ctx.samples(data_num)) and ctx.workers <= 1 and ctx.executor == "local")
 
 
 def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation]) -> str:
