@@ -153,6 +153,15 @@ def test_sensitivity_tables_sortable_with_nonfinite_highlighted(results: dict[st
     assert {a.get("data-type") for a in dom.find("th")} >= {"num", "text"}
 
 
+def test_counts_read_as_english(results: dict[str, Any], tmp_path: Path) -> None:
+    text = Dom(render_report(encoded(results, tmp_path), tmp_path)).all_text
+    assert "2 entries, worst first · 2 samples" in text  # the weight table
+    one = json.loads(json.dumps(SensitivityResult("weight", ("cosine-similarity",), (SensitivityEntry("w1", ("w1",), {"cosine-similarity": 0.9}),),
+                                                  ("out",), 1).to_dict()))
+    text = Dom(render_report(encoded(results | {"sensitivity": {"weight": one}}, tmp_path), tmp_path)).all_text
+    assert "1 entry, worst first · 1 sample ·" in text and "1 samples" not in text
+
+
 def test_accumulate_svg_hover_titles_and_nonfinite_markers(results: dict[str, Any], tmp_path: Path) -> None:
     page = render_report(encoded(results, tmp_path), tmp_path)
     dom = Dom(page)

@@ -229,7 +229,7 @@ def channel_boxes_figure(b: ChannelBoxes) -> Figure:
     # fixed margins in inches: matplotlib's default fractions waste a fifth of a wide figure
     left, right = min(0.125, 1.0 / width), 1.0 - min(0.1, 0.35 / width)
     fig.set_label(FIXED_LAYOUT)
-    fig.subplots_adjust(left=left, right=right, bottom=0.12, top=0.94)
+    fig.subplots_adjust(left=left, right=right, bottom=0.12, top=0.92)
     ax = fig.add_subplot()
     if c:
         _boxes(ax, b, px_per_channel=width * (right - left) * fig.dpi / c)
@@ -240,6 +240,10 @@ def channel_boxes_figure(b: ChannelBoxes) -> Figure:
         _channel_ticks(ax, c, width)
     ax.set_xlabel("channel")
     ax.set_ylabel("Range of data in channel")
-    ax.set_title(f"{text(b.name, 80)} ({text(b.kind)}) per-channel distribution, axis {b.axis}")
+    # the layout is fixed (not cropped to the drawing): the title takes two lines and the name is
+    # shortened to what fits the figure's width (an 11-point character is about 9.5 px wide)
+    fits = max(24, int(width * fig.dpi / 9.5))
+    ax.set_title(f"{text(b.name, min(fits, 80))}\n{text(b.kind)} calibration node, per-channel distribution along axis {b.axis}",
+                 fontsize=11)
     ax.grid(True, axis="y", alpha=0.3)
     return fig

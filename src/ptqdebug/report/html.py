@@ -31,6 +31,7 @@ from .htmlparts import (  # noqa: F401  (fmt and CURVE_COLORS are re-exported fo
     SERIES,
     TYPE_TITLES,
     as_list,
+    count,
     embed_image,
     esc,
     fmt,
@@ -176,9 +177,9 @@ def _sensitivity(sens: Mapping[str, Any]) -> str:
                 qs = as_list(get(e, "quantizers"))
                 cells.append(f'<td class="small">{", ".join(esc(q) for q in qs[:3])}{f" … (+{len(qs) - 3})" if len(qs) > 3 else ""}</td>')
             rows.append(f'<tr{" class=nonfinite" if bad else ""}>{"".join(cells)}</tr>')
-        info = [f"{len(entries)} entries, worst first"]
+        info = [f"{count(len(entries), 'entry', 'entries')}, worst first"]
         if get(res, "samples") is not None:
-            info.append(f"{esc(get(res, 'samples'))} samples")
+            info.append(count(get(res, "samples"), "sample"))
         compared = as_list(get(res, "compared"))
         if compared:
             info.append("compared at " + ", ".join(f"<code>{esc(c)}</code>" for c in compared[:4]) + (" …" if len(compared) > 4 else ""))
@@ -281,7 +282,7 @@ def _partial(p: Mapping[str, Any], save_dir: Path) -> str:
     if get(p, "pick_threshold") is not None:
         info.append(f"nodes picked at ≤ {esc(fmt(get(p, 'pick_threshold')))}")
     if get(p, "samples") is not None:
-        info.append(f"{esc(get(p, 'samples'))} samples")
+        info.append(count(get(p, "samples"), "sample"))
     figure = img_tag(save_dir, get(p, "image"), "partial quantization figure") if get(p, "image") else ""
     return (f'<section class="card" id="partial-quantization"><h2>Partial quantization</h2><p class="muted small">{" · ".join(info)}</p>'
             f'{f"<figure>{figure}</figure>" if figure else ""}<h3>Scores</h3>{table(head, rows, "sortable")}</section>')

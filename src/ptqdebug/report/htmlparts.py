@@ -34,6 +34,11 @@ def name_html(x: object) -> str:
     return re.sub(r"([/_.:])", r"\1<wbr>", esc(x))
 
 
+def count(n: object, noun: str, plural: str | None = None) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1 ("1 sample", "3 samples"), escaped."""
+    return f"{esc(n)} {noun if n == 1 else plural or noun + 's'}"
+
+
 def get(d: object, key: str, default: Any = None) -> Any:
     return d.get(key, default) if isinstance(d, Mapping) else default
 
