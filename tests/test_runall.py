@@ -61,6 +61,13 @@ def test_renderer_workers_and_inline_draw_the_same_files(tmp_path: Path) -> None
         assert all(p.read_bytes().startswith(b"\x89PNG") for p in paths)
 
 
+def test_renderers_per_machine() -> None:
+    """One per core up to four, then half the cores, at most eight (benchmarks/README.md, GPU third run)."""
+    from ptqdebug.plots.render import default_workers
+
+    assert [default_workers(c) for c in (1, 2, 4, 6, 8, 12, 16, 64)] == [1, 2, 4, 4, 4, 6, 8, 8]
+
+
 class _DiesWhenUnpickled:
     def __reduce__(self) -> tuple[object, tuple[int]]:
         import os

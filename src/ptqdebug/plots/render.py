@@ -54,9 +54,13 @@ def render(kind: str, result: Any, path: str, options: Mapping[str, Any]) -> str
 WORKER_ENV = {"MPLBACKEND": "Agg", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def default_workers() -> int:
-    """One renderer per core, at most four (they draw while the engine computes, then all at once)."""
-    return max(0, min(4, os.cpu_count() or 1))
+def default_workers(cores: int | None = None) -> int:
+    """Renderers for ``cores`` (default: this machine's): one per core up to four, then half the
+    cores, at most eight. They draw while the engine computes, then all at once: on 16 cores
+    (runall, ResNet-18-sized, 22 figures) four renderers left runall waiting 0.6 s for its last
+    figures after the analyses; eight cut runall from 2.87 to 2.42 s, twelve measured no faster."""
+    cores = cores or os.cpu_count() or 1
+    return max(1, min(cores, max(4, cores // 2), 8))
 
 
 def _forks() -> bool:
