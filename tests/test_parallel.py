@@ -12,6 +12,8 @@ import pytest
 import ptqdebug as dbg
 from ptqdebug import parallel
 from ptqdebug.errors import OptionError
+from ptqdebug.parallel import local as local_sweep
+from ptqdebug.parallel import pool as worker_pool
 
 METRICS = ["cosine-similarity", "mse", "sqnr"]
 
@@ -50,12 +52,12 @@ def test_workers_equal_in_process(files, node_type: str) -> None:
     assert seen and seen[-1][0] == seen[-1][1] and [d for d, _ in seen] == sorted(d for d, _ in seen)
 
 
-@pytest.mark.parametrize("budget", [parallel.REFERENCE_BUDGET, 1])
+@pytest.mark.parametrize("budget", [local_sweep.REFERENCE_BUDGET, 1])
 def test_helpers_alone_equal_in_process(files, monkeypatch: pytest.MonkeyPatch, budget: int) -> None:
     """With this process only handing out units, every unit is scored in a helper; a budget of
     one byte keeps one sample open at a time."""
-    monkeypatch.setattr(parallel, "PARENT_TAKES_PART", False)
-    monkeypatch.setattr(parallel, "REFERENCE_BUDGET", budget)
+    monkeypatch.setattr(local_sweep, "PARENT_TAKES_PART", False)
+    monkeypatch.setattr(local_sweep, "REFERENCE_BUDGET", budget)
     one = _one(files, "node", data_num=None)
     ctx = dbg.open_context(*files, cache=False, workers=2, threads=1)
     groups = ctx.sample_groups(None)  # one sample each on CPU; batches on a GPU provider
@@ -80,7 +82,7 @@ def test_model_object_and_changed_file(files, monkeypatch: pytest.MonkeyPatch) -
     file may differ from this process's asks for this process's model."""
     import onnx
 
-    monkeypatch.setattr(parallel, "PARENT_TAKES_PART", False)
+    monkeypatch.setattr(local_sweep, "PARENT_TAKES_PART", False)
     one = _one(files, "node")
     ctx = dbg.open_context(onnx.load(str(files[0])), files[1], cache=False, workers=2, threads=1)
     assert _same(dbg.sensitivity_of_nodes(ctx, node_type="node", metrics=METRICS, data_num=3), one)
@@ -89,7 +91,7 @@ def test_model_object_and_changed_file(files, monkeypatch: pytest.MonkeyPatch) -
     pool = parallel.WorkerPool(2)
     pool.load([str(files[0]), None])
     pool.loaded(ctx.model, ("stamps", "that", "differ"))
-    parallel.attach_pool(ctx, pool)
+    worker_pool.attach_pool(ctx, pool)
     ctx.workers = 2
     assert _same(dbg.sensitivity_of_nodes(ctx, node_type="node", metrics=METRICS, data_num=3), one)
     assert ctx.pool is pool
@@ -101,7 +103,7 @@ def test_workers_reuse_scores_already_run(files, monkeypatch: pytest.MonkeyPatch
     of sending them to the helpers again; the numbers are those of one process."""
     from ptqdebug.analyses.partial import partial_quantization
 
-    monkeypatch.setattr(parallel, "PARENT_TAKES_PART", False)  # every unit goes through the pool
+    monkeypatch.setattr(local_sweep, "PARENT_TAKES_PART", False)  # every unit goes through the pool
     here = dbg.open_context(*files, cache=False, threads=1)
     nodes = [e.name for e in dbg.sensitivity_of_nodes(here, node_type="node", data_num=2).entries]
     want = partial_quantization(here, nodes, data_num=2)
@@ -116,7 +118,7 @@ def test_workers_reuse_scores_already_run(files, monkeypatch: pytest.MonkeyPatch
 
 def test_helper_killed(files, monkeypatch: pytest.MonkeyPatch) -> None:
     """A helper that dies makes the sweep fail with a clear error; the next sweep starts afresh."""
-    monkeypatch.setattr(parallel, "PARENT_TAKES_PART", False)
+    monkeypatch.setattr(local_sweep, "PARENT_TAKES_PART", False)
     ctx = dbg.open_context(*files, cache=False, workers=2, threads=1)
     victim = ctx.pool.helpers[0].proc
 
@@ -177,7 +179,7 @@ def test_bad_model_stops_the_helpers(tmp_path: Path, cnn_dir: Path, monkeypatch:
             super().__init__(size)
             pools.append(self)
 
-    monkeypatch.setattr(parallel, "WorkerPool", Recorded)
+    monkeypatch.setattr(worker_pool, "WorkerPool", Recorded)
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a model")
     with pytest.raises(dbg.ModelError):

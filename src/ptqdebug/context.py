@@ -243,8 +243,10 @@ def open_context(
     executor: str | None = None,
 ) -> Context:
     """Read the model and the data, check one against the other, and make the engine."""
-    from . import parallel
     from .parallel import EXECUTORS
+    from .parallel.local import helpers_for, process_threads
+    from .parallel.pool import WorkerPool, attach_pool
+    from .parallel.stamps import file_stamps
 
     if providers is not None and not isinstance(providers, str) and (
             not isinstance(providers, (list, tuple)) or not all(isinstance(p, str) for p in providers)):
@@ -263,16 +265,16 @@ def open_context(
     if (workers or 1) > 1 and (executor or "local") == "local":
         # helpers start now and read the model themselves while this process does; every
         # process runs the same number of threads, so the helpers' numbers are this process's
-        pool = parallel.WorkerPool(parallel.helpers_for(workers or 1))
-        threads = parallel.process_threads(threads, workers or 1)
+        pool = WorkerPool(helpers_for(workers or 1))
+        threads = process_threads(threads, workers or 1)
         if isinstance(model_or_file, (str, os.PathLike)) and (float_model is None or isinstance(float_model, (str, os.PathLike))):
             files = [os.path.abspath(f) if f is not None else None for f in (model_or_file, float_model)]
             pool.load(files)
     try:
-        before = parallel.file_stamps(files) if files else None
+        before = file_stamps(files) if files else None
         model = load_model(model_or_file, float_model)
         if pool is not None and files:
-            pool.loaded(model, before if parallel.file_stamps(files) == before else None)
+            pool.loaded(model, before if file_stamps(files) == before else None)
         elif pool is not None:
             pool.send_model(model)
         data = load_data(calibrated_data, model.inputs)
@@ -291,5 +293,5 @@ def open_context(
     ctx.workers = workers or 1
     ctx.executor = executor or "local"
     if pool is not None:
-        parallel.attach_pool(ctx, pool)
+        attach_pool(ctx, pool)
     return ctx

@@ -1,0 +1,77 @@
+"""Scoring a sweep on a Ray cluster: one task per share of the configurations (interleaved, so
+every task gets a mix of cheap late and costly early candidates), each rebuilding an engine from
+the pickled model (:func:`run_job`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import OptionError
+from ..metrics import get_metrics
+from ..model import CalibratedModel
+
+__all__ = ["Job", "run_job", "score_on_ray"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """A Ray task's share of a sweep."""
+
+    model: CalibratedModel
+    samples: tuple[dict[str, np.ndarray], ...]
+    providers: tuple[str, ...]
+    threads: int | None
+    batch_size: int
+    metrics: tuple[str, ...]
+    compare_at: tuple[str, ...]
+    configurations: tuple[frozenset[str], ...]
+
+
+def run_job(job: Job, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """A job's per-sample values in this process (what every Ray task runs)."""
+    from ..analyses.sensitivity import configuration_values
+    from ..context import Context
+    from ..data import load_data
+    from ..engine.engine import Engine
+
+    data = load_data(list(job.samples), job.model.inputs)
+    shapes = {k: tuple(v.shape) for k, v in job.samples[0].items()}
+    engine = Engine(job.model, providers=list(job.providers), threads=job.threads, shapes=shapes)
+    ctx = Context(job.model, data, engine, cache=False)
+    ctx.batch_size = job.batch_size
+    return configuration_values(ctx, job.configurations, metrics=get_metrics(list(job.metrics)),
+                                compare_at=job.compare_at, data_num=None, progress=progress)
+
+
+def _shares(n: int, parts: int) -> list[list[int]]:
+    return [idx for idx in (list(range(i, n, parts)) for i in range(parts)) if idx]
+
+
+def score_on_ray(ctx: Any, configurations: Sequence[Collection[str]], metrics: Sequence[str],
+                 compare_at: Sequence[str], data_num: int | None, workers: int) -> np.ndarray:
+    """The per-sample values of ``configurations`` (``[configuration, tensor, metric, sample]``),
+    computed by ``workers`` Ray tasks."""
+    samples = tuple(ctx.samples(data_num)[i] for i in range(len(ctx.samples(data_num))))
+    shares = _shares(len(configurations), max(1, workers))
+    jobs = [Job(ctx.model, samples, tuple(ctx.engine.providers), ctx.engine.threads, ctx.batch_size, tuple(metrics),
+                tuple(compare_at), tuple(frozenset(configurations[i]) for i in share)) for share in shares]
+    results = _run_ray(jobs)
+    values = np.full((len(configurations), len(compare_at), len(metrics), len(samples)), np.nan)
+    for share, vals in zip(shares, results):
+        values[share] = vals
+    return values
+
+
+def _run_ray(jobs: list[Job]) -> list[np.ndarray]:
+    try:
+        import ray
+    except ImportError:
+        raise OptionError("executor 'ray' needs Ray: pip install 'ptqdebug[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
+    remote = ray.remote(run_job)
+    return ray.get([remote.remote(job) for job in jobs])

@@ -1,0 +1,31 @@
+"""One unit of a sweep: one configuration scored on one sample group, by the same code in every
+process (this one, its helpers), so that a sweep shared between processes gives the numbers of
+one process, bit for bit."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..metrics import Metric, compare
+
+__all__ = ["score_unit"]
+
+
+def score_unit(engine: Any, ref: Any, enabled: Collection[str], compare_at: Sequence[str],
+               metrics: Sequence[Metric], edges: Sequence[int] | None) -> np.ndarray:
+    """``[sample of the group, compared tensor, metric]`` for one configuration on one reference
+    (one sample, or a batch of samples split at ``edges``)."""
+    out = engine.run(ref, enabled, compare_at)
+    n = 1 if edges is None else len(edges) - 1
+    vals = np.full((n, len(compare_at), len(metrics)), np.nan)
+    for t, name in enumerate(compare_at):
+        if edges is None:
+            vals[0, t] = compare(metrics, ref[name], out[name])
+            continue
+        for k in range(n):
+            rows = slice(edges[k], edges[k + 1])
+            vals[k, t] = compare(metrics, ref[name][rows], out[name][rows])
+    return vals
