@@ -19,7 +19,11 @@ FORBIDDEN = {
     "plots": ("api", "cli", "engine", "calibration"),
     "report": ("api", "cli", "engine", "calibration"),
     "api": ("cli",),
+    "parallel": ("plots", "report", "api", "cli", "calibration", "demo"),
 }
+
+#: parallel/'s modules, each importing only modules before it (the package doc lists them so)
+PARALLEL_ORDER = ("unit", "stamps", "sweep", "pool", "local", "helper", "cluster", "__init__", "__main__")
 
 
 def _imports(path: Path) -> set[str]:
@@ -47,6 +51,20 @@ def test_one_way_imports(package: str) -> None:
         for name in _imports(path):
             parts = name.split(".")
             assert len(parts) < 2 or parts[1] not in FORBIDDEN[package], f"{path.relative_to(SRC)} imports {name}"
+
+
+def test_parallel_modules_import_one_way() -> None:
+    """Inside ``parallel/``, a module imports only the modules before it in :data:`PARALLEL_ORDER`
+    (no cycles; the package itself, its ``__init__``, comes after all but ``__main__``)."""
+    found = {path.stem: path for path in (SRC / "parallel").glob("*.py")}
+    assert set(found) == set(PARALLEL_ORDER)
+    for i, module in enumerate(PARALLEL_ORDER):
+        for name in _imports(found[module]):
+            parts = name.split(".")
+            if parts[:2] != ["ptqdebug", "parallel"]:
+                continue
+            other = parts[2] if len(parts) > 2 and parts[2] in found else "__init__"
+            assert other != module and PARALLEL_ORDER.index(other) < i, f"parallel/{module}.py imports {name}"
 
 
 def test_importing_the_package_is_light() -> None:
