@@ -229,7 +229,15 @@ def test_distribution_degenerate_inputs(x: np.ndarray, tmp_path: Path) -> None:
 def rgb(artist) -> tuple[float, ...]:  # noqa: ANN001
     from matplotlib.colors import to_rgba_array
 
-    return tuple(float(v) for v in to_rgba_array(artist.get_color())[0][:3])
+    color = artist.get_edgecolor() if hasattr(artist, "get_path") else artist.get_color()
+    return tuple(float(v) for v in to_rgba_array(color)[0][:3])
+
+
+def segments(artist) -> np.ndarray:  # noqa: ANN001
+    """The line segments ``(N, 2, 2)`` of a part drawn as one path of moves and lines."""
+    path = artist.get_path()
+    assert list(path.codes[:2]) == [path.MOVETO, path.LINETO] and len(path.vertices) % 2 == 0
+    return path.vertices.reshape(-1, 2, 2)
 
 
 def dashed(artist) -> bool:  # noqa: ANN001
@@ -238,7 +246,7 @@ def dashed(artist) -> bool:  # noqa: ANN001
 
 
 def median_segments(ax) -> int:  # noqa: ANN001
-    return sum(len(a.get_segments()) if hasattr(a, "get_segments") else 1 for a in by_gid(ax, "median"))
+    return sum(len(segments(a)) for a in by_gid(ax, "median"))
 
 
 @pytest.mark.parametrize("channels", [16, 2000])
@@ -262,14 +270,14 @@ def test_channel_boxes_draw_the_given_statistics() -> None:
     b = make_boxes(5)
     ax = ax_of(channel_boxes_figure(b))
     ((med,), (mean,), (box,)) = by_gid(ax, "median"), by_gid(ax, "mean"), by_gid(ax, "box")
-    segs = med.get_segments()
+    segs = segments(med)
     assert [s[0][0] + 0.25 for s in segs] == pytest.approx([1, 2, 3, 4, 5])  # centred on 1-based positions
     assert [s[0][1] for s in segs] == pytest.approx(list(b.median))
-    assert [s[0][1] for s in mean.get_segments()] == pytest.approx(list(b.mean))
+    assert [s[0][1] for s in segments(mean)] == pytest.approx(list(b.mean))
     paths = box.get_paths()
     assert [p.vertices[:, 1].min() for p in paths] == pytest.approx(list(b.q1))
     assert [p.vertices[:, 1].max() for p in paths] == pytest.approx(list(b.q3))
-    whiskers = by_gid(ax, "whisker")[0].get_segments()
+    whiskers = segments(by_gid(ax, "whisker")[0])
     ends = sorted(min(s[0][1], s[1][1]) for s in whiskers[:5])
     assert ends == pytest.approx(sorted(b.whislo))
     fl = by_gid(ax, "fliers")[0]
@@ -297,6 +305,11 @@ def test_channel_boxes_degenerate(tmp_path: Path) -> None:
     ax = ax_of(channel_boxes_figure(b))
     assert [p[0] for p in nonfinite_points(ax)] == [1]
     render(ax.figure, tmp_path)
+    # the figure keeps fixed margins (not cropped to its drawing): the legend must lie inside it
+    fig = channel_boxes_figure(b)
+    fig.canvas.draw()
+    legend, box = ax_of(fig).get_legend().get_window_extent(), fig.bbox
+    assert box.x0 <= legend.x0 and legend.x1 <= box.x1 and box.y0 <= legend.y0 and legend.y1 <= box.y1
 
 
 # --------------------------------------------------------------------------- partial quantization
