@@ -43,11 +43,14 @@ class Quantizer:
         output: the tensor its consumers read.
         qtype: ``int8``, ``uint8``, ``int16``, ``uint16``, ``int4``, ``uint4``, ``float16``,
             ``bfloat16`` or ``float32``.
-        axis: the channel axis of per-channel parameters, ``None`` when per-tensor.
-        scale: the quantization step, one per channel (shape ``(C,)``) or a scalar.
+        axis: the channel axis of per-channel parameters, the blocked axis of per-block ones,
+            ``None`` when per-tensor.
+        scale: the quantization step, one per channel (shape ``(C,)``), a scalar, or one per block
+            (per-block: the input's shape with ``axis`` divided into blocks of ``block_size``).
         zero_point: the integer zero point, same shape as ``scale`` (zeros when symmetric).
         thresholds: the clipping thresholds as the original toolchain reports them: one per
-            channel when symmetric (``scale * qmax``), ``[min, max]`` of the range otherwise.
+            channel (or block) when symmetric (``scale * qmax``), ``[min, max]`` of the range
+            otherwise.
         enabled: whether the calibrated model fake-quantizes here (``switch="ON"``).
         exact: ``False`` when the float value of a weight is unknown (weights stored as integers
             and no float model given): such a node cannot be switched off and stays on.
@@ -60,6 +63,9 @@ class Quantizer:
         off_initializers: constants ``off_node`` reads (a Clip's bounds).
         scope: for a calibration node inside an ``If``/``Loop``/``Scan`` body, the main-graph node
             holding that body (see :mod:`ptqdebug.bodies`); ``None`` in the main graph.
+        block_size: the block length of blocked quantization (ONNX opset 21 ``block_size``: the
+            int4 weight-only quantization of large language models, one scale per ``block_size``
+            consecutive values along ``axis``); ``None`` otherwise.
     """
 
     name: str
@@ -79,6 +85,7 @@ class Quantizer:
     off_node: onnx.NodeProto | None = field(default=None, repr=False)
     off_initializers: tuple[onnx.TensorProto, ...] = field(default=(), repr=False)
     scope: str | None = None
+    block_size: int | None = None
 
     def placeholder(self) -> onnx.NodeProto:
         """The node standing for this calibration node in the float graph (switched off)."""
@@ -104,7 +111,19 @@ class Quantizer:
 
     @property
     def granularity(self) -> str:
+        if self.block_size:
+            return "per-block"
         return "per-channel" if self.axis is not None and self.scale.size > 1 else "per-tensor"
+
+    @property
+    def channel_axis(self) -> int | None:
+        """The axis of channels, e.g. for box plots: the per-channel axis; for a per-block weight
+        the axis of output channels, which its blocks do not cut (a MatMul weight ``[K, N]``
+        blocked along K has its channels on axis 1, a Conv weight blocked along its inputs on
+        axis 0); ``None`` when per-tensor."""
+        if self.block_size:
+            return 1 if self.axis == 0 else 0
+        return self.axis
 
     @property
     def threshold(self) -> float | None:

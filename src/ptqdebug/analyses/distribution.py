@@ -190,7 +190,7 @@ def channel_boxes(ctx: Context, nodes_list: object, axis: int | None = None, mem
         q = qmap[name]
         if q.kind == "weight":
             data = ctx.engine.weight_values(name)[0]
-            ax = axis if axis is not None else (q.axis if q.axis is not None else 0)
+            ax = axis if axis is not None else (q.channel_axis if q.channel_axis is not None else 0)
         else:
             data = np.asarray(actual[q.input])
             ax = axis if axis is not None else (1 if data.ndim > 1 else 0)

@@ -126,8 +126,8 @@ def sensitivity_analysis(
 
 
 def display_row(s: CalibrationNodeStats) -> dict[str, str]:
-    """The original's visualize strings: first value and ',...' per channel; summary per tensor."""
-    if s.granularity == "per-channel":
+    """The original's visualize strings: first value and ',...' per channel (or block); summary per tensor."""
+    if s.granularity != "per-tensor":
         first = lambda v, f: (f.format(v[0]) + ",...") if v else ""  # noqa: E731
         return {"Tensor_type": s.tensor_type, "Granularity": s.granularity, "Thresholds": first(s.thresholds, "{:.6f}"),
                 "Scales": first(s.scales, "{:.6f}"), "Max_vals": first(s.max_vals, "{:.6f}"), "Min_nz_vals": first(s.min_nz_vals, "{:.6e}")}

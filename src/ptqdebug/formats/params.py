@@ -53,11 +53,17 @@ def thresholds_of(qtype: str, scale: np.ndarray, zero_point: np.ndarray) -> tupl
     return (float(np.float32(lo.min())), float(np.float32(hi.max())))
 
 
-def dequantize(q: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, axis: int | None) -> np.ndarray:
-    """``(q - zero_point) * scale`` in float32, broadcasting per-channel parameters along ``axis``."""
+def dequantize(q: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, axis: int | None,
+               block_size: int | None = None) -> np.ndarray:
+    """``(q - zero_point) * scale`` in float32, broadcasting per-channel parameters along ``axis``
+    (per-block ones: each repeated over its ``block_size`` values along ``axis``)."""
     s = np.asarray(scale, dtype=np.float32)
     z = np.asarray(zero_point)
-    if axis is not None and s.ndim == 1:
+    if block_size and axis is not None:
+        n = q.shape[axis]
+        s = np.repeat(s, block_size, axis=axis).take(range(n), axis=axis)
+        z = np.repeat(z, block_size, axis=axis).take(range(n), axis=axis)
+    elif axis is not None and s.ndim == 1:
         shape = [1] * q.ndim
         shape[axis] = -1
         s = s.reshape(shape)

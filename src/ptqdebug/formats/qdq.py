@@ -22,6 +22,8 @@ that can produce negative values.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import onnx
 from onnx import numpy_helper
@@ -49,8 +51,17 @@ def _attr(node: onnx.NodeProto, name: str, default: int) -> int:
     return default
 
 
-def _params(index: GraphIndex, node: onnx.NodeProto) -> tuple[np.ndarray, np.ndarray, str, int | None, list[onnx.TensorProto]]:
-    """Scale, zero point, qtype, axis and the constants of a Q or DQ node."""
+class _Params(NamedTuple):
+    scale: np.ndarray
+    zero_point: np.ndarray
+    qtype: str
+    axis: int | None
+    block_size: int | None
+    protos: list[onnx.TensorProto]
+
+
+def _params(index: GraphIndex, node: onnx.NodeProto) -> _Params:
+    """Scale, zero point, qtype, axis, block size and the constants of a Q or DQ node."""
     names = list(node.input[1:3])
     for name in names:
         if name and name not in index.initializers:
@@ -71,16 +82,44 @@ def _params(index: GraphIndex, node: onnx.NodeProto) -> tuple[np.ndarray, np.nda
         qtype = qtype_of_onnx(code)
         zero_point = np.zeros(scale.shape, dtype=np.int64)
     zero_point = np.asarray(zero_point)
+    block_size = _attr(node, "block_size", 0) or None
+    if block_size:
+        return _Params(scale, zero_point, qtype, _block_axis(index, node, scale, zero_point, block_size), block_size, protos)
     if scale.size == 0 or scale.ndim > 1 or zero_point.size != scale.size:
         raise ModelError(
             f"{node.op_type} node {node.name!r} has a scale of shape {list(scale.shape)} and a zero point of shape "
             f"{list(zero_point.shape)}; expected one value (per tensor) or one per channel in both (a 1-D scale and zero point "
-            "of the same length)"
+            "of the same length), or a block_size attribute (blocked quantization)"
         )
     axis: int | None = None
     if scale.ndim == 1 and scale.size > 1:
         axis = _attr(node, "axis", 1)
-    return scale.reshape(-1) if scale.ndim else scale, zero_point.reshape(scale.shape), qtype, axis, protos
+    return _Params(scale.reshape(-1) if scale.ndim else scale, zero_point.reshape(scale.shape), qtype, axis, None, protos)
+
+
+def _block_axis(index: GraphIndex, node: onnx.NodeProto, scale: np.ndarray, zero_point: np.ndarray, block_size: int) -> int:
+    """The blocked axis of a Q or DQ node with ``block_size``, its parameters checked against the
+    quantized tensor's shape where that is known (a weight)."""
+    shape = list(index.initializers[node.input[0]].dims) if node.input[0] in index.initializers else None
+    rank = len(shape) if shape is not None else scale.ndim
+    axis = _attr(node, "axis", 1)
+    problem = ""
+    if scale.ndim != rank or not -rank <= axis < rank:
+        problem = f"a scale of rank {scale.ndim} and axis {axis} for a tensor of rank {rank}"
+    elif zero_point.size > 1 and zero_point.shape != scale.shape:
+        problem = f"a scale of shape {list(scale.shape)} and a zero point of shape {list(zero_point.shape)}"
+    elif shape is not None:
+        axis %= rank
+        want = [-(-d // block_size) if i == axis else d for i, d in enumerate(shape)]
+        if list(scale.shape) != want:
+            problem = f"a scale of shape {list(scale.shape)} for a tensor of shape {shape}"
+    if problem:
+        raise ModelError(
+            f"{node.op_type} node {node.name!r} (block_size {block_size}) has {problem}; expected one scale (and zero "
+            f"point) per block of {block_size} values along the axis and one per value along the other axes, as ONNX "
+            "opset 21 defines blocked quantization"
+        )
+    return axis % rank
 
 
 def find_qdq(index: GraphIndex, float_model: FloatModel | None) -> list[Found]:
@@ -102,8 +141,8 @@ def find_qdq(index: GraphIndex, float_model: FloatModel | None) -> list[Found]:
             )
         dqs = readers
         paired.update(n.name for n in dqs)
-        scale, zero_point, qtype, axis, protos = _params(index, q)
-        dq_protos = [p for d in dqs for p in _params(index, d)[4]]
+        params = _params(index, q)
+        dq_protos = [p for d in dqs for p in _params(index, d).protos]
         src = q.input[0]
         kind: QuantizerKind = "weight" if src in index.initializers else "activation"
         quantizer = Quantizer(
@@ -111,14 +150,15 @@ def find_qdq(index: GraphIndex, float_model: FloatModel | None) -> list[Found]:
             kind=kind,
             input=src,
             output=dqs[0].output[0],
-            qtype=qtype,
-            axis=axis,
-            scale=scale,
-            zero_point=zero_point,
-            thresholds=thresholds_of(qtype, scale, zero_point),
+            qtype=params.qtype,
+            axis=params.axis,
+            scale=params.scale,
+            zero_point=params.zero_point,
+            thresholds=thresholds_of(params.qtype, params.scale, params.zero_point),
             nodes=(q, dqs[0]),
-            initializers=tuple({p.name: p for p in protos + dq_protos}.values()),
+            initializers=tuple({p.name: p for p in params.protos + dq_protos}.values()),
             source_op="QuantizeLinear",
+            block_size=params.block_size,
         )
         if kind == "activation":
             quantizer = _with_deleted_activation(index, quantizer, float_model)
@@ -141,7 +181,7 @@ def _lone_dq(index: GraphIndex, dq: onnx.NodeProto, float_model: FloatModel | No
     stored_proto = index.initializers[dq.input[0]]
     if stored_proto.data_type == onnx.TensorProto.INT32:
         return None  # a quantized bias: an ordinary node
-    scale, zero_point, qtype, axis, protos = _params(index, dq)
+    scale, zero_point, qtype, axis, block_size, protos = _params(index, dq)
     readers = index.consumers.get(dq.output[0], [])
     slot_of = [(n.name, list(n.input).index(dq.output[0])) for n in readers if dq.output[0] in n.input]
     float_value = None
@@ -151,14 +191,14 @@ def _lone_dq(index: GraphIndex, dq: onnx.NodeProto, float_model: FloatModel | No
             if float_value is not None:
                 break
     stored = numpy_helper.to_array(stored_proto)
-    if axis is not None and (not -stored.ndim <= axis < stored.ndim or stored.shape[axis] != scale.size):
+    if axis is not None and not block_size and (not -stored.ndim <= axis < stored.ndim or stored.shape[axis] != scale.size):
         raise ModelError(
             f"DequantizeLinear node {dq.name!r} has {scale.size} per-channel scales on axis {axis}, but its weight "
             f"{dq.input[0]!r} has shape {list(stored.shape)}; expected one scale per channel along that axis"
         )
     exact = float_value is not None
     if float_value is None:
-        float_value = dequantize(stored, scale, zero_point, axis)
+        float_value = dequantize(stored, scale, zero_point, axis, block_size)
     float_name = f"{dq.input[0]}/float"
     float_init = numpy_helper.from_array(float_value.astype(np.float32), float_name)
     quantizer = Quantizer(
@@ -175,6 +215,7 @@ def _lone_dq(index: GraphIndex, dq: onnx.NodeProto, float_model: FloatModel | No
         nodes=(dq,),
         initializers=(stored_proto, *protos),
         source_op="DequantizeLinear",
+        block_size=block_size,
     )
     return Found(nodes=(dq,), quantizer=quantizer, initializers=(float_init,))
 
