@@ -169,3 +169,45 @@ def test_blocked_parameters_of_the_wrong_shape_are_one_line(tmp_path: Path, caps
     assert main(["info", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "block_size 16" in err and f"[{K // B1 + 1}, {H}]" in err and f"[{K}, {H}]" in err
+
+
+def test_onnxruntime_int4_weight_only_qdq_with_its_float_model(tmp_path: Path) -> None:
+    """ONNX Runtime's weight-only quantizer in QDQ format (what it writes for LLMs): int4 blocks in
+    lone DequantizeLinear nodes, weights and readers renamed (``<w>_DQ_Q4``, ``<node>_matmul_Q4``);
+    the float model gives the float weights back, and the weight sweep equals a brute force."""
+    pytest.importorskip("onnx_ir")  # what the quantizer needs (the test extra installs it)
+    from onnxruntime.quantization import QuantFormat
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    w1, w2 = _weights()
+    nodes = [h.make_node("MatMul", ["x", "w1"], ["mm1_out"], name="mm1"), h.make_node("Relu", ["mm1_out"], ["relu_out"], name="relu"),
+             h.make_node("MatMul", ["relu_out", "w2"], ["y"], name="mm2")]
+    float_model = _write(tmp_path / "float.onnx", nodes, [nh.from_array(w1, "w1"), nh.from_array(w2, "w2")])
+    quantizer = MatMulNBitsQuantizer(onnx.load(str(float_model)), algo_config=DefaultWeightOnlyQuantConfig(
+        block_size=16, is_symmetric=True, quant_format=QuantFormat.QDQ))
+    quantizer.process()
+    calibrated = tmp_path / "int4.onnx"
+    quantizer.model.save_model_to_file(str(calibrated), use_external_data_format=False)
+    rng = np.random.default_rng(5)
+    samples = [{"x": rng.standard_normal((1, K)).astype(np.float32)} for _ in range(2)]
+    for i, s in enumerate(samples):
+        (tmp_path / "data" / "x").mkdir(parents=True, exist_ok=True)
+        np.save(tmp_path / "data" / "x" / f"{i}.npy", s["x"])
+
+    ctx = open_context(calibrated, tmp_path / "data", float_model=float_model)
+    weights = ctx.model.weight_quantizers
+    assert len(weights) == 2 and all(q.exact and q.qtype == "int4" and q.block_size == 16 for q in weights)
+    by_shape = {ctx.engine.weight_values(q.name)[0].shape: ctx.engine.weight_values(q.name)[0] for q in weights}
+    np.testing.assert_array_equal(by_shape[w1.shape], w1)
+    np.testing.assert_array_equal(by_shape[w2.shape], w2)
+    from ptqdebug.analyses.sensitivity import node_sensitivity
+
+    cands = candidates_for(ctx.model, "weight")
+    got = node_sensitivity(ctx, cands, node_type="weight", data_num=2).as_mapping()
+    cos = METRICS["cosine-similarity"]
+    want = brute_force_sensitivity(lambda qs, s: oracle_from_model(ctx.model, qs, s), {c.name: c.quantizers for c in cands},
+                                   samples, ["y"], lambda a, b: compare([cos], a, b)[0])
+    for name, value in want.items():
+        assert got[name]["cosine-similarity"] == pytest.approx(value, abs=1e-6), name
+    assert min(want.values()) < 0.99999  # 4-bit weights lose something
+    assert not open_context(calibrated, tmp_path / "data").model.weight_quantizers[0].exact  # without it: stays on

@@ -403,6 +403,6 @@ def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
 
         written.append(write_report(results, root))
     for kind, r in all_sens.items():
-        logger.info("most sensitive %s nodes: %s", kind, ", ".join(e.name for e in r.top(3)))
+        logger.info("most sensitive %s nodes: %s", kind, ", ".join(e.name for e in r.top(3)) or "none")
     return RunResult(root, all_sens, tuple(dis), tuple(cw), tuple(acc), partial, judged, tuple(written), results, tuple(notes),
                      ctx.cache.hits)

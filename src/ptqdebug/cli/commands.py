@@ -238,7 +238,7 @@ def _runall(args: argparse.Namespace) -> int:
     print(run.verdict.summary)
     for kind, result in run.sensitivities.items():
         top = ", ".join(f"{e.name} ({e.scores[result.metrics[0]]:.5g})" for e in result.top(3))
-        print(f"most sensitive {'ordinary' if kind == 'node' else kind} nodes: {top}")
+        print(f"most sensitive {'ordinary' if kind == 'node' else kind} nodes: {top or 'none (no such calibration nodes)'}")
     print(f"wrote {len(run.files)} files under {run.save_dir}")
     if args.report:
         print(f"report: {run.save_dir / 'index.html'}")

@@ -2,18 +2,26 @@
 
 ONNX Runtime's quantizer stores weights as integers by default and deletes a Relu/Clip when the
 next QuantizeLinear's range already clamps there. Given the float model, ptqdebug recovers the
-float weights (found through the reading node's name and input slot, else through the
-``<name>_quantized`` initializer naming) and the deleted Relu/Clip nodes (found through the
-tensor name, which the quantizer keeps).
+float weights (found through the reading node's name and input slot, else through the names
+ONNX Runtime's quantizers give: ``<name>_quantized`` initializers from ``quantize_static``;
+``<name>_DQ_Q4`` initializers read by ``<node>_matmul_Q4`` from the weight-only int4 quantizer
+in QDQ format) and the deleted Relu/Clip nodes (found through the tensor name, which the
+quantizer keeps).
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
 __all__ = ["FloatModel"]
+
+#: what ONNX Runtime's quantizers append to a weight's name, and to the name of the node reading it
+_RENAMED_WEIGHT = re.compile(r"(_quantized|_DQ_Q\d+)$")
+_RENAMED_NODE = re.compile(r"_matmul_Q\d+$")
 
 
 class FloatModel:
@@ -32,12 +40,11 @@ class FloatModel:
 
     def weight(self, consumer: str, slot: int, stored: str) -> np.ndarray | None:
         """The float value read by node ``consumer`` at input ``slot`` (or named like ``stored``)."""
-        node = self._nodes.get(consumer)
+        node = self._nodes.get(consumer) or self._nodes.get(_RENAMED_NODE.sub("", consumer))
         if node is not None and 0 <= slot < len(node.input) and node.input[slot] in self._inits:
             return self.constant(node.input[slot])
-        if stored.endswith("_quantized"):
-            return self.constant(stored[: -len("_quantized")])
-        return None
+        original = _RENAMED_WEIGHT.sub("", stored)
+        return self.constant(original) if original != stored else None
 
     def producer(self, tensor: str) -> onnx.NodeProto | None:
         return self._producer.get(tensor)

@@ -191,6 +191,8 @@ def _lone_dq(index: GraphIndex, dq: onnx.NodeProto, float_model: FloatModel | No
             if float_value is not None:
                 break
     stored = numpy_helper.to_array(stored_proto)
+    if float_value is not None and float_value.shape != stored.shape:
+        float_value = None  # not this weight (a name matched by chance)
     if axis is not None and not block_size and (not -stored.ndim <= axis < stored.ndim or stored.shape[axis] != scale.size):
         raise ModelError(
             f"DequantizeLinear node {dq.name!r} has {scale.size} per-channel scales on axis {axis}, but its weight "
