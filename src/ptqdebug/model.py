@@ -374,6 +374,14 @@ def _assemble(
             f"{len(restored)} activation calibration nodes replace a Relu/Clip that the quantizer deleted "
             f"(ONNX Runtime's default); switched off they apply it again, so all-off is the float model ({how})"
         )
+    relu_fused = _float8_after_relu(ordered, quantizers)
+    if relu_fused:
+        notes.append(
+            f"{len(relu_fused)} float8 activation calibration nodes ({', '.join(relu_fused[:3])}{', ...' if len(relu_fused) > 3 else ''}) "
+            "read a Relu's output: ONNX Runtime's default optimizations (checked on 1.32) remove such a Relu as if "
+            "the quantizer clamped at 0, which float8 does not; ptqdebug analyses the model as ONNX defines it, Relu "
+            "kept, so ONNX Runtime's own output of this model can differ from the calibrated scores"
+        )
     maps = node_maps(ordered, {q.name for q in quantizers if q.scope is None},
                      {q.name: q.scope for q in quantizers if q.scope is not None})
     return CalibratedModel(
@@ -386,3 +394,17 @@ def _assemble(
         notes=tuple(notes),
         **maps,
     )
+
+
+def _float8_after_relu(nodes: list[onnx.NodeProto], quantizers: list[Quantizer]) -> list[str]:
+    """Float8 activation calibration nodes that alone read a Relu's output: ONNX Runtime's
+    ``ReluQuantFusion`` deletes that Relu, as it may before an int8 quantizer with zero point
+    -128 or a uint8 one with zero point 0, where the quantizer clamps at 0 anyway; float8 keeps
+    negative values, so ONNX Runtime then computes something else than the model."""
+    producer = {o: n for n in nodes for o in n.output}
+    readers: dict[str, int] = {}
+    for n in nodes:
+        for i in n.input:
+            readers[i] = readers.get(i, 0) + 1
+    return [q.name for q in quantizers if q.kind == "activation" and q.qtype.startswith("float8")
+            and getattr(producer.get(q.input), "op_type", "") == "Relu" and readers.get(q.input) == 1]

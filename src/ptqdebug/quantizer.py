@@ -10,6 +10,7 @@ model computes.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -101,9 +102,9 @@ class Quantizer:
 
     @property
     def bits(self) -> int:
-        """The bit width of the quantized type (8 for int8/uint8, 16 for int16/float16, ...)."""
-        digits = "".join(ch for ch in self.qtype if ch.isdigit())
-        return int(digits) if digits else 16
+        """The bit width of the quantized type (8 for int8/uint8 and float8e4m3fn, 16 for int16/float16, ...)."""
+        width = re.search(r"\d+", self.qtype)  # the first number: float8e4m3fn is 8 bits, not 843
+        return int(width.group()) if width else 16
 
     @property
     def is_integer(self) -> bool:
