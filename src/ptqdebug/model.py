@@ -397,10 +397,11 @@ def _assemble(
 
 
 def _float8_after_relu(nodes: list[onnx.NodeProto], quantizers: list[Quantizer]) -> list[str]:
-    """Float8 activation calibration nodes that alone read a Relu's output: ONNX Runtime's
-    ``ReluQuantFusion`` deletes that Relu, as it may before an int8 quantizer with zero point
-    -128 or a uint8 one with zero point 0, where the quantizer clamps at 0 anyway; float8 keeps
-    negative values, so ONNX Runtime then computes something else than the model."""
+    """Float8 activation calibration nodes that alone read a Relu's output. ONNX Runtime's
+    extended optimizations fuse such a Relu into the QuantizeLinear, that is delete it, as they
+    may before an int8 quantizer with zero point -128 or a uint8 one with zero point 0, which
+    clamp at 0 anyway (checked on 1.32); float8 keeps negative values, so ONNX Runtime then
+    computes something else than the model means."""
     producer = {o: n for n in nodes for o in n.output}
     readers: dict[str, int] = {}
     for n in nodes:
