@@ -48,7 +48,7 @@ def _qdq(name: str, src: str, scale: str, zp: str, out: str, **attrs: int) -> li
 def _write(path: Path, nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto]) -> Path:
     graph = h.make_graph(nodes, "blocked", [h.make_tensor_value_info("x", T.FLOAT, [1, K])],
                          [h.make_tensor_value_info("y", T.FLOAT, [1, N])], inits)
-    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 21)])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 21)], ir_version=10)  # int4 needs IR 10; newer onnx writes newer IRs than ONNX Runtime reads
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
