@@ -237,3 +237,27 @@ def test_providers_default_comes_from_the_environment(monkeypatch: pytest.Monkey
     with pytest.raises(OptionError, match="FooExecutionProvider"):
         resolve_providers(None)
     assert resolve_providers("cpu") == ["CPUExecutionProvider"]  # an explicit choice wins
+
+
+def test_an_onnxruntime_too_old_for_the_file_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What onnxruntime-gpu 1.31 said of a file saved by a newer onnx (IR 14), seen on a GPU machine:
+    one line, without ONNX Runtime's C++ source location, and what to do about it."""
+    import onnx
+
+    from ptqdebug.engine import runtime
+    from ptqdebug.errors import ModelError
+
+    said = ("[ONNXRuntimeError] : 1 : FAIL : /onnxruntime_src/onnxruntime/core/graph/model.cc:256 onnxruntime::Model::Model("
+            "onnx::ModelProto&&, const onnxruntime::PathString&, const onnxruntime::logging::Logger&, const onnxruntime::ModelOptions&) "
+            "Unsupported model IR version: 14, max supported IR version: 13")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError(said)
+
+    monkeypatch.setattr(runtime.ort, "InferenceSession", refuse)
+    with pytest.raises(ModelError) as exc:
+        runtime.make_session(onnx.ModelProto(), ["CPUExecutionProvider"], 1)
+    text = str(exc.value)
+    assert "\n" not in text and "onnxruntime_src" not in text and "Model::Model" not in text
+    assert "(Unsupported model IR version: 14, max supported IR version: 13)" in text
+    assert "upgrade onnxruntime, or save the model with an ir_version it reads" in text

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import re
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -168,7 +167,7 @@ class Context:
         when the first sample fails, else a :class:`DataError` naming the sample); if both run,
         ptqdebug's own graph surgery failed and the caller re-raises the original error."""
         from .engine.build import build_model
-        from .engine.runtime import make_session
+        from .engine.runtime import make_session, ort_reason
 
         every = [q.name for q in self.model.quantizers]
         variants = (("float model", lambda: self.model.proto),
@@ -186,7 +185,7 @@ class Context:
                 except Exception as exc:  # ONNX Runtime's own exception types share no base class
                     if not type(exc).__module__.startswith("onnxruntime"):
                         raise
-                    reason = _ort_reason(exc)
+                    reason = ort_reason(exc)
                     shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in sample.items())
                     where = f"sample {self.data.labels[i]} of {self.data.source} ({shapes})"
                     if i == 0:
@@ -221,14 +220,6 @@ class Context:
         else:
             self._refs.move_to_end(key)
         return ref
-
-
-def _ort_reason(exc: BaseException) -> str:
-    """ONNX Runtime's message without its status prefix and C++ source locations, on one line."""
-    text = " ".join(str(exc).split())
-    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
-    text = re.sub(r"/onnxruntime_src/\S+:\d+ (\S+\(.*?\) )?", "", text)
-    return text[:300]
 
 
 def open_context(

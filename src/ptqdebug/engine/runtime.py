@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 from collections.abc import Mapping, Sequence
 
 import onnx
@@ -21,7 +22,7 @@ import onnxruntime as ort
 
 from ..errors import ModelError, OptionError
 
-__all__ = ["make_session", "resolve_providers", "type_from_ort"]
+__all__ = ["make_session", "ort_reason", "resolve_providers", "type_from_ort"]
 
 _ORT_ELEM = {
     "float": onnx.TensorProto.FLOAT, "float16": onnx.TensorProto.FLOAT16, "double": onnx.TensorProto.DOUBLE,
@@ -68,6 +69,14 @@ def _preload_cuda() -> None:
             preload()
 
 
+def ort_reason(exc: BaseException) -> str:
+    """ONNX Runtime's message without its status prefix and C++ source locations, on one line."""
+    text = " ".join(str(exc).split())
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    text = re.sub(r"/onnxruntime_src/\S+:\d+ (\S+\(.*?\) )?", "", text)
+    return text[:300]
+
+
 def make_session(model: onnx.ModelProto, providers: Sequence[str], threads: int | None,
                  initializers: Mapping[str, ort.OrtValue] | None = None) -> ort.InferenceSession:
     """An inference session over ``model`` with ptqdebug's options; ``initializers`` give the
@@ -87,8 +96,12 @@ def make_session(model: onnx.ModelProto, providers: Sequence[str], threads: int 
     try:
         session = ort.InferenceSession(model.SerializeToString(), so, providers=_with_options(providers))
     except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types for invalid graphs
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"ONNX Runtime cannot run the model ({first}); expected a model ONNX Runtime can load") from None
+        reason = ort_reason(exc) or type(exc).__name__
+        hint = ""
+        if "Unsupported model IR version" in reason:
+            hint = (f" (this onnxruntime {ort.__version__} is older than the onnx that saved the model: upgrade onnxruntime, "
+                    "or save the model with an ir_version it reads)")
+        raise ModelError(f"ONNX Runtime cannot run the model ({reason}); expected a model ONNX Runtime can load{hint}") from None
     if providers and providers[0] not in session.get_providers():  # ORT falls back to the CPU silently
         raise OptionError(
             f"ONNX Runtime could not start {providers[0]} (the session fell back to {', '.join(session.get_providers())}); "
