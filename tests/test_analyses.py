@@ -160,6 +160,50 @@ def _counting(fn, seen: list):  # noqa: ANN001, ANN202
     return wrapped
 
 
+def test_local_errors_match_brute_force(ctx, cnn_dir: Path, samples) -> None:
+    """Each node's own calibration nodes on, everything else float, compared at its outputs."""
+    from ptqdebug.analyses.local import LocalErrorResult, local_errors
+
+    path = cnn_dir / f"{NAME}.onnx"
+    m = ctx.model
+    result = local_errors(ctx, metrics=("cosine-similarity", "mse"), data_num=2)
+    assert [e.node for e in result.entries] == list(m.sensitivity_nodes) and result.samples == 2
+    mse = METRICS["mse"]
+    for e in result.entries:
+        outs = list(m.node_outputs[e.node])
+        cos_vals, mse_vals = [], []
+        for s in samples[:2]:
+            ref = oracle_from_file(path, (), s, outputs=outs)
+            got = oracle_from_file(path, m.node_quantizers[e.node], s, outputs=outs)
+            for t in outs:
+                cos_vals.append(compare([COS], ref[t], got[t])[0])
+                mse_vals.append(compare([mse], ref[t], got[t])[0])
+        assert e.scores["cosine-similarity"] == pytest.approx(np.mean(cos_vals), abs=1e-6), e.node
+        assert e.scores["mse"] == pytest.approx(np.mean(mse_vals), rel=1e-4, abs=1e-9), e.node
+    assert min(e.scores["cosine-similarity"] for e in result.entries) < 0.99999  # quantization shows locally
+    assert LocalErrorResult.from_dict(result.to_dict()) == result
+
+
+def test_local_errors_api(cnn_dir: Path) -> None:
+    path, data = cnn_dir / f"{NAME}.onnx", cnn_dir / "calibration_data"
+    m = dbg.load_model(path)
+    node = m.sensitivity_nodes[1]
+    result = dbg.local_errors(path, data, nodes=[node], metrics=["cosine-similarity", "mse"], data_num=2)
+    assert list(result.as_mapping()) == [node] and set(result.metrics) == {"cosine-similarity", "mse"}
+    whole = {e.node: e for e in local_errors_of(path, data)}
+    assert result.entries[0].scores["cosine-similarity"] == whole[node].scores["cosine-similarity"]
+    with pytest.raises(OptionError, match="not an ordinary node with calibration nodes"):
+        dbg.local_errors(path, data, nodes=m.quantizers[0].name)
+    with pytest.raises(UnknownNodeError):
+        dbg.local_errors(path, data, nodes="no_such_node")
+
+
+def local_errors_of(path: Path, data: Path):  # noqa: ANN201
+    from ptqdebug.analyses.local import local_errors
+
+    return local_errors(dbg.open_context(path, data), data_num=2).entries
+
+
 def test_partial_quantization_matches_brute_force(ctx, cnn_dir: Path, samples) -> None:
     m = ctx.model
     nodes = [m.sensitivity_nodes[4], m.sensitivity_nodes[1]]

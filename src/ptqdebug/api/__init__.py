@@ -14,13 +14,14 @@ from .figures import (
     plot_distribution,
 )
 from .runall import RunResult, runall
-from .sensitivity import get_sensitivity_of_nodes, sensitivity_of_nodes
+from .sensitivity import get_sensitivity_of_nodes, local_errors, sensitivity_of_nodes
 
 __all__ = [
     "RunResult",
     "get_calibration_nodes_stat_info",
     "get_channelwise_data_distribution",
     "get_sensitivity_of_nodes",
+    "local_errors",
     "plot_acc_error",
     "plot_distribution",
     "runall",

@@ -1,11 +1,13 @@
-"""``get_sensitivity_of_nodes`` (reference §3)."""
+"""``get_sensitivity_of_nodes`` (reference §3), and ``local_errors`` beside it."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
 
-from ..analyses.candidates import candidates_for, check_node_type, normalize_node_list
+from ..analyses.candidates import candidates_for, check_node_type, flat_names, normalize_node_list
+from ..analyses.local import LocalErrorResult
+from ..analyses.local import local_errors as _local_errors
 from ..analyses.sensitivity import Progress, SensitivityResult, node_sensitivity
 from ..context import Context
 from ..errors import OptionError
@@ -14,7 +16,7 @@ from ..report.tables import info_table, sensitivity_rows
 from .checks import check_data_num, check_metrics, check_node_list, check_save_dir
 from .common import FloatModelArg, ModelArg, context_for, runtime_errors, show_info
 
-__all__ = ["compare_tensors", "get_sensitivity_of_nodes", "sensitivity_of_nodes"]
+__all__ = ["compare_tensors", "get_sensitivity_of_nodes", "local_errors", "sensitivity_of_nodes"]
 
 
 def compare_tensors(ctx: Context, output_node: object) -> tuple[str, ...] | None:
@@ -123,3 +125,47 @@ def get_sensitivity_of_nodes(
     if save_dir is not None:
         write_sensitivity(result, save_dir)
     return result.as_mapping()
+
+
+def local_errors(
+    model_or_file: ModelArg,
+    calibrated_data: object,
+    nodes: object = None,
+    metrics: str | Sequence[str] = "cosine-similarity",
+    data_num: int | None = 1,
+    *,
+    float_model: FloatModelArg = None,
+    providers: str | Sequence[str] | None = None,
+    progress: Progress | None = None,
+) -> LocalErrorResult:
+    """Each ordinary node's error at its own outputs, without propagation (not in the original).
+
+    Only the node's calibration nodes are on and everything upstream is float, so the score says
+    how lossy the node's own quantization is; beside the node's sensitivity (the same
+    quantization measured at the model outputs, :func:`get_sensitivity_of_nodes`) it tells a
+    lossy node from one whose small error the network amplifies. See
+    :mod:`ptqdebug.analyses.local`.
+
+    Args:
+        nodes: ordinary nodes (default: every node with calibration nodes).
+        metrics, data_num, float_model, providers, progress: as for :func:`get_sensitivity_of_nodes`.
+
+    Returns:
+        A :class:`~ptqdebug.analyses.local.LocalErrorResult` in graph order;
+        ``result.as_mapping()`` gives ``{node: {metric: value}}``.
+    """
+    mets = check_metrics(metrics)
+    check_data_num(data_num)
+    check_node_list(None, nodes, "nodes", expand=False)
+    ctx = context_for(model_or_file, calibrated_data, float_model, providers, True, None, None)
+    names = None
+    if nodes is not None:
+        check_node_list(ctx.model, nodes, "nodes", expand=False)
+        names = flat_names(nodes, "nodes")
+        plain = [n for n in names if n not in ctx.model.node_outputs or not ctx.model.node_quantizers.get(n)]
+        if plain:
+            raise OptionError(f"nodes: {plain[0]!r} is not an ordinary node with calibration nodes; expected one of "
+                              f"{', '.join(ctx.model.sensitivity_nodes[:5])}{', ...' if len(ctx.model.sensitivity_nodes) > 5 else ''}")
+    ctx.samples(data_num)
+    with runtime_errors(ctx, data_num):
+        return _local_errors(ctx, names, mets, data_num, progress)

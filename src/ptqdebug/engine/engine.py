@@ -298,6 +298,34 @@ class Engine:
             env.pop(t, None)
         return Reference(sample=base.sample, values=env, fetch=fetch, enabled=enabled)
 
+    def local(self, base: Reference, enabled: Collection[str], tensors: Collection[str]) -> dict[str, np.ndarray]:
+        """``tensors`` with ``enabled`` calibration nodes on, computed from ``base`` (a float
+        reference) through no segment past the last one producing them: the error those
+        calibration nodes add before ``tensors``, without what the rest of the graph does with it.
+
+        The segments producing ``tensors`` run in their session with every calibration node
+        switchable (as :meth:`trace` does), whatever ``enabled`` is: with nothing enabled it gives
+        the float values in the same numerics, so a tensor ``enabled`` does not reach compares
+        equal, bit for bit. Asking for the same ``tensors`` every time reuses one such session
+        per segment.
+        """
+        wanted = frozenset(tensors)
+        producers = {self.plan.producer_segment[t] for t in wanted}
+        enabled = frozenset(enabled) & self._switchable
+        first = min(self.plan.first_segment(list(enabled)), min(producers))
+        env = dict(base.values)
+        dirty: set[str] = set()
+        for seg in self.plan.segments[first:max(producers) + 1]:
+            here = enabled.intersection(seg.quantizers)
+            if seg.index in producers:
+                self._run_segment(seg, env, here, wanted, "all")
+            elif here or dirty.intersection(seg.inputs):
+                self._run_segment(seg, env, here or None, ())
+            else:
+                continue
+            dirty.update(seg.outputs)
+        return {t: env[t] for t in tensors}
+
     def trace(
         self,
         sample: Sample,
