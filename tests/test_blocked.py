@@ -92,7 +92,9 @@ def test_blocked_parameters_are_read(tmp_path: Path) -> None:
     m = load_model(calibrated, float_model)
     w1, w2 = m.quantizer_map["w1_q"], m.quantizer_map["w2_dq"]
     assert (w1.qtype, w1.granularity, w1.block_size, w1.axis, w1.channel_axis, w1.scale.shape) == ("int4", "per-block", B1, 0, 1, (K // B1, H))
-    assert len(w1.thresholds) == w1.scale.size and w1.bits == 4
+    # thresholds and scales per output channel (the largest of its blocks), not per block: an LLM has millions
+    assert w1.thresholds == tuple(float(np.float32(v)) for v in w1.scale.astype(np.float64).max(axis=0) * 7) and w1.bits == 4
+    np.testing.assert_array_equal(w1.channel_scales, w1.scale.max(axis=0))
     assert (w2.qtype, w2.granularity, w2.block_size, w2.exact, w2.source_op) == ("int8", "per-block", B2, True, "DequantizeLinear")
     assert m.quantizer_map["x_q"].granularity == "per-tensor" and m.quantizer_map["x_q"].block_size is None
     assert not load_model(calibrated).quantizer_map["w2_dq"].exact  # integers, no float model: stays on
@@ -152,7 +154,7 @@ def test_runall_on_a_blocked_model(tmp_path: Path, capsys: pytest.CaptureFixture
     assert boxes["w1_q"]["axis"] == 1 and boxes["w1_q"]["channels"] == H  # output channels, not blocks
     assert main(["get-calibration-nodes-stat-info", str(calibrated), str(tmp_path / "data"), "-s", str(out)]) == 0
     stats = json.loads((out / "cali_nodes_stat_info.json").read_text())
-    assert stats["w1_q"]["Granularity"] == "per-block" and len(stats["w1_q"]["Scales"]) == (K // B1) * H
+    assert stats["w1_q"]["Granularity"] == "per-block" and len(stats["w1_q"]["Scales"]) == len(stats["w1_q"]["Thresholds"]) == H
     capsys.readouterr()
 
 

@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 import onnx
 
-__all__ = ["QTYPE_RANGES", "Quantizer", "QuantizerKind"]
+__all__ = ["QTYPE_RANGES", "Quantizer", "QuantizerKind", "channel_axis_of", "per_channel"]
 
 QuantizerKind = Literal["weight", "activation"]
 
@@ -30,6 +30,23 @@ QTYPE_RANGES: dict[str, tuple[int, int]] = {
     "int16": (-32768, 32767),
     "uint16": (0, 65535),
 }
+
+
+def per_channel(values: np.ndarray, channel_axis: int | None) -> np.ndarray:
+    """Per-block parameters reduced to one per channel along ``channel_axis`` (the largest of
+    each channel's blocks); other parameters flattened. A large language model has tens of
+    millions of blocks: thresholds and statistics per block would not fit in a report."""
+    v = np.asarray(values)
+    if channel_axis is None or v.ndim < 2:
+        return v.reshape(-1)
+    return np.moveaxis(v, channel_axis, 0).reshape(v.shape[channel_axis], -1).max(axis=1)
+
+
+def channel_axis_of(axis: int | None, block_size: int | None) -> int | None:
+    """See :attr:`Quantizer.channel_axis`."""
+    if block_size:
+        return 1 if axis == 0 else 0
+    return axis
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,9 +139,12 @@ class Quantizer:
         the axis of output channels, which its blocks do not cut (a MatMul weight ``[K, N]``
         blocked along K has its channels on axis 1, a Conv weight blocked along its inputs on
         axis 0); ``None`` when per-tensor."""
-        if self.block_size:
-            return 1 if self.axis == 0 else 0
-        return self.axis
+        return channel_axis_of(self.axis, self.block_size)
+
+    @property
+    def channel_scales(self) -> np.ndarray:
+        """The scales, one per channel (a per-block quantizer's largest per channel), flat."""
+        return per_channel(self.scale, self.channel_axis if self.block_size else None)
 
     @property
     def threshold(self) -> float | None:

@@ -84,7 +84,7 @@ def calibration_node_stats(ctx: Context, nodes_list: object = None, data_num: in
         out.append(CalibrationNodeStats(
             name=n, tensor_type="weight" if q.kind == "weight" else "feature", granularity=q.granularity,
             qtype=q.qtype, thresholds=tuple(float(t) for t in q.thresholds),
-            scales=tuple(float(s) for s in np.asarray(q.scale).reshape(-1)),
+            scales=tuple(float(s) for s in q.channel_scales),
             max_vals=tuple(float(v) for v in mx), min_nz_vals=tuple(float(v) for v in nz),
         ))
     return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from ..quantizer import QTYPE_RANGES
+from ..quantizer import QTYPE_RANGES, per_channel
 
 __all__ = ["ONNX_QTYPES", "dequantize", "qtype_of_onnx", "thresholds_of"]
 
@@ -35,17 +35,20 @@ def qtype_of_onnx(code: int) -> str:
     return onnx.helper.tensor_dtype_to_np_dtype(code).name
 
 
-def thresholds_of(qtype: str, scale: np.ndarray, zero_point: np.ndarray) -> tuple[float, ...]:
+def thresholds_of(qtype: str, scale: np.ndarray, zero_point: np.ndarray, channel_axis: int | None = None) -> tuple[float, ...]:
     """Clipping thresholds as the original toolchain states them.
 
-    Symmetric (zero point 0 on a signed type): one threshold ``scale * qmax`` per channel.
-    Otherwise the float range ``[scale * (qmin - zp), scale * (qmax - zp)]``, of the widest channel.
+    Symmetric (zero point 0 on a signed type): one threshold ``scale * qmax`` per channel (per
+    block: the channel's largest, along ``channel_axis``). Otherwise the float range
+    ``[scale * (qmin - zp), scale * (qmax - zp)]``, of the widest channel.
     """
     if qtype not in QTYPE_RANGES:
         return ()
     qmin, qmax = QTYPE_RANGES[qtype]
     s = np.asarray(scale, dtype=np.float64).reshape(-1)
     z = np.broadcast_to(np.asarray(zero_point, dtype=np.float64).reshape(-1), s.shape)
+    if qmin < 0 and not np.any(z) and np.ndim(scale) > 1:
+        s = per_channel(np.asarray(scale, dtype=np.float64), channel_axis)
     if qmin < 0 and not np.any(z):
         return tuple(float(np.float32(v)) for v in s * qmax)
     lo = s * (qmin - z)

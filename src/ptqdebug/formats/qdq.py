@@ -30,7 +30,7 @@ from onnx import numpy_helper
 
 from ..errors import ModelError
 from ..graph import GraphIndex
-from ..quantizer import Quantizer, QuantizerKind
+from ..quantizer import Quantizer, QuantizerKind, channel_axis_of
 from . import Found
 from .floatref import FloatModel
 from .params import dequantize, qtype_of_onnx, thresholds_of
@@ -154,7 +154,7 @@ def find_qdq(index: GraphIndex, float_model: FloatModel | None) -> list[Found]:
             axis=params.axis,
             scale=params.scale,
             zero_point=params.zero_point,
-            thresholds=thresholds_of(params.qtype, params.scale, params.zero_point),
+            thresholds=thresholds_of(params.qtype, params.scale, params.zero_point, channel_axis_of(params.axis, params.block_size)),
             nodes=(q, dqs[0]),
             initializers=tuple({p.name: p for p in params.protos + dq_protos}.values()),
             source_op="QuantizeLinear",
@@ -212,7 +212,7 @@ def _lone_dq(index: GraphIndex, dq: onnx.NodeProto, float_model: FloatModel | No
         axis=axis,
         scale=scale,
         zero_point=zero_point,
-        thresholds=thresholds_of(qtype, scale, zero_point),
+        thresholds=thresholds_of(qtype, scale, zero_point, channel_axis_of(axis, block_size)),
         exact=exact,
         nodes=(dq,),
         initializers=(stored_proto, *protos),
