@@ -168,6 +168,8 @@ def test_blocked_parameters_of_the_wrong_shape_are_one_line(tmp_path: Path, caps
             t.CopyFrom(h.make_tensor("w1z", T.INT4, [K // B1 + 1, H], [0] * ((K // B1 + 1) * H)))
     bad = tmp_path / "bad.onnx"
     onnx.save(model, str(bad))
+    assert main(["info", str(calibrated)]) == 0
+    assert "w1_q  int4 per-block of 16 -> mm1" in capsys.readouterr().out
     assert main(["info", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "block_size 16" in err and f"[{K // B1 + 1}, {H}]" in err and f"[{K}, {H}]" in err

@@ -274,7 +274,8 @@ def _info(args: argparse.Namespace) -> int:
             extra = "" if q.exact else "  (fixed: weights stored as integers)"
             state = "" if q.enabled else "  (switch OFF)"
             readers = ";".join(model.quantizer_consumers.get(q.name, ())) or (f"(inside {q.scope})" if q.scope else "")
-            print(f"  {q.name}  {q.qtype} {q.granularity} -> {readers}{extra}{state}")
+            blocks = f" of {q.block_size}" if q.block_size else ""
+            print(f"  {q.name}  {q.qtype} {q.granularity}{blocks} -> {readers}{extra}{state}")
     nodes = model.sensitivity_nodes
     print(f"\nordinary nodes with calibration nodes ({len(nodes)}):")
     for n in nodes:
