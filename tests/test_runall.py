@@ -157,14 +157,14 @@ def test_a_figure_drawn_early_gets_the_name_the_full_list_gives_it(tmp_path: Pat
     to the same file name get a hash, so a weight figure drawn early may be renamed at the end."""
     from types import SimpleNamespace
 
-    from ptqdebug.api.runall import _Figures
+    from ptqdebug.api.early_figures import Figures
     from ptqdebug.report.names import boxplot_png
 
     class Stub:
         def submit(self, kind: str, item: object, path: Path) -> None:
             path.write_bytes(b"png")
 
-    figures, renderer = _Figures(), Stub()
+    figures, renderer = Figures(), Stub()
     weight, act = SimpleNamespace(name="a/b"), SimpleNamespace(name="a:b")
     figures.draw_early("channel_boxes", [weight], tmp_path, renderer)
     assert [p.name for p in tmp_path.iterdir()] == ["a_b_boxplot.png"]

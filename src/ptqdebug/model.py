@@ -27,7 +27,7 @@ from .errors import ModelError, OptionError, UnknownNodeError, UnsupportedOpErro
 from .formats import Found
 from .formats.floatref import FloatModel
 from .formats.horizon import find_horizon
-from .formats.qdq import find_qdq
+from .formats.qdq import find_qdq, float8_after_relu
 from .graph import GraphIndex, node_inputs, topological_order
 from .nodemaps import node_maps, place_constants_late
 from .onnxfile import (
@@ -374,7 +374,7 @@ def _assemble(
             f"{len(restored)} activation calibration nodes replace a Relu/Clip that the quantizer deleted "
             f"(ONNX Runtime's default); switched off they apply it again, so all-off is the float model ({how})"
         )
-    relu_fused = _float8_after_relu(ordered, quantizers)
+    relu_fused = float8_after_relu(ordered, quantizers)
     if relu_fused:
         notes.append(
             f"{len(relu_fused)} float8 activation calibration nodes ({', '.join(relu_fused[:3])}{', ...' if len(relu_fused) > 3 else ''}) "
@@ -395,17 +395,3 @@ def _assemble(
         **maps,
     )
 
-
-def _float8_after_relu(nodes: list[onnx.NodeProto], quantizers: list[Quantizer]) -> list[str]:
-    """Float8 activation calibration nodes that alone read a Relu's output. ONNX Runtime's
-    extended optimizations fuse such a Relu into the QuantizeLinear, that is delete it, as they
-    may before an int8 quantizer with zero point -128 or a uint8 one with zero point 0, which
-    clamp at 0 anyway (checked on 1.32); float8 keeps negative values, so ONNX Runtime then
-    computes something else than the model means."""
-    producer = {o: n for n in nodes for o in n.output}
-    readers: dict[str, int] = {}
-    for n in nodes:
-        for i in n.input:
-            readers[i] = readers.get(i, 0) + 1
-    return [q.name for q in quantizers if q.kind == "activation" and q.qtype.startswith("float8")
-            and getattr(producer.get(q.input), "op_type", "") == "Relu" and readers.get(q.input) == 1]

@@ -41,7 +41,7 @@ from ..analyses.verdict import Verdict, verdict
 from ..context import Context
 from ..errors import OptionError
 from ..plots.render import Renderer
-from ..report.files import StagedOutput, dump_json, ensure_dir, move_file
+from ..report.files import StagedOutput, dump_json
 from ..report.names import acc_error_png, boxplot_png, distribution_png
 from ..report.sensitivity_files import write_sensitivity
 from ..report.tables import info_table, sensitivity_rows
@@ -65,6 +65,7 @@ from .common import (
     show_info,
     step_progress,
 )
+from .early_figures import Figures
 from .figures import (
     accumulate_errors,
     check_acc_nodes,
@@ -221,67 +222,6 @@ def _remove_stale(root: Path, stale: set[str]) -> None:
         path.unlink(missing_ok=True)
 
 
-class _Figures:
-    """The distributions and box plots of ``nodes_list``, some drawn early.
-
-    The top weight calibration nodes need no run of the model, so their figures can go to the
-    renderers right after the weight sweep (:meth:`draw_early`), while the next sweeps run; the
-    rest are computed after all sweeps by the same calls as before (:meth:`rest`; the activations
-    are fetched in the same single run), and :meth:`merge` puts every result back in the order of
-    one call on ``nodes_list``. A file name depends on every name in its folder (see
-    :mod:`ptqdebug.report.names`), so a figure drawn early under a name that the full list changes
-    is renamed once every figure is on disk (:meth:`rename`).
-    """
-
-    def __init__(self) -> None:
-        self.early: dict[str, dict[str, Any]] = {"distribution": {}, "channel_boxes": {}}  # node name -> result
-        self.drawn: dict[int, Path] = {}  # id(result) -> where it was drawn
-        self.moves: list[tuple[Path, Path]] = []
-
-    def draw_early(self, kind: str, items: list[Any], folder: Path, renderer: Renderer) -> None:
-        done = self.early[kind]
-        done.update((item.name, item) for item in items)
-        among = list(done.values())
-        ensure_dir(folder)
-        for item in items:
-            path = folder / _figure_name(kind, item, among)
-            self.drawn[id(item)] = path
-            renderer.submit(kind, item, path)
-
-    def rest(self, kind: str, nodes_list: list[str]) -> list[str]:
-        return [n for n in nodes_list if n not in self.early[kind]]
-
-    def merge(self, kind: str, nodes_list: list[str], later: list[Any]) -> list[Any]:
-        """Early and later results in ``nodes_list`` order, as one call on ``nodes_list`` returns them."""
-        pending, out = list(later), []
-        for n in nodes_list:
-            if n in self.early[kind]:
-                out.append(self.early[kind][n])
-            while pending and pending[0].name == n:
-                out.append(pending.pop(0))
-        return out + pending
-
-    def write(self, kind: str, items: list[Any], folder: Path, renderer: Renderer) -> list[Path]:
-        """Draw the items not drawn yet; note the early ones whose final name differs."""
-        ensure_dir(folder)
-        paths = [folder / _figure_name(kind, item, items) for item in items]
-        for item, path in zip(items, paths):
-            drawn = self.drawn.get(id(item))
-            if drawn is None:
-                renderer.submit(kind, item, path)
-            elif drawn != path:
-                self.moves.append((drawn, path))
-        return paths
-
-    def rename(self) -> None:
-        for old, new in self.moves:
-            move_file(old, new)
-
-
-def _figure_name(kind: str, item: Any, among: list[Any]) -> str:
-    return distribution_png(item, among) if kind == "distribution" else boxplot_png(item.name, [x.name for x in among])
-
-
 def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
          metrics: list[str], output_node: object, types: list[str], data_num: int | None, verbose: bool,
          interested_nodes: object, dis_nodes_list: object, cw_nodes_list: object, axis: int | None,
@@ -291,7 +231,7 @@ def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
     notes = list(ctx.model.notes)
     written: list[Path] = []
     dis_dir, cw_dir = root / "data_distribution", root / "channelwise_distribution"
-    figures = _Figures()
+    figures = Figures()
     # the top weights' figures are drawn while the next sweeps run, where that changes nothing:
     # sweeps of calibration nodes (not of nodes, whose top nodes expand, nor of user groups)
     early = interested_nodes is None and "node" not in types

@@ -35,7 +35,7 @@ from . import Found
 from .floatref import FloatModel
 from .params import dequantize, qtype_of_onnx, thresholds_of
 
-__all__ = ["find_qdq"]
+__all__ = ["find_qdq", "float8_after_relu"]
 
 _QDQ_DOMAINS = ("", "ai.onnx", "com.microsoft")
 
@@ -267,3 +267,18 @@ def _with_deleted_activation(index: GraphIndex, q: Quantizer, float_model: Float
     if lo != 0.0:
         return q
     return replace(q, off_node=onnx.helper.make_node("Relu", [q.input], [q.output], name=q.name))
+
+
+def float8_after_relu(nodes: list[onnx.NodeProto], quantizers: list[Quantizer]) -> list[str]:
+    """Float8 activation calibration nodes that alone read a Relu's output. ONNX Runtime's
+    extended optimizations fuse such a Relu into the QuantizeLinear, that is delete it, as they
+    may before an int8 quantizer with zero point -128 or a uint8 one with zero point 0, which
+    clamp at 0 anyway (checked on 1.32); float8 keeps negative values, so ONNX Runtime then
+    computes something else than the model means."""
+    producer = {o: n for n in nodes for o in n.output}
+    readers: dict[str, int] = {}
+    for n in nodes:
+        for i in n.input:
+            readers[i] = readers.get(i, 0) + 1
+    return [q.name for q in quantizers if q.kind == "activation" and q.qtype.startswith("float8")
+            and getattr(producer.get(q.input), "op_type", "") == "Relu" and readers.get(q.input) == 1]
