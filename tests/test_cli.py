@@ -52,6 +52,22 @@ def test_info(cnn_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "weight calibration nodes (4)" in out and "fixed: weights stored as integers" in out
 
 
+def test_local_error_table_worst_first(cnn_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import ptqdebug as dbg
+
+    model, data = cnn_dir / "pc_int8_pairs_keep.onnx", cnn_dir / "calibration_data"
+    code, out, _ = run(capsys, "local-error", model, data, "-m", "['cosine-similarity','mse']", "-d", "2")
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert "local error" in lines[0] and lines[1].split() == ["node", "cosine-similarity", "mse"]
+    rows = [ln.split() for ln in lines[3:]]
+    want = dbg.local_errors(model, data, metrics="cosine-similarity", data_num=2).as_mapping()
+    assert [r[0] for r in rows] == sorted(want, key=lambda n: want[n]["cosine-similarity"])
+    assert [float(r[1]) for r in rows] == [round(want[r[0]]["cosine-similarity"], 5) for r in rows]
+    code, _, err = run(capsys, "local-error", model, data, "-n", dbg.load_model(model).quantizers[0].name)
+    assert code == 2 and err.count("\n") == 1 and "not an ordinary node with calibration nodes" in err
+
+
 def _data_with(tmp_path: Path, cnn_dir: Path, array: np.ndarray, folder: str = "input") -> Path:
     root = tmp_path / "cd"
     (root / folder).mkdir(parents=True)

@@ -97,6 +97,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_runtime(p)
     p.set_defaults(func=_stats)
 
+    p = sub.add_parser("local-error", help="each node's error at its own outputs, without propagation (beyond the original)",
+                       description="Only a node's own calibration nodes on, everything upstream float, compared at the node's "
+                                   "outputs. A lossy node scores poorly here; a node whose small error the network amplifies "
+                                   "scores well here and poorly in get-sensitivity-of-nodes.")
+    add_model_and_data(p)
+    p.add_argument("-m", "--metrics", type=list_value("--metrics"), default="cosine-similarity", help=f"one or a list of: {_METRICS}")
+    p.add_argument("-n", "--nodes", type=list_value("--nodes"), help="ordinary nodes (default: every node with calibration nodes)")
+    p.add_argument("-d", "--data_num", type=data_num, default=1, help="how many samples, the first ones (default 1; 'all')")
+    add_runtime(p)
+    p.set_defaults(func=_local_error)
+
     p = sub.add_parser("info", help="list the calibration nodes and ordinary nodes of a calibrated model")
     p.add_argument("model_or_file", metavar="MODEL")
     add_runtime(p)
@@ -221,6 +232,19 @@ def _stats(args: argparse.Namespace) -> int:
     if args.visualize:
         print(info_table("calibration nodes stat info", "node", {s.name: display_row(s) for s in stats}).lstrip("\n"))
     _written(written)
+    return 0
+
+
+def _local_error(args: argparse.Namespace) -> int:
+    from ..metrics import get_metrics
+
+    ctx = _ctx(args)
+    with progress_bar("Progress") as progress:
+        result = api.local_errors(ctx, args.calibrated_data, nodes=args.nodes, metrics=args.metrics, data_num=args.data_num,
+                                  progress=progress)
+    first = get_metrics(result.metrics[0])[0]
+    worst = sorted(result.entries, key=lambda e: first.badness(e.scores[first.name]))  # worst first, as the sweeps
+    print(info_table("local error", "node", {e.node: {m: round(e.scores[m], 5) for m in result.metrics} for e in worst}).lstrip("\n"))
     return 0
 
 
