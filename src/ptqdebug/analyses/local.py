@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..metrics import compare, get_metrics
-from .sensitivity import Progress, _decode, _encode
+from .sensitivity import Progress, decode_float, encode_float
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -42,12 +42,12 @@ class LocalError:
 
     def to_dict(self) -> dict[str, Any]:
         return {"node": self.node, "quantizers": list(self.quantizers), "outputs": list(self.outputs),
-                "scores": {k: _encode(v) for k, v in self.scores.items()}}
+                "scores": {k: encode_float(v) for k, v in self.scores.items()}}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> LocalError:
         return cls(d["node"], tuple(d["quantizers"]), tuple(d["outputs"]),
-                   MappingProxyType({k: _decode(v) for k, v in d["scores"].items()}))
+                   MappingProxyType({k: decode_float(v) for k, v in d["scores"].items()}))
 
 
 @dataclass(frozen=True)

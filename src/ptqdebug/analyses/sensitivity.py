@@ -25,7 +25,8 @@ from .candidates import Candidate
 if TYPE_CHECKING:  # the engine (ONNX Runtime) is not needed to read or draw a result
     from ..context import Context
 
-__all__ = ["Progress", "SensitivityEntry", "SensitivityResult", "configuration_values", "node_sensitivity", "rank",
+__all__ = ["Progress", "SensitivityEntry", "SensitivityResult", "configuration_values", "decode_float", "encode_float",
+           "node_sensitivity", "rank",
            "score_configurations"]
 
 #: Called as ``progress(done, total)`` after each unit of work.
@@ -52,10 +53,10 @@ class SensitivityEntry:
         return {
             "name": self.name,
             "quantizers": list(self.quantizers),
-            "scores": {k: _encode(v) for k, v in self.scores.items()},
+            "scores": {k: encode_float(v) for k, v in self.scores.items()},
             "nonfinite": self.nonfinite,
             "node": self.node,
-            "threshold": _encode(self.threshold) if self.threshold is not None else None,
+            "threshold": encode_float(self.threshold) if self.threshold is not None else None,
             "bits": self.bits,
         }
 
@@ -64,10 +65,10 @@ class SensitivityEntry:
         return cls(
             name=d["name"],
             quantizers=tuple(d["quantizers"]),
-            scores=MappingProxyType({k: _decode(v) for k, v in d["scores"].items()}),
+            scores=MappingProxyType({k: decode_float(v) for k, v in d["scores"].items()}),
             nonfinite=bool(d.get("nonfinite", False)),
             node=d.get("node", ""),
-            threshold=_decode(d["threshold"]) if d.get("threshold") is not None else None,
+            threshold=decode_float(d["threshold"]) if d.get("threshold") is not None else None,
             bits=d.get("bits"),
         )
 
@@ -109,7 +110,8 @@ class SensitivityResult:
         )
 
 
-def _encode(x: float) -> float | str:
+def encode_float(x: float) -> float | str:
+    """A float for JSON: non-finite values as the strings "nan", "inf", "-inf" (:func:`decode_float` reads them)."""
     if math.isnan(x):
         return "nan"
     if math.isinf(x):
@@ -117,7 +119,7 @@ def _encode(x: float) -> float | str:
     return float(x)
 
 
-def _decode(x: float | str) -> float:
+def decode_float(x: float | str) -> float:
     return float(x)
 
 
