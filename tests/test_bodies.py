@@ -66,6 +66,22 @@ def test_sensitivity_matches_brute_force(models, name: str, node_type: str) -> N
 
 
 @pytest.mark.parametrize("name", list(CASES))
+def test_local_errors_of_body_holders_match_brute_force(models, name: str) -> None:
+    """A node holding a body: its calibration nodes (the body's among them) on, compared at its outputs."""
+    path, samples = models[name]
+    result = dbg.local_errors(path, samples, data_num=3)
+    cm = load_model(path)
+    assert {e.node for e in result.entries} == set(cm.sensitivity_nodes)
+    for e in result.entries:
+        outs = list(e.outputs)
+        vals = []
+        for s in samples:
+            ref, got = oracle_from_file(path, (), s, outputs=outs), oracle_from_file(path, cm.node_quantizers[e.node], s, outputs=outs)
+            vals += [cosine(ref[t], got[t]) for t in outs if ref[t].dtype.kind == "f"]
+        assert abs(e.scores["cosine-similarity"] - np.mean(vals)) < 1e-6, e.node
+
+
+@pytest.mark.parametrize("name", list(CASES))
 def test_shared_initializers_reach_bodies(models, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Weights read inside a body (as outer values) can come from the shared copy too."""
     from ptqdebug.engine.engine import Engine
