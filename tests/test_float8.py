@@ -86,4 +86,13 @@ def test_runall_on_a_float8_model(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert {e["bits"] for e in acts.values()} == {8}  # not 843, the digits of float8e4m3fn
     # ONNX Runtime would delete the Relu before r_q's float8 quantizer: the user is told
     assert any("float8 activation calibration nodes (r_q) read a Relu" in n for n in results["model"]["notes"])
+    # the nodes the verdict recommends get their local error, as a separate call computes it, in the report too
+    import ptqdebug as dbg
+
+    recommended = [r["node"] for r in results["verdict"]["recommendations"]]
+    assert recommended
+    local = {e["node"]: e["scores"]["cosine-similarity"] for e in results["local_error"]["entries"]}
+    want = dbg.local_errors(path, tmp_path / "data", nodes=recommended).as_mapping()
+    assert set(local) == set(recommended) and local == {n: v["cosine-similarity"] for n, v in want.items()}
+    assert "its own score" in (out / "index.html").read_text()
     capsys.readouterr()

@@ -33,6 +33,9 @@ def test_runall_node_type_node_expands_top_nodes(cnn_dir: Path, tmp_path: Path) 
     # pick_threshold 1.0: every node with any loss is analysed, in ranked order
     ranked = [e.name for e in run.sensitivities["node"].entries if e.scores["cosine-similarity"] <= 1.0]
     assert list(run.partial.nodes) == ranked
+    # a negligible loss recommends nothing, so no local error is computed
+    assert run.verdict.cause == "none" and not run.verdict.recommendations
+    assert run.local_error is None and json.loads((tmp_path / "o" / "results.json").read_text())["local_error"] is None
 
 
 def test_script_without_main_guard_runs_once(cnn_dir: Path, tmp_path: Path) -> None:

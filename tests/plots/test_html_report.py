@@ -141,6 +141,18 @@ def test_verdict_first_with_scores_and_recommendations(results: dict[str, Any], 
     assert dom.find("section", **{"class": "cause-activation"})
 
 
+def test_recommendations_show_the_local_error_when_runall_gave_it(results: dict[str, Any], tmp_path: Path) -> None:
+    header = "its own score"
+    assert header not in Dom(render_report(encoded(results, tmp_path), tmp_path)).all_text  # not computed: no column
+    local = {"metrics": ["cosine-similarity"], "samples": 2,
+             "entries": [{"node": HOSTILE, "quantizers": [HOSTILE + "_q"], "outputs": ["t"], "scores": {"cosine-similarity": 0.9991234}}]}
+    dom = Dom(render_report(encoded(results | {"local_error": local}, tmp_path), tmp_path))
+    assert header in dom.all_text and "0.999123" in dom.all_text
+    assert dom.find("table", **{"class": "recs"})
+    for broken in ("nonsense", ["x"], {"entries": "x"}, {"entries": [{"node": HOSTILE, "scores": "x"}]}):
+        render_report(encoded(results | {"local_error": broken}, tmp_path), tmp_path)  # untrusted input never breaks the page
+
+
 def test_sensitivity_tables_sortable_with_nonfinite_highlighted(results: dict[str, Any], tmp_path: Path) -> None:
     dom = Dom(render_report(encoded(results, tmp_path), tmp_path))
     tables = dom.find("table", **{"class": "sortable"})

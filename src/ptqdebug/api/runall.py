@@ -35,6 +35,7 @@ from ..analyses.distribution import (
     channel_boxes,
     distributions,
 )
+from ..analyses.local import LocalErrorResult, local_errors
 from ..analyses.partial import PartialQuantizationResult
 from ..analyses.sensitivity import Progress, SensitivityResult
 from ..analyses.verdict import Verdict, verdict
@@ -95,6 +96,7 @@ class RunResult:
     results: Mapping[str, Any]
     notes: tuple[str, ...]
     cache_hits: int = 0  # sweeps taken from the results cache
+    local_error: LocalErrorResult | None = None  # of the nodes the verdict recommends (None: none recommended)
 
 
 def _node_types(node_type: object) -> list[str]:
@@ -313,6 +315,12 @@ def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
     t = time.perf_counter()
     judged = verdict(ctx, partial, data_num)
     timing["verdict_s"] = time.perf_counter() - t
+    # the local error of each node the verdict recommends (a segment run each; none when nothing is
+    # recommended): is the node's own quantization lossy, or does the network amplify a small error?
+    t = time.perf_counter()
+    recommended = [r.node for r in judged.recommendations if r.node in ctx.model.node_quantizers]
+    local = local_errors(ctx, recommended, (judged.metric,), data_num) if recommended else None
+    timing["local_error_s"] = time.perf_counter() - t
     all_sens = dict(sens)
     if node_sweep is not None and "node" not in all_sens:
         all_sens["node"] = node_sweep
@@ -329,6 +337,7 @@ def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
         "sensitivity": {k: v.to_dict() for k, v in all_sens.items()},
         "accumulate_error": [{**r.to_dict(), "image": f"accumulate_error/{acc_error_png(r.prefix, r.metric, average_mode)}"} for r in acc],
         "partial_quantization": {**partial.to_dict(), "image": "sensitivity_analysis/partial_quantization.png"},
+        "local_error": local.to_dict() if local is not None else None,
         "distributions": [{**d.summary(), "image": f"data_distribution/{distribution_png(d, dis)}"} for d in dis],
         "channelwise": [{**b.summary(), "image": f"channelwise_distribution/{boxplot_png(b.name, [x.name for x in cw])}"}
                         for b in cw],
@@ -345,4 +354,4 @@ def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
     for kind, r in all_sens.items():
         logger.info("most sensitive %s nodes: %s", kind, ", ".join(e.name for e in r.top(3)) or "none")
     return RunResult(root, all_sens, tuple(dis), tuple(cw), tuple(acc), partial, judged, tuple(written), results, tuple(notes),
-                     ctx.cache.hits)
+                     ctx.cache.hits, local)

@@ -99,7 +99,7 @@ def _header(r: Mapping[str, Any]) -> str:
             f'<dl class="meta">{meta}</dl>{notes_html}</header>')
 
 
-def _verdict(v: Mapping[str, Any]) -> str:
+def _verdict(v: Mapping[str, Any], local: Mapping[str, Any]) -> str:
     metric = str(get(v, "metric") or "cosine-similarity")
     cause = str(get(v, "cause") or "")
     ccls = f"cause-{cause}" if cause in CAUSES else ""
@@ -123,6 +123,7 @@ def _verdict(v: Mapping[str, Any]) -> str:
     if recs:
         base, best = num(get(scores, "calibrated")), _metric_best(metric)
         show_cals = any(as_list(get(rec, "calibration_nodes")) not in ([], [get(rec, "node")]) for rec in recs)
+        own = {get(e, "node"): get(mapping(e, "scores"), metric) for e in as_list(get(local, "entries")) if isinstance(e, Mapping)}
         rows = []
         for i, rec in enumerate(recs, 1):
             cals = as_list(get(rec, "calibration_nodes"))
@@ -133,12 +134,18 @@ def _verdict(v: Mapping[str, Any]) -> str:
                 frac = min(max((after - base) / (best - base), 0.0), 1.0)
                 bar = f'<div class="bar" title="share of the gap to the float model closed"><span style="width:{frac * 100:.1f}%"></span><em>{frac * 100:.0f}%</em></div>'
             cal_td = f'<td class="small">{cal_html}</td>' if show_cals else ""
+            own_td = num_td(own.get(get(rec, "node"))) if own else ""
             rows.append(f'<tr><td class="num" data-v="{i}">{i}</td>{text_td(get(rec, "node"), "name mono")}{cal_td}'
-                        f'{num_td(get(rec, "score_after"))}{num_td(get(rec, "recovery"), sign=True)}<td>{bar}</td></tr>')
+                        f'{num_td(get(rec, "score_after"))}{num_td(get(rec, "recovery"), sign=True)}{own_td}<td>{bar}</td></tr>')
         head = [("#", "num"), ("keep in higher precision", "text")] + ([("its calibration nodes", "text")] if show_cals else []) + [
-                (f"score after keeping 1..k{_direction(metric)}", "num"), ("recovers", "num"), ("gap to float closed", "text")]
+                (f"score after keeping 1..k{_direction(metric)}", "num"), ("recovers", "num")] + (
+                [(f"its own score{_direction(metric)}", "num")] if own else []) + [("gap to float closed", "text")]
         out.append("<h3>What to keep in higher precision</h3>"
-                   "<p class=\"muted small\">Un-quantize the nodes in this order; each row is the score with rows 1..k kept in float.</p>"
+                   "<p class=\"muted small\">Un-quantize the nodes in this order; each row is the score with rows 1..k kept in float."
+                   + (" <em>Its own score</em>: the node's error by itself (only its calibration nodes on, everything upstream "
+                      "float, compared at its outputs); a good own score with a large recovery means the network amplifies a "
+                      "small error."
+                      if own else "") + "</p>"
                    + table(head, rows, "recs"))
     out.append("</section>")
     return "".join(out)
@@ -320,7 +327,7 @@ def render_report(results: Mapping[str, Any], save_dir: str | os.PathLike[str]) 
             sections.append((sid, label, body))
 
     if isinstance(get(r, "verdict"), Mapping) and get(r, "verdict"):
-        add("verdict", "Verdict", _verdict(r["verdict"]))
+        add("verdict", "Verdict", _verdict(r["verdict"], mapping(r, "local_error")))
     if isinstance(get(r, "sensitivity"), Mapping):
         add("sensitivity", "Sensitivity", _sensitivity(r["sensitivity"]))
     add("accumulate-error", "Cumulative error", _accumulate(as_list(get(r, "accumulate_error")), root))
