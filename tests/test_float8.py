@@ -85,7 +85,7 @@ def test_runall_on_a_float8_model(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert set(acts) == {"x_q", "r_q"}
     assert {e["bits"] for e in acts.values()} == {8}  # not 843, the digits of float8e4m3fn
     # ONNX Runtime would delete the Relu before r_q's float8 quantizer: the user is told
-    assert any("float8 activation calibration nodes (r_q) read a Relu" in n for n in results["model"]["notes"])
+    assert any("activation calibration nodes (r_q) read a Relu's output and keep negative values" in n for n in results["model"]["notes"])
     # the nodes the verdict recommends get their local error, as a separate call computes it, in the report too
     import ptqdebug as dbg
 
@@ -96,3 +96,18 @@ def test_runall_on_a_float8_model(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert set(local) == set(recommended) and local == {n: v["cosine-similarity"] for n, v in want.items()}
     assert "its own score" in (out / "index.html").read_text()
     capsys.readouterr()
+
+
+@pytest.mark.parametrize(("zero_point", "noted"), [(0, True), (-8, False)])
+def test_int4_after_relu_is_noted_where_onnxruntime_would_delete_the_relu(tmp_path: Path, zero_point: int, noted: bool) -> None:
+    """ONNX Runtime deletes a Relu before an int4 QuantizeLinear whatever the zero point; with -8
+    (the minimum) the quantizer clamps at 0 anyway, with 0 it keeps negative values."""
+    from ptqdebug.model import load_model
+
+    nodes = [h.make_node("Relu", ["x"], ["r"], name="relu"), *_qdq("r_q", "r", "y")]
+    inits = [nh.from_array(np.array(0.05, np.float32), "r_q_s"), h.make_tensor("r_q_z", T.INT4, [], [zero_point])]
+    graph = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", T.FLOAT, [4])], [h.make_tensor_value_info("y", T.FLOAT, [4])], inits)
+    path = tmp_path / "m.onnx"
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 21)], ir_version=10), str(path))
+    notes = load_model(path).notes
+    assert any("(r_q) read a Relu's output and keep negative values" in n for n in notes) == noted

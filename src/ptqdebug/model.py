@@ -27,7 +27,7 @@ from .errors import ModelError, OptionError, UnknownNodeError, UnsupportedOpErro
 from .formats import Found
 from .formats.floatref import FloatModel
 from .formats.horizon import find_horizon
-from .formats.qdq import find_qdq, float8_after_relu
+from .formats.qdq import find_qdq, relu_wrongly_fused
 from .graph import GraphIndex, node_inputs, topological_order
 from .nodemaps import node_maps, place_constants_late
 from .onnxfile import (
@@ -374,13 +374,14 @@ def _assemble(
             f"{len(restored)} activation calibration nodes replace a Relu/Clip that the quantizer deleted "
             f"(ONNX Runtime's default); switched off they apply it again, so all-off is the float model ({how})"
         )
-    relu_fused = float8_after_relu(ordered, quantizers)
-    if relu_fused:
+    fused = relu_wrongly_fused(ordered, quantizers)
+    if fused:
         notes.append(
-            f"{len(relu_fused)} float8 activation calibration nodes ({', '.join(relu_fused[:3])}{', ...' if len(relu_fused) > 3 else ''}) "
-            "read a Relu's output: ONNX Runtime's default optimizations (checked on 1.32) remove such a Relu as if "
-            "the quantizer clamped at 0, which float8 does not; ptqdebug analyses the model as ONNX defines it, Relu "
-            "kept, so ONNX Runtime's own output of this model can differ from the calibrated scores"
+            f"{len(fused)} activation calibration nodes ({', '.join(fused[:3])}{', ...' if len(fused) > 3 else ''}) read a "
+            "Relu's output and keep negative values (float8, or int4 with zero point above the minimum): ONNX Runtime's "
+            "default optimizations (checked on 1.32) remove such a Relu as if the quantizer clamped at 0; ptqdebug "
+            "analyses the model as ONNX defines it, Relu kept, so ONNX Runtime's own output of this model can differ "
+            "from the calibrated scores"
         )
     maps = node_maps(ordered, {q.name for q in quantizers if q.scope is None},
                      {q.name: q.scope for q in quantizers if q.scope is not None})

@@ -28,7 +28,7 @@ from ptqdebug.model import CalibratedModel
 def _session(model: onnx.ModelProto, extended: bool = True) -> ort.InferenceSession:
     """A session without QDQ fusion into integer kernels. ``extended=False``: basic graph
     optimizations only, for models where the extended ones change what the graph means (they
-    delete a Relu before a float8 QuantizeLinear: see ``ptqdebug.formats.qdq.float8_after_relu``);
+    delete a Relu before a float8 QuantizeLinear: see ``ptqdebug.formats.qdq.relu_wrongly_fused``);
     otherwise ONNX Runtime's default level, whose kernels round as the engine's do."""
     so = ort.SessionOptions()
     so.log_severity_level = 3

@@ -30,12 +30,12 @@ from onnx import numpy_helper
 
 from ..errors import ModelError
 from ..graph import GraphIndex
-from ..quantizer import Quantizer, QuantizerKind, channel_axis_of
+from ..quantizer import QTYPE_RANGES, Quantizer, QuantizerKind, channel_axis_of
 from . import Found
 from .floatref import FloatModel
 from .params import dequantize, qtype_of_onnx, thresholds_of
 
-__all__ = ["find_qdq", "float8_after_relu"]
+__all__ = ["find_qdq", "relu_wrongly_fused"]
 
 _QDQ_DOMAINS = ("", "ai.onnx", "com.microsoft")
 
@@ -269,16 +269,28 @@ def _with_deleted_activation(index: GraphIndex, q: Quantizer, float_model: Float
     return replace(q, off_node=onnx.helper.make_node("Relu", [q.input], [q.output], name=q.name))
 
 
-def float8_after_relu(nodes: list[onnx.NodeProto], quantizers: list[Quantizer]) -> list[str]:
-    """Float8 activation calibration nodes that alone read a Relu's output. ONNX Runtime's
-    extended optimizations fuse such a Relu into the QuantizeLinear, that is delete it, as they
-    may before an int8 quantizer with zero point -128 or a uint8 one with zero point 0, which
-    clamp at 0 anyway (checked on 1.32); float8 keeps negative values, so ONNX Runtime then
-    computes something else than the model means."""
+def relu_wrongly_fused(nodes: list[onnx.NodeProto], quantizers: list[Quantizer]) -> list[str]:
+    """Activation calibration nodes that alone read a Relu's output and do not clamp at 0: float8,
+    or int4/uint4 with a zero point above the type's minimum.
+
+    ONNX Runtime's extended optimizations fuse a Relu into the QuantizeLinear after it, that is
+    delete it. That is right where the quantizer clamps at 0 anyway (int8 with zero point -128,
+    uint8 with 0, which ONNX Runtime checks) and wrong elsewhere: it checks int8, uint8, int16 and
+    uint16 only, so for float8 and int4 it deletes the Relu whatever the zero point (measured on
+    1.32), and ONNX Runtime then computes something else than the model means.
+    """
     producer = {o: n for n in nodes for o in n.output}
     readers: dict[str, int] = {}
     for n in nodes:
         for i in n.input:
             readers[i] = readers.get(i, 0) + 1
-    return [q.name for q in quantizers if q.kind == "activation" and q.qtype.startswith("float8")
+
+    def keeps_negatives(q: Quantizer) -> bool:
+        if q.qtype.startswith("float8"):
+            return True
+        if q.qtype in ("int4", "uint4"):
+            return bool(np.any(np.asarray(q.zero_point) > QTYPE_RANGES[q.qtype][0]))
+        return False
+
+    return [q.name for q in quantizers if q.kind == "activation" and keeps_negatives(q)
             and getattr(producer.get(q.input), "op_type", "") == "Relu" and readers.get(q.input) == 1]
