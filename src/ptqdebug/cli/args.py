@@ -126,11 +126,15 @@ def add_model_and_data(p: argparse.ArgumentParser) -> None:
                    help="calibration data: a folder with one folder per model input (0.npy, 1.npy, ...), or an .npz")
 
 
-def add_runtime(p: argparse.ArgumentParser) -> None:
+def add_runtime(p: argparse.ArgumentParser, sweeps: bool = True) -> None:
+    """The options of the runtime; ``sweeps``: also those of the sweeps (cache, workers, executor)."""
     p.add_argument("--float-model", dest="float_model", metavar="FLOAT.onnx",
                    help="the float model, for QDQ models that store weights as integers")
     p.add_argument("--providers", metavar="LIST",
                    help="ONNX Runtime execution providers, comma-separated (default: CPUExecutionProvider)")
+    if not sweeps:
+        p.set_defaults(cache=True, workers=None, executor=None)
+        return
     p.add_argument("--no-cache", dest="cache", action="store_false",
                    help="compute sweeps afresh instead of reusing ptqdebug's results cache")
     p.add_argument("--workers", type=int, default=None, metavar="N", help="score candidates in N processes")

@@ -105,7 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("-m", "--metrics", type=list_value("--metrics"), default="cosine-similarity", help=f"one or a list of: {_METRICS}")
     p.add_argument("-n", "--nodes", type=list_value("--nodes"), help="ordinary nodes (default: every node with calibration nodes)")
     p.add_argument("-d", "--data_num", type=data_num, default=1, help="how many samples, the first ones (default 1; 'all')")
-    add_runtime(p)
+    add_runtime(p, sweeps=False)
     p.set_defaults(func=_local_error)
 
     p = sub.add_parser("info", help="list the calibration nodes and ordinary nodes of a calibrated model")
