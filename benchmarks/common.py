@@ -93,6 +93,12 @@ def source_state() -> str:
     return f"commit {head} + uncommitted changes to src/ (digest {h.hexdigest()[:10]})"
 
 
+def print_header(threads: int | None = None) -> None:
+    """The first lines of a benchmark's output: the machine (and threads) and the source measured."""
+    print(f"machine: {machine()}" + (f"; threads per session: {threads}" if threads else ""))
+    print(f"ptqdebug source: {source_state()}")
+
+
 def float_session(path: Path, threads: int) -> ort.InferenceSession:
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads

@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import machine, peak_rss_mb, resnet18_qdq, source_state
+from benchmarks.common import peak_rss_mb, print_header, resnet18_qdq
 
 
 def _peak_mb() -> float:
@@ -177,8 +177,7 @@ def main() -> int:
     if args.child:
         print(json.dumps(_child(args.child, args.n, args.threads or None)))
         return 0
-    print(f"machine: {machine()}")
-    print(f"ptqdebug source: {source_state()}")
+    print_header()
     counts = tuple(int(x) for x in args.samples.split(","))
     print_ort_debug(ort_debug_compare(counts, args.repeat, args.threads or None))
     return 0

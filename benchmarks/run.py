@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import machine, resnet18_qdq, source_state  # noqa: E402
+from benchmarks.common import machine, print_header, resnet18_qdq, source_state  # noqa: E402
 
 
 def resnet_part(threads: int) -> dict[str, object]:
@@ -58,8 +58,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.all:
         args.samples = args.ort_debug = args.vit = True
-    print(f"machine: {machine()}; threads per session: {args.threads}")
-    print(f"ptqdebug source: {source_state()}")
+    print_header(args.threads)
     out: dict[str, object] = {"machine": machine(), "source": source_state(), "threads": args.threads}
     if not args.no_resnet:
         out.update(resnet_part(args.threads))

@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import machine, resnet18_qdq, source_state
+from benchmarks.common import print_header, resnet18_qdq
 
 
 def samples_cost(qpath: Path, samples: list[dict[str, np.ndarray]], threads: int, n: int = 8, repeat: int = 3,
@@ -78,8 +78,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    print(f"machine: {machine()}; threads per session: {args.threads}")
-    print(f"ptqdebug source: {source_state()}")
+    print_header(args.threads)
     _, qpath, samples = resnet18_qdq(args.threads)
     print_samples(samples_cost(qpath, samples, args.threads, repeat=args.repeat))
     return 0

