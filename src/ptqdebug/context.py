@@ -42,6 +42,9 @@ class Context:
         self.workers = 1  # processes that score configurations in parallel (see ptqdebug.parallel)
         self.executor = "local"
         self.pool = None  # the helper processes of local workers (ptqdebug.parallel.WorkerPool)
+        #: the calibrated model as the user gave it (a file path or a ModelProto; None when only a
+        #: CalibratedModel read from memory was given), for running it as ONNX Runtime deploys it
+        self.source: str | onnx.ModelProto | None = model.path
         self.cache = ResultCache(lambda: self.model_digest, enabled=cache)
         #: per-sample scores of configurations already run (see :meth:`remember_score`)
         self.scored: OrderedDict[bytes, np.ndarray] = OrderedDict()
@@ -281,6 +284,8 @@ def open_context(
             pool.close(kill=True)
         raise
     ctx = Context(model, data, engine, cache=cache)
+    if isinstance(model_or_file, onnx.ModelProto):
+        ctx.source = model_or_file
     ctx.workers = workers or 1
     ctx.executor = executor or "local"
     if pool is not None:

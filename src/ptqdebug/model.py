@@ -76,6 +76,9 @@ class CalibratedModel:
         source_format: ``"qdq"``, ``"horizon"`` or ``"qdq+horizon"``.
         path: the file it was read from, if any.
         notes: things the user should know about how the model was read (one line each).
+        relu_fused: activation calibration nodes whose preceding Relu ONNX Runtime's default
+            optimizations delete although they keep negative values (see
+            :func:`ptqdebug.formats.qdq.relu_wrongly_fused`).
     """
 
     proto: onnx.ModelProto = field(repr=False)
@@ -90,6 +93,7 @@ class CalibratedModel:
     source_format: str = "qdq"
     path: str | None = None
     notes: tuple[str, ...] = ()
+    relu_fused: tuple[str, ...] = ()
 
     def __reduce__(self) -> tuple[object, tuple[dict[str, object]]]:
         """Picklable (read-only mapping views are not), for worker processes."""
@@ -393,6 +397,7 @@ def _assemble(
         source_format="+".join(formats),
         path=path,
         notes=tuple(notes),
+        relu_fused=tuple(fused),
         **maps,
     )
 

@@ -153,6 +153,22 @@ def test_recommendations_show_the_local_error_when_runall_gave_it(results: dict[
         render_report(encoded(results | {"local_error": broken}, tmp_path), tmp_path)  # untrusted input never breaks the page
 
 
+def test_deployment_check_in_the_verdict_when_runall_ran_it(results: dict[str, Any], tmp_path: Path) -> None:
+    assert "Deployment check" not in Dom(render_report(encoded(results, tmp_path), tmp_path)).all_text  # not run: nothing
+    for agrees, state in ((True, "ok"), (False, "bad")):
+        deployment = {"agrees": agrees, "summary": f"ONNX Runtime as deployed ... ({HOSTILE})"}
+        page = render_report(encoded(results | {"deployment": deployment}, tmp_path), tmp_path)
+        assert HOSTILE not in page  # the summary names calibration nodes: escaped
+        dom = Dom(page)
+        (box,) = dom.find("div", **{"class": "deploy"})
+        assert state in (box["class"] or "").split()
+        assert "Deployment check" in dom.all_text and HOSTILE in dom.all_text
+        # a disagreement comes before the score tiles, an agreement after them
+        assert (page.index("deploy " + state) < page.index('class="tiles"')) == (not agrees)
+    for broken in ("nonsense", ["x"], {"summary": 3}, {"agrees": "yes", "summary": "x"}):
+        render_report(encoded(results | {"deployment": broken}, tmp_path), tmp_path)  # untrusted input never breaks the page
+
+
 def test_sensitivity_tables_sortable_with_nonfinite_highlighted(results: dict[str, Any], tmp_path: Path) -> None:
     dom = Dom(render_report(encoded(results, tmp_path), tmp_path))
     tables = dom.find("table", **{"class": "sortable"})

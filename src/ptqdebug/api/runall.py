@@ -28,6 +28,8 @@ from typing import Any
 from .. import __version__
 from ..analyses.accumulate import AccumulateErrorResult
 from ..analyses.candidates import NODE_TYPES
+from ..analyses.deployment import DeploymentCheck, deployable
+from ..analyses.deployment import check_deployment as run_deployment_check
 from ..analyses.distribution import (
     ChannelBoxes,
     Distribution,
@@ -97,6 +99,7 @@ class RunResult:
     notes: tuple[str, ...]
     cache_hits: int = 0  # sweeps taken from the results cache
     local_error: LocalErrorResult | None = None  # of the nodes the verdict recommends (None: none recommended)
+    deployment: DeploymentCheck | None = None  # with check_deployment=True
 
 
 def _node_types(node_type: object) -> list[str]:
@@ -139,6 +142,7 @@ def runall(
     cache: bool = True,
     workers: int | None = None,
     executor: str | None = None,
+    check_deployment: bool = False,
 ) -> RunResult:
     """Run every analysis (reference §6) and write the original's tree, ``results.json`` and ``index.html``.
 
@@ -146,6 +150,10 @@ def runall(
     channel-wise box plots of the top 5 of each → cumulative error curves (default: only weight /
     only activation / both) → partial quantization of the nodes at or below ``pick_threshold`` →
     the verdict. Returns a :class:`RunResult`.
+
+    With ``check_deployment=True`` it also runs the model as ONNX Runtime deploys it and says
+    whether that agrees with the simulation the analyses describe
+    (:func:`ptqdebug.api.check_deployment`, on the same samples).
     """
     t_start = time.perf_counter()
     # 1. every option that needs nothing else, before reading anything
@@ -160,6 +168,8 @@ def runall(
         check_node_list(None, value, what, expand=expand)
     check_acc_nodes(None, quantize_node, non_quantize_node)  # also: no 'weight'/'activation' in non_quantize_node
     check_save_dir(save_dir, calibrated_data)
+    if not isinstance(check_deployment, bool):
+        raise OptionError(f"check_deployment is {check_deployment!r}; expected True or False")
     # 2. the model and the data, then every option that needs them, before the first file; the
     # figure worker starts first, so that it imports matplotlib while the model is read
     with Renderer() as renderer:  # killed on any error
@@ -167,6 +177,8 @@ def runall(
         for value, what, expand in lists:
             check_node_list(ctx.model, value, what, expand=expand)
         check_acc_nodes(ctx, quantize_node, non_quantize_node)
+        if check_deployment:
+            deployable(ctx)  # a model ONNX Runtime cannot deploy fails now, not after the analyses
         for i in range(len(ctx.samples(data_num))):
             ctx.data[i]  # reads and checks every selected sample's values (NaN, inf) now, not mid-run
         # 3. compute and write into a staging folder; move the files into save_dir only at the end
@@ -175,7 +187,7 @@ def runall(
                 with runtime_errors(ctx, data_num):
                     run = _run(stage.root, renderer, t_start, ctx, metrics, output_node, types, data_num, verbose,  # type: ignore[arg-type]
                                interested_nodes, dis_nodes_list, cw_nodes_list, axis, quantize_node, non_quantize_node,
-                               ae_metric, average_mode, pick_threshold, sensitive_nodes, progress, report)
+                               ae_metric, average_mode, pick_threshold, sensitive_nodes, progress, report, check_deployment)
             except BaseException:
                 renderer.__exit__(*sys.exc_info())  # stop the figure workers before the staging folder goes
                 raise
@@ -228,7 +240,7 @@ def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
          metrics: list[str], output_node: object, types: list[str], data_num: int | None, verbose: bool,
          interested_nodes: object, dis_nodes_list: object, cw_nodes_list: object, axis: int | None,
          quantize_node: object, non_quantize_node: object, ae_metric: str, average_mode: bool, pick_threshold: float,
-         sensitive_nodes: object, progress: Progress | ProgressFactory | None, report: bool) -> RunResult:
+         sensitive_nodes: object, progress: Progress | ProgressFactory | None, report: bool, deploy: bool) -> RunResult:
     timing: dict[str, float] = {"data_distribution_s": 0.0, "channelwise_distribution_s": 0.0}
     notes = list(ctx.model.notes)
     written: list[Path] = []
@@ -321,6 +333,11 @@ def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
     recommended = [r.node for r in judged.recommendations if r.node in ctx.model.node_quantizers]
     local = local_errors(ctx, recommended, (judged.metric,), data_num) if recommended else None
     timing["local_error_s"] = time.perf_counter() - t
+    deployment = None
+    if deploy:
+        t = time.perf_counter()
+        deployment = run_deployment_check(ctx, (judged.metric,), data_num)
+        timing["deployment_s"] = time.perf_counter() - t
     all_sens = dict(sens)
     if node_sweep is not None and "node" not in all_sens:
         all_sens["node"] = node_sweep
@@ -338,6 +355,7 @@ def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
         "accumulate_error": [{**r.to_dict(), "image": f"accumulate_error/{acc_error_png(r.prefix, r.metric, average_mode)}"} for r in acc],
         "partial_quantization": {**partial.to_dict(), "image": "sensitivity_analysis/partial_quantization.png"},
         "local_error": local.to_dict() if local is not None else None,
+        "deployment": deployment.to_dict() if deployment is not None else None,
         "distributions": [{**d.summary(), "image": f"data_distribution/{distribution_png(d, dis)}"} for d in dis],
         "channelwise": [{**b.summary(), "image": f"channelwise_distribution/{boxplot_png(b.name, [x.name for x in cw])}"}
                         for b in cw],
@@ -353,5 +371,7 @@ def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
         written.append(write_report(results, root))
     for kind, r in all_sens.items():
         logger.info("most sensitive %s nodes: %s", kind, ", ".join(e.name for e in r.top(3)) or "none")
+    if deployment is not None:
+        logger.info("%s", deployment.summary())
     return RunResult(root, all_sens, tuple(dis), tuple(cw), tuple(acc), partial, judged, tuple(written), results, tuple(notes),
-                     ctx.cache.hits, local)
+                     ctx.cache.hits, local, deployment)

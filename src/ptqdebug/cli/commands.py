@@ -108,6 +108,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_runtime(p, sweeps=False)
     p.set_defaults(func=_local_error)
 
+    p = sub.add_parser("check-deployment", help="whether ONNX Runtime runs the model as ptqdebug analyses it (beyond the original)",
+                       description="Runs the calibrated model as deployed (ONNX Runtime's default optimizations, which fuse "
+                                   "QDQ into integer kernels) and as ptqdebug simulates it (the model as ONNX defines it), "
+                                   "and compares both with the float model at the outputs.")
+    add_model_and_data(p)
+    p.add_argument("-m", "--metrics", type=list_value("--metrics"), default="cosine-similarity", help=f"one or a list of: {_METRICS}")
+    p.add_argument("-d", "--data_num", type=data_num, default=None, help="how many samples, the first ones (default: all)")
+    add_runtime(p, sweeps=False)
+    p.set_defaults(func=_check_deployment)
+
     p = sub.add_parser("info", help="list the calibration nodes and ordinary nodes of a calibrated model")
     p.add_argument("model_or_file", metavar="MODEL")
     add_runtime(p)
@@ -135,6 +145,8 @@ def _register_runall(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     p.add_argument("-pt", "--pick_threshold", type=float, default=0.999, help="partial quantization of nodes at or below this")
     p.add_argument("-sn", "--sensitive_nodes", type=list_value("--sensitive_nodes"), help="partial quantization of these instead")
     p.add_argument("--no-report", dest="report", action="store_false", help="skip index.html")
+    p.add_argument("--check-deployment", dest="check_deployment", action="store_true",
+                   help="also run the model as ONNX Runtime deploys it and compare with the simulation (see check-deployment)")
     add_runtime(p)
     p.set_defaults(func=_runall)
 
@@ -248,6 +260,18 @@ def _local_error(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_deployment(args: argparse.Namespace) -> int:
+    ctx = _ctx(args)
+    with progress_bar("Progress") as progress:
+        result = api.check_deployment(ctx, args.calibrated_data, metrics=args.metrics, data_num=args.data_num, progress=progress)
+    rows = {f"{o.output} {what}": {m: round(getattr(o, key)[m], 6) for m in result.metrics}
+            for o in result.outputs for what, key in (("deployed", "deployed"), ("simulated", "simulated"),
+                                                       ("deployed vs simulated", "between"))}
+    print(info_table("deployment check (against float, and deployed against simulated)", "output", rows).lstrip("\n"))
+    print(result.summary())
+    return 0
+
+
 def _runall(args: argparse.Namespace) -> int:
     bars = ProgressBars()
     try:
@@ -255,11 +279,13 @@ def _runall(args: argparse.Namespace) -> int:
             _ctx(args), args.calibrated_data, args.save_dir, args.ns_metrics, args.output_node, args.node_type, args.data_num,
             args.verbose, args.interested_nodes, args.dis_nodes_list, args.cw_nodes_list, args.axis, args.quantize_node,
             args.non_quantize_node, args.ae_metric, args.average_mode, args.pick_threshold, args.sensitive_nodes,
-            progress=bars, report=args.report,
+            progress=bars, report=args.report, check_deployment=args.check_deployment,
         )
     finally:
         bars.close()
     print(run.verdict.summary)
+    if run.deployment is not None:
+        print(run.deployment.summary())
     for kind, result in run.sensitivities.items():
         top = ", ".join(f"{e.name} ({e.scores[result.metrics[0]]:.5g})" for e in result.top(3))
         print(f"most sensitive {'ordinary' if kind == 'node' else kind} nodes: {top or 'none (no such calibration nodes)'}")
@@ -278,7 +304,8 @@ def _demo(args: argparse.Namespace) -> int:
     finally:
         bars.close()
     print(f"calibrated the digits CNN ({r.method} method): float vs calibrated output cosine {r.output_cosine:.6f}")
-    print(f"held-out top-1 accuracy on {r.holdout} digits: float {r.float_accuracy:.2%}, quantized {r.quantized_accuracy:.2%}")
+    print(f"held-out top-1 accuracy on {r.holdout} digits: float {r.float_accuracy:.2%}, quantized {r.quantized_accuracy:.2%} "
+          f"({r.deployed_accuracy:.2%} as ONNX Runtime deploys it)")
     print(r.verdict)
     print("most sensitive nodes: " + ", ".join(f"{n} ({v:.6f})" for n, v in r.most_sensitive))
     print(f"calibrated model: {r.calibrated_model}")

@@ -22,7 +22,7 @@ import onnxruntime as ort
 
 from ..errors import ModelError, OptionError
 
-__all__ = ["make_session", "ort_reason", "resolve_providers", "type_from_ort"]
+__all__ = ["deployed_session", "make_session", "ort_reason", "resolve_providers", "type_from_ort"]
 
 _ORT_ELEM = {
     "float": onnx.TensorProto.FLOAT, "float16": onnx.TensorProto.FLOAT16, "double": onnx.TensorProto.DOUBLE,
@@ -93,8 +93,25 @@ def make_session(model: onnx.ModelProto, providers: Sequence[str], threads: int 
     if threads:
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
+    return _open(model.SerializeToString(), so, providers)
+
+
+def deployed_session(model: str | bytes, providers: Sequence[str], threads: int | None) -> ort.InferenceSession:
+    """A session over the calibrated model as a user deploys it: ONNX Runtime's defaults, so its
+    QDQ fusions replace fake quantization by integer kernels (``model``: a file path, which keeps
+    external data reachable, or serialized bytes)."""
+    so = ort.SessionOptions()
+    so.log_severity_level = 4
+    if threads:
+        so.intra_op_num_threads = threads
+    return _open(model, so, providers)
+
+
+def _open(model: str | bytes, so: ort.SessionOptions, providers: Sequence[str]) -> ort.InferenceSession:
+    """``ort.InferenceSession`` with one-line errors, and an error where ONNX Runtime silently
+    fell back from the requested provider to the CPU."""
     try:
-        session = ort.InferenceSession(model.SerializeToString(), so, providers=_with_options(providers))
+        session = ort.InferenceSession(model, so, providers=_with_options(providers))
     except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types for invalid graphs
         reason = ort_reason(exc) or type(exc).__name__
         hint = ""

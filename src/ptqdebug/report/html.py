@@ -99,7 +99,15 @@ def _header(r: Mapping[str, Any]) -> str:
             f'<dl class="meta">{meta}</dl>{notes_html}</header>')
 
 
-def _verdict(v: Mapping[str, Any], local: Mapping[str, Any]) -> str:
+def _deployment(d: Mapping[str, Any]) -> str:
+    """The deployment check's verdict (runall ``check_deployment=True``), or nothing."""
+    if not get(d, "summary"):
+        return ""
+    state = "ok" if get(d, "agrees") is True else "bad"
+    return f'<div class="deploy {state}"><strong>Deployment check</strong> {esc(get(d, "summary"))}</div>'
+
+
+def _verdict(v: Mapping[str, Any], local: Mapping[str, Any], deployment: Mapping[str, Any]) -> str:
     metric = str(get(v, "metric") or "cosine-similarity")
     cause = str(get(v, "cause") or "")
     ccls = f"cause-{cause}" if cause in CAUSES else ""
@@ -110,6 +118,9 @@ def _verdict(v: Mapping[str, Any], local: Mapping[str, Any]) -> str:
         out.append(f'<p>Main cause: <span class="pill {ccls}">{esc(CAUSES.get(cause, cause))}</span> '
                    f'<span class="muted small">({esc(metric)} at the model outputs; float model = '
                    f'{esc(fmt(_metric_best(metric)))})</span></p>')
+    deploy_html = _deployment(deployment)
+    if get(deployment, "agrees") is not True:
+        out.append(deploy_html)  # the deployment computes something else: that comes first
     scores = mapping(v, "scores")
     tiles = [("calibrated", "Calibrated model"), ("only_weight", "Only weights quantized"),
              ("only_activation", "Only activations quantized")]
@@ -119,6 +130,8 @@ def _verdict(v: Mapping[str, Any], local: Mapping[str, Any]) -> str:
         out.append('<div class="tiles">' + "".join(
             f'<div class="tile{" worst" if k == worst else ""}"><div class="label">{label}</div>'
             f'<div class="value">{esc(fmt(val))}</div></div>' for k, label, val in present) + "</div>")
+    if get(deployment, "agrees") is True:
+        out.append(deploy_html)
     recs = [x for x in as_list(get(v, "recommendations")) if isinstance(x, Mapping)]
     if recs:
         base, best = num(get(scores, "calibrated")), _metric_best(metric)
@@ -327,7 +340,7 @@ def render_report(results: Mapping[str, Any], save_dir: str | os.PathLike[str]) 
             sections.append((sid, label, body))
 
     if isinstance(get(r, "verdict"), Mapping) and get(r, "verdict"):
-        add("verdict", "Verdict", _verdict(r["verdict"], mapping(r, "local_error")))
+        add("verdict", "Verdict", _verdict(r["verdict"], mapping(r, "local_error"), mapping(r, "deployment")))
     if isinstance(get(r, "sensitivity"), Mapping):
         add("sensitivity", "Sensitivity", _sensitivity(r["sensitivity"]))
     add("accumulate-error", "Cumulative error", _accumulate(as_list(get(r, "accumulate_error")), root))

@@ -1,0 +1,155 @@
+"""Deployment check: does ONNX Runtime, as a user deploys the model, compute what ptqdebug analyses?
+
+ptqdebug runs a calibrated model as ONNX defines it: a QuantizeLinear→DequantizeLinear pair is a
+rounding of float values (its sessions turn ONNX Runtime's QDQ fusions off). Deployed with ONNX
+Runtime's defaults, the same file runs differently: the fusions replace DQ→Conv→Q and the like by
+integer kernels that requantize in their own way, and for float8 or int4 activations they delete
+a Relu the quantizer does not clamp (see :func:`ptqdebug.formats.qdq.relu_wrongly_fused`). Users
+of every simulator ask why its numbers and the device's disagree; this check answers it for ONNX
+Runtime on this machine's execution providers.
+
+Per model output and metric it reports three scores, averaged over samples: the deployed model
+against the float model, the simulation (every calibration node as in the file) against the float
+model, and the deployed model against the simulation. The deployment *agrees* when, for the first
+metric at every output, the deployed model is at least as close to the simulation as the
+simulation is to float: what separates them is smaller than the quantization error being
+analysed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import onnx
+
+from ..engine.runtime import deployed_session
+from ..errors import ModelError, OptionError
+from ..metrics import Metric, compare, get_metrics
+from .sensitivity import Progress, decode_float, encode_float
+
+if TYPE_CHECKING:
+    from ..context import Context
+
+__all__ = ["DeploymentCheck", "OutputAgreement", "check_deployment"]
+
+
+def _scores(d: Mapping[str, Any]) -> Mapping[str, float]:
+    return MappingProxyType({k: decode_float(v) for k, v in d.items()})
+
+
+@dataclass(frozen=True)
+class OutputAgreement:
+    """One model output: ``deployed`` and ``simulated`` against the float model, and ``between``
+    (the deployed model against the simulation), each ``{metric: mean over samples}``."""
+
+    output: str
+    deployed: Mapping[str, float]
+    simulated: Mapping[str, float]
+    between: Mapping[str, float]
+
+    def agrees(self, metric: Metric) -> bool:
+        """Whether the deployed model is at least as close to the simulation as the simulation
+        is to float (by ``metric``)."""
+        return not metric.worse(self.between[metric.name], self.simulated[metric.name])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"output": self.output, **{k: {m: encode_float(v) for m, v in getattr(self, k).items()}
+                                          for k in ("deployed", "simulated", "between")}}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> OutputAgreement:
+        return cls(d["output"], _scores(d["deployed"]), _scores(d["simulated"]), _scores(d["between"]))
+
+
+@dataclass(frozen=True)
+class DeploymentCheck:
+    """The deployed model against the simulation at every floating-point model output."""
+
+    metrics: tuple[str, ...]
+    samples: int
+    providers: tuple[str, ...]
+    outputs: tuple[OutputAgreement, ...]
+    relu_fused: tuple[str, ...] = ()  # calibration nodes whose Relu ONNX Runtime deletes (a known cause)
+
+    @property
+    def agrees(self) -> bool:
+        """Whether every output agrees by the first metric (see :meth:`OutputAgreement.agrees`)."""
+        first = get_metrics(self.metrics[0])[0]
+        return all(o.agrees(first) for o in self.outputs)
+
+    def summary(self) -> str:
+        """One paragraph: the verdict and the three scores of the first metric (mean over outputs)."""
+        m = self.metrics[0]
+        mean = {k: float(np.mean([getattr(o, k)[m] for o in self.outputs])) for k in ("deployed", "simulated", "between")}
+        where = f"ONNX Runtime as deployed (default optimizations, {self.providers[0]})"
+        numbers = (f"{m} against float {mean['deployed']:.6f} deployed, {mean['simulated']:.6f} simulated; "
+                   f"deployed against simulated {mean['between']:.6f}")
+        if self.agrees:
+            return (f"{where} agrees with ptqdebug's simulation: {numbers}, closer than quantization's own error, so "
+                    "the analyses describe the deployed model.")
+        text = (f"{where} differs from ptqdebug's simulation at least as much as quantization changes the model: {numbers}. "
+                "ptqdebug analyses the model as ONNX defines it; ONNX Runtime's rewrites of the quantized graph (fused "
+                "integer kernels, removed operators) compute something else here, so the deployed accuracy can differ "
+                "from every score of the analyses.")
+        if self.relu_fused:
+            n = len(self.relu_fused)
+            names = ", ".join(self.relu_fused[:3]) + (", ..." if n > 3 else "")
+            text += (f" A known cause: ONNX Runtime removes the Relu before {n} calibration node{'s' * (n != 1)} that "
+                     f"keep{'s' * (n == 1)} negative values ({names}).")
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metrics": list(self.metrics), "samples": self.samples, "providers": list(self.providers),
+                "agrees": self.agrees, "summary": self.summary(), "outputs": [o.to_dict() for o in self.outputs], "relu_fused": list(self.relu_fused)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DeploymentCheck:
+        return cls(tuple(d["metrics"]), int(d["samples"]), tuple(d["providers"]),
+                   tuple(OutputAgreement.from_dict(o) for o in d["outputs"]), tuple(d.get("relu_fused", ())))
+
+
+def deployable(ctx: Context) -> str | onnx.ModelProto:
+    """The model to deploy, or a one-line error where there is none ONNX Runtime can run."""
+    if "horizon" in ctx.model.source_format:
+        raise ModelError("the model holds Horizon calibration nodes (HzCalibration), which ONNX Runtime cannot run as "
+                         "deployed; expected a QDQ model for the deployment check")
+    if ctx.source is None:
+        raise OptionError("the deployment check runs the calibrated model's file, but it was given as a loaded "
+                          "CalibratedModel; expected a path or an onnx.ModelProto")
+    return ctx.source
+
+
+def check_deployment(ctx: Context, metrics: tuple[str, ...] | list[str] = ("cosine-similarity",),
+                     data_num: int | None = None, progress: Progress | None = None) -> DeploymentCheck:
+    """Run the calibrated model as deployed and as simulated on the first ``data_num`` samples
+    (all when None) and compare both with the float model at its floating-point outputs."""
+    chosen = get_metrics(list(metrics))
+    source = deployable(ctx)
+    model, engine = ctx.model, ctx.engine
+    session = deployed_session(source if isinstance(source, str) else source.SerializeToString(), engine.providers,
+                               engine.threads)
+    samples = len(ctx.samples(data_num))
+    outputs = list(model.outputs)
+    sums: dict[str, np.ndarray] = {}
+    for s in range(samples):
+        ref = ctx.reference(s, outputs)
+        simulated = engine.run(ref, model.calibrated_configuration, outputs)
+        deployed = dict(zip(outputs, session.run(outputs, dict(ctx.data[s]))))
+        for t in outputs:
+            if ref[t].dtype.kind != "f":
+                continue
+            sums[t] = sums.get(t, 0.0) + np.array([compare(chosen, ref[t], deployed[t]),
+                                                   compare(chosen, ref[t], simulated[t]),
+                                                   compare(chosen, simulated[t], deployed[t])], dtype=np.float64)
+        if progress is not None:
+            progress(s + 1, samples)
+    names = [m.name for m in chosen]
+    agreements = tuple(OutputAgreement(t, *(MappingProxyType(dict(zip(names, row / samples))) for row in sums[t]))
+                       for t in outputs if t in sums)
+    if not agreements:
+        raise ModelError("none of the model's outputs is a floating-point tensor; expected at least one to compare")
+    return DeploymentCheck(tuple(names), samples, tuple(engine.providers), agreements, model.relu_fused)

@@ -1,0 +1,130 @@
+"""The deployment check against a brute force: ONNX Runtime's default session over the file (the
+deployed model), the file with QDQ fusion off and every calibration node on (the simulation), and
+with every calibration node cut out (float), compared per sample with the metrics by hand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto as T
+
+import ptqdebug as dbg
+from ptqdebug.analyses.deployment import DeploymentCheck
+from ptqdebug.cli import main
+from ptqdebug.errors import ModelError
+from ptqdebug.metrics import compare, get_metrics
+from tests.support.horizon import hz_twin
+from tests.support.oracle import oracle_from_file, oracle_providers
+from tests.test_float8 import fp8_model
+
+METRICS = ["cosine-similarity", "mse"]
+
+
+def brute_force(path: Path, samples: list[dict[str, np.ndarray]], float_path: Path | None = None,
+                extended: bool = True) -> dict[str, np.ndarray]:
+    """``{"deployed"|"simulated"|"between": [metric] means over samples}`` at the first output;
+    float is ``float_path`` run as is, or else the file with its QDQ pairs cut out."""
+    quantizers = [q.name for q in dbg.load_model(path).quantizers]
+    deployed = ort.InferenceSession(str(path), providers=oracle_providers())
+    plain = ort.InferenceSession(str(float_path), providers=oracle_providers()) if float_path else None
+    out = deployed.get_outputs()[0].name
+    chosen = get_metrics(METRICS)
+    rows = {"deployed": [], "simulated": [], "between": []}
+    for s in samples:
+        dep = deployed.run([out], s)[0]
+        sim = oracle_from_file(path, quantizers, s, [out], extended)[out]
+        flt = plain.run([out], s)[0] if plain else oracle_from_file(path, [], s, [out], extended)[out]
+        rows["deployed"].append(compare(chosen, flt, dep))
+        rows["simulated"].append(compare(chosen, flt, sim))
+        rows["between"].append(compare(chosen, sim, dep))
+    return {k: np.mean(np.array(v, dtype=np.float64), axis=0) for k, v in rows.items()}
+
+
+def _assert_matches(got: DeploymentCheck, want: dict[str, np.ndarray]) -> None:
+    (out,) = got.outputs
+    for key, values in want.items():
+        scores = getattr(out, key)
+        assert scores["cosine-similarity"] == pytest.approx(values[0], abs=1e-6)
+        # float references differ by float rounding (the engine's segments against one session:
+        # 1e-5 relative on these logits), which moves an mse of a 1e-2 error by up to ~1e-3
+        assert scores["mse"] == pytest.approx(values[1], rel=5e-3, abs=1e-12)
+
+
+@pytest.mark.parametrize("name", ["pc_int8_pairs", "pt_uint8_pairs_keep", "pc_int16_keep_sym"])
+def test_deployment_check_matches_brute_force(cnn_dir: Path, samples: list[dict[str, np.ndarray]], name: str) -> None:
+    """(pc_int8_pairs: ONNX Runtime's quantizer deleted the Relus, so float is the float model.)"""
+    path = cnn_dir / f"{name}.onnx"
+    got = dbg.check_deployment(path, cnn_dir / "calibration_data", METRICS, data_num=3)
+    want = brute_force(path, samples[:3], cnn_dir / "float.onnx")
+    _assert_matches(got, want)
+    assert got.samples == 3 and got.metrics == tuple(METRICS) and got.relu_fused == ()
+    # agreement: the deployed model is at least as close to the simulation as the simulation is to float
+    assert got.agrees == bool(want["between"][0] >= want["simulated"][0])
+    assert got.agrees, "ONNX Runtime's integer kernels should agree with the simulation on this CNN"
+    assert "agrees with ptqdebug's simulation" in got.summary()
+    # the same from a ModelProto (the deployed session is built from its bytes)
+    again = dbg.check_deployment(onnx.load(path), cnn_dir / "calibration_data", METRICS, data_num=3)
+    assert again.to_dict() == got.to_dict()
+    assert DeploymentCheck.from_dict(json.loads(json.dumps(got.to_dict()))).to_dict() == got.to_dict()
+
+
+def test_a_relu_onnxruntime_removes_is_found_and_named(tmp_path: Path) -> None:
+    """Float8 after a Relu: ONNX Runtime's default optimizations delete the Relu, so the deployed
+    model computes something else than the model means (the simulation keeps the Relu)."""
+    path, samples = fp8_model(tmp_path, T.FLOAT8E4M3FN, T.FLOAT8E4M3FN)
+    got = dbg.check_deployment(path, tmp_path / "data", METRICS)
+    want = brute_force(path, samples, extended=False)  # the brute force's own float8 graph keeps its Relu too
+    _assert_matches(got, want)
+    assert want["between"][0] < 0.9 < want["simulated"][0]  # the premise: a real disagreement
+    assert not got.agrees and got.relu_fused == ("r_q",)
+    text = got.summary()
+    assert "differs from ptqdebug's simulation" in text and "removes the Relu before 1 calibration node that keeps" in text
+
+
+def test_cli_check_deployment(cnn_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["check-deployment", str(cnn_dir / "pc_int8_pairs_keep.onnx"), str(cnn_dir / "calibration_data"),
+               "-m", "['cosine-similarity','sqnr']", "-d", "2"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "logits deployed " in out and "logits deployed vs simulated " in out and "sqnr" in out
+    assert out.rstrip().splitlines()[-1].startswith("ONNX Runtime as deployed (default optimizations, CPUExecutionProvider)")
+
+
+def test_horizon_models_are_refused_in_one_line(cnn_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model, _ = hz_twin(onnx.load(cnn_dir / "pc_int8_keep_sym.onnx"))
+    onnx.save(model, tmp_path / "hz.onnx")
+    with pytest.raises(ModelError, match="HzCalibration"):
+        dbg.check_deployment(tmp_path / "hz.onnx", cnn_dir / "calibration_data")
+    rc = main(["runall", str(tmp_path / "hz.onnx"), str(cnn_dir / "calibration_data"), "-s", str(tmp_path / "out"),
+               "--check-deployment"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "expected a QDQ model for the deployment check" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # refused before anything was computed or written
+
+
+def test_runall_with_check_deployment(cnn_dir: Path, tmp_path: Path) -> None:
+    data = cnn_dir / "calibration_data"
+    path = cnn_dir / "pc_int8_pairs_keep.onnx"
+    run = dbg.runall(path, data, tmp_path / "with", check_deployment=True)
+    assert run.deployment is not None and run.deployment.agrees
+    assert run.deployment.to_dict() == dbg.check_deployment(path, data, "cosine-similarity", data_num=1).to_dict()
+    saved = json.loads((tmp_path / "with" / "results.json").read_text())
+    assert DeploymentCheck.from_dict(saved["deployment"]).to_dict() == run.deployment.to_dict()
+    page = (tmp_path / "with" / "index.html").read_text()
+    assert '<div class="deploy ok"><strong>Deployment check</strong> ONNX Runtime as deployed' in page
+    plain = dbg.runall(path, data, tmp_path / "without", report=False)
+    assert plain.deployment is None and json.loads((tmp_path / "without" / "results.json").read_text())["deployment"] is None
+    with pytest.raises(dbg.OptionError, match="check_deployment is 'yes'"):
+        dbg.runall(path, data, tmp_path / "bad", check_deployment="yes")  # type: ignore[arg-type]
+
+
+def test_a_model_read_from_memory_has_no_file_to_deploy(cnn_dir: Path) -> None:
+    loaded = dbg.load_model(onnx.load(cnn_dir / "pc_int8_pairs.onnx"))  # a CalibratedModel: no path, no ModelProto kept
+    with pytest.raises(dbg.OptionError, match="expected a path or an onnx.ModelProto"):
+        dbg.check_deployment(loaded, cnn_dir / "calibration_data")
+    assert dbg.check_deployment(dbg.load_model(cnn_dir / "pc_int8_pairs.onnx"), cnn_dir / "calibration_data").agrees
