@@ -28,7 +28,8 @@ class DemoResult:
     method: str
     output_cosine: float
     float_accuracy: float
-    quantized_accuracy: float
+    quantized_accuracy: float  # the calibrated model as ONNX defines it (what ptqdebug analyses)
+    deployed_accuracy: float  # the same file as ONNX Runtime deploys it (integer kernels)
     holdout: int
     verdict: str
     most_sensitive: tuple[tuple[str, float], ...]
@@ -41,12 +42,14 @@ def demo_files() -> tuple[Path, Path]:
     return Path(str(root / "digits_cnn.onnx")), Path(str(root / "digits_data.npz"))
 
 
-def _accuracy(model: Path, x: np.ndarray, y: np.ndarray) -> float:
+def _accuracy(model: Path, x: np.ndarray, y: np.ndarray, deployed: bool = False) -> float:
+    """Top-1 accuracy of ``model`` as ONNX defines it, or ``deployed`` as ONNX Runtime runs it by default."""
     import onnx
 
-    from ..engine.runtime import make_session
+    from ..engine.runtime import deployed_session, make_session
 
-    session = make_session(onnx.load(str(model)), ["CPUExecutionProvider"], None)
+    cpu = ["CPUExecutionProvider"]
+    session = deployed_session(str(model), cpu, None) if deployed else make_session(onnx.load(str(model)), cpu, None)
     logits = session.run(None, {session.get_inputs()[0].name: x})[0]
     return float((logits.argmax(axis=1) == y).mean())
 
@@ -66,12 +69,13 @@ def run_demo(out_dir: str | os.PathLike[str] = "demo_result", progress=None) -> 
     samples = [{"image": calib[i: i + 1]} for i in range(len(calib))]
     step = (lambda title: progress(title)) if progress is not None else None  # noqa: E731
     cal = calibrate(model, samples, out / "calibration", progress=step("Calibrating") if step else None)
-    run = runall(cal.model_path, cal.data_dir, out / "debug_result", progress=progress)
+    run = runall(cal.model_path, cal.data_dir, out / "debug_result", progress=progress, check_deployment=True)
     node = run.sensitivities.get("node") or next(iter(run.sensitivities.values()))
     top = tuple((e.name, e.scores[node.metrics[0]]) for e in node.top(3))
     return DemoResult(
         out_dir=out, calibrated_model=Path(cal.model_path), report=run.save_dir / "index.html", method=cal.method,
         output_cosine=cal.cosine, float_accuracy=_accuracy(model, hx, hy),
-        quantized_accuracy=_accuracy(Path(cal.model_path), hx, hy), holdout=len(hy), verdict=run.verdict.summary,
+        quantized_accuracy=_accuracy(Path(cal.model_path), hx, hy),
+        deployed_accuracy=_accuracy(Path(cal.model_path), hx, hy, deployed=True), holdout=len(hy), verdict=run.verdict.summary,
         most_sensitive=top, seconds=time.perf_counter() - t0,
     )
