@@ -110,6 +110,31 @@ def test_default_selects_the_closest_candidate(tmp_path: Path, tiny_path: Path, 
     assert r.options["method"] == "default"
 
 
+def test_cosines_as_defined_and_as_deployed_match_onnxruntime_sessions(tmp_path: Path, tiny_path: Path) -> None:
+    """``cosine``: the written model with QDQ fusion off (its ONNX meaning); ``deployed_cosine``: the
+    same file in ONNX Runtime's default session (QDQ fused into integer kernels); both against the
+    float model, per sample the mean over outputs, then the mean over samples."""
+    from ptqdebug.calibration import CalibrationResult
+    from ptqdebug.metrics import METRICS, compare
+
+    feeds = make_samples(5)
+    r = calibrate(tiny_path, feeds, tmp_path / "out", method="max")
+    cos = METRICS["cosine-similarity"]
+    plain = ort.SessionOptions()
+    meaning = ort.SessionOptions()
+    meaning.add_session_config_entry("session.disable_quant_qdq", "1")
+    flt = ort.InferenceSession(str(tiny_path), providers=["CPUExecutionProvider"])
+    want = []
+    for so in (meaning, plain):
+        sess = ort.InferenceSession(r.model_path, so, providers=["CPUExecutionProvider"])
+        names = [o.name for o in sess.get_outputs()]
+        want.append(np.mean([np.mean([compare([cos], a, b)[0] for a, b in zip(flt.run(names, f), sess.run(names, f))])
+                             for f in feeds]))
+    assert r.cosine == pytest.approx(want[0], abs=1e-6)
+    assert r.deployed_cosine == pytest.approx(want[1], abs=1e-6)
+    assert CalibrationResult.from_dict(json.loads(json.dumps(r.to_dict()))).deployed_cosine == r.deployed_cosine
+
+
 def test_written_model_is_exact_named_and_deterministic(tmp_path: Path) -> None:
     path = tmp_path / "unnamed.onnx"
     onnx.save(tiny_cnn(named=False), str(path))

@@ -115,5 +115,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"Select {result.method} method.")
     else:
         print(f"method: {result.method}")
-    print(f"float vs calibrated output cosine similarity: {result.cosine:.6f}")
+    print(f"float vs calibrated output cosine similarity: {result.cosine:.6f} "
+          f"({result.deployed_cosine:.6f} as ONNX Runtime deploys it)")
     return 0

@@ -30,7 +30,7 @@ import numpy as np
 import onnx
 
 from ..data import Dataset, check_data_num, load_data
-from ..engine.runtime import make_session, resolve_providers
+from ..engine.runtime import deployed_session, make_session, resolve_providers
 from ..errors import OptionError, UnknownNodeError
 from ..metrics import METRICS, compare
 from ..report.files import write_atomic
@@ -174,17 +174,25 @@ class _Runner:
         self.float_session = make_session(prepared.proto, providers, None)
         self.outputs = list(prepared.outputs)
 
-    def cosine(self, calibrated: onnx.ModelProto, data: Dataset, count: int, tick: Callable[[], None]) -> float:
-        session = make_session(calibrated, self.providers, None)
+    def cosine(self, calibrated: onnx.ModelProto, data: Dataset, count: int, tick: Callable[[], None],
+               deployed: bool = False) -> tuple[float, float]:
+        """Output cosine of ``calibrated`` against float on the first ``count`` samples, as ONNX
+        defines it and (``deployed``; else NaN) as ONNX Runtime runs it by default (QDQ fused into
+        integer kernels, see :mod:`ptqdebug.analyses.deployment`)."""
+        sessions = [make_session(calibrated, self.providers, None)]
+        if deployed:
+            sessions.append(deployed_session(calibrated.SerializeToString(), self.providers, None))
         cos = METRICS["cosine-similarity"]
-        scores = []
+        scores: list[list[float]] = [[] for _ in sessions]
         for i in range(count):
             sample = data[i]
             ref = self.float_session.run(self.outputs, sample)
-            act = session.run(self.outputs, sample)
-            scores.append(float(np.mean([compare([cos], r, a)[0] for r, a in zip(ref, act)])))
+            for session, column in zip(sessions, scores):
+                act = session.run(self.outputs, sample)
+                column.append(float(np.mean([compare([cos], r, a)[0] for r, a in zip(ref, act)])))
             tick()
-        return float(np.mean(scores)) if scores else math.nan
+        means = [float(np.mean(column)) if column else math.nan for column in scores]
+        return means[0], means[1] if deployed else math.nan
 
 
 def _ranges(proto: onnx.ModelProto, prepared: PreparedModel, stats: Statistics) -> tuple[TensorRange, ...]:
@@ -315,7 +323,7 @@ def calibrate(
             proto = write_qdq(prepared, work / f"calibrated_{m}.onnx", params, first, per_channel=per_channel,
                               symmetric=activation_symmetric and m != "min-max")
             if select_n:
-                scores[m] = runner.cosine(proto, data, select_n, tick)
+                scores[m] = runner.cosine(proto, data, select_n, tick)[0]
                 logger.info("method %s: output cosine %.6f on the first %d samples", m, scores[m], select_n)
             del proto  # one candidate model in memory at a time
         chosen = candidates[0]
@@ -327,7 +335,7 @@ def calibrate(
         path = work / f"calibrated_{chosen}.onnx"
         proto = onnx.load(str(path))
         _check_written(proto, prepared, int16)
-        cosine = runner.cosine(proto, data, n, tick)
+        cosine, deployed_cosine = runner.cosine(proto, data, n, tick, deployed=True)
         model_path = out / model_name
         write_atomic(model_path, lambda f: f.write(path.read_bytes()), binary=True)
         replace_folder(staging, data_dir)
@@ -335,9 +343,10 @@ def calibrate(
 
     if len(candidates) == 1:
         scores = {chosen: cosine}
-    logger.info("float vs calibrated output cosine similarity: %.6f", cosine)
+    logger.info("float vs calibrated output cosine similarity: %.6f (as ONNX Runtime deploys it: %.6f)", cosine, deployed_cosine)
     return CalibrationResult(
         model_path=str(model_path), data_dir=str(data_dir), method=chosen, cosine=cosine, candidates=scores,
+        deployed_cosine=deployed_cosine,
         ranges=ranges, num_samples=n,
         options={
             "method": method, "percentile": percentile, "per_channel": bool(per_channel),

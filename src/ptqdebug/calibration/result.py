@@ -83,6 +83,9 @@ class CalibrationResult:
             samples; otherwise the one method → ``cosine``.
         ranges: every activation calibration node, in graph order.
         num_samples: calibration samples used.
+        deployed_cosine: the same as ``cosine`` for the model as ONNX Runtime deploys it by default
+            (QDQ fused into integer kernels; ``cosine`` is the model as ONNX defines it, what
+            ptqdebug analyses). NaN where it was not measured.
         options: the settings of the run (method, percentile, per_channel, ...).
     """
 
@@ -94,6 +97,7 @@ class CalibrationResult:
     ranges: tuple[TensorRange, ...] = ()
     num_samples: int = 0
     options: Mapping[str, Any] = field(default_factory=dict)
+    deployed_cosine: float = math.nan
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "candidates", MappingProxyType(dict(self.candidates)))
@@ -112,7 +116,7 @@ class CalibrationResult:
             "model_path": self.model_path, "data_dir": self.data_dir, "method": self.method,
             "cosine": _enc(self.cosine), "candidates": {k: _enc(v) for k, v in self.candidates.items()},
             "ranges": [r.to_dict() for r in self.ranges], "num_samples": self.num_samples,
-            "options": dict(self.options),
+            "options": dict(self.options), "deployed_cosine": _enc(self.deployed_cosine),
         }
 
     @classmethod
@@ -122,4 +126,5 @@ class CalibrationResult:
             cosine=float(d["cosine"]), candidates={k: float(v) for k, v in d.get("candidates", {}).items()},
             ranges=tuple(TensorRange.from_dict(r) for r in d.get("ranges", [])),
             num_samples=int(d.get("num_samples", 0)), options=dict(d.get("options", {})),
+            deployed_cosine=float(d.get("deployed_cosine", math.nan)),
         )
