@@ -229,6 +229,11 @@ def _detached(q: Quantizer) -> Quantizer:
                    off_initializers=tuple(_copy(t) for t in q.off_initializers))
 
 
+def _count(n: int, noun: str) -> str:
+    """``"1 node"``, ``"2 nodes"``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _rebuild(state: dict[str, object]) -> CalibratedModel:
     return CalibratedModel(**{k: MappingProxyType(v) if isinstance(v, dict) else v for k, v in state.items()})  # type: ignore[arg-type]
 
@@ -367,25 +372,26 @@ def _assemble(
     inexact = [q.name for q in quantizers if not q.exact]
     if inexact:
         notes.append(
-            f"{len(inexact)} weight calibration nodes store their weights as integers and no float model was "
-            "given: they cannot be switched off exactly and stay on in every configuration (pass "
-            "float_model= / --float-model FLOAT.onnx to analyse them)"
+            f"weights stored as integers and no float model given: {_count(len(inexact), 'weight calibration node')} "
+            "cannot be switched off exactly and stay on in every configuration (pass float_model= / --float-model "
+            "FLOAT.onnx to analyse them)"
         )
     restored = [q.name for q in quantizers if q.off_node is not None]
     if restored:
-        how = "from the float model" if has_float else "inferred: their range starts at 0 right after an op that can be negative; pass --float-model to confirm"
+        how = ("from the float model" if has_float else
+               "inferred from a range starting at 0 right after an op that can be negative; pass --float-model to confirm")
         notes.append(
-            f"{len(restored)} activation calibration nodes replace a Relu/Clip that the quantizer deleted "
-            f"(ONNX Runtime's default); switched off they apply it again, so all-off is the float model ({how})"
+            f"the quantizer deleted the Relu/Clip before {_count(len(restored), 'activation calibration node')} (ONNX "
+            f"Runtime's default); switched off, ptqdebug applies it again, so all-off is the float model ({how})"
         )
     fused = relu_wrongly_fused(ordered, quantizers)
     if fused:
         notes.append(
-            f"{len(fused)} activation calibration nodes ({', '.join(fused[:3])}{', ...' if len(fused) > 3 else ''}) read a "
-            "Relu's output and keep negative values (float8, or int4 with zero point above the minimum): ONNX Runtime's "
-            "default optimizations (checked on 1.32) remove such a Relu as if the quantizer clamped at 0; ptqdebug "
-            "analyses the model as ONNX defines it, Relu kept, so ONNX Runtime's own output of this model can differ "
-            "from the calibrated scores"
+            f"ONNX Runtime's default optimizations (checked on 1.32) remove the Relu before "
+            f"{_count(len(fused), 'activation calibration node')} ({', '.join(fused[:3])}{', ...' if len(fused) > 3 else ''}) "
+            f"that {'keeps' if len(fused) == 1 else 'keep'} negative values (float8, or int4 with zero point above the "
+            "minimum), as if the quantizer clamped at 0; ptqdebug analyses the model as ONNX defines it, Relu kept, so "
+            "ONNX Runtime's own output of this model can differ from the calibrated scores (see check-deployment)"
         )
     maps = node_maps(ordered, {q.name for q in quantizers if q.scope is None},
                      {q.name: q.scope for q in quantizers if q.scope is not None})
