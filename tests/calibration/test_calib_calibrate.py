@@ -16,6 +16,7 @@ import ptqdebug
 from ptqdebug.calibration import CalibrationResult, calibrate
 from ptqdebug.calibration.methods import KL_BINS, kl_threshold
 from ptqdebug.errors import ModelError, OptionError, UnknownNodeError
+from ptqdebug.metrics import METRICS, compare
 from tests.calibration.models import float_tensors, make_samples, tiny_cnn, two_input_bn
 
 
@@ -114,9 +115,6 @@ def test_cosines_as_defined_and_as_deployed_match_onnxruntime_sessions(tmp_path:
     """``cosine``: the written model with QDQ fusion off (its ONNX meaning); ``deployed_cosine``: the
     same file in ONNX Runtime's default session (QDQ fused into integer kernels); both against the
     float model, per sample the mean over outputs, then the mean over samples."""
-    from ptqdebug.calibration import CalibrationResult
-    from ptqdebug.metrics import METRICS, compare
-
     feeds = make_samples(5)
     r = calibrate(tiny_path, feeds, tmp_path / "out", method="max")
     cos = METRICS["cosine-similarity"]
@@ -173,6 +171,39 @@ def test_int16_all_and_by_name(tmp_path: Path, tiny_path: Path) -> None:
     assert ptqdebug.load_model(r.model_path).notes == ()
     with pytest.raises(UnknownNodeError, match=r"int16_nodes: 'conv3' is not in the model; did you mean 'conv[12]'"):
         calibrate(tiny_path, feeds, tmp_path / "bad", int16_nodes=["conv3"])
+
+
+def test_float_nodes_give_the_configuration_partial_quantization_scored(tmp_path: Path, tiny_path: Path) -> None:
+    """``float_nodes=[n]`` writes the calibrated model with n's calibration nodes cut out: the model
+    ptqdebug scores when it un-quantizes n (sensitivity_analysis, runall's recommendations)."""
+    from ptqdebug.context import open_context
+
+    feeds = make_samples(4)
+    full = calibrate(tiny_path, feeds, tmp_path / "full", method="max")
+    kept = calibrate(tiny_path, feeds, tmp_path / "kept", method="max", float_nodes=["conv2"])
+    assert kept.options["float_nodes"] == ["conv2"]
+    before = ptqdebug.load_model(full.model_path)
+    after = {q.name for q in ptqdebug.load_model(kept.model_path).quantizers}
+    assert after == {q.name for q in before.quantizers} - set(before.node_quantizers["conv2"])  # r1's and w2's pairs
+    conv2 = next(n for n in onnx.load(kept.model_path).graph.node if n.name == "conv2")
+    assert list(conv2.input) == ["r1", "w2", "b2"]  # float activation and weight
+    # its cosine is the score of the full model with conv2's calibration nodes off
+    ctx = open_context(full.model_path, feeds)
+    off = set(ctx.model.node_quantizers["conv2"])
+    cos = METRICS["cosine-similarity"]
+    want = np.mean([compare([cos], ctx.reference(i, ["y"])["y"],
+                            ctx.engine.run(ctx.reference(i, ["y"]), ctx.model.calibrated_configuration - off)["y"])[0]
+                    for i in range(len(feeds))])
+    assert kept.cosine == pytest.approx(want, abs=1e-6) and kept.cosine != pytest.approx(full.cosine, abs=1e-9)
+
+    with pytest.raises(UnknownNodeError, match=r"float_nodes: 'conv3' is not in the model; did you mean 'conv[12]'"):
+        calibrate(tiny_path, feeds, tmp_path / "bad", float_nodes=["conv3"])
+    with pytest.raises(OptionError, match="'conv2' is in both float_nodes and int16_nodes"):
+        calibrate(tiny_path, feeds, tmp_path / "bad", float_nodes="conv2", int16_nodes=["conv2"])
+    from ptqdebug.calibration.writer import cut_calibration_nodes
+
+    with pytest.raises(OptionError, match="float node 'b1' has no calibration nodes to cut"):
+        cut_calibration_nodes(onnx.load(full.model_path), ["b1"])  # (a name calibrate has checked is a node)
 
 
 def test_opset_11_with_per_channel_weights_is_upgraded(tmp_path: Path) -> None:

@@ -48,6 +48,12 @@ def test_calibrate_prints_what_it_did(run, tiny_path: Path, tmp_path: Path) -> N
     assert lines[-1].startswith("float vs calibrated output cosine similarity: 0.9")
     model = ptqdebug.load_model(tmp_path / "out" / "calibrated_model.onnx")
     assert {q.name for q in model.activation_quantizers if q.qtype == "int16"} == {"r1_QuantizeLinear"}
+    assert lines[-1].endswith(" as ONNX Runtime deploys it)")
+
+    code, out, err = run("calibrate", tiny_path, tmp_path / "x.npy", "-o", tmp_path / "kept", "--float-nodes", "[conv2]", "-m", "max")
+    assert code == 0, err
+    names = {q.name for q in ptqdebug.load_model(tmp_path / "kept" / "calibrated_model.onnx").quantizers}
+    assert "r1_QuantizeLinear" not in names and "w2_QuantizeLinear" not in names and "w1_QuantizeLinear" in names
 
 
 def test_calibrate_with_config_and_overrides(run, tiny_path: Path, tmp_path: Path) -> None:  # noqa: ANN001

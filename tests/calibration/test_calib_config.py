@@ -40,6 +40,7 @@ def test_documented_example_has_every_key_and_loads(tmp_path: Path) -> None:
     assert o["activation_symmetric"] is True and o["data_num"] == 100 and o["all_int16"] is False
     assert o["optimize"] is True and o["model_name"] == "resnet_calibrated_model.onnx"
     assert o["int16_nodes"] == ["relu3", "/layer4/Add_output_0_QuantizeLinear", "conv1"]
+    assert o["float_nodes"] == ["/head/Gemm", "fc"]  # run_on_cpu, then node_info ON: CPU
     pre = o["preprocess"]
     assert pre["color"] == "bgr" and pre["layout"] == "NCHW" and pre["resize"] == "crop"
     assert pre["mean"] == "103.94 116.78 123.68" and pre["scale"] == [pytest.approx(1 / 58.8)]
@@ -90,6 +91,13 @@ def test_config_mistakes_are_one_line(tmp_path: Path, text: str, message: str) -
     with pytest.raises(OptionError, match=message) as info:
         load_config(tmp_path / "cfg.yaml")
     assert "\n" not in str(info.value)
+
+
+def test_run_on_cpu_and_an_unquoted_on_key_mean_float_nodes(tmp_path: Path) -> None:
+    """YAML 1.1 reads a bare ``ON`` key as true; the original's configurations write it either way."""
+    (tmp_path / "cfg.yaml").write_text("model_parameters:\n  node_info:\n    fc: {ON: CPU}\n    conv: {ON: BPU}\n"
+                                       "calibration_parameters:\n  run_on_cpu: head1;head2\n")
+    assert load_config(tmp_path / "cfg.yaml").options["float_nodes"] == ["head1", "head2", "fc"]
 
 
 def test_missing_and_empty_files(tmp_path: Path) -> None:

@@ -58,6 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="asymmetric activation ranges (default: symmetric, zero point 0)")
     g.add_argument("--int16-nodes", type=_names, metavar="LIST",
                    help="int16 activations for these calibration nodes, nodes (their inputs) or tensors: a,b or [a,b]")
+    g.add_argument("--float-nodes", type=_names, metavar="LIST",
+                   help="keep these nodes in float (their inputs unquantized for them), e.g. what runall recommends: a,b or [a,b]")
     g.add_argument("--all-int16", dest="all_int16", action="store_const", const=True, help="int16 for every activation")
     g.add_argument("-d", "--data-num", dest="data_num", type=int, metavar="N", help="use only the first N samples")
     g.add_argument("--no-optimize", dest="optimize", action="store_const", const=False,
@@ -77,7 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _options(args: argparse.Namespace, cfg: CalibrationConfig) -> dict[str, Any]:
     opts = dict(cfg.options)
     for key in ("method", "percentile", "per_channel", "activation_symmetric", "int16_nodes", "all_int16",
-                "data_num", "optimize", "providers"):
+                "float_nodes", "data_num", "optimize", "providers"):
         value = getattr(args, key, None)
         if value is not None:
             opts[key] = value

@@ -36,7 +36,7 @@ _USED: dict[str, set[str]] = {
                          "mean_value", "scale_value", "std_value", "resize_type"},
     "calibration_parameters": {"cal_data_dir", "calibration_type", "max_percentile", "per_channel",
                                "weight_per_channel", "activation_symmetric", "optimization", "cal_data_num",
-                               "set_all_nodes_int16", "int16_nodes", "node_info", "quant_pre_process"},
+                               "set_all_nodes_int16", "int16_nodes", "node_info", "quant_pre_process", "run_on_cpu"},
 }
 #: group → keys of the original that ptqdebug accepts and ignores
 _IGNORED: dict[str, set[str]] = {
@@ -44,7 +44,7 @@ _IGNORED: dict[str, set[str]] = {
                          "output_nodes", "node_config", "set_node_data_type"},
     "input_parameters": {"input_type_rt", "input_layout_rt", "input_space_and_range", "input_batch",
                          "separate_batch", "separate_name", "odd_shape"},
-    "calibration_parameters": {"cal_data_type", "preprocess_on", "run_on_cpu", "run_on_bpu", "num_bin",
+    "calibration_parameters": {"cal_data_type", "preprocess_on", "run_on_bpu", "num_bin",
                                "max_num_bin", "mix_topk", "use_int16", "set_model_output_int16",
                                "weight_percentile", "quant_config"},
 }
@@ -208,6 +208,7 @@ def _build(groups: Mapping[str, Mapping[str, Any]], base: Path, where: str) -> C
     if "quant_pre_process" in cal:
         opts["optimize"] = _bool(cal["quant_pre_process"], "quant_pre_process", where)
     int16 = _names(cal.get("int16_nodes"), "int16_nodes")
+    on_cpu = _names(cal.get("run_on_cpu"), "run_on_cpu")  # the original's way to keep a node in float
     for key_group in (model, cal):
         info = key_group.get("node_info") or {}
         if not isinstance(info, Mapping):
@@ -215,15 +216,20 @@ def _build(groups: Mapping[str, Mapping[str, Any]], base: Path, where: str) -> C
         for node, spec in info.items():
             if not isinstance(spec, Mapping):
                 raise OptionError(f"node_info {node!r} in {where} is {spec!r}; expected {{InputType: int16}}")
+            spec = {("ON" if k is True else k): v for k, v in spec.items()}  # YAML 1.1 reads an unquoted ON as true
             bad = [k for k in spec if k not in ("InputType", "OutputType", "ON")]
             if bad:
-                raise OptionError(f"node_info {node!r} in {where} has {bad[0]!r}; expected InputType (int8/int16)")
+                raise OptionError(f"node_info {node!r} in {where} has {bad[0]!r}; expected InputType (int8/int16) or ON (BPU/CPU)")
             if str(spec.get("InputType", "int8")).lower() == "int16":
                 int16.append(str(node))
+            if str(spec.get("ON", "BPU")).upper() == "CPU":
+                on_cpu.append(str(node))
             if str(spec.get("OutputType", "int8")).lower() == "int16":
                 logger.warning("%s: node_info %r OutputType int16 is not supported; name the nodes that read it in int16_nodes", where, node)
     if int16:
         opts["int16_nodes"] = list(dict.fromkeys(int16))
+    if on_cpu:
+        opts["float_nodes"] = list(dict.fromkeys(on_cpu))
 
     pre: dict[str, Any] = {}
     color = _single(inp.get("input_type_train"), "input_type_train")

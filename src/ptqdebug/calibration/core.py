@@ -123,6 +123,21 @@ def _int16_tensors(prepared: PreparedModel, names: Iterable[str] | None, all_int
     return out
 
 
+def _float_nodes(prepared: PreparedModel, names: Sequence[str] | str | None, int16: Iterable[str] | None) -> list[str]:
+    """The ordinary nodes to keep float, checked against the prepared model (see :func:`calibrate`)."""
+    if names is None:
+        return []
+    names = [str(n) for n in ([names] if isinstance(names, str) else names)]
+    nodes = [n.name for n in prepared.proto.graph.node]
+    unknown = [n for n in names if n not in nodes]
+    if unknown:
+        raise UnknownNodeError(unknown, "float_nodes", nodes)
+    both = sorted(set(names) & {str(n) for n in ([int16] if isinstance(int16, str) else int16 or [])})
+    if both:
+        raise OptionError(f"{both[0]!r} is in both float_nodes and int16_nodes; expected each node in at most one of them")
+    return list(dict.fromkeys(names))
+
+
 def _range(st: TensorStats, method: str, percentile: float, symmetric: bool, qtype: str,
            memo: dict[tuple[str, str, int], float]) -> tuple[float, float]:
     """The clipping range of one tensor under ``method`` (definitions in :mod:`.methods`)."""
@@ -221,6 +236,7 @@ def calibrate(
     activation_symmetric: bool = True,
     int16_nodes: Sequence[str] | None = None,
     all_int16: bool = False,
+    float_nodes: Sequence[str] | None = None,
     preprocess: ImagePreprocess | Mapping[str, object] | None = None,
     data_num: int | None = None,
     optimize: bool = True,
@@ -246,6 +262,9 @@ def calibrate(
             (``<tensor>_QuantizeLinear``, as in a sensitivity ranking), an ordinary node name (all
             its activation inputs, as the original's ``InputType: int16``) or a tensor name.
         all_int16: every activation int16.
+        float_nodes: ordinary nodes to keep in float (their inputs are not quantized for them: ONNX
+            Runtime's ``nodes_to_exclude``, the original's ``run_on_cpu``), e.g. the nodes ``runall``
+            recommends keeping in higher precision.
         preprocess: image preprocessing (:class:`ImagePreprocess` or a dict of its fields).
         data_num: use only the first ``data_num`` samples (None: all).
         optimize: run ONNX Runtime's ``quant_pre_process`` (BatchNorm folding etc.) first.
@@ -275,6 +294,7 @@ def calibrate(
         work = Path(tmp)
         prepared = prepare_model(float_model, work, per_channel=per_channel, int16=int16_wanted, optimize=optimize)
         int16 = _int16_tensors(prepared, int16_nodes, all_int16)
+        keep_float = _float_nodes(prepared, float_nodes, int16_nodes)
         data_dir = out / "calibration_data"
         source = open_source(inputs, prepared.inputs, pre, destination=data_dir)
         check_replaceable(data_dir)
@@ -321,7 +341,7 @@ def calibrate(
         for m in candidates:
             params = activation_params(prepared, stats, m, percentile, activation_symmetric, int16, memo)
             proto = write_qdq(prepared, work / f"calibrated_{m}.onnx", params, first, per_channel=per_channel,
-                              symmetric=activation_symmetric and m != "min-max")
+                              symmetric=activation_symmetric and m != "min-max", float_nodes=keep_float)
             if select_n:
                 scores[m] = runner.cosine(proto, data, select_n, tick)[0]
                 logger.info("method %s: output cosine %.6f on the first %d samples", m, scores[m], select_n)
@@ -352,6 +372,7 @@ def calibrate(
             "method": method, "percentile": percentile, "per_channel": bool(per_channel),
             "activation_symmetric": bool(activation_symmetric), "all_int16": bool(all_int16),
             "int16_nodes": [str(x) for x in ([int16_nodes] if isinstance(int16_nodes, str) else (int16_nodes or []))],
+            "float_nodes": keep_float,
             "optimize": bool(optimize), "preprocess": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(pre).items()},
         },
     )
