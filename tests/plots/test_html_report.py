@@ -153,6 +153,19 @@ def test_recommendations_show_the_local_error_when_runall_gave_it(results: dict[
         render_report(encoded(results | {"local_error": broken}, tmp_path), tmp_path)  # untrusted input never breaks the page
 
 
+def test_how_to_apply_the_recommendation(results: dict[str, Any], tmp_path: Path) -> None:
+    import shlex
+
+    assert "--float-nodes" not in render_report(encoded(results, tmp_path), tmp_path)  # no keep_float: no hint
+    verdict = results["verdict"] | {"keep_float": [HOSTILE, "/head/Gemm"]}
+    page = render_report(encoded(results | {"verdict": verdict}, tmp_path), tmp_path)
+    assert HOSTILE not in page
+    text = Dom(page).all_text
+    assert f"--float-nodes {shlex.quote('[' + HOSTILE + ',/head/Gemm]')}" in text and "To apply rows 1..2 (the best score)" in text
+    for broken in ("x", [3], {"a": 1}):
+        render_report(encoded(results | {"verdict": results["verdict"] | {"keep_float": broken}}, tmp_path), tmp_path)
+
+
 def test_deployment_check_in_the_verdict_when_runall_ran_it(results: dict[str, Any], tmp_path: Path) -> None:
     assert "Deployment check" not in Dom(render_report(encoded(results, tmp_path), tmp_path)).all_text  # not run: nothing
     for agrees, state in ((True, "ok"), (False, "bad")):

@@ -10,6 +10,7 @@ the summary names the shortest prefix that recovers half of the best prefix's ga
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -45,10 +46,23 @@ class Verdict:
     summary: str
     recommendations: tuple[Recommendation, ...]
 
+    @property
+    def keep_float(self) -> tuple[str, ...]:
+        """The recommended nodes up to the best score: what to keep in float, e.g. with
+        ``ptqdebug calibrate --float-nodes`` (empty when nothing is recommended)."""
+        recs = self.recommendations
+        if not recs:
+            return ()
+        best = max(range(len(recs)), key=lambda i: recs[i].score_after)
+        if not recs[best].score_after > self.scores.get("calibrated", math.inf):
+            return ()  # un-quantizing them recovers nothing
+        return tuple(r.node for r in recs[:best + 1])
+
     def to_dict(self) -> dict[str, Any]:
         return {"metric": self.metric, "cause": self.cause, "scores": dict(self.scores), "summary": self.summary,
                 "recommendations": [{"node": r.node, "calibration_nodes": list(r.calibration_nodes),
-                                     "score_after": r.score_after, "recovery": r.recovery} for r in self.recommendations]}
+                                     "score_after": r.score_after, "recovery": r.recovery} for r in self.recommendations],
+                "keep_float": list(self.keep_float)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Verdict:

@@ -17,6 +17,7 @@ import base64
 import hashlib
 import math
 import os
+import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,20 @@ def _header(r: Mapping[str, Any]) -> str:
             f'<dl class="meta">{meta}</dl>{notes_html}</header>')
 
 
+def _apply(keep: list[Any]) -> str:
+    """How to make the model with the recommended nodes in float (``Verdict.keep_float``), or nothing."""
+    names = [str(n) for n in keep if isinstance(n, str)]
+    if not names:
+        return ""
+    command = f"ptqdebug calibrate FLOAT_MODEL INPUTS -o OUT --float-nodes {shlex.quote('[' + ','.join(names) + ']')}"
+    rows = f"rows 1..{len(names)}" if len(names) > 1 else "row 1"
+    return (f'<div class="apply"><p>To apply {rows} (the best score), calibrate the float model again with '
+            f"{'them' if len(names) > 1 else 'it'} kept in float (in Python <code>float_nodes=</code>; the original "
+            f"toolchain's <code>run_on_cpu</code>):</p><code class=\"mono\">{esc(command)}</code>"
+            f'<p class="muted small">For a model <code>ptqdebug calibrate</code> made, this command with the same '
+            f"options writes exactly the configuration scored in row {len(names)}.</p></div>")
+
+
 def _deployment(d: Mapping[str, Any]) -> str:
     """The deployment check's verdict (runall ``check_deployment=True``), or nothing."""
     if not get(d, "summary"):
@@ -159,7 +174,7 @@ def _verdict(v: Mapping[str, Any], local: Mapping[str, Any], deployment: Mapping
                       "float, compared at its outputs); a good own score with a large recovery means the network amplifies a "
                       "small error."
                       if own else "") + "</p>"
-                   + table(head, rows, "recs"))
+                   + table(head, rows, "recs") + _apply(as_list(get(v, "keep_float"))))
     out.append("</section>")
     return "".join(out)
 

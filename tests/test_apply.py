@@ -1,0 +1,41 @@
+"""From runall's recommendation to the model that applies it: ``Verdict.keep_float`` →
+``calibrate(float_nodes=...)``, whose output cosine is the score runall predicted for it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import pytest
+
+import ptqdebug as dbg
+from ptqdebug.analyses.verdict import Recommendation, Verdict
+from ptqdebug.calibration import calibrate
+from ptqdebug.cli import main
+from tests.calibration.models import make_samples, tiny_cnn
+
+
+def test_keep_float_is_the_best_prefix_and_empty_when_nothing_helps() -> None:
+    recs = tuple(Recommendation(n, (f"{n}_q",), after, 0.0) for n, after in (("a", 0.990), ("b", 0.995), ("c", 0.993)))
+    v = Verdict("cosine-similarity", "activation", {"calibrated": 0.98}, "", recs)
+    assert v.keep_float == ("a", "b") and v.to_dict()["keep_float"] == ["a", "b"]
+    assert Verdict("cosine-similarity", "activation", {"calibrated": 0.999}, "", recs).keep_float == ()
+    assert Verdict("cosine-similarity", "none", {"calibrated": 0.98}, "", ()).keep_float == ()
+
+
+def test_the_recommended_model_scores_what_runall_predicted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    onnx.save(tiny_cnn(), tmp_path / "float.onnx")
+    samples = make_samples(4)
+    full = calibrate(tmp_path / "float.onnx", samples, tmp_path / "cal", method="max")
+    assert main(["runall", full.model_path, full.data_dir, "-s", str(tmp_path / "debug"), "-dn", "all", "-nt", "node",
+                 "-pt", "0.99999"]) == 0
+    out = capsys.readouterr().out
+    run = dbg.runall(full.model_path, full.data_dir, tmp_path / "again", node_type="node", data_num=None,
+                     pick_threshold=0.99999, report=False)
+    keep = run.verdict.keep_float
+    assert keep, "the premise: runall recommends something on this model"
+    assert f"--float-nodes '[{','.join(keep)}]'" in out
+    predicted = run.verdict.recommendations[len(keep) - 1].score_after
+    applied = calibrate(tmp_path / "float.onnx", samples, tmp_path / "applied", method="max", float_nodes=list(keep))
+    assert applied.cosine == pytest.approx(predicted, abs=1e-6)
+    assert applied.cosine > full.cosine
