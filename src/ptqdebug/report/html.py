@@ -111,7 +111,7 @@ def _apply(keep: list[Any]) -> str:
             f"{'them' if len(names) > 1 else 'it'} kept in float (in Python <code>float_nodes=</code>; the original "
             f"toolchain's <code>run_on_cpu</code>):</p><code class=\"mono\">{esc(command)}</code>"
             f'<p class="muted small">For a model <code>ptqdebug calibrate</code> made, this command with the same '
-            f"options writes exactly the configuration scored in row {len(names)}.</p></div>")
+            f"options writes the very configuration scored in row {len(names)}.</p></div>")
 
 
 def _deployment(d: Mapping[str, Any]) -> str:
