@@ -11,7 +11,8 @@ the summary names the shortest prefix that recovers half of the best prefix's ga
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import shlex
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,11 @@ NEGLIGIBLE_LOSS = 1e-4
 DOMINANCE = 2.0
 #: nodes named in the summary sentence; beyond that it counts them
 NAMED_IN_SUMMARY = 5
+
+
+def float_nodes_command(nodes: Sequence[str]) -> str:
+    """The shell command that makes the calibrated model again with ``nodes`` kept in float."""
+    return f"ptqdebug calibrate FLOAT_MODEL INPUTS -o OUT --float-nodes {shlex.quote('[' + ','.join(nodes) + ']')}"
 
 
 @dataclass(frozen=True)

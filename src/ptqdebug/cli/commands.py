@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import shlex
 import sys
 from pathlib import Path
 
 from .. import api
+from ..analyses.verdict import float_nodes_command
 from ..model import load_model
 from ..report.sensitivity_files import write_sensitivity
 from ..report.tables import info_table, sensitivity_rows
@@ -285,10 +285,8 @@ def _runall(args: argparse.Namespace) -> int:
     finally:
         bars.close()
     print(run.verdict.summary)
-    keep = run.verdict.keep_float
-    if keep:
-        listed = shlex.quote("[" + ",".join(keep) + "]") if len(keep) <= 12 else f"<the {len(keep)} nodes of verdict.keep_float in results.json>"
-        print(f"to keep the recommended nodes in float: ptqdebug calibrate FLOAT_MODEL INPUTS -o OUT --float-nodes {listed}")
+    if run.verdict.keep_float:
+        print(f"to keep the recommended nodes in float: {float_nodes_command(run.verdict.keep_float)}")
     if run.deployment is not None:
         print(run.deployment.summary())
     for kind, result in run.sensitivities.items():

@@ -17,11 +17,11 @@ import base64
 import hashlib
 import math
 import os
-import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..analyses.verdict import float_nodes_command
 from ..metrics import METRICS
 from .assets import REPORT_CSS, SORT_JS
 from .files import ensure_dir, write_atomic
@@ -105,7 +105,7 @@ def _apply(keep: list[Any]) -> str:
     names = [str(n) for n in keep if isinstance(n, str)]
     if not names:
         return ""
-    command = f"ptqdebug calibrate FLOAT_MODEL INPUTS -o OUT --float-nodes {shlex.quote('[' + ','.join(names) + ']')}"
+    command = float_nodes_command(names)
     rows = f"rows 1..{len(names)}" if len(names) > 1 else "row 1"
     return (f'<div class="apply"><p>To apply {rows} (the best score), calibrate the float model again with '
             f"{'them' if len(names) > 1 else 'it'} kept in float (in Python <code>float_nodes=</code>; the original "
