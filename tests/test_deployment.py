@@ -128,3 +128,29 @@ def test_a_model_read_from_memory_has_no_file_to_deploy(cnn_dir: Path) -> None:
     with pytest.raises(dbg.OptionError, match="expected a path or an onnx.ModelProto"):
         dbg.check_deployment(loaded, cnn_dir / "calibration_data")
     assert dbg.check_deployment(dbg.load_model(cnn_dir / "pc_int8_pairs.onnx"), cnn_dir / "calibration_data").agrees
+
+
+def test_a_model_onnxruntime_cannot_deploy_is_a_finding_not_a_crash(cnn_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A fused kernel ONNX Runtime lacks (its QDQ fusions on) does not stop runall, whose analyses
+    turn the fusions off: the check reports it."""
+    import ptqdebug.analyses.deployment as deployment
+    from ptqdebug.engine.runtime import SessionError
+
+    def refuse(*args: object) -> None:
+        raise SessionError("Could not find an implementation for ConvInteger(10) node with name 'conv'")
+
+    monkeypatch.setattr(deployment, "deployed_session", refuse)
+    path, data = cnn_dir / "pc_int8_pairs_keep.onnx", cnn_dir / "calibration_data"
+    got = dbg.check_deployment(path, data)
+    assert got.failure == "Could not find an implementation for ConvInteger(10) node with name 'conv'"
+    assert not got.agrees and got.outputs == ()
+    assert got.summary().startswith("ONNX Runtime cannot run this model as deployed (default optimizations, CPUExecutionProvider): "
+                                    "Could not find an implementation for ConvInteger(10)")
+    assert DeploymentCheck.from_dict(json.loads(json.dumps(got.to_dict()))).to_dict() == got.to_dict()
+    run = dbg.runall(path, data, tmp_path / "out", check_deployment=True)
+    assert run.deployment is not None and run.deployment.failure == got.failure and run.deployment.samples == 1  # runall: data_num=1
+    assert '<div class="deploy bad">' in (tmp_path / "out" / "index.html").read_text()
+    capsys.readouterr()
+    assert main(["check-deployment", str(path), str(data)]) == 0
+    assert capsys.readouterr().out.startswith("ONNX Runtime cannot run this model as deployed")

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnx
 
-from ..engine.runtime import deployed_session
+from ..engine.runtime import SessionError, deployed_session, ort_reason
 from ..errors import ModelError, OptionError
 from ..metrics import Metric, compare, get_metrics
 from .sensitivity import Progress, decode_float, encode_float
@@ -74,15 +74,20 @@ class DeploymentCheck:
     providers: tuple[str, ...]
     outputs: tuple[OutputAgreement, ...]
     relu_fused: tuple[str, ...] = ()  # calibration nodes whose Relu ONNX Runtime deletes (a known cause)
+    failure: str | None = None  # why ONNX Runtime could not load or run the model as deployed (no outputs then)
 
     @property
     def agrees(self) -> bool:
         """Whether every output agrees by the first metric (see :meth:`OutputAgreement.agrees`)."""
         first = get_metrics(self.metrics[0])[0]
-        return all(o.agrees(first) for o in self.outputs)
+        return self.failure is None and all(o.agrees(first) for o in self.outputs)
 
     def summary(self) -> str:
         """One paragraph: the verdict and the three scores of the first metric (mean over outputs)."""
+        if self.failure is not None:
+            return (f"ONNX Runtime cannot run this model as deployed (default optimizations, {self.providers[0]}): "
+                    f"{self.failure}. ptqdebug's analyses turn ONNX Runtime's QDQ fusions off and are not affected, but "
+                    "the model as it stands will not deploy with ONNX Runtime's defaults.")
         m = self.metrics[0]
         mean = {k: float(np.mean([getattr(o, k)[m] for o in self.outputs])) for k in ("deployed", "simulated", "between")}
         where = f"ONNX Runtime as deployed (default optimizations, {self.providers[0]})"
@@ -104,12 +109,14 @@ class DeploymentCheck:
 
     def to_dict(self) -> dict[str, Any]:
         return {"metrics": list(self.metrics), "samples": self.samples, "providers": list(self.providers),
-                "agrees": self.agrees, "summary": self.summary(), "outputs": [o.to_dict() for o in self.outputs], "relu_fused": list(self.relu_fused)}
+                "agrees": self.agrees, "summary": self.summary(), "outputs": [o.to_dict() for o in self.outputs], "relu_fused": list(self.relu_fused),
+                "failure": self.failure}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DeploymentCheck:
         return cls(tuple(d["metrics"]), int(d["samples"]), tuple(d["providers"]),
-                   tuple(OutputAgreement.from_dict(o) for o in d["outputs"]), tuple(d.get("relu_fused", ())))
+                   tuple(OutputAgreement.from_dict(o) for o in d["outputs"]), tuple(d.get("relu_fused", ())),
+                   d.get("failure"))
 
 
 def deployable(ctx: Context) -> str | onnx.ModelProto:
@@ -130,15 +137,23 @@ def check_deployment(ctx: Context, metrics: tuple[str, ...] | list[str] = ("cosi
     chosen = get_metrics(list(metrics))
     source = deployable(ctx)
     model, engine = ctx.model, ctx.engine
-    session = deployed_session(source if isinstance(source, str) else source.SerializeToString(), engine.providers,
-                               engine.threads)
     samples = len(ctx.samples(data_num))
     outputs = list(model.outputs)
+    names = [m.name for m in chosen]
+    try:
+        session = deployed_session(source if isinstance(source, str) else source.SerializeToString(), engine.providers,
+                                   engine.threads)
+    except SessionError as exc:  # the analyses may still run: their sessions turn the QDQ fusions off
+        return DeploymentCheck(tuple(names), samples, tuple(engine.providers), (), model.relu_fused, exc.reason)
     sums: dict[str, np.ndarray] = {}
     for s in range(samples):
         ref = ctx.reference(s, outputs)
         simulated = engine.run(ref, model.calibrated_configuration, outputs)
-        deployed = dict(zip(outputs, session.run(outputs, dict(ctx.data[s]))))
+        try:
+            deployed = dict(zip(outputs, session.run(outputs, dict(ctx.data[s]))))
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own types when a fused kernel fails
+            return DeploymentCheck(tuple(names), samples, tuple(engine.providers), (), model.relu_fused,
+                                   f"running sample {s} failed ({ort_reason(exc)})")
         for t in outputs:
             if ref[t].dtype.kind != "f":
                 continue
@@ -147,7 +162,6 @@ def check_deployment(ctx: Context, metrics: tuple[str, ...] | list[str] = ("cosi
                                                    compare(chosen, simulated[t], deployed[t])], dtype=np.float64)
         if progress is not None:
             progress(s + 1, samples)
-    names = [m.name for m in chosen]
     agreements = tuple(OutputAgreement(t, *(MappingProxyType(dict(zip(names, row / samples))) for row in sums[t]))
                        for t in outputs if t in sums)
     if not agreements:

@@ -265,6 +265,9 @@ def _check_deployment(args: argparse.Namespace) -> int:
     ctx = _ctx(args)
     with progress_bar("Progress") as progress:
         result = api.check_deployment(ctx, args.calibrated_data, metrics=args.metrics, data_num=args.data_num, progress=progress)
+    if result.failure is not None:
+        print(result.summary())
+        return 0
     rows = {f"{o.output} {what}": {m: round(getattr(o, key)[m], 6) for m in result.metrics}
             for o in result.outputs for what, key in (("deployed", "deployed"), ("simulated", "simulated"),
                                                        ("deployed vs simulated", "between"))}

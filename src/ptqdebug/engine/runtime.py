@@ -22,7 +22,7 @@ import onnxruntime as ort
 
 from ..errors import ModelError, OptionError
 
-__all__ = ["deployed_session", "make_session", "ort_reason", "resolve_providers", "type_from_ort"]
+__all__ = ["SessionError", "deployed_session", "make_session", "ort_reason", "resolve_providers", "type_from_ort"]
 
 _ORT_ELEM = {
     "float": onnx.TensorProto.FLOAT, "float16": onnx.TensorProto.FLOAT16, "double": onnx.TensorProto.DOUBLE,
@@ -31,6 +31,14 @@ _ORT_ELEM = {
     "uint32": onnx.TensorProto.UINT32, "int64": onnx.TensorProto.INT64, "uint64": onnx.TensorProto.UINT64,
     "bool": onnx.TensorProto.BOOL, "string": onnx.TensorProto.STRING,
 }
+
+
+class SessionError(ModelError):
+    """ONNX Runtime refused to build a session; ``reason`` is its own message, cleaned."""
+
+    def __init__(self, reason: str, hint: str = "") -> None:
+        super().__init__(f"ONNX Runtime cannot run the model ({reason}); expected a model ONNX Runtime can load{hint}")
+        self.reason = reason
 
 
 def resolve_providers(providers: str | Sequence[str] | None) -> list[str]:
@@ -118,7 +126,7 @@ def _open(model: str | bytes, so: ort.SessionOptions, providers: Sequence[str]) 
         if "Unsupported model IR version" in reason:
             hint = (f" (this onnxruntime {ort.__version__} is older than the onnx that saved the model: upgrade onnxruntime, "
                     "or save the model with an ir_version it reads)")
-        raise ModelError(f"ONNX Runtime cannot run the model ({reason}); expected a model ONNX Runtime can load{hint}") from None
+        raise SessionError(reason, hint) from None
     if providers and providers[0] not in session.get_providers():  # ORT falls back to the CPU silently
         raise OptionError(
             f"ONNX Runtime could not start {providers[0]} (the session fell back to {', '.join(session.get_providers())}); "
