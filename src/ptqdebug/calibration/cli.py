@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     g.add_argument("--int16-nodes", type=_names, metavar="LIST",
                    help="int16 activations for these calibration nodes, nodes (their inputs) or tensors: a,b or [a,b]")
     g.add_argument("--float-nodes", type=_names, metavar="LIST",
-                   help="keep these nodes in float (their inputs unquantized for them), e.g. what runall recommends: a,b or [a,b]")
+                   help="keep these nodes in float (their calibration nodes cut out), e.g. what runall recommends: a,b or [a,b]")
     g.add_argument("--all-int16", dest="all_int16", action="store_const", const=True, help="int16 for every activation")
     g.add_argument("-d", "--data-num", dest="data_num", type=int, metavar="N", help="use only the first N samples")
     g.add_argument("--no-optimize", dest="optimize", action="store_const", const=False,

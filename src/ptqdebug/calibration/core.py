@@ -262,9 +262,10 @@ def calibrate(
             (``<tensor>_QuantizeLinear``, as in a sensitivity ranking), an ordinary node name (all
             its activation inputs, as the original's ``InputType: int16``) or a tensor name.
         all_int16: every activation int16.
-        float_nodes: ordinary nodes to keep in float (their inputs are not quantized for them: ONNX
-            Runtime's ``nodes_to_exclude``, the original's ``run_on_cpu``), e.g. the nodes ``runall``
-            recommends keeping in higher precision.
+        float_nodes: ordinary nodes to keep in float, e.g. the nodes ``runall`` recommends keeping
+            in higher precision (the original's ``run_on_cpu``): their calibration nodes, as ptqdebug
+            finds them, are cut out of the written model, which is then the configuration partial
+            quantization scored (:func:`ptqdebug.calibration.writer.cut_calibration_nodes`).
         preprocess: image preprocessing (:class:`ImagePreprocess` or a dict of its fields).
         data_num: use only the first ``data_num`` samples (None: all).
         optimize: run ONNX Runtime's ``quant_pre_process`` (BatchNorm folding etc.) first.

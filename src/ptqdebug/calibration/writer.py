@@ -35,9 +35,9 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from ..errors import ModelError
+from ..errors import ModelError, OptionError
 from ..formats.params import qtype_of_onnx
-from ..model import TensorSpec, input_specs
+from ..model import TensorSpec, input_specs, load_model
 from ..onnxfile import constants_to_initializers, default_opset, read_onnx
 
 __all__ = ["ActivationQuantizer", "PreparedModel", "prepare_model", "read_activation_quantizers", "stats_model", "write_qdq"]
@@ -327,9 +327,6 @@ def cut_calibration_nodes(proto: onnx.ModelProto, nodes: Sequence[str]) -> None:
     exactly the configuration partial quantization scored for them (a pair other nodes read goes
     for those too, as it does there). ONNX Runtime's own ``nodes_to_exclude`` differs: it keeps the
     input pair a quantized producer's output has, and drops the node's output pair instead."""
-    from ..errors import OptionError
-    from ..model import load_model
-
     found = load_model(proto).node_quantizers
     plain = [n for n in nodes if not found.get(n)]
     if plain:
