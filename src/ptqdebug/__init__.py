@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:  # what type checkers and editors see
     from .api import (
         check_deployment,
+        export_model,
         get_calibration_nodes_stat_info,
         get_channelwise_data_distribution,
         get_sensitivity_of_nodes,
@@ -43,7 +44,7 @@ if TYPE_CHECKING:  # what type checkers and editors see
 
 #: public name -> the module that defines it
 _EXPORTS = {
-    "RunResult": ".api", "check_deployment": ".api", "get_calibration_nodes_stat_info": ".api", "get_channelwise_data_distribution": ".api",
+    "RunResult": ".api", "check_deployment": ".api", "export_model": ".api", "get_calibration_nodes_stat_info": ".api", "get_channelwise_data_distribution": ".api",
     "get_sensitivity_of_nodes": ".api", "local_errors": ".api", "plot_acc_error": ".api", "plot_distribution": ".api", "runall": ".api",
     "sensitivity_analysis": ".api", "sensitivity_of_nodes": ".api",
     "CalibrationResult": ".calibration", "calibrate": ".calibration",

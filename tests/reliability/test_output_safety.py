@@ -31,6 +31,9 @@ NON_ATOMIC = {
     ("calibration/writer.py", "onnx.save"): "temporary work folder",
     # calibrate writes calibration_data into a staging folder, then renames it into place
     ("calibration/inputs.py", "os.replace"): "the rename that moves the finished staging folder into place",
+    # export of a model past 2 GB: the model and its data file are written in a staging folder, then renamed into place
+    ("api/export.py", "onnx.save_model"): "staging folder next to the target",
+    ("api/export.py", "os.replace"): "the renames that move the finished model and data file into place",
 }
 WRITERS = {"open", "np.save", "np.savez", "np.savez_compressed", "numpy.save", "onnx.save", "onnx.save_model",
            "shutil.copyfile", "shutil.copy", "shutil.copy2", "shutil.move", "shutil.copytree", "json.dump", "pickle.dump",

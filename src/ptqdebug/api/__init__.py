@@ -9,6 +9,7 @@ come last, keyword-only: ``float_model`` (QDQ models whose weights are stored as
 
 from .analysis import get_calibration_nodes_stat_info, sensitivity_analysis
 from .deployment import check_deployment
+from .export import export_model
 from .figures import (
     get_channelwise_data_distribution,
     plot_acc_error,
@@ -20,6 +21,7 @@ from .sensitivity import get_sensitivity_of_nodes, local_errors, sensitivity_of_
 __all__ = [
     "RunResult",
     "check_deployment",
+    "export_model",
     "get_calibration_nodes_stat_info",
     "get_channelwise_data_distribution",
     "get_sensitivity_of_nodes",

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from .. import api
-from ..analyses.verdict import float_nodes_command
+from ..analyses.verdict import float_nodes_commands
 from ..model import load_model
 from ..report.sensitivity_files import write_sensitivity
 from ..report.tables import info_table, sensitivity_rows
@@ -118,6 +118,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("-d", "--data_num", type=data_num, default=None, help="how many samples, the first ones (default: all)")
     add_runtime(p, sweeps=False)
     p.set_defaults(func=_check_deployment)
+
+    p = sub.add_parser("export", help="write the calibrated model with some nodes kept in float (beyond the original)",
+                       description="Writes the calibrated model with the calibration nodes of the named nodes switched off: "
+                                   "exactly the configuration partial quantization scored for them (e.g. runall's "
+                                   "recommendation), ready to deploy or to check with check-deployment.")
+    p.add_argument("model_or_file", metavar="MODEL")
+    p.add_argument("-o", "--output", dest="save_path", required=True, metavar="OUT.onnx", help="the model file to write")
+    p.add_argument("-f", "--float-nodes", dest="float_nodes", type=list_value("--float-nodes"),
+                   help="ordinary nodes (their calibration nodes) or calibration nodes to switch off: a or [a,b]")
+    p.add_argument("--float-model", dest="float_model", metavar="FLOAT.onnx",
+                   help="the float model, for QDQ models that store weights as integers")
+    p.set_defaults(func=_export)
 
     p = sub.add_parser("info", help="list the calibration nodes and ordinary nodes of a calibrated model")
     p.add_argument("model_or_file", metavar="MODEL")
@@ -289,7 +301,8 @@ def _runall(args: argparse.Namespace) -> int:
         bars.close()
     print(run.verdict.summary)
     if run.verdict.keep_float:
-        print(f"to keep the recommended nodes in float: {float_nodes_command(run.verdict.keep_float)}")
+        export, calibrate = float_nodes_commands(run.verdict.keep_float, str(args.model_or_file))
+        print(f"to keep the recommended nodes in float: {export}   (or from the float model: {calibrate})")
     if run.deployment is not None:
         print(run.deployment.summary())
     for kind, result in run.sensitivities.items():
@@ -316,6 +329,13 @@ def _demo(args: argparse.Namespace) -> int:
     print("most sensitive nodes: " + ", ".join(f"{n} ({v:.6f})" for n, v in r.most_sensitive))
     print(f"calibrated model: {r.calibrated_model}")
     print(f"report: {r.report}  ({r.seconds:.1f} s)")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    done = api.export_model(args.model_or_file, args.save_path, args.float_nodes, float_model=args.float_model)
+    off = done.switched_off
+    print(f"wrote {done.path} ({len(off)} calibration node{'' if len(off) == 1 else 's'} off{': ' + ', '.join(off) if off else ''})")
     return 0
 
 

@@ -25,7 +25,7 @@ from ..bodies import bodies_of
 from ..graph import node_inputs
 from ..model import CalibratedModel
 
-__all__ = ["SHARED_LOCATION", "Built", "build_model", "switch_name"]
+__all__ = ["SHARED_LOCATION", "Built", "build_model", "standalone_model", "switch_name"]
 
 #: ``location`` of the external-data stub that stands for a weight the session is given from memory
 #: (``SessionOptions.add_external_initializers``): the bytes are never copied into the model
@@ -172,6 +172,38 @@ def build_model(
     if "com.microsoft" in domains and not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return Built(model, switches, weights)
+
+
+def standalone_model(cm: CalibratedModel, on: Collection[str]) -> onnx.ModelProto:
+    """The whole calibrated model with only ``on`` calibration nodes on, as a model file of its
+    own: what the engine scores for that configuration, with the placeholders of the calibration
+    nodes that are off removed (their readers read the float tensor; a placeholder that is a
+    restored Relu/Clip stays)."""
+    model = build_model(cm, on=on).model
+    graph = model.graph
+    outputs = {o.name for o in graph.output}
+    qmap = cm.quantizer_map
+    drop = {n.name: n.input[0] for n in graph.node
+            if n.op_type == "Identity" and n.name in qmap and n.output[0] == qmap[n.name].output and n.output[0] not in outputs}
+    rename = {qmap[name].output: source for name, source in drop.items()}
+    for out, source in rename.items():  # calibration nodes in a row: read the first float tensor
+        while source in rename:
+            source = rename[source]
+        rename[out] = source
+    kept = [n for n in graph.node if n.name not in drop]
+    del graph.node[:]
+    graph.node.extend(kept)
+    _rename_reads(graph, rename)
+    return model
+
+
+def _rename_reads(graph: onnx.GraphProto, rename: Mapping[str, str]) -> None:
+    """Point every read of a renamed tensor, in ``graph`` and its bodies (which read outer values
+    by name), at its new name."""
+    for n in graph.node:
+        n.input[:] = [rename.get(i, i) for i in n.input]
+        for _, body in bodies_of(n):
+            _rename_reads(body, rename)
 
 
 def _stub(t: onnx.TensorProto) -> onnx.TensorProto:

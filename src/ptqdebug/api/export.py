@@ -1,0 +1,108 @@
+"""``export_model`` (not in the original): write a configuration ptqdebug scored as a model file.
+
+``runall`` and ``sensitivity_analysis`` score the calibrated model with the most sensitive nodes
+kept in float; this writes exactly that model, from the calibrated model itself (no float model or
+re-calibration needed), ready to deploy or to check with :func:`check_deployment`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from ..analyses.candidates import flat_names
+from ..context import Context
+from ..engine.build import standalone_model
+from ..errors import ModelError, OptionError
+from ..model import CalibratedModel, load_model
+from ..report.files import ensure_dir, write_atomic
+from .checks import check_node_list
+from .common import FloatModelArg, ModelArg
+
+__all__ = ["ExportedModel", "export_model"]
+
+#: past this a model is written with its initializers in one external-data file beside it
+_PROTOBUF_LIMIT = 2**31 - 2**26
+
+
+@dataclass(frozen=True)
+class ExportedModel:
+    """What :func:`export_model` wrote: the file and the calibration nodes switched off in it."""
+
+    path: Path
+    switched_off: tuple[str, ...]
+
+
+def export_model(
+    model_or_file: ModelArg,
+    save_path: str | os.PathLike[str],
+    float_nodes: object = None,
+    *,
+    float_model: FloatModelArg = None,
+) -> ExportedModel:
+    """Write the calibrated model with the calibration nodes of ``float_nodes`` switched off.
+
+    The file computes what ptqdebug scored for that configuration (partial quantization's row k
+    for ``float_nodes`` = its nodes 1..k, e.g. ``runall``'s ``verdict.keep_float``): the same
+    QuantizeLinear/DequantizeLinear pairs, without those of the named nodes; where ONNX Runtime's
+    quantizer had deleted a Relu/Clip before a pair that goes, the Relu/Clip is back.
+
+    Args:
+        model_or_file: the calibrated QDQ model (path, ``onnx.ModelProto`` or a loaded one).
+        save_path: the ``.onnx`` file to write (its folder is created).
+        float_nodes: ordinary nodes (their calibration nodes) and calibration nodes to switch off:
+            a name or a list of names (None: none, the calibrated model as ptqdebug reads it).
+        float_model: the float model, for QDQ models that store weights as integers (needed to
+            switch those weights off).
+
+    Returns:
+        An :class:`ExportedModel`: the path written and the calibration nodes switched off.
+    """
+    check_node_list(None, float_nodes, "float_nodes", expand=True)
+    target = Path(save_path)
+    if target.suffix != ".onnx":
+        raise OptionError(f"save_path {str(target)!r} does not end in .onnx; expected the model file to write, e.g. partial.onnx")
+    if target.is_dir():
+        raise OptionError(f"save_path {str(target)!r} is a folder; expected the model file to write, e.g. partial.onnx")
+    model = model_or_file.model if isinstance(model_or_file, Context) else load_model(model_or_file, float_model)
+    if "horizon" in model.source_format:
+        raise ModelError("the model holds Horizon calibration nodes (HzCalibration); export writes QDQ models: for the "
+                         "original toolchain keep these nodes in float with run_on_cpu in its configuration")
+    off = _switched_off(model, float_nodes)
+    fixed = sorted(off & {q.name for q in model.quantizers if not q.exact})
+    if fixed:
+        raise OptionError(f"calibration node {fixed[0]!r} stores its weight as integers and cannot be switched off without "
+                          "the float model; pass float_model= / --float-model FLOAT.onnx")
+    proto = standalone_model(model, model.calibrated_configuration - off)
+    switched_off = tuple(q.name for q in model.quantizers if q.name in off)  # graph order
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = "ptqdebug_calibration_nodes_off", ",".join(switched_off)
+    ensure_dir(target.parent, "folder of save_path")
+    if proto.ByteSize() > _PROTOBUF_LIMIT:
+        _save_with_external_data(proto, target)
+    else:
+        write_atomic(target, lambda f: f.write(proto.SerializeToString()), binary=True)
+    return ExportedModel(target, switched_off)
+
+
+def _save_with_external_data(proto: onnx.ModelProto, target: Path) -> None:
+    """``target`` and its initializers in ``target.data`` beside it (a model past protobuf's 2 GB),
+    written in a staging folder next to them and renamed into place, data first."""
+    data = target.with_name(f"{target.name}.data")
+    with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as staging:
+        onnx.save_model(proto, os.path.join(staging, target.name), save_as_external_data=True,
+                        all_tensors_to_one_file=True, location=data.name)
+        os.replace(os.path.join(staging, data.name), data)
+        os.replace(os.path.join(staging, target.name), target)
+
+
+def _switched_off(model: CalibratedModel, float_nodes: object) -> frozenset[str]:
+    """The calibration nodes ``float_nodes`` stand for (checked against the model)."""
+    if float_nodes is None:
+        return frozenset()
+    check_node_list(model, float_nodes, "float_nodes", expand=True)
+    return frozenset(model.expand(flat_names(float_nodes, "float_nodes"), "float_nodes"))
