@@ -1,17 +1,21 @@
 """From runall's recommendation to the model that applies it: ``Verdict.keep_float`` →
-``calibrate(float_nodes=...)``, whose output cosine is the score runall predicted for it."""
+``calibrate(float_nodes=...)`` or ``export_model``, whose output cosine is the score runall
+predicted for it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 
 import ptqdebug as dbg
 from ptqdebug.analyses.verdict import Recommendation, Verdict
 from ptqdebug.calibration import calibrate
 from ptqdebug.cli import main
+from ptqdebug.metrics import METRICS, compare
 from tests.calibration.models import make_samples, tiny_cnn
 
 
@@ -34,8 +38,17 @@ def test_the_recommended_model_scores_what_runall_predicted(tmp_path: Path, caps
                      pick_threshold=0.99999, report=False)
     keep = run.verdict.keep_float
     assert keep, "the premise: runall recommends something on this model"
-    assert f"--float-nodes '[{','.join(keep)}]'" in out
+    assert f"ptqdebug export {full.model_path} -o partial.onnx --float-nodes '[{','.join(keep)}]'" in out
     predicted = run.verdict.recommendations[len(keep) - 1].score_after
     applied = calibrate(tmp_path / "float.onnx", samples, tmp_path / "applied", method="max", float_nodes=list(keep))
     assert applied.cosine == pytest.approx(predicted, abs=1e-6)
     assert applied.cosine > full.cosine
+    # the same from the calibrated model itself, without re-calibrating
+    exported = dbg.export_model(full.model_path, tmp_path / "partial.onnx", list(keep)).path
+    float_run = ort.InferenceSession(str(tmp_path / "float.onnx"), providers=["CPUExecutionProvider"])
+    so = ort.SessionOptions()
+    so.add_session_config_entry("session.disable_quant_qdq", "1")
+    partial = ort.InferenceSession(str(exported), so, providers=["CPUExecutionProvider"])
+    cos = METRICS["cosine-similarity"]
+    got = np.mean([compare([cos], float_run.run(["y"], s)[0], partial.run(["y"], s)[0])[0] for s in samples])
+    assert got == pytest.approx(predicted, abs=1e-6)

@@ -31,9 +31,12 @@ DOMINANCE = 2.0
 NAMED_IN_SUMMARY = 5
 
 
-def float_nodes_command(nodes: Sequence[str]) -> str:
-    """The shell command that makes the calibrated model again with ``nodes`` kept in float."""
-    return f"ptqdebug calibrate FLOAT_MODEL INPUTS -o OUT --float-nodes {shlex.quote('[' + ','.join(nodes) + ']')}"
+def float_nodes_commands(nodes: Sequence[str], model: str | None = None) -> tuple[str, str]:
+    """The shell commands that keep ``nodes`` in float: ``ptqdebug export`` on the calibrated
+    ``model`` (that very configuration), and ``ptqdebug calibrate`` from the float model."""
+    listed = shlex.quote("[" + ",".join(nodes) + "]")
+    return (f"ptqdebug export {shlex.quote(model) if model else 'MODEL'} -o partial.onnx --float-nodes {listed}",
+            f"ptqdebug calibrate FLOAT_MODEL INPUTS -o OUT --float-nodes {listed}")
 
 
 @dataclass(frozen=True)

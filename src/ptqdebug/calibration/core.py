@@ -264,8 +264,8 @@ def calibrate(
         all_int16: every activation int16.
         float_nodes: ordinary nodes to keep in float, e.g. the nodes ``runall`` recommends keeping
             in higher precision (the original's ``run_on_cpu``): their calibration nodes, as ptqdebug
-            finds them, are cut out of the written model, which is then the configuration partial
-            quantization scored (:func:`ptqdebug.calibration.writer.cut_calibration_nodes`).
+            finds them, are switched off in the written model, which is then the configuration partial
+            quantization scored (:func:`ptqdebug.engine.build.standalone_model`).
         preprocess: image preprocessing (:class:`ImagePreprocess` or a dict of its fields).
         data_num: use only the first ``data_num`` samples (None: all).
         optimize: run ONNX Runtime's ``quant_pre_process`` (BatchNorm folding etc.) first.

@@ -35,7 +35,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from ..errors import ModelError, OptionError
+from ..engine.build import standalone_model
+from ..errors import ModelError
 from ..formats.params import qtype_of_onnx
 from ..model import TensorSpec, input_specs, load_model
 from ..onnxfile import constants_to_initializers, default_opset, read_onnx
@@ -271,7 +272,10 @@ def write_qdq(prepared: PreparedModel, out_path: Path, params: Mapping[str, tupl
               first_sample: Mapping[str, np.ndarray], *, per_channel: bool, symmetric: bool,
               float_nodes: Sequence[str] = ()) -> onnx.ModelProto:
     """Write the QDQ model with activation ``params`` (tensor → (qtype, scale, zero point)), with
-    the calibration nodes of ``float_nodes`` cut out (see :func:`cut_calibration_nodes`)."""
+    the calibration nodes of ``float_nodes`` switched off as ptqdebug switches them (so the model is
+    the configuration partial quantization scored: :func:`ptqdebug.engine.build.standalone_model`).
+    ONNX Runtime's own ``nodes_to_exclude`` differs: it keeps an input pair that a quantized
+    producer's output carries, and drops the node's output pair instead."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -316,48 +320,10 @@ def write_qdq(prepared: PreparedModel, out_path: Path, params: Mapping[str, tupl
     proto = onnx.load(str(tmp))
     name_nodes(proto.graph)
     if float_nodes:
-        cut_calibration_nodes(proto, float_nodes)
+        model = load_model(proto)
+        proto = standalone_model(model, model.calibrated_configuration - set(model.expand(float_nodes, "float node")))
     onnx.save(proto, str(out_path))
     return proto
-
-
-def cut_calibration_nodes(proto: onnx.ModelProto, nodes: Sequence[str]) -> None:
-    """Keep ``nodes`` in float: cut out their calibration nodes, as ptqdebug finds them (the Q→DQ
-    pairs on their inputs, through pass-through operators: reference §2.2), so that the model is
-    exactly the configuration partial quantization scored for them (a pair other nodes read goes
-    for those too, as it does there). ONNX Runtime's own ``nodes_to_exclude`` differs: it keeps the
-    input pair a quantized producer's output has, and drops the node's output pair instead."""
-    found = load_model(proto).node_quantizers
-    plain = [n for n in nodes if not found.get(n)]
-    if plain:
-        raise OptionError(f"float node {plain[0]!r} has no calibration nodes to cut (it reads no quantized activation "
-                          "or weight); expected a node with calibration nodes, e.g. one runall recommends")
-    pairs = {q for n in nodes for q in found[n]}
-    graph = proto.graph
-    dqs: dict[str, list[onnx.NodeProto]] = {}
-    for n in graph.node:
-        if n.op_type == "DequantizeLinear":
-            dqs.setdefault(n.input[0], []).append(n)
-    rename: dict[str, str] = {}
-    drop: set[str] = set()
-    for q in graph.node:
-        if q.op_type == "QuantizeLinear" and q.name in pairs:
-            drop.add(q.name)
-            for dq in dqs.get(q.output[0], []):
-                rename[dq.output[0]] = q.input[0]
-                drop.add(dq.name)
-    kept = [n for n in graph.node if n.name not in drop]
-    for n in kept:
-        n.input[:] = [rename.get(i, i) for i in n.input]
-    for out in graph.output:  # a model output read through a cut pair: copy the float value
-        if out.name in rename:
-            kept.append(onnx.helper.make_node("Identity", [rename[out.name]], [out.name], name=f"{out.name}_float"))
-    del graph.node[:]
-    graph.node.extend(kept)
-    used = {i for n in kept for i in n.input}
-    keep_inits = [t for t in graph.initializer if t.name in used or t.name in {o.name for o in graph.output}]
-    del graph.initializer[:]
-    graph.initializer.extend(keep_inits)
 
 
 def read_activation_quantizers(proto: onnx.ModelProto, tensors: Sequence[str]) -> list[ActivationQuantizer]:

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..analyses.verdict import float_nodes_command
+from ..analyses.verdict import float_nodes_commands
 from ..metrics import METRICS
 from .assets import REPORT_CSS, SORT_JS
 from .files import ensure_dir, write_atomic
@@ -100,18 +100,18 @@ def _header(r: Mapping[str, Any]) -> str:
             f'<dl class="meta">{meta}</dl>{notes_html}</header>')
 
 
-def _apply(keep: list[Any]) -> str:
+def _apply(keep: list[Any], model: object) -> str:
     """How to make the model with the recommended nodes in float (``Verdict.keep_float``), or nothing."""
     names = [str(n) for n in keep if isinstance(n, str)]
     if not names:
         return ""
-    command = float_nodes_command(names)
+    export, calibrate = float_nodes_commands(names, str(model) if isinstance(model, str) and model else None)
     rows = f"rows 1..{len(names)}" if len(names) > 1 else "row 1"
-    return (f'<div class="apply"><p>To apply {rows} (the best score), calibrate the float model again with '
+    return (f'<div class="apply"><p>To apply {rows} (the best score), write this model with '
+            f"{'them' if len(names) > 1 else 'it'} in float, exactly the configuration scored in row {len(names)}:</p>"
+            f'<code class="mono">{esc(export)}</code><p>or calibrate the float model again with '
             f"{'them' if len(names) > 1 else 'it'} kept in float (in Python <code>float_nodes=</code>; the original "
-            f"toolchain's <code>run_on_cpu</code>):</p><code class=\"mono\">{esc(command)}</code>"
-            f'<p class="muted small">For a model <code>ptqdebug calibrate</code> made, this command with the same '
-            f"options writes the very configuration scored in row {len(names)}.</p></div>")
+            f"toolchain's <code>run_on_cpu</code>):</p><code class=\"mono\">{esc(calibrate)}</code></div>")
 
 
 def _deployment(d: Mapping[str, Any]) -> str:
@@ -122,7 +122,7 @@ def _deployment(d: Mapping[str, Any]) -> str:
     return f'<div class="deploy {state}"><strong>Deployment check</strong> {esc(get(d, "summary"))}</div>'
 
 
-def _verdict(v: Mapping[str, Any], local: Mapping[str, Any], deployment: Mapping[str, Any]) -> str:
+def _verdict(v: Mapping[str, Any], local: Mapping[str, Any], deployment: Mapping[str, Any], model: object) -> str:
     metric = str(get(v, "metric") or "cosine-similarity")
     cause = str(get(v, "cause") or "")
     ccls = f"cause-{cause}" if cause in CAUSES else ""
@@ -174,7 +174,7 @@ def _verdict(v: Mapping[str, Any], local: Mapping[str, Any], deployment: Mapping
                       "float, compared at its outputs); a good own score with a large recovery means the network amplifies a "
                       "small error."
                       if own else "") + "</p>"
-                   + table(head, rows, "recs") + _apply(as_list(get(v, "keep_float"))))
+                   + table(head, rows, "recs") + _apply(as_list(get(v, "keep_float")), model))
     out.append("</section>")
     return "".join(out)
 
@@ -355,7 +355,8 @@ def render_report(results: Mapping[str, Any], save_dir: str | os.PathLike[str]) 
             sections.append((sid, label, body))
 
     if isinstance(get(r, "verdict"), Mapping) and get(r, "verdict"):
-        add("verdict", "Verdict", _verdict(r["verdict"], mapping(r, "local_error"), mapping(r, "deployment")))
+        add("verdict", "Verdict", _verdict(r["verdict"], mapping(r, "local_error"), mapping(r, "deployment"),
+                                          get(mapping(r, "model"), "path")))
     if isinstance(get(r, "sensitivity"), Mapping):
         add("sensitivity", "Sensitivity", _sensitivity(r["sensitivity"]))
     add("accumulate-error", "Cumulative error", _accumulate(as_list(get(r, "accumulate_error")), root))
