@@ -52,3 +52,17 @@ def test_the_recommended_model_scores_what_runall_predicted(tmp_path: Path, caps
     cos = METRICS["cosine-similarity"]
     got = np.mean([compare([cos], float_run.run(["y"], s)[0], partial.run(["y"], s)[0])[0] for s in samples])
     assert got == pytest.approx(predicted, abs=1e-6)
+
+
+def test_horizon_models_are_told_to_use_run_on_cpu(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """export and calibrate write QDQ models; the original toolchain keeps nodes in float itself."""
+    from tests.support.horizon import hz_twin
+
+    onnx.save(tiny_cnn(), tmp_path / "float.onnx")
+    full = calibrate(tmp_path / "float.onnx", make_samples(4), tmp_path / "cal", method="max")
+    hz, _ = hz_twin(onnx.load(full.model_path))
+    onnx.save(hz, tmp_path / "hz.onnx")
+    assert main(["runall", str(tmp_path / "hz.onnx"), full.data_dir, "-s", str(tmp_path / "debug"), "-dn", "all",
+                 "-nt", "node", "-pt", "0.99999"]) == 0
+    out = capsys.readouterr().out
+    assert "list them in the original toolchain's run_on_cpu: " in out and "ptqdebug export" not in out

@@ -162,6 +162,9 @@ def test_how_to_apply_the_recommendation(results: dict[str, Any], tmp_path: Path
     assert HOSTILE not in page
     text = Dom(page).all_text
     assert f"--float-nodes {shlex.quote('[' + HOSTILE + ',/head/Gemm]')}" in text and "To apply rows 1..2" in text
+    horizon = results | {"verdict": verdict, "model": results["model"] | {"format": "horizon"}}
+    text = Dom(render_report(encoded(horizon, tmp_path), tmp_path)).all_text
+    assert "run_on_cpu" in text and f"{HOSTILE}, /head/Gemm" in text and "ptqdebug export" not in text
     for broken in ("x", [3], {"a": 1}):
         render_report(encoded(results | {"verdict": results["verdict"] | {"keep_float": broken}}, tmp_path), tmp_path)
 

@@ -300,8 +300,11 @@ def _runall(args: argparse.Namespace) -> int:
     finally:
         bars.close()
     print(run.verdict.summary)
-    if run.verdict.keep_float:
-        export, calibrate = float_nodes_commands(run.verdict.keep_float, str(args.model_or_file))
+    keep = run.verdict.keep_float
+    if keep and "horizon" in run.results["model"]["format"]:
+        print(f"to keep the recommended nodes in float, list them in the original toolchain's run_on_cpu: {', '.join(keep)}")
+    elif keep:
+        export, calibrate = float_nodes_commands(keep, str(args.model_or_file))
         print(f"to keep the recommended nodes in float: {export}   (or from the float model: {calibrate})")
     if run.deployment is not None:
         print(run.deployment.summary())

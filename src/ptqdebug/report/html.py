@@ -100,13 +100,17 @@ def _header(r: Mapping[str, Any]) -> str:
             f'<dl class="meta">{meta}</dl>{notes_html}</header>')
 
 
-def _apply(keep: list[Any], model: object) -> str:
+def _apply(keep: list[Any], model: Mapping[str, Any]) -> str:
     """How to make the model with the recommended nodes in float (``Verdict.keep_float``), or nothing."""
     names = [str(n) for n in keep if isinstance(n, str)]
     if not names:
         return ""
-    export, calibrate = float_nodes_commands(names, str(model) if isinstance(model, str) and model else None)
     rows = f"rows 1..{len(names)}" if len(names) > 1 else "row 1"
+    if "horizon" in str(get(model, "format") or ""):  # export and calibrate write QDQ models
+        return (f'<div class="apply"><p>To apply {rows}, list {"them" if len(names) > 1 else "it"} in the original '
+                f'toolchain\'s <code>run_on_cpu</code>:</p><code class="mono">{esc(", ".join(names))}</code></div>')
+    path = get(model, "path")
+    export, calibrate = float_nodes_commands(names, path if isinstance(path, str) and path else None)
     return (f'<div class="apply"><p>To apply {rows} (the best score), write this model with '
             f"{'them' if len(names) > 1 else 'it'} in float, exactly the configuration scored in row {len(names)}:</p>"
             f'<code class="mono">{esc(export)}</code><p>or calibrate the float model again with '
@@ -122,7 +126,8 @@ def _deployment(d: Mapping[str, Any]) -> str:
     return f'<div class="deploy {state}"><strong>Deployment check</strong> {esc(get(d, "summary"))}</div>'
 
 
-def _verdict(v: Mapping[str, Any], local: Mapping[str, Any], deployment: Mapping[str, Any], model: object) -> str:
+def _verdict(v: Mapping[str, Any], local: Mapping[str, Any], deployment: Mapping[str, Any],
+             model: Mapping[str, Any]) -> str:
     metric = str(get(v, "metric") or "cosine-similarity")
     cause = str(get(v, "cause") or "")
     ccls = f"cause-{cause}" if cause in CAUSES else ""
@@ -356,7 +361,7 @@ def render_report(results: Mapping[str, Any], save_dir: str | os.PathLike[str]) 
 
     if isinstance(get(r, "verdict"), Mapping) and get(r, "verdict"):
         add("verdict", "Verdict", _verdict(r["verdict"], mapping(r, "local_error"), mapping(r, "deployment"),
-                                          get(mapping(r, "model"), "path")))
+                                          mapping(r, "model")))
     if isinstance(get(r, "sensitivity"), Mapping):
         add("sensitivity", "Sensitivity", _sensitivity(r["sensitivity"]))
     add("accumulate-error", "Cumulative error", _accumulate(as_list(get(r, "accumulate_error")), root))
