@@ -13,7 +13,8 @@ against the float model, the simulation (every calibration node as in the file) 
 model, and the deployed model against the simulation. The deployment *agrees* when, for the first
 metric at every output, the deployed model is at least as close to the simulation as the
 simulation is to float: what separates them is smaller than the quantization error being
-analysed.
+analysed. A model ONNX Runtime cannot load or run with its fusions on (a fused kernel it lacks) is
+a finding too (``failure``), not an error: the analyses turn those fusions off.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from .sensitivity import Progress, decode_float, encode_float
 if TYPE_CHECKING:
     from ..context import Context
 
-__all__ = ["DeploymentCheck", "OutputAgreement", "check_deployment"]
+__all__ = ["DeploymentCheck", "OutputAgreement", "check_deployment", "deployable"]
 
 
 def _scores(d: Mapping[str, Any]) -> Mapping[str, float]:
