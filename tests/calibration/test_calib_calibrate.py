@@ -111,10 +111,15 @@ def test_default_selects_the_closest_candidate(tmp_path: Path, tiny_path: Path, 
     assert r.options["method"] == "default"
 
 
-def test_cosines_as_defined_and_as_deployed_match_onnxruntime_sessions(tmp_path: Path, tiny_path: Path) -> None:
-    """``cosine``: the written model with QDQ fusion off (its ONNX meaning); ``deployed_cosine``: the
-    same file in ONNX Runtime's default session (QDQ fused into integer kernels); both against the
-    float model, per sample the mean over outputs, then the mean over samples."""
+def test_cosines_as_defined_and_as_deployed_match_onnxruntime_sessions(tmp_path: Path, tiny_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """``cosine``: the written model with QDQ fusion off (its ONNX meaning), on every sample;
+    ``deployment``: on the first k samples, the same and the file in ONNX Runtime's default session
+    (QDQ fused into integer kernels); all against the float model, per sample the mean over
+    outputs, then the mean over samples."""
+    import ptqdebug.calibration.core as core
+
+    monkeypatch.setattr(core, "DEPLOYED_SAMPLES", 3)
     feeds = make_samples(5)
     r = calibrate(tiny_path, feeds, tmp_path / "out", method="max")
     cos = METRICS["cosine-similarity"]
@@ -122,55 +127,19 @@ def test_cosines_as_defined_and_as_deployed_match_onnxruntime_sessions(tmp_path:
     meaning = ort.SessionOptions()
     meaning.add_session_config_entry("session.disable_quant_qdq", "1")
     flt = ort.InferenceSession(str(tiny_path), providers=["CPUExecutionProvider"])
-    want = []
-    for so in (meaning, plain):
+
+    def score(so: ort.SessionOptions, some: list[dict[str, np.ndarray]]) -> float:
         sess = ort.InferenceSession(r.model_path, so, providers=["CPUExecutionProvider"])
         names = [o.name for o in sess.get_outputs()]
-        want.append(np.mean([np.mean([compare([cos], a, b)[0] for a, b in zip(flt.run(names, f), sess.run(names, f))])
-                             for f in feeds]))
-    assert r.cosine == pytest.approx(want[0], abs=1e-6)
-    assert r.deployed_cosine == pytest.approx(want[1], abs=1e-6)
-    assert CalibrationResult.from_dict(json.loads(json.dumps(r.to_dict()))).deployed_cosine == r.deployed_cosine
+        return float(np.mean([np.mean([compare([cos], a, b)[0] for a, b in zip(flt.run(names, f), sess.run(names, f))])
+                              for f in some]))
 
-
-def test_written_model_is_exact_named_and_deterministic(tmp_path: Path) -> None:
-    path = tmp_path / "unnamed.onnx"
-    onnx.save(tiny_cnn(named=False), str(path))
-    runs = [calibrate(path, make_samples(4), tmp_path / f"out{i}", method="max") for i in range(2)]
-    protos = [onnx.load(r.model_path) for r in runs]
-    names = [[n.name for n in p.graph.node] for p in protos]
-    assert names[0] == names[1] and all(names[0]) and len(set(names[0])) == len(names[0])
-    assert {"Conv_0", "Relu_1", "Conv_2"} <= set(names[0])
-    model = ptqdebug.load_model(runs[0].model_path)
-    assert all(q.exact for q in model.quantizers) and model.notes == ()
-    assert {"Relu"} <= {n.op_type for n in protos[0].graph.node}  # no Relu deleted
-    assert not any(t.data_type == onnx.TensorProto.INT32 for t in protos[0].graph.initializer)  # float biases
-    # switching every calibration node off gives the float model
-    feeds = make_samples(2, seed=9)
-    float_out = ort.InferenceSession(path.read_bytes(), providers=["CPUExecutionProvider"]).run(None, feeds[0])[0]
-    all_off = ort.InferenceSession(model.proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], feeds[0])[0]
-    np.testing.assert_allclose(all_off, float_out, rtol=1e-5, atol=1e-6)
-
-
-def test_int16_all_and_by_name(tmp_path: Path, tiny_path: Path) -> None:
-    feeds = make_samples(4)
-    r = calibrate(tiny_path, feeds, tmp_path / "all", method="max", all_int16=True)
-    proto = onnx.load(r.model_path)
-    assert next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 21
-    got = scales(r.model_path)
-    ref = float_tensors(tiny_cnn(), feeds, ["y"])
-    assert got["y"].qtype == "int16" and float(got["y"].scale) == pytest.approx(np.abs(ref["y"]).max() / 32767, rel=1e-6)
-    assert all(q.qtype == "int8" for q in ptqdebug.load_model(r.model_path).weight_quantizers)
-    sess = ort.InferenceSession(r.model_path, providers=["CPUExecutionProvider"])
-    assert np.isfinite(sess.run(None, feeds[0])[0]).all()
-
-    # a node name stands for its activation inputs; a calibration node name for its tensor
-    r = calibrate(tiny_path, feeds, tmp_path / "some", method="max", int16_nodes=["conv2", "y_QuantizeLinear"])
-    int16 = {q.name for q in ptqdebug.load_model(r.model_path).activation_quantizers if q.qtype == "int16"}
-    assert int16 == {"r1_QuantizeLinear", "y_QuantizeLinear"}
-    assert ptqdebug.load_model(r.model_path).notes == ()
-    with pytest.raises(UnknownNodeError, match=r"int16_nodes: 'conv3' is not in the model; did you mean 'conv[12]'"):
-        calibrate(tiny_path, feeds, tmp_path / "bad", int16_nodes=["conv3"])
+    assert r.cosine == pytest.approx(score(meaning, feeds), abs=1e-6)
+    k, defined, deployed = r.deployment
+    assert k == 3
+    assert defined == pytest.approx(score(meaning, feeds[:3]), abs=1e-6)
+    assert deployed == pytest.approx(score(plain, feeds[:3]), abs=1e-6)
+    assert CalibrationResult.from_dict(json.loads(json.dumps(r.to_dict()))).deployment == r.deployment
 
 
 def test_float_nodes_give_the_configuration_partial_quantization_scored(tmp_path: Path, tiny_path: Path) -> None:

@@ -48,7 +48,7 @@ def test_calibrate_prints_what_it_did(run, tiny_path: Path, tmp_path: Path) -> N
     assert lines[-1].startswith("float vs calibrated output cosine similarity: 0.9")
     model = ptqdebug.load_model(tmp_path / "out" / "calibrated_model.onnx")
     assert {q.name for q in model.activation_quantizers if q.qtype == "int16"} == {"r1_QuantizeLinear"}
-    assert lines[-1].endswith(" as ONNX Runtime deploys it)")
+    assert lines[-1].endswith(" as ONNX Runtime deploys it)")  # 5 samples: all of them run as deployed too
 
     code, out, err = run("calibrate", tiny_path, tmp_path / "x.npy", "-o", tmp_path / "kept", "--float-nodes", "[conv2]", "-m", "max")
     assert code == 0, err

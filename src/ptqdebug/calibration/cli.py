@@ -117,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"Select {result.method} method.")
     else:
         print(f"method: {result.method}")
-    print(f"float vs calibrated output cosine similarity: {result.cosine:.6f} "
-          f"({result.deployed_cosine:.6f} as ONNX Runtime deploys it)")
+    k, defined, deployed = result.deployment
+    if k == result.num_samples:
+        print(f"float vs calibrated output cosine similarity: {result.cosine:.6f} ({deployed:.6f} as ONNX Runtime deploys it)")
+    else:
+        print(f"float vs calibrated output cosine similarity: {result.cosine:.6f} (on the first {k} samples {defined:.6f}, "
+              f"{deployed:.6f} as ONNX Runtime deploys it)")
     return 0

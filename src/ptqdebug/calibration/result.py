@@ -17,6 +17,12 @@ def _enc(x: float | None) -> float | str | None:
     return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
 
 
+def _deployment(value: object) -> tuple[int, float, float]:
+    if not isinstance(value, (list, tuple)) or len(value) != 3:
+        return (0, math.nan, math.nan)
+    return (int(value[0]), float(value[1]), float(value[2]))
+
+
 def _dec(x: float | str | None) -> float | None:
     return None if x is None else float(x)  # float("nan"/"inf") parses the encoded strings
 
@@ -83,9 +89,9 @@ class CalibrationResult:
             samples; otherwise the one method → ``cosine``.
         ranges: every activation calibration node, in graph order.
         num_samples: calibration samples used.
-        deployed_cosine: the same as ``cosine`` for the model as ONNX Runtime deploys it by default
-            (QDQ fused into integer kernels; ``cosine`` is the model as ONNX defines it, what
-            ptqdebug analyses). NaN where it was not measured.
+        deployment: ``(k, defined, deployed)``: the output cosine on the first k samples (at most
+            16) of the model as ONNX defines it (what ptqdebug analyses, ``cosine`` on those
+            samples) and as ONNX Runtime deploys it by default (QDQ fused into integer kernels).
         options: the settings of the run (method, percentile, per_channel, ...).
     """
 
@@ -97,7 +103,7 @@ class CalibrationResult:
     ranges: tuple[TensorRange, ...] = ()
     num_samples: int = 0
     options: Mapping[str, Any] = field(default_factory=dict)
-    deployed_cosine: float = math.nan
+    deployment: tuple[int, float, float] = (0, math.nan, math.nan)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "candidates", MappingProxyType(dict(self.candidates)))
@@ -116,7 +122,7 @@ class CalibrationResult:
             "model_path": self.model_path, "data_dir": self.data_dir, "method": self.method,
             "cosine": _enc(self.cosine), "candidates": {k: _enc(v) for k, v in self.candidates.items()},
             "ranges": [r.to_dict() for r in self.ranges], "num_samples": self.num_samples,
-            "options": dict(self.options), "deployed_cosine": _enc(self.deployed_cosine),
+            "options": dict(self.options), "deployment": [self.deployment[0], *map(_enc, self.deployment[1:])],
         }
 
     @classmethod
@@ -126,5 +132,5 @@ class CalibrationResult:
             cosine=float(d["cosine"]), candidates={k: float(v) for k, v in d.get("candidates", {}).items()},
             ranges=tuple(TensorRange.from_dict(r) for r in d.get("ranges", [])),
             num_samples=int(d.get("num_samples", 0)), options=dict(d.get("options", {})),
-            deployed_cosine=float(d.get("deployed_cosine", math.nan)),
+            deployment=_deployment(d.get("deployment")),
         )
