@@ -331,12 +331,12 @@ def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
     # recommended): is the node's own quantization lossy, or does the network amplify a small error?
     t = time.perf_counter()
     recommended = [r.node for r in judged.recommendations if r.node in ctx.model.node_quantizers]
-    local = local_errors(ctx, recommended, (judged.metric,), data_num) if recommended else None
+    local = local_errors(ctx, recommended, (judged.metric,), data_num, step_progress(progress, "Local error")) if recommended else None
     timing["local_error_s"] = time.perf_counter() - t
     deployment = None
     if deploy:
         t = time.perf_counter()
-        deployment = run_deployment_check(ctx, (judged.metric,), data_num)
+        deployment = run_deployment_check(ctx, (judged.metric,), data_num, step_progress(progress, "Deployment check"))
         timing["deployment_s"] = time.perf_counter() - t
     all_sens = dict(sens)
     if node_sweep is not None and "node" not in all_sens:
