@@ -103,3 +103,24 @@ def test_a_model_past_protobufs_limit_is_written_with_external_data(cnn_dir: Pat
     assert (tmp_path / "small" / "p.onnx.data").is_file() and sorted(p.name for p in (tmp_path / "small").iterdir()) == ["p.onnx", "p.onnx.data"]
     assert small.path.stat().st_size < inline.path.stat().st_size / 2
     np.testing.assert_array_equal(_run(small.path, samples[0]), _run(inline.path, samples[0]))
+
+
+@pytest.mark.parametrize("name", ["if", "loop", "scan"])
+def test_calibration_nodes_inside_bodies_are_exported_too(name: str, tmp_path: Path) -> None:
+    from tests.support.bodies import add_qdq
+    from tests.test_bodies import CASES, _samples
+
+    make, shape, signs = CASES[name]
+    onnx.save(add_qdq(make()), tmp_path / "m.onnx")
+    samples = _samples(shape, signs=signs)
+    ctx = dbg.open_context(tmp_path / "m.onnx", samples)
+    off = [q.name for q in ctx.model.quantizers][::2]  # in the bodies and outside
+    done = dbg.export_model(tmp_path / "m.onnx", tmp_path / "p.onnx", off)
+    onnx.checker.check_model(onnx.load(done.path), full_check=True)
+    so = ort.SessionOptions()
+    so.add_session_config_entry("session.disable_quant_qdq", "1")
+    sess = ort.InferenceSession(str(done.path), so, providers=["CPUExecutionProvider"])
+    out = ctx.model.outputs[0]
+    for i in range(len(samples)):
+        want = ctx.engine.run(ctx.reference(i, [out]), ctx.model.calibrated_configuration - set(off))[out]
+        np.testing.assert_allclose(sess.run([out], dict(ctx.data[i]))[0], want, rtol=1e-5, atol=1e-5)
