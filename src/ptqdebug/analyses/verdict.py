@@ -57,8 +57,9 @@ class Verdict:
 
     @property
     def keep_float(self) -> tuple[str, ...]:
-        """The recommended nodes up to the best score: what to keep in float, e.g. with
-        ``ptqdebug calibrate --float-nodes`` (empty when nothing is recommended)."""
+        """The recommended nodes up to the best score: what to keep in float, with ``ptqdebug
+        export`` or ``ptqdebug calibrate --float-nodes`` (:func:`float_nodes_commands`; empty when
+        nothing is recommended or un-quantizing recovers nothing)."""
         recs = self.recommendations
         if not recs:
             return ()
