@@ -5,6 +5,10 @@ calibration nodes on; ``partial[k]`` the score of the calibrated model with n1..
 baseline is the calibrated model itself (key ``"none"`` in the original). ``partial[k] -
 partial[k-1]`` is what un-quantizing n_k recovers on top of the ones before it: the
 recommendation of what to keep in higher precision.
+
+With ``qtype="int16"`` (the original toolchain's other remedy, ``hmct``'s ``qtype``) ``partial[k]``
+is the calibrated model with the activation calibration nodes of n1..n_k in int16 instead of off
+(their weights stay 8-bit), scored exactly through int16 twins (:mod:`ptqdebug.analyses.int16`).
 """
 
 from __future__ import annotations
@@ -13,13 +17,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..errors import OptionError
 from ..metrics import get_metrics
 from .sensitivity import Progress, score_configurations
 
 if TYPE_CHECKING:  # the engine (ONNX Runtime) is not needed to read or draw a result
     from ..context import Context
 
-__all__ = ["PartialQuantizationResult", "partial_quantization"]
+__all__ = ["QTYPES", "PartialQuantizationResult", "partial_quantization"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,7 @@ class PartialQuantizationResult:
     single: tuple[float, ...]
     partial: tuple[float, ...]
     samples: int
+    qtype: str = "float32"  # what nodes 1..k become in ``partial``: float32 (off) or int16
 
     def recovery(self) -> tuple[float, ...]:
         """What un-quantizing each node adds to the ones before it (in metric units)."""
@@ -43,12 +49,16 @@ class PartialQuantizationResult:
     def to_dict(self) -> dict[str, Any]:
         return {"metric": self.metric, "pick_threshold": self.pick_threshold, "nodes": list(self.nodes),
                 "baseline": self.baseline, "single": list(self.single), "partial": list(self.partial),
-                "recovery": list(self.recovery()), "samples": self.samples}
+                "recovery": list(self.recovery()), "samples": self.samples, "qtype": self.qtype}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> PartialQuantizationResult:
         return cls(d["metric"], float(d["pick_threshold"]), tuple(d["nodes"]), float(d["baseline"]),
-                   tuple(float(v) for v in d["single"]), tuple(float(v) for v in d["partial"]), int(d["samples"]))
+                   tuple(float(v) for v in d["single"]), tuple(float(v) for v in d["partial"]), int(d["samples"]),
+                   str(d.get("qtype", "float32")))
+
+
+QTYPES = ("float32", "int16")
 
 
 def partial_quantization(
@@ -59,20 +69,43 @@ def partial_quantization(
     pick_threshold: float = 0.999,
     data_num: int | None = 1,
     progress: Progress | None = None,
+    qtype: str = "float32",
 ) -> PartialQuantizationResult:
+    if qtype not in QTYPES:
+        raise OptionError(f"qtype {qtype!r} is not supported; expected one of {', '.join(QTYPES)}")
     mets = get_metrics(metric)
     model = ctx.model
     calibrated = model.calibrated_configuration
-    configs: list[frozenset[str]] = [calibrated]
-    off: set[str] = set()
     expanded = [frozenset(model.expand(n, "sensitive_nodes")) for n in nodes]
+    configs: list[frozenset[str]] = [calibrated, *expanded]  # the calibrated model, then each node alone
+    partial: list[frozenset[str]] = []
+    off: set[str] = set()
     for qs in expanded:
-        configs.append(qs)
         off |= qs
-        configs.append(calibrated - off)
-    scores, _ = score_configurations(ctx, configs, metrics=mets, compare_at=model.outputs, data_num=data_num, progress=progress)
-    values = [float(v) for v in scores[:, 0]]
+        partial.append(calibrated - off)
+    if qtype == "float32":
+        scores, _ = score_configurations(ctx, configs + partial, metrics=mets, compare_at=model.outputs, data_num=data_num,
+                                         progress=progress)
+        values = [float(v) for v in scores[:, 0]]
+        return _result(mets[0].name, pick_threshold, nodes, values[:len(configs)], values[len(configs):], ctx, data_num, qtype)
+    from .int16 import int16_context
+
+    twin_ctx, twins = int16_context(ctx, [q.name for q in model.activation_quantizers if q.name in off & calibrated])
+    in_int16: set[str] = set()
+    wider: list[frozenset[str]] = []
+    for qs in expanded:  # nodes 1..k: their activation calibration nodes int16, their weights still 8-bit
+        in_int16 |= qs & twins.keys()
+        wider.append((calibrated - in_int16) | {twins[q] for q in in_int16})
+    scores, _ = score_configurations(ctx, configs, metrics=mets, compare_at=model.outputs, data_num=data_num)
+    twin_scores, _ = score_configurations(twin_ctx, wider, metrics=mets, compare_at=model.outputs, data_num=data_num,
+                                          progress=progress)
+    return _result(mets[0].name, pick_threshold, nodes, [float(v) for v in scores[:, 0]],
+                   [float(v) for v in twin_scores[:, 0]], ctx, data_num, qtype)
+
+
+def _result(metric: str, pick_threshold: float, nodes: Sequence[str], calibrated_and_single: list[float],
+            partial: list[float], ctx: Context, data_num: int | None, qtype: str) -> PartialQuantizationResult:
     return PartialQuantizationResult(
-        metric=mets[0].name, pick_threshold=float(pick_threshold), nodes=tuple(nodes), baseline=values[0],
-        single=tuple(values[1::2]), partial=tuple(values[2::2]), samples=len(ctx.samples(data_num)),
+        metric=metric, pick_threshold=float(pick_threshold), nodes=tuple(nodes), baseline=calibrated_and_single[0],
+        single=tuple(calibrated_and_single[1:]), partial=tuple(partial), samples=len(ctx.samples(data_num)), qtype=qtype,
     )

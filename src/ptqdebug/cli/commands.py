@@ -86,6 +86,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("-sn", "--sensitive_nodes", type=list_value("--sensitive_nodes"), help="use these nodes instead of a sweep")
     p.add_argument("-sd", "--save_dir", default="./debug_result/")
     p.add_argument("-m", "--metric", default="cosine-similarity", help=_METRICS)
+    p.add_argument("-qt", "--qtype", choices=["float32", "int16"], default="float32",
+                   help="what the sensitive nodes become: float32 (un-quantized, default) or int16 (their activations)")
     add_runtime(p)
     p.set_defaults(func=_partial)
 
@@ -236,13 +238,14 @@ def _partial(args: argparse.Namespace) -> int:
     bars = ProgressBars()
     try:
         r = api.sensitivity_analysis(_ctx(args), args.calibrated_data, args.pick_threshold, args.data_num,
-                                     args.sensitive_nodes, args.save_dir, metric=args.metric, progress=bars)
+                                     args.sensitive_nodes, args.save_dir, metric=args.metric, qtype=args.qtype, progress=bars)
     finally:
         bars.close()
     rows = {"none": {"single": "", "partial": round(r.baseline, 6)}}
     for n, s, p in zip(r.nodes, r.single, r.partial):
         rows[n] = {"single": round(s, 6), "partial": round(p, 6)}
-    print(info_table("partial quantization", "node", rows).lstrip("\n"))
+    title = "partial quantization" + (" (partial: nodes 1..k in int16)" if r.qtype == "int16" else "")
+    print(info_table(title, "node", rows).lstrip("\n"))
     _written([Path(args.save_dir) / "partial_quantization.png", Path(args.save_dir) / "partial_quantization.json"])
     return 0
 

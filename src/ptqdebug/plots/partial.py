@@ -9,7 +9,8 @@ rotated x ticks; legend outside on the right.
 Differences, on purpose: positions are numeric with the names as tick labels (the original's
 categorical axis merged duplicate names, and a node called ``none`` with the baseline); the
 baseline is the metric's best value (for metrics other than cosine similarity; none for sqnr,
-whose best is +inf); non-finite scores leave a gap and are marked in red on the axes edge.
+whose best is +inf); non-finite scores leave a gap and are marked in red on the axes edge. With
+``qtype="int16"`` the title and the red line's label say so.
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ def partial_quantization_figure(result: PartialQuantizationResult) -> Figure:
     if math.isfinite(best):
         ax.axhline(best, color="blue", linestyle="--", linewidth=1, label="baseline", gid="baseline")
     cumulative = [result.baseline, *result.partial]
+    wider = " (nodes 1..k in int16)" if result.qtype == "int16" else ""
     ax.plot(range(len(cumulative)), finite_or_nan(cumulative), color="red", marker="o", markersize=3, linewidth=1.2,
-            label="partial quantization cumulative error", gid="partial")
+            label=f"partial quantization cumulative error{wider}", gid="partial")
     single = [math.nan, *result.single]
     ax.plot(range(len(single)), finite_or_nan(single), color="green", marker="x", linestyle="none", markersize=7,
             label="per-node quantization sensitivity", gid="single")
@@ -46,7 +48,7 @@ def partial_quantization_figure(result: PartialQuantizationResult) -> Figure:
     ax.set_xticks(range(k + 1))
     ax.set_xticklabels(["none", *(text(n, 40) for n in result.nodes)], rotation=90, fontsize=8)
     ax.set_xlim(-0.5, k + 0.5)
-    ax.set_title("Partial Quantization Analysis")
+    ax.set_title("Partial Quantization Analysis" + (" (int16)" if result.qtype == "int16" else ""))
     ax.set_ylabel("Cosine Similarity" if result.metric == "cosine-similarity" else text(result.metric))
     ax.set_xlabel("node")
     legend_right(ax)
