@@ -13,6 +13,7 @@ is the calibrated model with the activation calibration nodes of n1..n_k in int1
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,7 @@ from .sensitivity import Progress, score_configurations
 if TYPE_CHECKING:  # the engine (ONNX Runtime) is not needed to read or draw a result
     from ..context import Context
 
-__all__ = ["QTYPES", "PartialQuantizationResult", "partial_quantization"]
+__all__ = ["QTYPES", "PartialQuantizationResult", "apply_commands", "best_prefix", "partial_quantization"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,10 @@ class PartialQuantizationResult:
     partial: tuple[float, ...]
     samples: int
     qtype: str = "float32"  # what nodes 1..k become in ``partial``: float32 (off) or int16
+
+    def best_prefix(self) -> tuple[str, ...]:
+        """Nodes 1..k of the best ``partial`` score, empty when none beats the baseline."""
+        return best_prefix(self.nodes, self.partial, self.baseline)
 
     def recovery(self) -> tuple[float, ...]:
         """What un-quantizing each node adds to the ones before it (in metric units)."""
@@ -59,6 +64,25 @@ class PartialQuantizationResult:
 
 
 QTYPES = ("float32", "int16")
+
+
+def best_prefix(nodes: Sequence[str], partial: Sequence[float], baseline: float) -> tuple[str, ...]:
+    """The nodes up to the best of the ``partial`` scores (higher is better), or none when no
+    score beats ``baseline``: what to keep in higher precision."""
+    if not partial:
+        return ()
+    best = max(range(len(partial)), key=lambda i: partial[i])
+    return tuple(nodes[:best + 1]) if partial[best] > baseline else ()
+
+
+def apply_commands(nodes: Sequence[str], model: str | None = None, qtype: str = "float32") -> tuple[str, str]:
+    """The shell commands that keep ``nodes`` in higher precision (``qtype``: float, or their
+    activations in int16): ``ptqdebug export`` on the calibrated ``model`` (exactly the
+    configuration partial quantization scored), and ``ptqdebug calibrate`` from the float model."""
+    option = "--int16-nodes" if qtype == "int16" else "--float-nodes"
+    listed = shlex.quote("[" + ",".join(nodes) + "]")
+    return (f"ptqdebug export {shlex.quote(model) if model else 'MODEL'} -o partial.onnx {option} {listed}",
+            f"ptqdebug calibrate FLOAT_MODEL INPUTS -o OUT {option} {listed}")
 
 
 def partial_quantization(

@@ -11,13 +11,12 @@ the summary names the shortest prefix that recovers half of the best prefix's ga
 from __future__ import annotations
 
 import math
-import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..metrics import METRICS
-from .partial import PartialQuantizationResult
+from .partial import PartialQuantizationResult, best_prefix
 from .sensitivity import score_configurations
 
 if TYPE_CHECKING:  # the engine (ONNX Runtime) is not needed to read or draw a result
@@ -29,14 +28,6 @@ NEGLIGIBLE_LOSS = 1e-4
 DOMINANCE = 2.0
 #: nodes named in the summary sentence; beyond that it counts them
 NAMED_IN_SUMMARY = 5
-
-
-def float_nodes_commands(nodes: Sequence[str], model: str | None = None) -> tuple[str, str]:
-    """The shell commands that keep ``nodes`` in float: ``ptqdebug export`` on the calibrated
-    ``model`` (that very configuration), and ``ptqdebug calibrate`` from the float model."""
-    listed = shlex.quote("[" + ",".join(nodes) + "]")
-    return (f"ptqdebug export {shlex.quote(model) if model else 'MODEL'} -o partial.onnx --float-nodes {listed}",
-            f"ptqdebug calibrate FLOAT_MODEL INPUTS -o OUT --float-nodes {listed}")
 
 
 @dataclass(frozen=True)
@@ -58,15 +49,10 @@ class Verdict:
     @property
     def keep_float(self) -> tuple[str, ...]:
         """The recommended nodes up to the best score: what to keep in float, with ``ptqdebug
-        export`` or ``ptqdebug calibrate --float-nodes`` (:func:`float_nodes_commands`; empty when
-        nothing is recommended or un-quantizing recovers nothing)."""
+        export`` or ``ptqdebug calibrate --float-nodes`` (:func:`~ptqdebug.analyses.partial.apply_commands`;
+        empty when nothing is recommended or un-quantizing recovers nothing)."""
         recs = self.recommendations
-        if not recs:
-            return ()
-        best = max(range(len(recs)), key=lambda i: recs[i].score_after)
-        if not recs[best].score_after > self.scores.get("calibrated", math.inf):
-            return ()  # un-quantizing them recovers nothing
-        return tuple(r.node for r in recs[:best + 1])
+        return best_prefix([r.node for r in recs], [r.score_after for r in recs], self.scores.get("calibrated", math.inf))
 
     def to_dict(self) -> dict[str, Any]:
         return {"metric": self.metric, "cause": self.cause, "scores": dict(self.scores), "summary": self.summary,

@@ -15,6 +15,7 @@ from pathlib import Path
 import onnx
 
 from ..analyses.candidates import flat_names
+from ..analyses.int16 import int16_twins
 from ..context import Context
 from ..engine.build import standalone_model
 from ..errors import ModelError, OptionError
@@ -35,6 +36,7 @@ class ExportedModel:
 
     path: Path
     switched_off: tuple[str, ...]
+    int16: tuple[str, ...] = ()  # 8-bit activation calibration nodes written in int16
 
 
 def export_model(
@@ -42,6 +44,7 @@ def export_model(
     save_path: str | os.PathLike[str],
     float_nodes: object = None,
     *,
+    int16_nodes: object = None,
     float_model: FloatModelArg = None,
 ) -> ExportedModel:
     """Write the calibrated model with the calibration nodes of ``float_nodes`` switched off.
@@ -56,13 +59,19 @@ def export_model(
         save_path: the ``.onnx`` file to write (its folder is created).
         float_nodes: ordinary nodes (their calibration nodes) and calibration nodes to switch off:
             a name or a list of names (None: none, the calibrated model as ptqdebug reads it).
+        int16_nodes: ordinary nodes or calibration nodes whose activation calibration nodes become
+            int16 (same range; weights stay 8-bit): the configuration
+            ``sensitivity_analysis(qtype="int16")`` scored. Below opset 21 the 16-bit pairs are ONNX
+            Runtime's own (``com.microsoft`` domain).
         float_model: the float model, for QDQ models that store weights as integers (needed to
             switch those weights off).
 
     Returns:
-        An :class:`ExportedModel`: the path written and the calibration nodes switched off.
+        An :class:`ExportedModel`: the path written, the calibration nodes switched off and those
+        made int16.
     """
     check_node_list(None, float_nodes, "float_nodes", expand=True)
+    check_node_list(None, int16_nodes, "int16_nodes", expand=True)
     target = Path(save_path)
     if target.suffix != ".onnx":
         raise OptionError(f"save_path {str(target)!r} does not end in .onnx; expected the model file to write, e.g. partial.onnx")
@@ -72,21 +81,29 @@ def export_model(
     if "horizon" in model.source_format:
         raise ModelError("the model holds Horizon calibration nodes (HzCalibration); export writes QDQ models: for the "
                          "original toolchain keep these nodes in float with run_on_cpu in its configuration")
-    off = _switched_off(model, float_nodes)
+    off = _named(model, float_nodes, "float_nodes")
     fixed = sorted(off & {q.name for q in model.quantizers if not q.exact})
     if fixed:
         raise OptionError(f"calibration node {fixed[0]!r} stores its weight as integers and cannot be switched off without "
                           "the float model; pass float_model= / --float-model FLOAT.onnx")
-    proto = standalone_model(model, model.calibrated_configuration - off)
+    activations = {q.name for q in model.activation_quantizers}
+    wider = (_named(model, int16_nodes, "int16_nodes") & activations & model.calibrated_configuration) - off
+    configuration = model.calibrated_configuration - off
+    if wider:
+        model, twins = int16_twins(model, [q.name for q in model.quantizers if q.name in wider])
+        configuration = (configuration - wider) | {twins[q] for q in wider}
+    proto = standalone_model(model, configuration)
     switched_off = tuple(q.name for q in model.quantizers if q.name in off)  # graph order
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = "ptqdebug_calibration_nodes_off", ",".join(switched_off)
+    made_int16 = tuple(q.name for q in model.quantizers if q.name in wider)
+    for key, names in (("ptqdebug_calibration_nodes_off", switched_off), ("ptqdebug_calibration_nodes_int16", made_int16)):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, ",".join(names)
     ensure_dir(target.parent, "folder of save_path")
     if proto.ByteSize() > _PROTOBUF_LIMIT:
         _save_with_external_data(proto, target)
     else:
         write_atomic(target, lambda f: f.write(proto.SerializeToString()), binary=True)
-    return ExportedModel(target, switched_off)
+    return ExportedModel(target, switched_off, made_int16)
 
 
 def _save_with_external_data(proto: onnx.ModelProto, target: Path) -> None:
@@ -100,9 +117,9 @@ def _save_with_external_data(proto: onnx.ModelProto, target: Path) -> None:
         os.replace(os.path.join(staging, target.name), target)
 
 
-def _switched_off(model: CalibratedModel, float_nodes: object) -> frozenset[str]:
-    """The calibration nodes ``float_nodes`` stand for (checked against the model)."""
-    if float_nodes is None:
+def _named(model: CalibratedModel, names: object, what: str) -> frozenset[str]:
+    """The calibration nodes a node list option stands for (checked against the model)."""
+    if names is None:
         return frozenset()
-    check_node_list(model, float_nodes, "float_nodes", expand=True)
-    return frozenset(model.expand(flat_names(float_nodes, "float_nodes"), "float_nodes"))
+    check_node_list(model, names, what, expand=True)
+    return frozenset(model.expand(flat_names(names, what), what))

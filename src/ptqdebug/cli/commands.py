@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from .. import api
-from ..analyses.verdict import float_nodes_commands
+from ..analyses.partial import apply_commands
 from ..model import load_model
 from ..report.sensitivity_files import write_sensitivity
 from ..report.tables import info_table, sensitivity_rows
@@ -129,6 +129,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("-o", "--output", dest="save_path", required=True, metavar="OUT.onnx", help="the model file to write")
     p.add_argument("-f", "--float-nodes", dest="float_nodes", type=list_value("--float-nodes"),
                    help="ordinary nodes (their calibration nodes) or calibration nodes to switch off: a or [a,b]")
+    p.add_argument("--int16-nodes", dest="int16_nodes", type=list_value("--int16-nodes"),
+                   help="nodes whose activation calibration nodes become int16 (as sensitivity-analysis --qtype int16 scored)")
     p.add_argument("--float-model", dest="float_model", metavar="FLOAT.onnx",
                    help="the float model, for QDQ models that store weights as integers")
     p.set_defaults(func=_export)
@@ -246,6 +248,11 @@ def _partial(args: argparse.Namespace) -> int:
         rows[n] = {"single": round(s, 6), "partial": round(p, 6)}
     title = "partial quantization" + (" (partial: nodes 1..k in int16)" if r.qtype == "int16" else "")
     print(info_table(title, "node", rows).lstrip("\n"))
+    best = r.best_prefix()
+    if best:
+        export, calibrate = apply_commands(best, str(args.model_or_file), r.qtype)
+        print(f"best with nodes 1..{len(best)} {'in int16' if r.qtype == 'int16' else 'in float'}: {export}   "
+              f"(or from the float model: {calibrate})")
     _written([Path(args.save_dir) / "partial_quantization.png", Path(args.save_dir) / "partial_quantization.json"])
     return 0
 
@@ -307,7 +314,7 @@ def _runall(args: argparse.Namespace) -> int:
     if keep and "horizon" in run.results["model"]["format"]:
         print(f"to keep the recommended nodes in float, list them in the original toolchain's run_on_cpu: {', '.join(keep)}")
     elif keep:
-        export, calibrate = float_nodes_commands(keep, str(args.model_or_file))
+        export, calibrate = apply_commands(keep, str(args.model_or_file))
         print(f"to keep the recommended nodes in float: {export}   (or from the float model: {calibrate})")
     if run.deployment is not None:
         print(run.deployment.summary())
@@ -339,9 +346,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    done = api.export_model(args.model_or_file, args.save_path, args.float_nodes, float_model=args.float_model)
-    off = done.switched_off
-    print(f"wrote {done.path} ({len(off)} calibration node{'' if len(off) == 1 else 's'} off{': ' + ', '.join(off) if off else ''})")
+    done = api.export_model(args.model_or_file, args.save_path, args.float_nodes, int16_nodes=args.int16_nodes,
+                            float_model=args.float_model)
+    parts = [f"{len(names)} calibration node{'' if len(names) == 1 else 's'} {what}{': ' + ', '.join(names) if names else ''}"
+             for what, names in (("off", done.switched_off), ("in int16", done.int16)) if names or what == "off"]
+    print(f"wrote {done.path} ({'; '.join(parts)})")
     return 0
 
 

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..analyses.verdict import float_nodes_commands
+from ..analyses.partial import apply_commands
 from ..metrics import METRICS
 from .assets import REPORT_CSS, SORT_JS
 from .files import ensure_dir, write_atomic
@@ -110,7 +110,7 @@ def _apply(keep: list[Any], model: Mapping[str, Any]) -> str:
         return (f'<div class="apply"><p>To apply {rows}, list {"them" if len(names) > 1 else "it"} in the original '
                 f'toolchain\'s <code>run_on_cpu</code>:</p><code class="mono">{esc(", ".join(names))}</code></div>')
     path = get(model, "path")
-    export, calibrate = float_nodes_commands(names, path if isinstance(path, str) and path else None)
+    export, calibrate = apply_commands(names, path if isinstance(path, str) and path else None)
     return (f'<div class="apply"><p>To apply {rows} (the best score), write this model with '
             f"{'them' if len(names) > 1 else 'it'} in float, exactly the configuration scored in row {len(names)}:</p>"
             f'<code class="mono">{esc(export)}</code><p>or calibrate the float model again with '
