@@ -4,6 +4,7 @@ predicted for it."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import onnxruntime as ort
 import pytest
 
 import ptqdebug as dbg
+from ptqdebug.analyses.partial import partial_quantization
 from ptqdebug.analyses.verdict import Recommendation, Verdict
 from ptqdebug.calibration import calibrate
 from ptqdebug.cli import main
@@ -25,6 +27,12 @@ def test_keep_float_is_the_best_prefix_and_empty_when_nothing_helps() -> None:
     assert v.keep_float == ("a", "b") and v.to_dict()["keep_float"] == ["a", "b"]
     assert Verdict("cosine-similarity", "activation", {"calibrated": 0.999}, "", recs).keep_float == ()
     assert Verdict("cosine-similarity", "none", {"calibrated": 0.98}, "", ()).keep_float == ()
+    assert v.keep_int16 == ()  # int16 not scored
+    recs16 = tuple(Recommendation(r.node, r.calibration_nodes, r.score_after, r.recovery, after16)
+                   for r, after16 in zip(recs, (0.985, 0.982, 0.997)))
+    v16 = Verdict("cosine-similarity", "activation", {"calibrated": 0.98}, "", recs16)
+    assert v16.keep_int16 == ("a", "b", "c") and v16.keep_float == ("a", "b")
+    assert Verdict.from_dict(json.loads(json.dumps(v16.to_dict()))).recommendations == recs16
 
 
 def test_the_recommended_model_scores_what_runall_predicted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -38,6 +46,15 @@ def test_the_recommended_model_scores_what_runall_predicted(tmp_path: Path, caps
                      pick_threshold=0.99999, report=False)
     keep = run.verdict.keep_float
     assert keep, "the premise: runall recommends something on this model"
+    # each recommendation's score with the activations in int16 instead: sensitivity_analysis(qtype="int16")'s
+    ctx = dbg.open_context(full.model_path, full.data_dir)
+    wider = partial_quantization(ctx, run.partial.nodes, data_num=None, qtype="int16")
+    assert [r.score_int16 for r in run.verdict.recommendations] == pytest.approx(list(wider.partial), abs=1e-12)
+    assert run.partial_int16 is not None and run.partial_int16.partial == pytest.approx(wider.partial, abs=1e-12)
+    assert run.verdict.keep_int16 == wider.best_prefix()
+    assert wider.best_prefix(), "the premise: int16 recovers something here too"
+    assert f"--int16-nodes '[{','.join(wider.best_prefix())}]'" in out
+
     assert f"ptqdebug export {full.model_path} -o partial.onnx --float-nodes '[{','.join(keep)}]'" in out
     predicted = run.verdict.recommendations[len(keep) - 1].score_after
     applied = calibrate(tmp_path / "float.onnx", samples, tmp_path / "applied", method="max", float_nodes=list(keep))

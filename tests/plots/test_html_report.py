@@ -161,7 +161,17 @@ def test_how_to_apply_the_recommendation(results: dict[str, Any], tmp_path: Path
     page = render_report(encoded(results | {"verdict": verdict}, tmp_path), tmp_path)
     assert HOSTILE not in page
     text = Dom(page).all_text
-    assert f"--float-nodes {shlex.quote('[' + HOSTILE + ',/head/Gemm]')}" in text and "To apply rows 1..2" in text
+    listed, model = shlex.quote("[" + HOSTILE + ",/head/Gemm]"), shlex.quote(results["model"]["path"])
+    assert f"ptqdebug export {model} -o partial.onnx --float-nodes {listed}" in text and "To apply rows 1..2" in text
+    assert f"ptqdebug calibrate FLOAT_MODEL INPUTS -o OUT --float-nodes {listed}" in text
+    # int16 scores: a column, and the command that writes the best int16 rows
+    recs16 = [r | {"score_int16": 0.99123} for r in results["verdict"]["recommendations"]]
+    page16 = render_report(encoded(results | {"verdict": verdict | {"recommendations": recs16, "keep_int16": [HOSTILE]}}, tmp_path),
+                           tmp_path)
+    text16 = Dom(page16).all_text
+    assert "1..k in int16 instead" in text16 and "0.99123" in text16
+    assert f"ptqdebug export {model} -o partial.onnx --int16-nodes {shlex.quote('[' + HOSTILE + ']')}" in text16
+    assert "1..k in int16 instead" not in text  # not scored: no column
     horizon = results | {"verdict": verdict, "model": results["model"] | {"format": "horizon"}}
     text = Dom(render_report(encoded(horizon, tmp_path), tmp_path)).all_text
     assert "run_on_cpu" in text and f"{HOSTILE}, /head/Gemm" in text and "ptqdebug export" not in text

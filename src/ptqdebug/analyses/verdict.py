@@ -34,8 +34,9 @@ NAMED_IN_SUMMARY = 5
 class Recommendation:
     node: str
     calibration_nodes: tuple[str, ...]
-    score_after: float
+    score_after: float  # with this node and the ones before it in float
     recovery: float
+    score_int16: float = math.nan  # with their activations in int16 instead (NaN: not computed)
 
 
 @dataclass(frozen=True)
@@ -54,15 +55,26 @@ class Verdict:
         recs = self.recommendations
         return best_prefix([r.node for r in recs], [r.score_after for r in recs], self.scores.get("calibrated", math.inf))
 
+    @property
+    def keep_int16(self) -> tuple[str, ...]:
+        """As :attr:`keep_float`, for the nodes' activations in int16 (``ptqdebug export
+        --int16-nodes``); empty when int16 was not scored or recovers nothing."""
+        recs = [r for r in self.recommendations if not math.isnan(r.score_int16)]
+        if len(recs) != len(self.recommendations):
+            return ()
+        return best_prefix([r.node for r in recs], [r.score_int16 for r in recs], self.scores.get("calibrated", math.inf))
+
     def to_dict(self) -> dict[str, Any]:
         return {"metric": self.metric, "cause": self.cause, "scores": dict(self.scores), "summary": self.summary,
                 "recommendations": [{"node": r.node, "calibration_nodes": list(r.calibration_nodes),
-                                     "score_after": r.score_after, "recovery": r.recovery} for r in self.recommendations],
-                "keep_float": list(self.keep_float)}
+                                     "score_after": r.score_after, "recovery": r.recovery, "score_int16": r.score_int16}
+                                    for r in self.recommendations],
+                "keep_float": list(self.keep_float), "keep_int16": list(self.keep_int16)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Verdict:
-        recs = tuple(Recommendation(r["node"], tuple(r["calibration_nodes"]), float(r["score_after"]), float(r["recovery"]))
+        recs = tuple(Recommendation(r["node"], tuple(r["calibration_nodes"]), float(r["score_after"]), float(r["recovery"]),
+                                    float(r.get("score_int16", math.nan)))
                      for r in d["recommendations"])
         return cls(d["metric"], d["cause"], {k: float(v) for k, v in d["scores"].items()}, d["summary"], recs)
 
@@ -78,7 +90,10 @@ def _cause(calibrated: float, only_w: float, only_a: float) -> str:
     return "both"
 
 
-def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data_num: int | None = 1) -> Verdict:
+def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data_num: int | None = 1,
+            partial_int16: PartialQuantizationResult | None = None) -> Verdict:
+    """Cause and recommendations; ``partial_int16`` (the same nodes, ``qtype="int16"``) adds
+    each recommendation's score with the activations in int16 instead of float."""
     model = ctx.model
     calibrated = model.calibrated_configuration
     weights = frozenset(q.name for q in model.weight_quantizers) & calibrated
@@ -91,8 +106,9 @@ def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data
     cause = _cause(c, w, a)
     recs: list[Recommendation] = []
     if partial is not None and cause != "none":
-        for node, after, gain in zip(partial.nodes, partial.partial, partial.recovery()):
-            recs.append(Recommendation(node, model.expand(node), after, gain))
+        wider = partial_int16.partial if partial_int16 is not None else [math.nan] * len(partial.nodes)
+        for node, after, gain, after16 in zip(partial.nodes, partial.partial, partial.recovery(), wider):
+            recs.append(Recommendation(node, model.expand(node), after, gain, after16))
     summary = _summary(cause, c, w, a, recs)
     return Verdict(cos.name, cause, {"calibrated": c, "only_weight": w, "only_activation": a}, summary, tuple(recs))
 
@@ -116,6 +132,12 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
         if half < best:
             text += f"; keeping the first {best + 1} of the {len(recs)} sensitive nodes, to {recs[best].score_after:.6f}"
         text += "."
+        scored16 = [r.score_int16 for r in recs]
+        if not any(math.isnan(v) for v in scored16):
+            best16 = max(range(len(recs)), key=lambda i: scored16[i])
+            text += (f" Their activations in int16 instead: keeping {_first(recs, best16)} so brings it to "
+                     f"{scored16[best16]:.6f}." if scored16[best16] > c else
+                     " Their activations in int16 instead of float recover nothing.")
     return text
 
 

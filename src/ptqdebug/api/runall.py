@@ -38,7 +38,7 @@ from ..analyses.distribution import (
     distributions,
 )
 from ..analyses.local import LocalErrorResult, local_errors
-from ..analyses.partial import PartialQuantizationResult
+from ..analyses.partial import PartialQuantizationResult, partial_quantization
 from ..analyses.sensitivity import Progress, SensitivityResult
 from ..analyses.verdict import Verdict, verdict
 from ..context import Context
@@ -99,6 +99,7 @@ class RunResult:
     notes: tuple[str, ...]
     cache_hits: int = 0  # sweeps taken from the results cache
     local_error: LocalErrorResult | None = None  # of the nodes the verdict recommends (None: none recommended)
+    partial_int16: PartialQuantizationResult | None = None  # partial quantization's nodes in int16 (None: no nodes)
     deployment: DeploymentCheck | None = None  # with check_deployment=True
 
 
@@ -324,8 +325,20 @@ def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
     written += write_partial(partial, root / "sensitivity_analysis", renderer)
     timing["sensitivity_analysis_s"] = time.perf_counter() - t
 
+    # the same nodes with their activations in int16 instead of float (the original toolchain's other
+    # remedy): only where partial quantization has nodes, and only where int16 can describe them
     t = time.perf_counter()
-    judged = verdict(ctx, partial, data_num)
+    partial16 = None
+    if partial.nodes:
+        try:
+            partial16 = partial_quantization(ctx, partial.nodes, pick_threshold=pick_threshold, data_num=data_num,
+                                             progress=step_progress(progress, "int16"), qtype="int16")
+        except OptionError as exc:
+            notes.append(f"int16 scores skipped: {exc}")
+    timing["int16_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    judged = verdict(ctx, partial, data_num, partial16)
     timing["verdict_s"] = time.perf_counter() - t
     # the local error of each node the verdict recommends (a segment run each; none when nothing is
     # recommended): is the node's own quantization lossy, or does the network amplify a small error?
@@ -354,6 +367,7 @@ def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
         "sensitivity": {k: v.to_dict() for k, v in all_sens.items()},
         "accumulate_error": [{**r.to_dict(), "image": f"accumulate_error/{acc_error_png(r.prefix, r.metric, average_mode)}"} for r in acc],
         "partial_quantization": {**partial.to_dict(), "image": "sensitivity_analysis/partial_quantization.png"},
+        "partial_quantization_int16": partial16.to_dict() if partial16 is not None else None,
         "local_error": local.to_dict() if local is not None else None,
         "deployment": deployment.to_dict() if deployment is not None else None,
         "distributions": [{**d.summary(), "image": f"data_distribution/{distribution_png(d, dis)}"} for d in dis],
@@ -374,4 +388,4 @@ def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
     if deployment is not None:
         logger.info("%s", deployment.summary())
     return RunResult(root, all_sens, tuple(dis), tuple(cw), tuple(acc), partial, judged, tuple(written), results, tuple(notes),
-                     ctx.cache.hits, local, deployment)
+                     ctx.cache.hits, local, partial16, deployment)

@@ -310,12 +310,18 @@ def _runall(args: argparse.Namespace) -> int:
     finally:
         bars.close()
     print(run.verdict.summary)
-    keep = run.verdict.keep_float
-    if keep and "horizon" in run.results["model"]["format"]:
-        print(f"to keep the recommended nodes in float, list them in the original toolchain's run_on_cpu: {', '.join(keep)}")
-    elif keep:
-        export, calibrate = apply_commands(keep, str(args.model_or_file))
-        print(f"to keep the recommended nodes in float: {export}   (or from the float model: {calibrate})")
+    keep, keep16 = run.verdict.keep_float, run.verdict.keep_int16
+    if "horizon" in run.results["model"]["format"]:
+        if keep:
+            print(f"to keep the recommended nodes in float, list them in the original toolchain's run_on_cpu: {', '.join(keep)}")
+        if keep16:
+            print(f"for int16 instead, give them InputType: int16 in node_info: {', '.join(keep16)}")
+    else:
+        if keep:
+            export, calibrate = apply_commands(keep, str(args.model_or_file))
+            print(f"to keep the recommended nodes in float: {export}   (or from the float model: {calibrate})")
+        if keep16:
+            print(f"or their activations in int16: {apply_commands(keep16, str(args.model_or_file), 'int16')[0]}")
     if run.deployment is not None:
         print(run.deployment.summary())
     for kind, result in run.sensitivities.items():

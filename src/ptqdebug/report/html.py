@@ -100,22 +100,37 @@ def _header(r: Mapping[str, Any]) -> str:
             f'<dl class="meta">{meta}</dl>{notes_html}</header>')
 
 
-def _apply(keep: list[Any], model: Mapping[str, Any]) -> str:
-    """How to make the model with the recommended nodes in float (``Verdict.keep_float``), or nothing."""
+def _apply(keep: list[Any], keep16: list[Any], model: Mapping[str, Any]) -> str:
+    """How to make the model with the recommended nodes in float (``Verdict.keep_float``) or their
+    activations in int16 (``Verdict.keep_int16``), or nothing."""
     names = [str(n) for n in keep if isinstance(n, str)]
-    if not names:
+    names16 = [str(n) for n in keep16 if isinstance(n, str)]
+    if not names and not names16:
         return ""
-    rows = f"rows 1..{len(names)}" if len(names) > 1 else "row 1"
+    rows = lambda k: f"rows 1..{k}" if k > 1 else "row 1"  # noqa: E731
+    them = lambda k: "them" if k > 1 else "it"  # noqa: E731
     if "horizon" in str(get(model, "format") or ""):  # export and calibrate write QDQ models
-        return (f'<div class="apply"><p>To apply {rows}, list {"them" if len(names) > 1 else "it"} in the original '
-                f'toolchain\'s <code>run_on_cpu</code>:</p><code class="mono">{esc(", ".join(names))}</code></div>')
+        parts = ([f'<p>To apply {rows(len(names))}, list {them(len(names))} in the original toolchain\'s '
+                  f'<code>run_on_cpu</code>:</p><code class="mono">{esc(", ".join(names))}</code>'] if names else [])
+        parts += ([f'<p>For int16 instead ({rows(len(names16))}), give {them(len(names16))} '
+                   f'<code>InputType: int16</code> in <code>node_info</code>:</p><code class="mono">{esc(", ".join(names16))}</code>']
+                  if names16 else [])
+        return f'<div class="apply">{"".join(parts)}</div>'
     path = get(model, "path")
-    export, calibrate = apply_commands(names, path if isinstance(path, str) and path else None)
-    return (f'<div class="apply"><p>To apply {rows} (the best score), write this model with '
-            f"{'them' if len(names) > 1 else 'it'} in float, exactly the configuration scored in row {len(names)}:</p>"
-            f'<code class="mono">{esc(export)}</code><p>or calibrate the float model again with '
-            f"{'them' if len(names) > 1 else 'it'} kept in float (in Python <code>float_nodes=</code>; the original "
-            f"toolchain's <code>run_on_cpu</code>):</p><code class=\"mono\">{esc(calibrate)}</code></div>")
+    path = path if isinstance(path, str) and path else None
+    parts = []
+    if names:
+        export, calibrate = apply_commands(names, path)
+        parts.append(f"<p>To apply {rows(len(names))} (the best score), write this model with {them(len(names))} in float, "
+                     f"exactly the configuration scored in row {len(names)}:</p><code class=\"mono\">{esc(export)}</code>"
+                     f"<p>or calibrate the float model again with {them(len(names))} kept in float (in Python "
+                     f"<code>float_nodes=</code>; the original toolchain's <code>run_on_cpu</code>):</p>"
+                     f'<code class="mono">{esc(calibrate)}</code>')
+    if names16:
+        export16, _ = apply_commands(names16, path, "int16")
+        parts.append(f"<p>With activations in int16 instead ({rows(len(names16))}, the best int16 score):</p>"
+                     f'<code class="mono">{esc(export16)}</code>')
+    return f'<div class="apply">{"".join(parts)}</div>'
 
 
 def _deployment(d: Mapping[str, Any]) -> str:
@@ -157,6 +172,7 @@ def _verdict(v: Mapping[str, Any], local: Mapping[str, Any], deployment: Mapping
         base, best = num(get(scores, "calibrated")), _metric_best(metric)
         show_cals = any(as_list(get(rec, "calibration_nodes")) not in ([], [get(rec, "node")]) for rec in recs)
         own = {get(e, "node"): get(mapping(e, "scores"), metric) for e in as_list(get(local, "entries")) if isinstance(e, Mapping)}
+        wider = any(isinstance(x, float) and math.isfinite(x) for x in (num(get(rec, "score_int16")) for rec in recs))
         rows = []
         for i, rec in enumerate(recs, 1):
             cals = as_list(get(rec, "calibration_nodes"))
@@ -168,18 +184,23 @@ def _verdict(v: Mapping[str, Any], local: Mapping[str, Any], deployment: Mapping
                 bar = f'<div class="bar" title="share of the gap to the float model closed"><span style="width:{frac * 100:.1f}%"></span><em>{frac * 100:.0f}%</em></div>'
             cal_td = f'<td class="small">{cal_html}</td>' if show_cals else ""
             own_td = num_td(own.get(get(rec, "node"))) if own else ""
+            int16_td = num_td(get(rec, "score_int16")) if wider else ""
             rows.append(f'<tr><td class="num" data-v="{i}">{i}</td>{text_td(get(rec, "node"), "name mono")}{cal_td}'
-                        f'{num_td(get(rec, "score_after"))}{num_td(get(rec, "recovery"), sign=True)}{own_td}<td>{bar}</td></tr>')
+                        f'{num_td(get(rec, "score_after"))}{num_td(get(rec, "recovery"), sign=True)}{int16_td}{own_td}'
+                        f'<td>{bar}</td></tr>')
         head = [("#", "num"), ("keep in higher precision", "text")] + ([("its calibration nodes", "text")] if show_cals else []) + [
                 (f"score after keeping 1..k{_direction(metric)}", "num"), ("recovers", "num")] + (
+                [(f"1..k in int16 instead{_direction(metric)}", "num")] if wider else []) + (
                 [(f"its own score{_direction(metric)}", "num")] if own else []) + [("gap to float closed", "text")]
         out.append("<h3>What to keep in higher precision</h3>"
                    "<p class=\"muted small\">Un-quantize the nodes in this order; each row is the score with rows 1..k kept in float."
                    + (" <em>Its own score</em>: the node's error by itself (only its calibration nodes on, everything upstream "
                       "float, compared at its outputs); a good own score with a large recovery means the network amplifies a "
                       "small error."
-                      if own else "") + "</p>"
-                   + table(head, rows, "recs") + _apply(as_list(get(v, "keep_float")), model))
+                      if own else "")
+                   + (" <em>1..k in int16 instead</em>: the same rows with their activations in int16 (weights stay 8-bit) "
+                      "rather than float, the original toolchain's other remedy." if wider else "") + "</p>"
+                   + table(head, rows, "recs") + _apply(as_list(get(v, "keep_float")), as_list(get(v, "keep_int16")), model))
     out.append("</section>")
     return "".join(out)
 
