@@ -135,9 +135,13 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
         scored16 = [r.score_int16 for r in recs]
         if not any(math.isnan(v) for v in scored16):
             best16 = max(range(len(recs)), key=lambda i: scored16[i])
-            text += (f" Their activations in int16 instead: keeping {_first(recs, best16)} so brings it to "
-                     f"{scored16[best16]:.6f}." if scored16[best16] > c else
-                     " Their activations in int16 instead of float recover nothing.")
+            if not scored16[best16] > c:
+                text += " Their activations in int16 instead of float recover nothing."
+            elif best16 == best:
+                text += f" With their activations in int16 instead of float, the same nodes bring it to {scored16[best16]:.6f}."
+            else:
+                text += (f" With their activations in int16 instead of float, keeping {_first(recs, best16)} brings it to "
+                         f"{scored16[best16]:.6f}.")
     return text
 
 

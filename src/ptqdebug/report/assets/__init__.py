@@ -73,6 +73,7 @@ table.sortable th[aria-sort="ascending"]::after { content: "\\25B2"; color: var(
 table.sortable th[aria-sort="descending"]::after { content: "\\25BC"; color: var(--accent); }
 table.sortable th:focus-visible { outline: 2px solid var(--accent); outline-offset: -2px; }
 .dir { color: var(--muted); font-weight: 400; font-size: .8em; }
+table.recs thead th { white-space: normal; min-width: 5rem; } table.recs thead th:first-child { min-width: 0; }
 .bar { position: relative; height: 1.2em; min-width: 7rem; background: #eaeef2; border-radius: 4px; overflow: hidden; }
 .bar span { position: absolute; inset: 0 auto 0 0; background: #4ac26b; }
 .bar em { position: relative; font-style: normal; font-size: .8rem; padding-left: 6px; font-variant-numeric: tabular-nums; }
