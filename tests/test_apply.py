@@ -5,6 +5,7 @@ predicted for it."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -83,3 +84,19 @@ def test_horizon_models_are_told_to_use_run_on_cpu(tmp_path: Path, capsys: pytes
                  "-nt", "node", "-pt", "0.99999"]) == 0
     out = capsys.readouterr().out
     assert "list them in the original toolchain's run_on_cpu: " in out and "ptqdebug export" not in out
+
+
+def test_the_summary_says_what_int16_gets() -> None:
+    from ptqdebug.analyses.verdict import _summary
+
+    def recs(*pairs: tuple[float, float]) -> list[Recommendation]:
+        return [Recommendation(n, (n,), after, 0.01, after16) for n, (after, after16) in zip("abc", pairs)]
+
+    same = _summary("activation", 0.98, 0.999, 0.981, recs((0.99, 0.985), (0.995, 0.993)))
+    assert same.endswith("With their activations in int16 instead of float, the same nodes bring it to 0.993000.")
+    other = _summary("activation", 0.98, 0.999, 0.981, recs((0.99, 0.989), (0.995, 0.985)))
+    assert other.endswith("With their activations in int16 instead of float, keeping a brings it to 0.989000.")
+    none = _summary("activation", 0.98, 0.999, 0.981, recs((0.99, 0.98), (0.995, 0.979)))
+    assert none.endswith("Their activations in int16 instead of float recover nothing.")
+    unscored = _summary("activation", 0.98, 0.999, 0.981, recs((0.99, math.nan), (0.995, math.nan)))
+    assert "int16" not in unscored
