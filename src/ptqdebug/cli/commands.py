@@ -121,10 +121,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_runtime(p, sweeps=False)
     p.set_defaults(func=_check_deployment)
 
-    p = sub.add_parser("export", help="write the calibrated model with some nodes kept in float (beyond the original)",
-                       description="Writes the calibrated model with the calibration nodes of the named nodes switched off: "
-                                   "exactly the configuration partial quantization scored for them (e.g. runall's "
-                                   "recommendation), ready to deploy or to check with check-deployment.")
+    p = sub.add_parser("export", help="write the calibrated model with some nodes in float or int16 (beyond the original)",
+                       description="Writes the calibrated model with the calibration nodes of the --float-nodes switched off "
+                                   "and the activation calibration nodes of the --int16-nodes in int16: exactly the "
+                                   "configuration partial quantization scored for them (e.g. runall's recommendation), "
+                                   "ready to deploy or to check with check-deployment.")
     p.add_argument("model_or_file", metavar="MODEL")
     p.add_argument("-o", "--output", dest="save_path", required=True, metavar="OUT.onnx", help="the model file to write")
     p.add_argument("-f", "--float-nodes", dest="float_nodes", type=list_value("--float-nodes"),
