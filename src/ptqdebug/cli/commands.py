@@ -126,7 +126,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                                    "and the activation calibration nodes of the --int16-nodes in int16: exactly the "
                                    "configuration partial quantization scored for them (e.g. runall's recommendation), "
                                    "ready to deploy or to check with check-deployment.")
-    p.add_argument("model_or_file", metavar="MODEL")
+    p.add_argument("model_or_file", metavar="MODEL", help="the calibrated model (.onnx)")
     p.add_argument("-o", "--output", dest="save_path", required=True, metavar="OUT.onnx", help="the model file to write")
     p.add_argument("-f", "--float-nodes", dest="float_nodes", type=list_value("--float-nodes"),
                    help="ordinary nodes (their calibration nodes) or calibration nodes to switch off: a or [a,b]")
