@@ -154,3 +154,55 @@ def test_a_model_onnxruntime_cannot_deploy_is_a_finding_not_a_crash(cnn_dir: Pat
     capsys.readouterr()
     assert main(["check-deployment", str(path), str(data)]) == 0
     assert capsys.readouterr().out.startswith("ONNX Runtime cannot run this model as deployed")
+
+
+def _chain(folder: Path, bad: int, layers: int = 6) -> tuple[Path, list[dict[str, np.ndarray]]]:
+    """x → (int8 Q/DQ → MatMul(int8 Q/DQ weight) → Relu) × layers, the activation after the Relu of
+    layer ``bad`` quantized to float8 (which ONNX Runtime's optimizations break: they delete that Relu)."""
+    from onnx import helper as h
+    from onnx import numpy_helper as nh
+
+    rng = np.random.default_rng(3)
+    nodes, inits, src = [], [], "x"
+    for i in range(layers):
+        fp8 = i == bad
+        zero_type, qmax = (T.FLOAT8E4M3FN, 448.0) if fp8 else (T.INT8, 127.0)
+        w = (rng.standard_normal((16, 16)) * 0.4).astype(np.float32)
+        inits += [nh.from_array(w, f"w{i}"), nh.from_array(np.array(np.abs(w).max() / 127, np.float32), f"w{i}_s"),
+                  h.make_tensor(f"w{i}_z", T.INT8, [], [0]),
+                  nh.from_array(np.array(4.0 / qmax, np.float32), f"a{i}_s"), h.make_tensor(f"a{i}_z", zero_type, [], [0])]
+        nodes += [h.make_node("QuantizeLinear", [src, f"a{i}_s", f"a{i}_z"], [f"a{i}_q"], name=f"a{i}_q"),
+                  h.make_node("DequantizeLinear", [f"a{i}_q", f"a{i}_s", f"a{i}_z"], [f"a{i}_dq"], name=f"a{i}_dq"),
+                  h.make_node("QuantizeLinear", [f"w{i}", f"w{i}_s", f"w{i}_z"], [f"w{i}_q"], name=f"w{i}_q"),
+                  h.make_node("DequantizeLinear", [f"w{i}_q", f"w{i}_s", f"w{i}_z"], [f"w{i}_dq"], name=f"w{i}_dq"),
+                  h.make_node("MatMul", [f"a{i}_dq", f"w{i}_dq"], [f"m{i}"], name=f"mm{i}"),
+                  h.make_node("Relu", [f"m{i}"], [f"r{i}"], name=f"relu{i}")]
+        src = f"r{i}"
+    graph = h.make_graph(nodes, "chain", [h.make_tensor_value_info("x", T.FLOAT, [1, 16])],
+                         [h.make_tensor_value_info(src, T.FLOAT, [1, 16])], inits)
+    path = folder / "chain.onnx"
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 19)], ir_version=9), path)
+    return path, [{"x": rng.standard_normal((1, 16)).astype(np.float32)} for _ in range(3)]
+
+
+def test_the_first_calibration_node_where_deployment_departs_is_found(tmp_path: Path) -> None:
+    """Six layers; layer 3's activation calibration node reads layer 2's Relu in float8: ONNX Runtime
+    deletes that Relu, so deployment departs from the simulation there and not before."""
+    path, samples = _chain(tmp_path, bad=3)
+    got = dbg.check_deployment(path, samples)
+    assert not got.agrees and got.relu_fused == ("a3_q",)
+    assert got.departure is not None and got.departure[0] == "a3_q"
+    assert "the two first part at a3_q" in got.summary()
+    assert DeploymentCheck.from_dict(json.loads(json.dumps(got.to_dict()))).to_dict() == got.to_dict()
+    # a brute force of the search's premise: with the nodes before a3_q on, deployed and simulated agree
+    model = dbg.load_model(path)
+    order = [q.name for q in model.quantizers]
+    before = order[:order.index("a3_q")]
+    so = ort.SessionOptions()  # the model as ONNX defines it: basic optimizations keep the Relu
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    so.add_session_config_entry("session.disable_quant_qdq", "1")
+    for on, agree in ((before, True), ([*before, "a3_q"], False)):
+        exported = dbg.export_model(path, tmp_path / "prefix.onnx", [q for q in order if q not in on]).path
+        simulated = ort.InferenceSession(str(exported), so, providers=["CPUExecutionProvider"]).run(None, samples[0])[0]
+        deployed = ort.InferenceSession(str(exported), providers=["CPUExecutionProvider"]).run(None, samples[0])[0]
+        assert (compare(get_metrics("cosine-similarity"), simulated, deployed)[0] > 0.999) == agree

@@ -19,23 +19,24 @@ a finding too (``failure``), not an error: the analyses turn those fusions off.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
 
+from ..engine.build import standalone_model
 from ..engine.runtime import SessionError, deployed_session, ort_reason
 from ..errors import ModelError, OptionError
-from ..metrics import Metric, compare, get_metrics
+from ..metrics import METRICS, Metric, compare, get_metrics
 from .sensitivity import Progress, decode_float, encode_float
 
 if TYPE_CHECKING:
     from ..context import Context
 
-__all__ = ["DeploymentCheck", "OutputAgreement", "check_deployment", "deployable"]
+__all__ = ["DeploymentCheck", "OutputAgreement", "check_deployment", "deployable", "first_departure"]
 
 
 def _scores(d: Mapping[str, Any]) -> Mapping[str, float]:
@@ -76,6 +77,10 @@ class DeploymentCheck:
     outputs: tuple[OutputAgreement, ...]
     relu_fused: tuple[str, ...] = ()  # calibration nodes whose Relu ONNX Runtime deletes (a known cause)
     failure: str | None = None  # why ONNX Runtime could not load or run the model as deployed (no outputs then)
+    #: where the deployment departs from the simulation (when it does): the calibration node whose
+    #: switching on, with those before it, first makes the two differ by half as much as in the
+    #: whole model, and their output cosine then (see :func:`first_departure`)
+    departure: tuple[str, float] | None = None
 
     @property
     def agrees(self) -> bool:
@@ -101,6 +106,9 @@ class DeploymentCheck:
                 "ptqdebug analyses the model as ONNX defines it; ONNX Runtime's rewrites of the quantized graph (fused "
                 "integer kernels, removed operators) compute something else here, so the deployed accuracy can differ "
                 "from every score of the analyses.")
+        if self.departure is not None:
+            text += (f" Switching the calibration nodes on in graph order, the two first part at {self.departure[0]} "
+                     f"(deployed against simulated cosine {self.departure[1]:.6f} with it and those before it on).")
         if self.relu_fused:
             n = len(self.relu_fused)
             names = ", ".join(self.relu_fused[:3]) + (", ..." if n > 3 else "")
@@ -111,13 +119,13 @@ class DeploymentCheck:
     def to_dict(self) -> dict[str, Any]:
         return {"metrics": list(self.metrics), "samples": self.samples, "providers": list(self.providers),
                 "agrees": self.agrees, "summary": self.summary(), "outputs": [o.to_dict() for o in self.outputs], "relu_fused": list(self.relu_fused),
-                "failure": self.failure}
+                "failure": self.failure, "departure": list(self.departure) if self.departure is not None else None}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DeploymentCheck:
         return cls(tuple(d["metrics"]), int(d["samples"]), tuple(d["providers"]),
                    tuple(OutputAgreement.from_dict(o) for o in d["outputs"]), tuple(d.get("relu_fused", ())),
-                   d.get("failure"))
+                   d.get("failure"), (str(d["departure"][0]), float(d["departure"][1])) if d.get("departure") else None)
 
 
 def deployable(ctx: Context) -> str | onnx.ModelProto:
@@ -167,4 +175,43 @@ def check_deployment(ctx: Context, metrics: tuple[str, ...] | list[str] = ("cosi
                        for t in outputs if t in sums)
     if not agreements:
         raise ModelError("none of the model's outputs is a floating-point tensor; expected at least one to compare")
-    return DeploymentCheck(tuple(names), samples, tuple(engine.providers), agreements, model.relu_fused)
+    check = DeploymentCheck(tuple(names), samples, tuple(engine.providers), agreements, model.relu_fused)
+    if check.agrees:
+        return check
+    return replace(check, departure=first_departure(ctx, samples, [o.output for o in agreements]))
+
+
+def first_departure(ctx: Context, samples: int, outputs: Sequence[str]) -> tuple[str, float] | None:
+    """Where deployment and simulation part: a binary search over the calibrated model's calibration
+    nodes in graph order for the shortest prefix whose configuration, deployed (written by
+    :func:`~ptqdebug.engine.build.standalone_model`, run with ONNX Runtime's defaults), differs from
+    its simulation by at least half as much as the whole model's does (``1 - cosine`` at
+    ``outputs``, mean over samples). About log2(N) sessions; ``None`` where the model itself agrees."""
+    model, engine = ctx.model, ctx.engine
+    cos = METRICS["cosine-similarity"]
+    order = [q.name for q in model.quantizers if q.name in model.calibrated_configuration]
+    fixed = model.fixed_quantizers
+
+    def gap(m: int) -> float:
+        on = frozenset(order[:m]) | fixed
+        session = deployed_session(standalone_model(model, on).SerializeToString(), engine.providers, engine.threads)
+        values = []
+        for s in range(samples):
+            simulated = engine.run(ctx.reference(s, outputs), on, outputs)
+            deployed = session.run(list(outputs), dict(ctx.data[s]))
+            values.append(np.mean([1.0 - compare([cos], simulated[t], d)[0] for t, d in zip(outputs, deployed)]))
+        return float(np.mean(values))
+
+    target = gap(len(order)) / 2
+    if not target > 0:
+        return None
+    lo, hi, at_hi = 0, len(order), 2 * target  # gap(lo) < target <= gap(hi), assumed along the way
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        g = gap(mid)
+        if g >= target:
+            hi, at_hi = mid, g
+        else:
+            lo = mid
+    return order[hi - 1], 1.0 - at_hi
+
