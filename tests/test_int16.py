@@ -117,3 +117,5 @@ def test_export_writes_the_int16_configuration(cnn_dir: Path, samples: list, tmp
     out = capsys.readouterr().out
     assert "calibration nodes off: " in out or "calibration node off: " in out
     assert " in int16: " in out
+    with pytest.raises(dbg.OptionError, match=f"'{nodes[0]}' is in both float_nodes and int16_nodes"):
+        dbg.export_model(path, tmp_path / "x.onnx", [nodes[0]], int16_nodes=nodes)

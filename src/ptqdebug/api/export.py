@@ -72,6 +72,10 @@ def export_model(
     """
     check_node_list(None, float_nodes, "float_nodes", expand=True)
     check_node_list(None, int16_nodes, "int16_nodes", expand=True)
+    both = [n for n in flat_names(float_nodes, "float_nodes") if n in flat_names(int16_nodes, "int16_nodes")] if (
+        float_nodes is not None and int16_nodes is not None) else []
+    if both:
+        raise OptionError(f"{both[0]!r} is in both float_nodes and int16_nodes; expected each node in at most one of them")
     target = Path(save_path)
     if target.suffix != ".onnx":
         raise OptionError(f"save_path {str(target)!r} does not end in .onnx; expected the model file to write, e.g. partial.onnx")
