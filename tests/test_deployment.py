@@ -25,6 +25,13 @@ from tests.test_float8 import fp8_model
 METRICS = ["cosine-similarity", "mse"]
 
 
+@pytest.fixture(autouse=True)
+def _cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ONNX Runtime's fusions depend on the execution provider: these tests pin its CPU defaults,
+    also when the suite runs with ``PTQDEBUG_PROVIDERS=cuda``."""
+    monkeypatch.setenv("PTQDEBUG_PROVIDERS", "cpu")
+
+
 def brute_force(path: Path, samples: list[dict[str, np.ndarray]], float_path: Path | None = None,
                 extended: bool = True) -> dict[str, np.ndarray]:
     """``{"deployed"|"simulated"|"between": [metric] means over samples}`` at the first output;
