@@ -30,7 +30,7 @@ from ..quantizer import QTYPE_RANGES, Quantizer
 if TYPE_CHECKING:
     from ..context import Context
 
-__all__ = ["TWIN_SUFFIX", "int16_context", "int16_twins"]
+__all__ = ["TWIN_SUFFIX", "int16_context", "int16_params", "int16_twins"]
 
 #: a twin's name: its 8-bit calibration node's name and this
 TWIN_SUFFIX = "@int16"
@@ -61,8 +61,8 @@ def _check(model: CalibratedModel, names: Collection[str]) -> list[Quantizer]:
                "quantized per channel" if q.axis is not None or np.asarray(q.scale).size != 1 else
                "inside an If/Loop/Scan body" if q.scope is not None else "")
         if why:
-            raise OptionError(f"calibration node {q.name!r} is {why}; qtype='int16' makes 8-bit per-tensor activation "
-                              "calibration nodes int16: leave that node out or use qtype='float32'")
+            raise OptionError(f"calibration node {q.name!r} is {why}; int16 applies to 8-bit per-tensor activation "
+                              "calibration nodes: leave its node out, or keep it in float instead")
     return chosen
 
 
