@@ -100,3 +100,12 @@ def test_the_summary_says_what_int16_gets() -> None:
     assert none.endswith("Their activations in int16 instead of float recover nothing.")
     unscored = _summary("activation", 0.98, 0.999, 0.981, recs((0.99, math.nan), (0.995, math.nan)))
     assert "int16" not in unscored
+
+
+def test_best_prefix_follows_the_metric_direction() -> None:
+    from ptqdebug.analyses.partial import best_prefix
+
+    assert best_prefix("abc", [0.990, 0.995, 0.993], 0.98) == ("a", "b")  # cosine: higher is better
+    assert best_prefix("abc", [0.5, 0.2, 0.3], 0.9, "mse") == ("a", "b")  # mse: lower is better
+    assert best_prefix("abc", [0.95, 0.97, 0.96], 0.9, "mse") == ()  # nothing beats the baseline
+    assert best_prefix("ab", [math.nan, 0.99], 0.98) == ("a", "b")  # NaN is never the best

@@ -41,7 +41,7 @@ class PartialQuantizationResult:
 
     def best_prefix(self) -> tuple[str, ...]:
         """Nodes 1..k of the best ``partial`` score, empty when none beats the baseline."""
-        return best_prefix(self.nodes, self.partial, self.baseline)
+        return best_prefix(self.nodes, self.partial, self.baseline, self.metric)
 
     def recovery(self) -> tuple[float, ...]:
         """What un-quantizing each node adds to the ones before it (in metric units)."""
@@ -66,13 +66,15 @@ class PartialQuantizationResult:
 QTYPES = ("float32", "int16")
 
 
-def best_prefix(nodes: Sequence[str], partial: Sequence[float], baseline: float) -> tuple[str, ...]:
-    """The nodes up to the best of the ``partial`` scores (higher is better), or none when no
+def best_prefix(nodes: Sequence[str], partial: Sequence[float], baseline: float,
+                metric: str = "cosine-similarity") -> tuple[str, ...]:
+    """The nodes up to the best of the ``partial`` scores by ``metric`` (NaN worst), or none when no
     score beats ``baseline``: what to keep in higher precision."""
     if not partial:
         return ()
-    best = max(range(len(partial)), key=lambda i: partial[i])
-    return tuple(nodes[:best + 1]) if partial[best] > baseline else ()
+    judge = get_metrics(metric)[0]
+    best = max(range(len(partial)), key=lambda i: judge.badness(partial[i]))
+    return tuple(nodes[:best + 1]) if judge.worse(baseline, partial[best]) else ()
 
 
 def apply_commands(nodes: Sequence[str], model: str | None = None, qtype: str = "float32") -> tuple[str, str]:

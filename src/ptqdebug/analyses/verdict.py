@@ -53,7 +53,8 @@ class Verdict:
         export`` or ``ptqdebug calibrate --float-nodes`` (:func:`~ptqdebug.analyses.partial.apply_commands`;
         empty when nothing is recommended or un-quantizing recovers nothing)."""
         recs = self.recommendations
-        return best_prefix([r.node for r in recs], [r.score_after for r in recs], self.scores.get("calibrated", math.inf))
+        return best_prefix([r.node for r in recs], [r.score_after for r in recs], self.scores.get("calibrated", math.inf),
+                           self.metric)
 
     @property
     def keep_int16(self) -> tuple[str, ...]:
@@ -62,7 +63,8 @@ class Verdict:
         recs = [r for r in self.recommendations if not math.isnan(r.score_int16)]
         if len(recs) != len(self.recommendations):
             return ()
-        return best_prefix([r.node for r in recs], [r.score_int16 for r in recs], self.scores.get("calibrated", math.inf))
+        return best_prefix([r.node for r in recs], [r.score_int16 for r in recs], self.scores.get("calibrated", math.inf),
+                           self.metric)
 
     def to_dict(self) -> dict[str, Any]:
         return {"metric": self.metric, "cause": self.cause, "scores": dict(self.scores), "summary": self.summary,
