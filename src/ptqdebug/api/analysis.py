@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..analyses.candidates import flat_names
-from ..analyses.partial import QTYPES, PartialQuantizationResult, partial_quantization
+from ..analyses.partial import ORDERS, QTYPES, PartialQuantizationResult, partial_quantization
 from ..analyses.sensitivity import Progress, SensitivityResult
 from ..analyses.stats import CalibrationNodeStats, calibration_node_stats
 from ..context import Context
@@ -69,7 +69,7 @@ def write_partial(result: PartialQuantizationResult, save_dir: SaveDir, renderer
 def run_sensitivity_analysis(
     ctx: Context, *, pick_threshold: float, data_num: int | None, sensitive_nodes: object,
     metric: str = "cosine-similarity", node_sweep: SensitivityResult | None = None,
-    progress: Progress | ProgressFactory | None = None, qtype: str = "float32",
+    progress: Progress | ProgressFactory | None = None, qtype: str = "float32", order: str = "sensitivity",
 ) -> PartialQuantizationResult:
     """Choose the sensitive nodes (a node sweep unless given) and score partial quantization."""
     pick_threshold = check_pick_threshold(pick_threshold)
@@ -86,7 +86,7 @@ def run_sensitivity_analysis(
         if not nodes:
             logger.info("pick_threshold is too small: no node has %s <= %s; nothing to un-quantize.", metric, pick_threshold)
     return partial_quantization(ctx, nodes, metric=metric, pick_threshold=pick_threshold, data_num=data_num,
-                                progress=step_progress(progress, "Analyzing"), qtype=qtype)
+                                progress=step_progress(progress, "Analyzing"), qtype=qtype, order=order)
 
 
 def sensitivity_analysis(
@@ -99,6 +99,7 @@ def sensitivity_analysis(
     *,
     metric: str = "cosine-similarity",
     qtype: str = "float32",
+    order: str = "sensitivity",
     float_model: FloatModelArg = None,
     providers: str | Sequence[str] | None = None,
     progress: Progress | ProgressFactory | None = None,
@@ -112,12 +113,16 @@ def sensitivity_analysis(
     ``pick_threshold`` (worst first). For each of them: the score with only it quantized, and the
     score of the calibrated model with it and all before it un-quantized — or, with
     ``qtype="int16"`` (``hmct``'s extension), with their activation calibration nodes in int16
-    instead (weights stay 8-bit; see :mod:`ptqdebug.analyses.int16`). Writes
+    instead (weights stay 8-bit; see :mod:`ptqdebug.analyses.int16`). ``order="greedy"`` orders the
+    nodes by what each adds to the ones before it instead of by their own sensitivity: fewer nodes
+    for the same score, n(n+1)/2 configurations instead of n. Writes
     ``partial_quantization.png`` and ``partial_quantization.json`` and returns the numbers.
     """
     metric = check_metric(metric)
     if qtype not in QTYPES:
         raise OptionError(f"qtype {qtype!r} is not supported; expected one of {', '.join(QTYPES)}")
+    if order not in ORDERS:
+        raise OptionError(f"order {order!r} is not supported; expected one of {', '.join(ORDERS)}")
     check_pick_threshold(pick_threshold)
     check_data_num(data_num)
     check_node_list(None, sensitive_nodes, "sensitive_nodes", expand=True)
@@ -126,7 +131,8 @@ def sensitivity_analysis(
     ctx.samples(data_num)
     with runtime_errors(ctx, data_num):
         result = run_sensitivity_analysis(ctx, pick_threshold=pick_threshold, data_num=data_num,
-                                          sensitive_nodes=sensitive_nodes, metric=metric, progress=progress, qtype=qtype)
+                                          sensitive_nodes=sensitive_nodes, metric=metric, progress=progress, qtype=qtype,
+                                          order=order)
     write_partial(result, save_dir)
     return result
 

@@ -88,6 +88,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("-m", "--metric", default="cosine-similarity", help=_METRICS)
     p.add_argument("-qt", "--qtype", choices=["float32", "int16"], default="float32",
                    help="what the sensitive nodes become: float32 (un-quantized, default) or int16 (their activations)")
+    p.add_argument("--order", choices=["sensitivity", "greedy"], default="sensitivity",
+                   help="sensitivity: worst single score first (the original's); greedy: each next node the one that "
+                        "adds most to those before it (fewer nodes for the same score; n(n+1)/2 runs)")
     add_runtime(p)
     p.set_defaults(func=_partial)
 
@@ -241,13 +244,15 @@ def _partial(args: argparse.Namespace) -> int:
     bars = ProgressBars()
     try:
         r = api.sensitivity_analysis(_ctx(args), args.calibrated_data, args.pick_threshold, args.data_num,
-                                     args.sensitive_nodes, args.save_dir, metric=args.metric, qtype=args.qtype, progress=bars)
+                                     args.sensitive_nodes, args.save_dir, metric=args.metric, qtype=args.qtype,
+                                     order=args.order, progress=bars)
     finally:
         bars.close()
     rows = {"none": {"single": "", "partial": round(r.baseline, 6)}}
     for n, s, p in zip(r.nodes, r.single, r.partial):
         rows[n] = {"single": round(s, 6), "partial": round(p, 6)}
-    title = "partial quantization" + (" (partial: nodes 1..k in int16)" if r.qtype == "int16" else "")
+    title = ("partial quantization" + (" (partial: nodes 1..k in int16)" if r.qtype == "int16" else "")
+             + (", greedy order" if r.order == "greedy" else ""))
     print(info_table(title, "node", rows).lstrip("\n"))
     best = r.best_prefix()
     if best:

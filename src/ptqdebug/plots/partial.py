@@ -48,7 +48,8 @@ def partial_quantization_figure(result: PartialQuantizationResult) -> Figure:
     ax.set_xticks(range(k + 1))
     ax.set_xticklabels(["none", *(text(n, 40) for n in result.nodes)], rotation=90, fontsize=8)
     ax.set_xlim(-0.5, k + 0.5)
-    ax.set_title("Partial Quantization Analysis" + (" (int16)" if result.qtype == "int16" else ""))
+    details = [d for d, on in (("int16", result.qtype == "int16"), ("greedy order", result.order == "greedy")) if on]
+    ax.set_title("Partial Quantization Analysis" + (f" ({', '.join(details)})" if details else ""))
     ax.set_ylabel("Cosine Similarity" if result.metric == "cosine-similarity" else text(result.metric))
     ax.set_xlabel("node")
     legend_right(ax)
