@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .. import api
 from ..analyses.partial import apply_commands
+from ..analyses.verdict import Verdict
 from ..model import load_model
 from ..report.sensitivity_files import write_sensitivity
 from ..report.tables import info_table, sensitivity_rows
@@ -316,18 +317,7 @@ def _runall(args: argparse.Namespace) -> int:
     finally:
         bars.close()
     print(run.verdict.summary)
-    keep, keep16 = run.verdict.keep_float, run.verdict.keep_int16
-    if "horizon" in run.results["model"]["format"]:
-        if keep:
-            print(f"to keep the recommended nodes in float, list them in the original toolchain's run_on_cpu: {', '.join(keep)}")
-        if keep16:
-            print(f"for int16 instead, give them InputType: int16 in node_info: {', '.join(keep16)}")
-    else:
-        if keep:
-            export, calibrate = apply_commands(keep, str(args.model_or_file))
-            print(f"to keep the recommended nodes in float: {export}   (or from the float model: {calibrate})")
-        if keep16:
-            print(f"or their activations in int16: {apply_commands(keep16, str(args.model_or_file), 'int16')[0]}")
+    _print_how_to_apply(run.verdict, run.results["model"]["format"], str(args.model_or_file))
     if run.deployment is not None:
         print(run.deployment.summary())
     for kind, result in run.sensitivities.items():
@@ -337,6 +327,22 @@ def _runall(args: argparse.Namespace) -> int:
     if args.report:
         print(f"report: {run.save_dir / 'index.html'}")
     return 0
+
+
+def _print_how_to_apply(verdict: Verdict, source_format: str, model: str) -> None:
+    """How to keep the recommended nodes in float or int16: commands, or the original toolchain's settings."""
+    keep, keep16 = verdict.keep_float, verdict.keep_int16
+    if "horizon" in source_format:  # export and calibrate write QDQ models
+        if keep:
+            print(f"to keep the recommended nodes in float, list them in the original toolchain's run_on_cpu: {', '.join(keep)}")
+        if keep16:
+            print(f"for int16 instead, give them InputType: int16 in node_info: {', '.join(keep16)}")
+        return
+    if keep:
+        export, calibrate = apply_commands(keep, model)
+        print(f"to keep the recommended nodes in float: {export}   (or from the float model: {calibrate})")
+    if keep16:
+        print(f"or their activations in int16: {apply_commands(keep16, model, 'int16')[0]}")
 
 
 def _demo(args: argparse.Namespace) -> int:
