@@ -135,15 +135,16 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
             text += f"; keeping the first {best + 1} of the {len(recs)} sensitive nodes, to {recs[best].score_after:.6f}"
         text += "."
         scored16 = [r.score_int16 for r in recs]
-        if not any(math.isnan(v) for v in scored16):
-            best16 = max(range(len(recs)), key=lambda i: scored16[i])
-            if not scored16[best16] > c:
+        if not any(math.isnan(v) for v in scored16):  # int16 was scored (Verdict.keep_int16 reads the same prefix)
+            keep16 = best_prefix([r.node for r in recs], scored16, c)
+            after16 = scored16[len(keep16) - 1] if keep16 else c
+            if not keep16:
                 text += " Their activations in int16 instead of float recover nothing."
-            elif best16 == best:
-                text += f" With their activations in int16 instead of float, the same nodes bring it to {scored16[best16]:.6f}."
+            elif len(keep16) == best + 1:
+                text += f" With their activations in int16 instead of float, the same nodes bring it to {after16:.6f}."
             else:
-                text += (f" With their activations in int16 instead of float, keeping {_first(recs, best16)} brings it to "
-                         f"{scored16[best16]:.6f}.")
+                text += (f" With their activations in int16 instead of float, keeping {_first(recs, len(keep16) - 1)} brings "
+                         f"it to {after16:.6f}.")
     return text
 
 
