@@ -23,27 +23,72 @@ Special values, defined everywhere:
   left out;
 * if the actual tensor is non-finite where the reference is not (or the reverse), every metric is
   NaN: the comparison is undefined, and rankings put such candidates first and flag them.
+
+**Your own metric** (where cosine similarity does not say what your task loses — a classifier's
+top-1 agreement, a detector's box error): wherever a metric name is accepted, give a function
+``f(reference, actual) -> float`` instead, or on the command line ``path/to/file.py:function``. It
+is called once per compared tensor and sample, with both tensors as float64 arrays in their own
+shape (one sample: batch dimension 1), and averaged like the built-in metrics. Higher is better
+unless the function has an attribute ``higher_is_better = False``. Results are named after the
+function; results computed with a file's function are cached on disk keyed by the file's bytes,
+those of a function defined in your process are not cached, and helper processes
+(``workers=N``, Ray) need the file form. Example (``my_metrics.py``)::
+
+    import numpy as np
+
+    def top1(reference, actual):
+        # 1 when the quantized model's class is the float model's, else 0
+        return float(np.argmax(reference) == np.argmax(actual))
+
+``ptqdebug get-sensitivity-of-nodes model.onnx data -m "['my_metrics.py:top1','cosine-similarity']"``
+ranks the nodes by how many top-1 answers they change.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
 
 import numpy as np
 
 from .errors import OptionError
+from .userscript import SCRIPT, file_digest, load_function, user_error
 
-__all__ = ["METRICS", "Metric", "compare", "get_metrics"]
+__all__ = ["METRICS", "Metric", "MetricLike", "compare", "get_metrics", "known_metric", "portable_refs"]
+
+MetricFunction = Callable[[np.ndarray, np.ndarray], float]
+#: What an option naming metrics accepts: a built-in name, ``path/to/file.py:function``, or a function.
+MetricLike = Union[str, MetricFunction]
 
 
 @dataclass(frozen=True)
 class Metric:
+    """A way to score a tensor against its float reference.
+
+    ``best`` is the score of identical tensors (None for a user's metric: its function is called);
+    ``ref`` is how another process finds a user's metric (``/abs/path/file.py:function``; empty
+    for a built-in, which is found by name); ``fingerprint`` is what its scores depend on besides
+    the name, for the disk cache: empty for a built-in, the file's digest, or None for a function
+    that lives only in this process (its scores are not cached on disk).
+    """
+
     name: str
     higher_is_better: bool
-    best: float
-    func: Callable[[np.ndarray, np.ndarray], float]
+    best: float | None
+    func: MetricFunction
+    ref: str = ""
+    fingerprint: str | None = ""
+    identity: str = ""
+
+    @property
+    def key(self) -> str:
+        """What its scores depend on within this process: the name, and for a user's metric its
+        file's contents or which function it is."""
+        return self.identity or self.name
 
     def worse(self, x: float, y: float) -> bool:
         """Whether score ``x`` is worse than ``y`` (NaN is worse than anything)."""
@@ -104,20 +149,97 @@ METRICS: dict[str, Metric] = {
 }
 
 
-def get_metrics(names: str | Sequence[str]) -> tuple[Metric, ...]:
-    """Metric objects for names (case-insensitive); an unknown name is an :class:`OptionError`."""
-    if isinstance(names, str):
+#: The user's metrics met in this process, by name (a function's or a file's), so that a result's
+#: metric names can be looked up again (the report, the command line's table).
+_USER: dict[str, Metric] = {}
+#: Metrics loaded from files, by ``/abs/path/file.py:function``: loaded again when the file changes.
+_FILES: dict[str, Metric] = {}
+#: Metrics made from functions of this process, by function (each keeps its own identity).
+_FUNCTIONS: dict[object, Metric] = {}
+_SERIAL = itertools.count()
+_KNOWN = ", ".join(METRICS)
+
+
+def get_metrics(names: MetricLike | Sequence[MetricLike]) -> tuple[Metric, ...]:
+    """Metric objects for built-in names (case-insensitive), ``file.py:function`` specs and
+    functions (see the module doc); anything else is an :class:`OptionError`."""
+    if isinstance(names, str) or callable(names):
         names = [names]
     names = list(names)
     if not names:
-        raise OptionError(f"no metric given; expected one or more of {', '.join(METRICS)}")
-    out = []
-    for name in names:
-        key = str(name).strip().lower()
-        if key not in METRICS:
-            raise OptionError(f"unknown metric {name!r}; expected one of {', '.join(METRICS)}")
-        out.append(METRICS[key])
+        raise OptionError(f"no metric given; expected one or more of {_KNOWN}")
+    out = [_metric(name) for name in names]
     return tuple(dict.fromkeys(out))
+
+
+def known_metric(name: str) -> Metric | None:
+    """The built-in metric or the user's metric met in this process with that name, else None
+    (nothing is loaded): for describing results, such as the report's "higher is better"."""
+    return METRICS.get(name) or _USER.get(name)
+
+
+def _metric(item: object) -> Metric:
+    if callable(item):
+        made = _FUNCTIONS.get(item)
+        if made is None:
+            made = _FUNCTIONS[item] = _user_metric(item, getattr(item, "__name__", "metric"), "", None)
+        return _remember(made)
+    if not isinstance(item, str):
+        raise OptionError(f"metric {item!r} is a {type(item).__name__}; expected a metric name ({_KNOWN}), "
+                          "file.py:function or a function")
+    key = item.strip()
+    if key.lower() in METRICS:
+        return METRICS[key.lower()]
+    if key in _USER:
+        return _USER[key]
+    spec = SCRIPT.match(key)
+    if spec is None:
+        raise OptionError(f"unknown metric {item!r}; expected one of {_KNOWN}, or your own as file.py:function")
+    path = Path(spec["path"]).resolve()
+    ref, func = f"{path}:{spec['func']}", spec["func"]
+    fingerprint = f"{file_digest(path)}:{func}" if path.is_file() else None
+    known = _FILES.get(ref)
+    if known is not None and known.fingerprint == fingerprint:
+        return _remember(known)
+    fn = load_function(path, func, "metric file", OptionError, f"def {func}(reference, actual): return a float")
+    made = _FILES[ref] = _user_metric(fn, func, ref, fingerprint, path)
+    return _remember(made)
+
+
+def _user_metric(fn: Callable[..., object], name: str, ref: str, fingerprint: str | None,
+                 script: Path | None = None) -> Metric:
+    """A user's function as a :class:`Metric` whose errors are one-line :class:`OptionError` s."""
+    if name.lower() in METRICS:
+        raise OptionError(f"your metric function is named {name!r} like a built-in metric; rename it")
+    where = script or Path(getattr(getattr(fn, "__code__", None), "co_filename", "<unknown>"))
+
+    def call(reference: np.ndarray, actual: np.ndarray) -> float:
+        try:
+            value = fn(reference, actual)
+        except Exception as exc:  # the user's code
+            raise user_error(exc, where, f"metric {name}", OptionError, "fix the metric function") from None
+        try:
+            return float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise OptionError(f"metric {name} returned {value!r}; expected a number") from None
+
+    identity = f"{name}@{fingerprint if fingerprint is not None else f'function {next(_SERIAL)}'}"
+    return Metric(name, bool(getattr(fn, "higher_is_better", True)), None, call, ref, fingerprint, identity)
+
+
+def _remember(metric: Metric) -> Metric:
+    _USER[metric.name] = metric  # the latest function of that name
+    return metric
+
+
+def portable_refs(metrics: Sequence[Metric]) -> tuple[str, ...]:
+    """How a helper process finds ``metrics`` (:func:`get_metrics` reads these); a function that
+    lives only in this process cannot be sent: an :class:`OptionError` says what to do instead."""
+    local = [m.name for m in metrics if m.fingerprint is None]
+    if local:
+        raise OptionError(f"metric {local[0]!r} is a function of this process, which helper processes (workers, Ray) "
+                          "cannot load; put it in a file and pass 'file.py:function', or use workers=1")
+    return tuple(m.ref or m.name for m in metrics)
 
 
 def _flat(x: np.ndarray) -> np.ndarray:
@@ -135,6 +257,8 @@ def compare(metrics: Sequence[Metric], reference: np.ndarray, actual: np.ndarray
         if np.any((~fa | ~fb) & ~same):
             return tuple(math.nan for _ in metrics)
         a, b = a[~same], b[~same]
-    if a.size == 0 or np.array_equal(a, b):
-        return tuple(m.best for m in metrics)
-    return tuple(m.func(a, b) for m in metrics)
+    identical = a.size == 0 or np.array_equal(a, b)
+    return tuple(
+        (m.best if identical else m.func(a, b)) if m.best is not None
+        else m.func(np.asarray(reference, np.float64), np.asarray(actual, np.float64))
+        for m in metrics)

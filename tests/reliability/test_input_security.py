@@ -32,9 +32,11 @@ ALLOWED = {
     # length-prefixed pickles between ptqdebug and the worker processes it started itself, over a
     # private pipe (figure workers, sweep workers): nobody else can write to that pipe
     ("pipes.py", "read_message", "pickle.loads"),
-    # `ptqdebug calibrate data.py:function`: the user names a loader script and asks for it to run
-    ("calibration/inputs.py", "_script_source", "importlib.util.spec_from_file_location"),
-    ("calibration/inputs.py", "_script_source", "spec.loader.exec_module"),
+    # `ptqdebug calibrate data.py:function` and `-m metrics.py:function`: the user names a loader
+    # script or a metric file on the command line (or in a call) and asks for it to run; nothing
+    # read from a file (results, caches, YAML) is ever loaded this way
+    ("userscript.py", "load_function", "importlib.util.spec_from_file_location"),
+    ("userscript.py", "load_function", "spec.loader.exec_module"),
     # the package's lazy public names: the module comes from its own fixed table, never from input
     ("__init__.py", "__getattr__", "importlib.import_module"),
 }

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..metrics import Metric, compare, get_metrics
+from ..metrics import Metric, compare, get_metrics, portable_refs
 from .candidates import Candidate
 
 if TYPE_CHECKING:  # the engine (ONNX Runtime) is not needed to read or draw a result
@@ -172,7 +172,7 @@ def configuration_values(
     (:mod:`ptqdebug.parallel`).
     """
     groups = ctx.score_groups(data_num, compare_at)
-    names = tuple(m.name for m in metrics)
+    names = tuple(m.key for m in metrics)
     values = np.full((len(configurations), len(compare_at), len(metrics), len(ctx.samples(data_num))), np.nan)
     missing: dict[int, list[int]] = {}  # configuration -> the groups it still needs
     for c, enabled in enumerate(configurations):
@@ -194,8 +194,8 @@ def configuration_values(
     if elsewhere:
         from ..parallel import values_in_parallel
 
-        values[todo] = values_in_parallel(ctx, [configurations[c] for c in todo], metrics=names, compare_at=compare_at,
-                                          data_num=data_num, workers=ctx.workers, executor=ctx.executor, progress=report)
+        values[todo] = values_in_parallel(ctx, [configurations[c] for c in todo], metrics=portable_refs(metrics),
+                                          compare_at=compare_at, data_num=data_num, workers=ctx.workers, executor=ctx.executor, progress=report)
     else:
         _values_here(ctx, configurations, missing, groups, metrics, compare_at, values, report)
     for c, gs in missing.items():

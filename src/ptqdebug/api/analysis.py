@@ -14,7 +14,7 @@ from ..analyses.sensitivity import Progress, SensitivityResult
 from ..analyses.stats import CalibrationNodeStats, calibration_node_stats
 from ..context import Context
 from ..errors import OptionError
-from ..metrics import get_metrics
+from ..metrics import MetricLike, get_metrics
 from ..plots.render import Renderer
 from ..report.files import dump_json, ensure_dir
 from ..report.tables import info_table
@@ -68,7 +68,7 @@ def write_partial(result: PartialQuantizationResult, save_dir: SaveDir, renderer
 
 def run_sensitivity_analysis(
     ctx: Context, *, pick_threshold: float, data_num: int | None, sensitive_nodes: object,
-    metric: str = "cosine-similarity", node_sweep: SensitivityResult | None = None,
+    metric: MetricLike = "cosine-similarity", node_sweep: SensitivityResult | None = None,
     progress: Progress | ProgressFactory | None = None, qtype: str = "float32", order: str = "sensitivity",
 ) -> PartialQuantizationResult:
     """Choose the sensitive nodes (a node sweep unless given) and score partial quantization."""
@@ -97,7 +97,7 @@ def sensitivity_analysis(
     sensitive_nodes: object = None,
     save_dir: SaveDir = "./debug_result/",
     *,
-    metric: str = "cosine-similarity",
+    metric: MetricLike = "cosine-similarity",
     qtype: str = "float32",
     order: str = "sensitivity",
     float_model: FloatModelArg = None,

@@ -32,10 +32,10 @@ _KNOWN = ", ".join(METRICS)
 
 
 def check_metrics(value: object, what: str = "metrics") -> list[str]:
-    """One metric name or a list of them → canonical names."""
-    if isinstance(value, str):
+    """One metric (a name, ``file.py:function`` or a function) or a list of them → their names."""
+    if isinstance(value, str) or callable(value):
         names = [value]
-    elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, str) or callable(v) for v in value):
         names = list(value)
     else:
         raise OptionError(f"{what} is {value!r}; expected a metric name or a list of names ({_KNOWN})")
@@ -43,8 +43,8 @@ def check_metrics(value: object, what: str = "metrics") -> list[str]:
 
 
 def check_metric(value: object, what: str = "metric") -> str:
-    """Exactly one metric name."""
-    if not isinstance(value, str):
+    """Exactly one metric (a name, ``file.py:function`` or a function) → its name."""
+    if not (isinstance(value, str) or callable(value)):
         raise OptionError(f"{what} is {value!r}; expected one metric name ({_KNOWN})")
     return get_metrics(value)[0].name
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from ..analyses.deployment import DeploymentCheck
 from ..analyses.deployment import check_deployment as _check_deployment
 from ..analyses.sensitivity import Progress
+from ..metrics import MetricLike
 from .checks import check_data_num, check_metrics
 from .common import FloatModelArg, ModelArg, context_for, runtime_errors
 
@@ -17,7 +18,7 @@ __all__ = ["check_deployment"]
 def check_deployment(
     model_or_file: ModelArg,
     calibrated_data: object,
-    metrics: str | Sequence[str] = "cosine-similarity",
+    metrics: MetricLike | Sequence[MetricLike] = "cosine-similarity",
     data_num: int | None = None,
     *,
     float_model: FloatModelArg = None,

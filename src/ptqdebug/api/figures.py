@@ -19,6 +19,7 @@ from ..analyses.distribution import (
     flat_names,
 )
 from ..context import Context
+from ..metrics import MetricLike
 from ..errors import OptionError
 from ..plots.render import Renderer
 from ..report.files import ensure_dir
@@ -65,7 +66,7 @@ def write_channel_boxes(items: list[ChannelBoxes], save_dir: SaveDir, renderer: 
 
 
 def accumulate_errors(ctx: Context, quantize_node: object = None, non_quantize_node: object = None,
-                      metric: str = "cosine-similarity") -> list[AccumulateErrorResult]:
+                      metric: MetricLike = "cosine-similarity") -> list[AccumulateErrorResult]:
     """One result per figure the arguments ask for (see :mod:`ptqdebug.analyses.accumulate`).
     Every name is checked before the first curve is computed."""
     metric = check_metric(metric)
@@ -91,7 +92,7 @@ def plot_acc_error(
     model_or_file: ModelArg,
     quantize_node: object = None,
     non_quantize_node: object = None,
-    metric: str = "cosine-similarity",
+    metric: MetricLike = "cosine-similarity",
     average_mode: bool = False,
     save_dir: SaveDir = "./debug_result/",
     *,

@@ -42,6 +42,7 @@ from ..analyses.partial import PartialQuantizationResult, partial_quantization
 from ..analyses.sensitivity import Progress, SensitivityResult
 from ..analyses.verdict import Verdict, verdict
 from ..context import Context
+from ..metrics import MetricLike
 from ..errors import OptionError
 from ..plots.render import Renderer
 from ..report.files import StagedOutput, dump_json
@@ -120,7 +121,7 @@ def runall(
     model_or_file: ModelArg,
     calibrated_data: object,
     save_dir: str | os.PathLike[str] = "./debug_result/",
-    ns_metrics: str | Sequence[str] = "cosine-similarity",
+    ns_metrics: MetricLike | Sequence[MetricLike] = "cosine-similarity",
     output_node: object = None,
     node_type: object = None,
     data_num: int | None = 1,
@@ -131,7 +132,7 @@ def runall(
     axis: int | None = None,
     quantize_node: object = None,
     non_quantize_node: object = None,
-    ae_metric: str = "cosine-similarity",
+    ae_metric: MetricLike = "cosine-similarity",
     average_mode: bool = False,
     pick_threshold: float = 0.999,
     sensitive_nodes: object = None,

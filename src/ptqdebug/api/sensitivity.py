@@ -11,6 +11,7 @@ from ..analyses.local import local_errors as _local_errors
 from ..analyses.sensitivity import Progress, SensitivityResult, node_sensitivity
 from ..context import Context
 from ..errors import OptionError
+from ..metrics import MetricLike, get_metrics
 from ..report.sensitivity_files import write_sensitivity
 from ..report.tables import info_table, sensitivity_rows
 from .checks import check_data_num, check_metrics, check_node_list, check_save_dir
@@ -33,7 +34,7 @@ def compare_tensors(ctx: Context, output_node: object) -> tuple[str, ...] | None
 def sensitivity_of_nodes(
     ctx: Context,
     *,
-    metrics: str | Sequence[str] = "cosine-similarity",
+    metrics: MetricLike | Sequence[MetricLike] = "cosine-similarity",
     output_node: object = None,
     node_type: str = "node",
     data_num: int | None = 1,
@@ -47,9 +48,12 @@ def sensitivity_of_nodes(
     candidates = candidates_for(ctx.model, node_type, interested_nodes)
     compare_at = compare_tensors(ctx, output_node)
     key = None
-    if ctx.cache.enabled:
-        options = {"node_type": node_type, "metrics": mets, "compare_at": compare_at,
+    code = [m.fingerprint for m in get_metrics(mets)]  # a user's metric file: its bytes
+    if ctx.cache.enabled and None not in code:  # a function of this process: nothing to key it by
+        options: dict[str, object] = {"node_type": node_type, "metrics": mets, "compare_at": compare_at,
                    "candidates": [[c.name, list(c.quantizers)] for c in candidates]}
+        if any(code):
+            options["metric_code"] = code
         key = ctx.cache.key("sensitivity", ctx.sample_digests(data_num), options)
         hit = ctx.cache.get(key)
         if hit is not None:
@@ -63,7 +67,7 @@ def sensitivity_of_nodes(
 
 def get_sensitivity_of_nodes(
     model_or_file: ModelArg,
-    metrics: str | Sequence[str] = "cosine-similarity",
+    metrics: MetricLike | Sequence[MetricLike] = "cosine-similarity",
     calibrated_data: object = None,
     output_node: object = None,
     node_type: str = "node",
@@ -89,7 +93,8 @@ def get_sensitivity_of_nodes(
     Args:
         model_or_file: the calibrated model (path, ModelProto, or a loaded model).
         metrics: one name or a list of ``cosine-similarity``, ``mse``, ``mre``, ``sqnr``,
-            ``chebyshev``; the ranking follows the first.
+            ``chebyshev``, or your own (a function ``f(reference, actual) -> float`` or
+            ``"file.py:function"``, see :mod:`ptqdebug.metrics`); the ranking follows the first.
         calibrated_data: the calibration data (``calibration_data/`` folder, ``.npz``, reader...).
         output_node: compare at this node's outputs (or several nodes') instead of the model's.
         node_type: ``"node"``, ``"weight"`` or ``"activation"``.
@@ -131,7 +136,7 @@ def local_errors(
     model_or_file: ModelArg,
     calibrated_data: object,
     nodes: object = None,
-    metrics: str | Sequence[str] = "cosine-similarity",
+    metrics: MetricLike | Sequence[MetricLike] = "cosine-similarity",
     data_num: int | None = 1,
     *,
     float_model: FloatModelArg = None,

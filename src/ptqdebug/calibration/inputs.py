@@ -23,12 +23,10 @@ that a same-kind cast (``float64`` → ``float32``), refused otherwise.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import itertools
 import logging
 import os
 import re
-import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +37,7 @@ from ..data import Dataset, load_data
 from ..errors import DataError
 from ..model import TensorSpec
 from ..report.files import write_atomic
+from ..userscript import SCRIPT, load_function, user_error
 from .preprocess import ImagePreprocess, plan_for, read_image
 
 __all__ = ["IMAGE_SUFFIXES", "Source", "open_source", "write_calibration_data"]
@@ -46,7 +45,6 @@ __all__ = ["IMAGE_SUFFIXES", "Source", "open_source", "write_calibration_data"]
 logger = logging.getLogger("ptqdebug.calibration")
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
-_SCRIPT = re.compile(r"^(?P<path>.+\.py):(?P<func>[A-Za-z_][A-Za-z0-9_]*)$")
 
 Sample = dict[str, np.ndarray]
 
@@ -73,7 +71,7 @@ def open_source(inputs: object, specs: Sequence[TensorSpec], preprocess: ImagePr
         raise DataError("no calibration inputs given; expected a folder of images, .npy/.npz data or a loader script file.py:function")
     if isinstance(inputs, (str, os.PathLike)):
         text = os.fspath(inputs)
-        m = _SCRIPT.match(text)
+        m = SCRIPT.match(text)
         if m and not Path(text).exists():
             return _script_source(Path(m["path"]), m["func"], specs)
         return _path_source(Path(text), specs, preprocess, destination)
@@ -184,33 +182,11 @@ def _array_source(arr: np.ndarray, specs: Sequence[TensorSpec]) -> Source:
 
 # -- loader scripts ---------------------------------------------------------------------------
 def _user_error(exc: BaseException, script: Path, what: str) -> DataError:
-    where = ""
-    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
-        if Path(frame.filename).resolve() == script.resolve():
-            where = f" at {script.name}:{frame.lineno}"
-            break
-    return DataError(f"{what} raised {type(exc).__name__}: {exc}{where}; fix the loader script")
+    return user_error(exc, script, what, DataError, "fix the loader script")  # type: ignore[return-value]
 
 
 def _script_source(path: Path, func: str, specs: Sequence[TensorSpec]) -> Source:
-    if not path.is_file():
-        raise DataError(f"loader script {str(path)!r} does not exist; expected file.py:function")
-    name = f"_ptqdebug_loader_{abs(hash(str(path.resolve())))}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise DataError(f"loader script {str(path)!r} cannot be imported; expected a Python file")
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:  # the user's code
-        raise _user_error(exc, path, f"loader script {path.name}") from None
-    fn = getattr(module, func, None)
-    if not callable(fn):
-        found = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == name]
-        raise DataError(
-            f"loader script {str(path)!r} has no function {func!r}"
-            + (f"; it defines {', '.join(found[:5])}" if found else "; define def " + func + "(): return [dict(...), ...]")
-        )
+    fn = load_function(path, func, "loader script", DataError, f"def {func}(): return [dict(...), ...]")
     what = f"{path.name}:{func}()"
 
     def samples() -> Iterator[Sample]:

@@ -22,7 +22,7 @@ from .progress import ProgressBars, progress_bar
 
 __all__ = ["register"]
 
-_METRICS = "cosine-similarity, mse, mre, sqnr, chebyshev"
+_METRICS = "cosine-similarity, mse, mre, sqnr, chebyshev, or your own: path/to/file.py:function"
 
 
 def data_num(text: str) -> int | None:

@@ -34,7 +34,7 @@ def partial_quantization_figure(result: PartialQuantizationResult) -> Figure:
     ax = fig.add_subplot()
     ax.grid(True, alpha=0.4)
     metric = METRICS.get(result.metric)
-    best = metric.best if metric is not None else (1.0 if result.metric == "cosine-similarity" else math.nan)
+    best = metric.best if metric is not None and metric.best is not None else (1.0 if result.metric == "cosine-similarity" else math.nan)
     if math.isfinite(best):
         ax.axhline(best, color="blue", linestyle="--", linewidth=1, label="baseline", gid="baseline")
     cumulative = [result.baseline, *result.partial]

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..analyses.partial import apply_commands
-from ..metrics import METRICS
+from ..metrics import METRICS, known_metric
 from .assets import REPORT_CSS, SORT_JS
 from .files import ensure_dir, write_atomic
 from .htmlparts import (  # noqa: F401  (fmt and CURVE_COLORS are re-exported for tests and callers)
@@ -58,11 +58,11 @@ def _kind_pill(kind: object) -> str:
 
 def _metric_best(metric: object) -> float | None:
     m = METRICS.get(metric) if isinstance(metric, str) else None
-    return m.best if m is not None and math.isfinite(m.best) else None
+    return m.best if m is not None and m.best is not None and math.isfinite(m.best) else None
 
 
 def _direction(metric: str) -> str:
-    m = METRICS.get(metric)
+    m = known_metric(metric)
     if m is None:
         return ""
     return ' <span class="dir" title="higher is better">↑</span>' if m.higher_is_better else \

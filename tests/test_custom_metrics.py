@@ -1,0 +1,222 @@
+"""Your own metric: a function (Python) or ``file.py:function`` (anywhere, the command line too).
+
+Scores equal a brute force that applies the same function to the outputs of one model and session
+per candidate; a file's metric works in helper processes and its cached results follow the file's
+code; every mistake in the user's metric is one clear line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ptqdebug as dbg
+from ptqdebug.analyses.candidates import candidates_for
+from ptqdebug.cli import main
+from ptqdebug.errors import OptionError
+from ptqdebug.model import load_model
+from tests.support.oracle import assert_same_ranking, brute_force_sensitivity, oracle_from_file
+
+MODEL = "pc_int8_pairs_keep.onnx"
+
+
+def top1(reference: np.ndarray, actual: np.ndarray) -> float:
+    """1 when the quantized model picks the float model's class."""
+    return float(np.argmax(reference) == np.argmax(actual))
+
+
+def top_logit_error(reference: np.ndarray, actual: np.ndarray) -> float:
+    """How far the float model's winning logit moved (lower is better)."""
+    i = int(np.argmax(reference))
+    return float(abs(reference.flat[i] - actual.flat[i]))
+
+
+top_logit_error.higher_is_better = False  # type: ignore[attr-defined]
+
+METRIC_FILE = '''
+import numpy as np
+
+
+def top_logit_error(reference, actual):
+    i = int(np.argmax(reference))
+    return float(abs(reference.flat[i] - actual.flat[i]))
+
+
+top_logit_error.higher_is_better = False
+
+
+def broken(reference, actual):
+    return reference.no_such_attribute
+
+
+def wordy(reference, actual):
+    return "fine"
+
+
+def mse(reference, actual):
+    return 0.0
+'''
+
+
+@pytest.fixture()
+def metric_file(tmp_path: Path) -> Path:
+    path = tmp_path / "my_metrics.py"
+    path.write_text(textwrap.dedent(METRIC_FILE))
+    return path
+
+
+@pytest.mark.parametrize("node_type", ["activation", "node"])
+def test_function_metrics_match_brute_force(cnn_dir: Path, samples, node_type: str) -> None:
+    path = cnn_dir / MODEL
+    got = dbg.get_sensitivity_of_nodes(path, [top_logit_error, top1], cnn_dir / "calibration_data",
+                                      node_type=node_type, data_num=4)
+    cm = load_model(path)
+    cands = {c.name: c.quantizers for c in candidates_for(cm, node_type)}
+    run = lambda qs, s: oracle_from_file(path, qs, s)  # noqa: E731
+    for fn in (top_logit_error, top1):
+        want = brute_force_sensitivity(run, cands, samples[:4], list(cm.outputs), fn)
+        for n, v in want.items():
+            assert got[n][fn.__name__] == pytest.approx(v, rel=1e-5, abs=1e-6), (n, fn.__name__)
+    want = brute_force_sensitivity(run, cands, samples[:4], list(cm.outputs), top_logit_error)
+    assert_same_ranking([(n, v["top_logit_error"]) for n, v in got.items()], want, higher_is_better=False)
+    assert max(want.values()) > 0  # the metric sees the quantization error
+
+
+def test_a_function_sees_each_sample_in_its_own_shape(cnn_dir: Path) -> None:
+    seen: list[tuple[tuple[int, ...], np.dtype]] = []
+
+    def shape_probe(reference: np.ndarray, actual: np.ndarray) -> float:
+        seen.append((reference.shape, actual.dtype))
+        return 1.0
+
+    dbg.get_sensitivity_of_nodes(cnn_dir / MODEL, shape_probe, cnn_dir / "calibration_data", node_type="weight", data_num=2)
+    out = load_model(cnn_dir / MODEL).outputs
+    assert seen and {s for s, _ in seen} == {(1, 10)} and len(out) == 1
+    assert {d for _, d in seen} == {np.dtype(np.float64)}
+
+
+def test_file_metric_from_the_command_line(cnn_dir: Path, metric_file: Path, capsys: pytest.CaptureFixture[str],
+                                           tmp_path: Path) -> None:
+    spec = f"{metric_file}:top_logit_error"
+    rc = main(["get-sensitivity-of-nodes", str(cnn_dir / MODEL), str(cnn_dir / "calibration_data"), "-n", "activation",
+               "-m", f"['{spec}','cosine-similarity']", "-d", "3", "-s", str(tmp_path / "out")])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "top_logit_error" in printed
+    saved = json.loads((tmp_path / "out" / "sensitivity_of_activation.json").read_text())
+    direct = dbg.get_sensitivity_of_nodes(cnn_dir / MODEL, top_logit_error, cnn_dir / "calibration_data",
+                                         node_type="activation", data_num=3)
+    assert {n: v["top_logit_error"] for n, v in saved.items()} == pytest.approx(
+        {n: v["top_logit_error"] for n, v in direct.items()}, rel=1e-12)
+    assert list(saved) == list(direct)  # ranked by the file's metric, lower is better
+
+
+def test_file_metric_runs_in_helper_processes(cnn_dir: Path, metric_file: Path) -> None:
+    spec = f"{metric_file}:top_logit_error"
+    data = cnn_dir / "calibration_data"
+    here = dbg.get_sensitivity_of_nodes(cnn_dir / MODEL, spec, data, node_type="node", data_num=2, cache=False)
+    helpers = dbg.get_sensitivity_of_nodes(cnn_dir / MODEL, spec, data, node_type="node", data_num=2, cache=False, workers=2)
+    assert helpers == here
+
+
+def test_function_metric_with_workers_says_to_use_a_file(cnn_dir: Path) -> None:
+    with pytest.raises(OptionError, match=r"file\.py:function.*workers=1"):
+        dbg.get_sensitivity_of_nodes(cnn_dir / MODEL, top1, cnn_dir / "calibration_data", node_type="node", workers=2,
+                                     cache=False)
+
+
+def test_cache_follows_the_metric_file_and_skips_functions(cnn_dir: Path, metric_file: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PTQDEBUG_CACHE_DIR", str(tmp_path / "cache"))
+    model, data = cnn_dir / MODEL, cnn_dir / "calibration_data"
+    spec = f"{metric_file}:top_logit_error"
+
+    def sweep(metric: object) -> tuple[dbg.Context, dict]:
+        ctx = dbg.open_context(model, data)
+        return ctx, dbg.sensitivity_of_nodes(ctx, node_type="activation", metrics=metric).as_mapping()
+
+    _, first = sweep(spec)
+    ctx, again = sweep(spec)
+    assert ctx.cache.hits == 1 and ctx.engine.runs == 0 and again == first
+    # the same function name, other code: a miss, and the new code's numbers
+    metric_file.write_text(metric_file.read_text().replace("return float(abs(", "return 2 * float(abs("))
+    ctx, doubled = sweep(spec)
+    assert ctx.cache.hits == 0 and ctx.engine.runs > 0
+    assert {n: v["top_logit_error"] for n, v in doubled.items()} == pytest.approx(
+        {n: 2 * v["top_logit_error"] for n, v in first.items()}, rel=1e-12)
+    # a function of this process has no file to key it by: never cached
+    for _ in range(2):
+        ctx, _ = sweep(top1)
+        assert ctx.cache.hits == 0 and ctx.engine.runs > 0
+
+
+@pytest.mark.parametrize(("metric", "message"), [
+    ("{file}:broken", r"metric broken raised AttributeError: .*no_such_attribute.* at my_metrics\.py:\d+; fix the metric function"),
+    ("{file}:wordy", r"metric wordy returned 'fine'; expected a number"),
+    ("{file}:mse", r"named 'mse' like a built-in metric; rename it"),
+    ("{file}:missing", r"has no function 'missing'; it defines top_logit_error, broken, wordy, mse"),
+    ("{dir}/nowhere.py:top1", r"metric file .*nowhere\.py' does not exist"),
+    ("cosine", r"unknown metric 'cosine'; expected one of cosine-similarity, .*file\.py:function"),
+])
+def test_metric_mistakes_are_one_line_and_exit_2(cnn_dir: Path, metric_file: Path, capsys: pytest.CaptureFixture[str],
+                                                 metric: str, message: str) -> None:
+    spec = metric.format(file=metric_file, dir=metric_file.parent)
+    rc = main(["get-sensitivity-of-nodes", str(cnn_dir / MODEL), str(cnn_dir / "calibration_data"), "-n", "weight",
+               "-m", spec])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert err.startswith("ptqdebug: error: ") and re.search(message, err), err
+
+
+def test_curves_with_a_function_equal_the_built_in_metric(cnn_dir: Path, tmp_path: Path) -> None:
+    """A function computing the cosine gives plot_acc_error's built-in curve: the same tensors reach it."""
+
+    def my_cosine(reference: np.ndarray, actual: np.ndarray) -> float:
+        a, b = reference.ravel(), actual.ravel()
+        return float(a @ b / (max(np.linalg.norm(a), 1e-8) * max(np.linalg.norm(b), 1e-8)))
+
+    data, model = cnn_dir / "calibration_data", cnn_dir / MODEL
+    split = ["weight", "activation"]
+    builtin = dbg.plot_acc_error(data, model, split, metric="cosine-similarity", save_dir=tmp_path)
+    mine = dbg.plot_acc_error(data, model, split, metric=my_cosine, save_dir=tmp_path)
+    assert len(mine) == len(builtin) == 1 and len(mine[0].curves) == 3
+    for a, b in zip(builtin[0].curves, mine[0].curves):
+        assert a.label == b.label
+        np.testing.assert_allclose(b.values, a.values, rtol=0, atol=1e-9)
+    assert (tmp_path / "weight_activation_quantized_separately_my_cosine.png").is_file()
+
+
+def test_runall_with_a_function_metric(cnn_dir: Path, tmp_path: Path) -> None:
+    run = dbg.runall(cnn_dir / MODEL, cnn_dir / "calibration_data", tmp_path,
+                     ns_metrics=["cosine-similarity", top_logit_error], cache=False)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    weight = saved["sensitivity"]["weight"]
+    assert weight["metrics"] == ["cosine-similarity", "top_logit_error"]
+    direct = dbg.get_sensitivity_of_nodes(cnn_dir / MODEL, top_logit_error, cnn_dir / "calibration_data", node_type="weight")
+    assert {e["name"]: e["scores"]["top_logit_error"] for e in weight["entries"]} == pytest.approx(
+        {n: v["top_logit_error"] for n, v in direct.items()}, rel=1e-12)
+    page = (tmp_path / "index.html").read_text()
+    assert "top_logit_error" in page and 'title="lower is better"' in page  # the function's direction
+    assert run.verdict is not None
+
+
+def test_a_redefined_function_is_scored_again_in_the_same_context(cnn_dir: Path) -> None:
+    """A context remembers scores by metric; two functions of one name are two metrics."""
+    ctx = dbg.open_context(cnn_dir / MODEL, cnn_dir / "calibration_data", cache=False)
+
+    def score(reference: np.ndarray, actual: np.ndarray) -> float:
+        return top_logit_error(reference, actual)
+
+    first = dbg.sensitivity_of_nodes(ctx, node_type="weight", metrics=score).as_mapping()
+
+    def score(reference: np.ndarray, actual: np.ndarray) -> float:  # noqa: F811 - the point of the test
+        return 3 * top_logit_error(reference, actual)
+
+    second = dbg.sensitivity_of_nodes(ctx, node_type="weight", metrics=score).as_mapping()
+    assert {n: v["score"] for n, v in second.items()} == pytest.approx({n: 3 * v["score"] for n, v in first.items()})
+    assert max(v["score"] for v in first.values()) > 0
