@@ -181,6 +181,25 @@ def test_a_failure_mid_run_leaves_save_dir_as_it_was(small: tuple[Path, Path], t
     assert not (tmp_path / "new").exists(), "folders a failed run created are removed again"
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_written_files_have_the_usual_permissions(small: tuple[Path, Path], tmp_path: Path) -> None:
+    """Files and folders come out as any the user makes (umask), not private like temporary ones:
+    a report must open for others and a web server must serve it."""
+    model, data = small
+    mask = os.umask(0o022)
+    os.umask(mask)
+    file_mode, dir_mode = 0o666 & ~mask, 0o777 & ~mask
+    out = tmp_path / "out"
+    dbg.runall(str(model), str(data), out, node_type="activation", cache=False)
+    cal = dbg.calibrate(model.parent / "float.onnx", data, tmp_path / "cal", method="max")
+    exported = dbg.export_model(model, tmp_path / "partial.onnx", ["Conv_0"])
+    files = [*all_files(out), *all_files(tmp_path / "cal"), exported.path]
+    folders = [p for root in (out, tmp_path / "cal") for p in [root, *root.rglob("*")] if p.is_dir()]
+    assert len(files) > 20 and (tmp_path / "cal" / "calibration_data") in folders and Path(cal.model_path) in files
+    assert {oct(p.stat().st_mode & 0o777) for p in files} == {oct(file_mode)}
+    assert {oct(p.stat().st_mode & 0o777) for p in folders} == {oct(dir_mode)}
+
+
 def test_staged_output_moves_nothing_when_a_target_is_in_the_way(tmp_path: Path) -> None:
     (tmp_path / "node_sensitivity").write_text("a user's file where a folder goes")
     with StagedOutput(tmp_path) as stage:

@@ -33,7 +33,7 @@ from ..data import Dataset, check_data_num, load_data
 from ..engine.runtime import deployed_session, make_session, resolve_providers
 from ..errors import OptionError, UnknownNodeError
 from ..metrics import METRICS, compare
-from ..report.files import write_atomic
+from ..report.files import private_folder, write_atomic
 from .inputs import (
     check_replaceable,
     open_source,
@@ -318,7 +318,7 @@ def calibrate(
         # everything is written into a staging folder first and moved into place at the very end:
         # a failure or Ctrl-C leaves the output folder as it was
         out.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".calibration_data-", dir=out))
+        staging = private_folder(".calibration_data-", out)
         stack.callback(shutil.rmtree, staging, ignore_errors=True)
         write_calibration_data(source, staging, prepared.inputs, data_num)
         data = load_data(staging, prepared.inputs).head(data_num)

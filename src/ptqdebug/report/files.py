@@ -16,10 +16,38 @@ from typing import Any
 
 from ..errors import OptionError
 
-__all__ = ["StagedOutput", "check_dir", "dump_json", "ensure_dir", "move_file", "safe_filename", "unique_filenames", "write_atomic"]
+__all__ = ["FILE_MODE", "StagedOutput", "check_dir", "dump_json", "ensure_dir", "move_file", "private_folder", "safe_filename",
+           "unique_filenames", "write_atomic"]
 
 #: Prefix of the hidden folder a run writes into before its files are moved into place.
 STAGING_PREFIX = ".ptqdebug-staging-"
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux allows (``os.umask`` sets it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: Permissions of what ptqdebug writes: those of any file or folder the user creates (``umask``).
+#: Temporary files and folders are created private (0600/0700) and would otherwise stay so once
+#: renamed into place: reports that nobody else can open, a web server cannot serve.
+FILE_MODE, DIR_MODE = 0o666 & ~_umask(), 0o777 & ~_umask()
+
+
+def private_folder(prefix: str, parent: str | os.PathLike[str]) -> Path:
+    """A new uniquely named folder in ``parent`` that may be renamed into place later (it gets
+    the usual permissions, not a temporary folder's)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    os.chmod(folder, DIR_MODE)
+    return folder
 
 
 def _as_path(path: object, what: str) -> Path:
@@ -90,7 +118,7 @@ class StagedOutput:
             folder = folder.parent
         self._created = missing
         ensure_dir(self.final, self.what)
-        self.root = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.final))
+        self.root = private_folder(STAGING_PREFIX, self.final)
         return self
 
     def final_path(self, staged: str | os.PathLike[str]) -> Path:
@@ -146,6 +174,7 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[Any], None], bin
     target = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.chmod(tmp, FILE_MODE)
         with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             write(f)
         os.replace(tmp, target)

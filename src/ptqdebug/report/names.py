@@ -8,6 +8,7 @@ name (``a/b`` and ``a:b``) get a short hash of the full name appended.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
 from ..analyses.distribution import Distribution
@@ -26,6 +27,10 @@ def _fragment(name: str, among: Iterable[str] | None, limit: int = 120) -> str:
     return unique_filenames([name, *among], limit)[name]
 
 
+#: The original's ``node_output_:`` file names; Windows does not allow ``:`` in a file name.
+_COLON = "_" if os.name == "nt" else ":"
+
+
 def distribution_png(d: Distribution, among: Iterable[Distribution] | None = None) -> str:
     """``activation_<name>.png``, ``weight_<name>.png`` or ``node_output_:<tensor>_of_<node>.png``."""
     names = None if among is None else [x.name for x in among]
@@ -34,7 +39,7 @@ def distribution_png(d: Distribution, among: Iterable[Distribution] | None = Non
     if d.kind == "weight":
         return f"weight_{_fragment(d.name, names)}.png"
     tensors = None if among is None else [x.tensor for x in among if x.kind == "node"]
-    return f"node_output_:{_fragment(d.tensor, tensors, 60)}_of_{_fragment(d.name, names, 60)}.png"
+    return f"node_output_{_COLON}{_fragment(d.tensor, tensors, 60)}_of_{_fragment(d.name, names, 60)}.png"
 
 
 def boxplot_png(name: str, among: Iterable[str] | None = None) -> str:
