@@ -35,7 +35,7 @@ def cache_dir() -> Path:
 def sample_digest(sample: Mapping[str, np.ndarray]) -> str:
     h = hashlib.sha256()
     for name in sorted(sample):
-        arr = np.ascontiguousarray(sample[name])
+        arr = np.asarray(sample[name], order="C")
         h.update(name.encode())
         h.update(str(arr.dtype).encode())
         h.update(repr(arr.shape).encode())

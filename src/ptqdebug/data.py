@@ -203,10 +203,13 @@ def _from_memory(samples: Iterable[Mapping[str, np.ndarray]], inputs: Sequence[T
 
 def _split_samples(arr: np.ndarray, spec: TensorSpec, where: str) -> list[np.ndarray]:
     rank = None if spec.shape is None else len(spec.shape)
+    # np.asarray(order="C"), not np.ascontiguousarray, which makes a 0-d sample (a scalar input) 1-d
     if rank is not None and arr.ndim == rank + 1:
-        return [np.ascontiguousarray(arr[i]) for i in range(arr.shape[0])]
+        return [np.asarray(arr[i], order="C") for i in range(arr.shape[0])]
+    if arr.ndim == 0:  # one sample of a scalar input
+        return [np.asarray(arr, order="C")]
     if rank is None or arr.ndim == rank:
-        return [np.ascontiguousarray(arr[i: i + 1]) for i in range(arr.shape[0])]
+        return [np.asarray(arr[i: i + 1], order="C") for i in range(arr.shape[0])]
     raise DataError(
         f"{where}: input {spec.name!r} has shape {list(arr.shape)}; expected samples of {spec.describe()} "
         "stacked along a new first axis (or along the batch axis)"

@@ -70,3 +70,24 @@ def two_input_bn(seed: int = 0) -> onnx.ModelProto:
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
+
+
+def scalar_input(seed: int = 0) -> onnx.ModelProto:
+    """x [N,8] float and a scalar rate r (int64[], like silero-vad's ``sr``) → x·r/1000 → MatMul → Relu → y."""
+    rng = np.random.default_rng(seed)
+    nodes = [
+        helper.make_node("Cast", ["r"], ["rf"], name="cast", to=TensorProto.FLOAT),
+        helper.make_node("Div", ["rf", "k"], ["rk"], name="div"),
+        helper.make_node("Mul", ["x", "rk"], ["xs"], name="mul"),
+        helper.make_node("MatMul", ["xs", "w"], ["m"], name="matmul"),
+        helper.make_node("Relu", ["m"], ["y"], name="relu"),
+    ]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8]),
+              helper.make_tensor_value_info("r", TensorProto.INT64, [])]
+    inits = [numpy_helper.from_array(rng.normal(0, 0.5, (8, 4)).astype(np.float32), "w"),
+             numpy_helper.from_array(np.array(1000.0, np.float32), "k")]
+    graph = helper.make_graph(nodes, "scalar", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model

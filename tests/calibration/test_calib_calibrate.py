@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import logging
 import os
 from pathlib import Path
@@ -17,7 +18,7 @@ from ptqdebug.calibration import CalibrationResult, calibrate
 from ptqdebug.calibration.methods import KL_BINS, kl_threshold
 from ptqdebug.errors import ModelError, OptionError, UnknownNodeError
 from ptqdebug.metrics import METRICS, compare
-from tests.calibration.models import float_tensors, make_samples, tiny_cnn, two_input_bn
+from tests.calibration.models import float_tensors, make_samples, scalar_input, tiny_cnn, two_input_bn
 
 
 def scales(path: str | Path) -> dict[str, ptqdebug.quantizer.Quantizer]:
@@ -243,3 +244,85 @@ def test_batchnorm_is_folded_unless_optimize_is_off(tmp_path: Path) -> None:
     for r in (folded, kept):
         model = ptqdebug.load_model(r.model_path)
         assert all(q.exact for q in model.quantizers) and model.notes == () and r.cosine > 0.99
+
+
+SCALAR_LOADER = """
+import numpy as np
+
+
+def samples():
+    rng = np.random.default_rng(0)
+    return [{"x": rng.normal(0, 1, (1, 8)).astype(np.float32), "r": np.array(r, np.int64)} for r in (8000, 16000, 8000)]
+"""
+
+
+def test_a_scalar_input_from_every_kind_of_source(tmp_path: Path) -> None:
+    """A 0-d input (silero-vad's sample rate) stays 0-d: from a loader script, a folder of .npy files
+    and an .npz holding one value per sample; the calibrated model then runs every analysis."""
+    float_path = tmp_path / "scalar.onnx"
+    onnx.save(scalar_input(), float_path)
+    (tmp_path / "load.py").write_text(SCALAR_LOADER)
+    samples = [{"x": np.full((1, 8), k, np.float32), "r": np.array(r, np.int64)} for k, r in ((0.5, 8000), (1.0, 16000))]
+    folder = tmp_path / "folder"
+    for name in ("x", "r"):
+        (folder / name).mkdir(parents=True)
+        for i, s in enumerate(samples):
+            np.save(folder / name / f"{i}.npy", s[name])
+    npz = tmp_path / "stacked.npz"
+    np.savez(npz, x=np.stack([s["x"] for s in samples]), r=np.array([8000, 16000], np.int64))
+    for k, source in enumerate([f"{tmp_path / 'load.py'}:samples", folder, npz]):
+        result = calibrate(float_path, source, tmp_path / f"out{k}", method="max")
+        data = ptqdebug.load_data(result.data_dir, ptqdebug.load_model(result.model_path).inputs)
+        assert all(data[i]["r"].shape == () for i in range(len(data))), source
+        assert 0.99 < result.cosine <= 1.0
+    run = ptqdebug.runall(result.model_path, npz, tmp_path / "debug", cache=False)  # the .npz straight in
+    assert run.results["data"]["samples_total"] == 2
+    one = tmp_path / "one.npz"  # a single sample, the scalar as a 0-d array
+    np.savez(one, x=samples[0]["x"], r=np.array(8000, np.int64))
+    got = ptqdebug.get_sensitivity_of_nodes(result.model_path, calibrated_data=one, node_type="activation", cache=False)
+    assert got and all(0.9 < v["cosine-similarity"] <= 1.0 for v in got.values())
+
+
+def _all_in_branches() -> onnx.ModelProto:
+    """x [N,3,8,8] → If(mean > 0): then Conv+Relu, else Conv → y: every computation in a body."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = {k: numpy_helper.from_array(rng.normal(0, 0.3, (4, 3, 3, 3)).astype(np.float32), k) for k in ("w_then", "w_else")}
+    out = lambda name: [helper.make_tensor_value_info(name, TensorProto.FLOAT, None)]  # noqa: E731
+    then_g = helper.make_graph([helper.make_node("Conv", ["x", "w_then"], ["t"], pads=[1, 1, 1, 1], name="then_conv"),
+                                helper.make_node("Relu", ["t"], ["b_then"], name="then_relu")], "then", [], out("b_then"),
+                               [w["w_then"]])
+    else_g = helper.make_graph([helper.make_node("Conv", ["x", "w_else"], ["b_else"], pads=[1, 1, 1, 1], name="else_conv")],
+                               "else", [], out("b_else"), [w["w_else"]])
+    nodes = [helper.make_node("ReduceMean", ["x"], ["m"], keepdims=0, name="mean"),
+             helper.make_node("Greater", ["m", "zero"], ["cond"], name="positive"),
+             helper.make_node("If", ["cond"], ["y"], then_branch=then_g, else_branch=else_g, name="branch")]
+    graph = helper.make_graph(nodes, "branches", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 8, 8])],
+                              [numpy_helper.from_array(np.array(0.0, np.float32), "zero")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_a_model_the_quantizer_cannot_reach_is_refused_before_writing(tmp_path: Path) -> None:
+    """Every computation inside If branches (as in silero-vad): ONNX Runtime's quantizer inserts
+    nothing, and calibrate says why instead of writing a model without calibration nodes."""
+    path = tmp_path / "branches.onnx"
+    onnx.save(_all_in_branches(), path)
+    feeds = make_samples(3, shape=(1, 3, 8, 8))
+    with pytest.raises(ModelError, match=r"inserted no calibration nodes: the model's 3 nodes lie inside If/Loop/Scan bodies"):
+        calibrate(path, feeds, tmp_path / "out" / "deeper", method="max")
+    assert not (tmp_path / "out").exists()  # the folders it made are gone again
+
+
+def test_nodes_left_float_in_bodies_are_named(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from tests.support.bodies import if_model
+
+    path = tmp_path / "if.onnx"
+    onnx.save(if_model(seed=0), path)
+    with caplog.at_level(logging.WARNING, logger="ptqdebug"):
+        result = calibrate(path, make_samples(3, shape=(1, 3, 8, 8)), tmp_path / "out", method="max")
+    assert re.search(r"\d nodes inside If/Loop/Scan bodies stay float", caplog.text)
+    assert ptqdebug.load_model(result.model_path).quantizers

@@ -29,9 +29,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from ..bodies import bodies_of
 from ..data import Dataset, check_data_num, load_data
 from ..engine.runtime import deployed_session, make_session, resolve_providers
-from ..errors import OptionError, UnknownNodeError
+from ..errors import ModelError, OptionError, UnknownNodeError
 from ..metrics import METRICS, compare
 from ..report.files import private_folder, write_atomic
 from .inputs import (
@@ -317,7 +318,9 @@ def calibrate(
         check_replaceable(data_dir)
         # everything is written into a staging folder first and moved into place at the very end:
         # a failure or Ctrl-C leaves the output folder as it was
+        missing = [f for f in (out.absolute(), *out.absolute().parents) if not f.exists()]
         out.mkdir(parents=True, exist_ok=True)
+        stack.callback(_remove_if_empty, missing)  # a failure leaves no empty folder behind
         staging = private_folder(".calibration_data-", out)
         stack.callback(shutil.rmtree, staging, ignore_errors=True)
         write_calibration_data(source, staging, prepared.inputs, data_num)
@@ -397,8 +400,31 @@ def calibrate(
     )
 
 
+def _remove_if_empty(folders: Sequence[Path]) -> None:
+    """Remove the folders this run created (deepest first) where nothing was written into them."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def _body_nodes(graph: onnx.GraphProto) -> int:
+    """How many nodes lie inside the If/Loop/Scan bodies of ``graph``, at any depth."""
+    return sum(len(body.node) + _body_nodes(body) for node in graph.node for _, body in bodies_of(node))
+
+
 def _check_written(proto: onnx.ModelProto, prepared: PreparedModel, int16: set[str]) -> None:
-    """Warn about activations whose parameters ORT did not take from ptqdebug's ranges."""
+    """Refuse a model without calibration nodes; warn about what ORT left float or set itself."""
+    inner = _body_nodes(proto.graph)
+    if not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in proto.graph.node):
+        why = (f"the model's {inner} nodes lie inside If/Loop/Scan bodies, which it does not quantize" if inner
+               else "the model has none of the operators it quantizes (Conv, MatMul, Gemm, ...)")
+        raise ModelError(f"ONNX Runtime's quantizer inserted no calibration nodes: {why}; expected a model whose "
+                         "graph it can quantize (quantize such a model with another tool, then run the analyses on it)")
+    if inner:
+        logger.warning("%d nodes inside If/Loop/Scan bodies stay float: ONNX Runtime's quantizer does not quantize "
+                       "subgraphs", inner)
     written = read_activation_quantizers(proto, prepared.tensors)
     measured = set(prepared.tensors)
     stray = [q.name for q in written if q.tensor not in measured]

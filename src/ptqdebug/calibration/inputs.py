@@ -238,7 +238,7 @@ def _coerce(sample: object, specs: Sequence[TensorSpec], where: str) -> Sample:
                 raise DataError(f"{where}: input {spec.name!r} has shape {list(arr.shape)}, the model expects {spec.describe()} (? = any size)")
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             raise DataError(f"{where}: input {spec.name!r} contains {'NaN' if np.isnan(arr).any() else 'inf'} values; expected finite numbers")
-        out[spec.name] = np.ascontiguousarray(arr)
+        out[spec.name] = np.asarray(arr, order="C")  # (ascontiguousarray would make a 0-d input 1-d)
     return out
 
 
