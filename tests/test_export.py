@@ -74,15 +74,18 @@ def test_integer_weights_need_the_float_model(cnn_dir: Path, samples: list, tmp_
 def test_cli_export_and_its_errors(cnn_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = cnn_dir / "pc_int8_pairs_keep.onnx"
     node = dbg.load_model(path).sensitivity_nodes[0]
+    before = path.read_bytes()
     assert main(["export", str(path), "-o", str(tmp_path / "out" / "p.onnx"), "-f", f"[{node}]"]) == 0
     assert capsys.readouterr().out.startswith(f"wrote {tmp_path / 'out' / 'p.onnx'} (")
     for argv, message in (
         (["export", str(path), "-o", str(tmp_path / "p.onnx"), "-f", "[nope]"], "float_nodes: 'nope' is not in the model"),
         (["export", str(path), "-o", str(tmp_path / "p.txt"), "-f", node], "does not end in .onnx"),
+        (["export", str(path), "-o", str(path), "-f", node], "is the calibrated model itself; expected a new file"),
     ):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
+    assert path.read_bytes() == before  # the input is untouched
     model, _ = hz_twin(onnx.load(cnn_dir / "pc_int8_keep_sym.onnx"))
     onnx.save(model, tmp_path / "hz.onnx")
     assert main(["export", str(tmp_path / "hz.onnx"), "-o", str(tmp_path / "hz_out.onnx")]) == 2

@@ -119,3 +119,7 @@ def test_export_writes_the_int16_configuration(cnn_dir: Path, samples: list, tmp
     assert " in int16: " in out
     with pytest.raises(dbg.OptionError, match=f"'{nodes[0]}' is in both float_nodes and int16_nodes"):
         dbg.export_model(path, tmp_path / "x.onnx", [nodes[0]], int16_nodes=nodes)
+    weight = model.weight_quantizers[0].name
+    with pytest.raises(dbg.OptionError, match=f"names the weight calibration node '{weight}'; int16 is for activations"):
+        dbg.export_model(path, tmp_path / "x.onnx", int16_nodes=[weight])
+    assert not (tmp_path / "x.onnx").exists()

@@ -82,6 +82,9 @@ def export_model(
     if target.is_dir():
         raise OptionError(f"save_path {str(target)!r} is a folder; expected the model file to write, e.g. partial.onnx")
     model = model_or_file.model if isinstance(model_or_file, Context) else load_model(model_or_file, float_model)
+    if model.path and target.exists() and target.samefile(model.path):
+        raise OptionError(f"save_path {str(target)!r} is the calibrated model itself; expected a new file to write "
+                          "beside it, e.g. partial.onnx")
     if "horizon" in model.source_format:
         raise ModelError("the model holds Horizon calibration nodes (HzCalibration); export writes QDQ models: for the "
                          "original toolchain keep these nodes in float with run_on_cpu in its configuration")
@@ -91,7 +94,16 @@ def export_model(
         raise OptionError(f"calibration node {fixed[0]!r} stores its weight as integers and cannot be switched off without "
                           "the float model; pass float_model= / --float-model FLOAT.onnx")
     activations = {q.name for q in model.activation_quantizers}
-    wider = (_named(model, int16_nodes, "int16_nodes") & activations & model.calibrated_configuration) - off
+    asked16 = _named(model, int16_nodes, "int16_nodes")
+    weights = sorted(n for n in flat_names(int16_nodes, "int16_nodes") if n in {q.name for q in model.weight_quantizers}
+                     ) if int16_nodes is not None else []
+    if weights:
+        raise OptionError(f"int16_nodes names the weight calibration node {weights[0]!r}; int16 is for activations (weights "
+                          "stay 8-bit): name its node or its input's activation calibration node")
+    wider = (asked16 & activations & model.calibrated_configuration) - off
+    if asked16 and not wider:
+        raise OptionError("int16_nodes has no 8-bit activation calibration node that is on; expected ordinary nodes "
+                          "or activation calibration nodes whose activations to widen")
     configuration = model.calibrated_configuration - off
     if wider:
         model, twins = int16_twins(model, [q.name for q in model.quantizers if q.name in wider])
