@@ -285,3 +285,31 @@ def test_verdict_summary_names_a_few_nodes_and_counts_the_rest() -> None:
     names = ", ".join(f"node{i}" for i in range(NAMED_IN_SUMMARY))
     assert f"Keeping the first 21 sensitive nodes ({names}, …) in higher precision brings it to 0.992000" in many
     assert "the first 40 of the 40 sensitive nodes, to 0.993900." in many and "node39" not in many
+
+
+def test_verdict_checks_the_calibrated_model_on_more_samples(cnn_dir: Path, samples: list) -> None:
+    """With fewer samples than the data holds, the calibrated model is also scored on the first
+    CHECK_SAMPLES (brute force: the file as written, a session per sample); with all of them, not."""
+    from ptqdebug.analyses.verdict import CHECK_SAMPLES, verdict
+
+    path = cnn_dir / "pc_int8_pairs_keep.onnx"
+    ctx = dbg.open_context(path, cnn_dir / "calibration_data", cache=False)
+    judged = verdict(ctx, None, 1)
+    k = min(CHECK_SAMPLES, len(samples))
+    want = np.mean([compare([METRICS["cosine-similarity"]], oracle_from_file(path, set(), s)["logits"],
+                            oracle_from_file(path, ctx.model.calibrated_configuration, s)["logits"])[0] for s in samples[:k]])
+    assert judged.check is not None and judged.check[0] == k and judged.check[1] == pytest.approx(want, abs=1e-7)
+    assert type(judged).from_dict(judged.to_dict()) == judged
+    assert verdict(ctx, None, None).check is None  # every sample judged already
+
+
+def test_verdict_warns_when_more_samples_tell_another_story() -> None:
+    from ptqdebug.analyses.verdict import _check_sentence
+
+    warned = _check_sentence(0.999977, 1, 8, 0.911336)
+    assert warned == (" But on the first 8 samples the calibrated model scores 0.911336: this sample does not represent "
+                      "the data; judge on more (data_num='all', --data_num all).")
+    assert "these 2 samples do not" in _check_sentence(0.999, 2, 8, 0.95)
+    assert _check_sentence(0.999977, 1, 8, 0.99996) == ""  # both negligible
+    assert _check_sentence(0.990, 1, 8, 0.985) == ""  # the same story: a loss of 1.0% against 1.5%
+    assert _check_sentence(0.990, 1, 8, math.nan) != ""

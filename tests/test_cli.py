@@ -54,6 +54,7 @@ def test_info(cnn_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_local_error_table_worst_first(cnn_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import ptqdebug as dbg
+    from ptqdebug.report.tables import shown
 
     model, data = cnn_dir / "pc_int8_pairs_keep.onnx", cnn_dir / "calibration_data"
     code, out, _ = run(capsys, "local-error", model, data, "-m", "['cosine-similarity','mse']", "-d", "2")
@@ -63,7 +64,7 @@ def test_local_error_table_worst_first(cnn_dir: Path, capsys: pytest.CaptureFixt
     rows = [ln.split() for ln in lines[3:]]
     want = dbg.local_errors(model, data, metrics="cosine-similarity", data_num=2).as_mapping()
     assert [r[0] for r in rows] == sorted(want, key=lambda n: want[n]["cosine-similarity"])
-    assert [float(r[1]) for r in rows] == [round(want[r[0]]["cosine-similarity"], 5) for r in rows]
+    assert [float(r[1]) for r in rows] == [shown(want[r[0]]["cosine-similarity"]) for r in rows]
     code, _, err = run(capsys, "local-error", model, data, "-n", dbg.load_model(model).quantizers[0].name)
     assert code == 2 and err.count("\n") == 1 and "not an ordinary node with calibration nodes" in err
 

@@ -6,6 +6,10 @@ float): the calibrated model, only weights quantized, only activations quantized
 other's is the cause, else both. Recommendations come from the partial quantization step: the
 sensitive nodes in order, each with the score once it and the ones before it are un-quantized;
 the summary names the shortest prefix that recovers half of the best prefix's gain, and the best.
+
+Everything rests on the first ``data_num`` samples (the original's default is one). Where the data
+holds more, the calibrated model is also scored on the first :data:`CHECK_SAMPLES`, and the summary
+says so when they tell another story (one sample can show no loss where the others do).
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ NEGLIGIBLE_LOSS = 1e-4
 DOMINANCE = 2.0
 #: nodes named in the summary sentence; beyond that it counts them
 NAMED_IN_SUMMARY = 5
+#: samples the calibrated model is also scored on when the verdict uses fewer and the data has more
+CHECK_SAMPLES = 8
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,9 @@ class Verdict:
     scores: Mapping[str, float]
     summary: str
     recommendations: tuple[Recommendation, ...]
+    #: (k, the calibrated model's score on the first k samples) where the data holds more samples
+    #: than the verdict used, else None
+    check: tuple[int, float] | None = None
 
     @property
     def keep_float(self) -> tuple[str, ...]:
@@ -71,14 +80,17 @@ class Verdict:
                 "recommendations": [{"node": r.node, "calibration_nodes": list(r.calibration_nodes),
                                      "score_after": r.score_after, "recovery": r.recovery, "score_int16": r.score_int16}
                                     for r in self.recommendations],
-                "keep_float": list(self.keep_float), "keep_int16": list(self.keep_int16)}
+                "keep_float": list(self.keep_float), "keep_int16": list(self.keep_int16),
+                "check": None if self.check is None else {"samples": self.check[0], "score": self.check[1]}}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Verdict:
         recs = tuple(Recommendation(r["node"], tuple(r["calibration_nodes"]), float(r["score_after"]), float(r["recovery"]),
                                     float(r.get("score_int16", math.nan)))
                      for r in d["recommendations"])
-        return cls(d["metric"], d["cause"], {k: float(v) for k, v in d["scores"].items()}, d["summary"], recs)
+        check = d.get("check")
+        return cls(d["metric"], d["cause"], {k: float(v) for k, v in d["scores"].items()}, d["summary"], recs,
+                   None if check is None else (int(check["samples"]), float(check["score"])))
 
 
 def _cause(calibrated: float, only_w: float, only_a: float) -> str:
@@ -112,7 +124,24 @@ def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data
         for node, after, gain, after16 in zip(partial.nodes, partial.partial, partial.recovery(), wider):
             recs.append(Recommendation(node, model.expand(node), after, gain, after16))
     summary = _summary(cause, c, w, a, recs)
-    return Verdict(cos.name, cause, {"calibrated": c, "only_weight": w, "only_activation": a}, summary, tuple(recs))
+    used, more = len(ctx.samples(data_num)), min(len(ctx.data), CHECK_SAMPLES)
+    check = None
+    if more > used:  # the first samples are scored already: only the others run
+        wide, _ = score_configurations(ctx, [calibrated], metrics=[cos], compare_at=model.outputs, data_num=more)
+        check = (more, float(wide[0, 0]))
+        summary += _check_sentence(c, used, *check)
+    return Verdict(cos.name, cause, {"calibrated": c, "only_weight": w, "only_activation": a}, summary, tuple(recs), check)
+
+
+def _check_sentence(c: float, used: int, more: int, wide: float) -> str:
+    """A warning when the calibrated model's loss on more samples differs from the one judged
+    (by more than half of the larger one, and more than a negligible loss)."""
+    loss, wide_loss = 1 - c, 1 - wide
+    if abs(wide_loss - loss) <= max(NEGLIGIBLE_LOSS, 0.5 * max(loss, wide_loss)) and not math.isnan(wide):
+        return ""
+    on = "this sample does" if used == 1 else f"these {used} samples do"
+    return (f" But on the first {more} samples the calibrated model scores {wide:.6f}: {on} not represent the data; "
+            "judge on more (data_num='all', --data_num all).")
 
 
 def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation]) -> str:

@@ -16,7 +16,7 @@ from ..analyses.partial import apply_commands
 from ..analyses.verdict import Verdict
 from ..model import load_model
 from ..report.sensitivity_files import write_sensitivity
-from ..report.tables import info_table, sensitivity_rows
+from ..report.tables import info_table, sensitivity_rows, shown
 from .args import add_model_and_data, add_runtime, list_value, parse_bool
 from .progress import ProgressBars, progress_bar
 
@@ -178,6 +178,16 @@ def _notes(notes) -> None:  # noqa: ANN001
         print(f"note: {note}", file=sys.stderr)
 
 
+def _few_samples(ctx, data_num: int | None) -> None:  # noqa: ANN001
+    """Say so when a result rests on fewer samples than the data holds (the original's default is
+    one, and one sample can show no loss where the others do)."""
+    used, total = len(ctx.samples(data_num)), len(ctx.data)
+    if used < total:
+        first = "the first sample" if used == 1 else f"the first {used} samples"
+        print(f"note: scored on {first} of {total}; --data_num all scores every one (a single sample can hide a loss "
+              "the others show)", file=sys.stderr)
+
+
 def _written(paths) -> None:  # noqa: ANN001
     paths = [str(p) for p in paths]
     if paths:
@@ -204,6 +214,7 @@ def _sensitivity(args: argparse.Namespace) -> int:
     if not args.verbose:
         rows = {k: {m: v[m] for m in result.metrics} for k, v in rows.items()}
     print(info_table("node sensitivity", args.node_type, rows).lstrip("\n"))
+    _few_samples(ctx, args.data_num)
     if args.save_dir:
         _written(write_sensitivity(result, args.save_dir))
     return 0
@@ -244,17 +255,19 @@ def _channelwise(args: argparse.Namespace) -> int:
 def _partial(args: argparse.Namespace) -> int:
     bars = ProgressBars()
     try:
-        r = api.sensitivity_analysis(_ctx(args), args.calibrated_data, args.pick_threshold, args.data_num,
+        ctx = _ctx(args)
+        r = api.sensitivity_analysis(ctx, args.calibrated_data, args.pick_threshold, args.data_num,
                                      args.sensitive_nodes, args.save_dir, metric=args.metric, qtype=args.qtype,
                                      order=args.order, progress=bars)
     finally:
         bars.close()
-    rows = {"none": {"single": "", "partial": round(r.baseline, 6)}}
+    rows = {"none": {"single": "", "partial": shown(r.baseline, r.metric, 6)}}
     for n, s, p in zip(r.nodes, r.single, r.partial):
-        rows[n] = {"single": round(s, 6), "partial": round(p, 6)}
+        rows[n] = {"single": shown(s, r.metric, 6), "partial": shown(p, r.metric, 6)}
     title = ("partial quantization" + (" (partial: nodes 1..k in int16)" if r.qtype == "int16" else "")
              + (", greedy order" if r.order == "greedy" else ""))
     print(info_table(title, "node", rows).lstrip("\n"))
+    _few_samples(ctx, args.data_num)
     best = r.best_prefix()
     if best:
         export, calibrate = apply_commands(best, str(args.model_or_file), r.qtype)
@@ -286,7 +299,8 @@ def _local_error(args: argparse.Namespace) -> int:
                                   progress=progress)
     first = get_metrics(result.metrics[0])[0]
     worst = sorted(result.entries, key=lambda e: first.badness(e.scores[first.name]))  # worst first, as the sweeps
-    print(info_table("local error", "node", {e.node: {m: round(e.scores[m], 5) for m in result.metrics} for e in worst}).lstrip("\n"))
+    print(info_table("local error", "node", {e.node: {m: shown(e.scores[m], m) for m in result.metrics} for e in worst}).lstrip("\n"))
+    _few_samples(ctx, args.data_num)
     return 0
 
 
@@ -307,9 +321,10 @@ def _check_deployment(args: argparse.Namespace) -> int:
 
 def _runall(args: argparse.Namespace) -> int:
     bars = ProgressBars()
+    ctx = _ctx(args)
     try:
         run = api.runall(
-            _ctx(args), args.calibrated_data, args.save_dir, args.ns_metrics, args.output_node, args.node_type, args.data_num,
+            ctx, args.calibrated_data, args.save_dir, args.ns_metrics, args.output_node, args.node_type, args.data_num,
             args.verbose, args.interested_nodes, args.dis_nodes_list, args.cw_nodes_list, args.axis, args.quantize_node,
             args.non_quantize_node, args.ae_metric, args.average_mode, args.pick_threshold, args.sensitive_nodes,
             progress=bars, report=args.report, check_deployment=args.check_deployment,
@@ -317,11 +332,12 @@ def _runall(args: argparse.Namespace) -> int:
     finally:
         bars.close()
     print(run.verdict.summary)
+    _few_samples(ctx, args.data_num)
     _print_how_to_apply(run.verdict, run.results["model"]["format"], str(args.model_or_file))
     if run.deployment is not None:
         print(run.deployment.summary())
     for kind, result in run.sensitivities.items():
-        top = ", ".join(f"{e.name} ({e.scores[result.metrics[0]]:.5g})" for e in result.top(3))
+        top = ", ".join(f"{e.name} ({shown(e.scores[result.metrics[0]], result.metrics[0])})" for e in result.top(3))
         print(f"most sensitive {'ordinary' if kind == 'node' else kind} nodes: {top or 'none (no such calibration nodes)'}")
     print(f"wrote {len(run.files)} files under {run.save_dir}")
     if args.report:

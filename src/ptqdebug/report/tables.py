@@ -8,11 +8,13 @@ scripts parsing these files keep working.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from ..analyses.sensitivity import SensitivityResult
+from ..metrics import known_metric
 
-__all__ = ["info_table", "log_table", "sensitivity_rows"]
+__all__ = ["info_table", "log_table", "sensitivity_rows", "shown"]
 
 _MAX_NAME = 50
 
@@ -65,6 +67,19 @@ def log_table(title: str, rows: Mapping[str, Mapping[str, object]]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
+def shown(value: float, metric: str = "cosine-similarity", decimals: int = 5) -> float:
+    """A score rounded for a table as the original rounds it (``decimals``), but never so far that
+    it reads as the metric's best value when it is not: 0.9999996 stays 0.9999996, not 1.0 (with
+    one sample, most cosines round to 1.0 otherwise and the ranking cannot be read)."""
+    known = known_metric(metric)
+    best = known.best if known is not None else None
+    value = float(value)
+    rounded = round(value, decimals)
+    if best is None or rounded != best or value == best or not math.isfinite(value):
+        return rounded
+    return round(value, min(12, math.ceil(-math.log10(abs(best - value))) + 1))
+
+
 def sensitivity_rows(result: SensitivityResult, rounded: bool) -> dict[str, dict[str, object]]:
     """Rows for the tables: the verbose extra columns (node, threshold, bit) then the metrics."""
     rows: dict[str, dict[str, object]] = {}
@@ -77,7 +92,7 @@ def sensitivity_rows(result: SensitivityResult, rounded: bool) -> dict[str, dict
                 row["bit"] = e.bits
         for m in result.metrics:
             v = e.scores[m]
-            row[m] = round(float(v), 5) if rounded else v
+            row[m] = shown(v, m) if rounded else v
         rows[e.name] = row
     return rows
 
