@@ -141,6 +141,11 @@ def test_cosines_as_defined_and_as_deployed_match_onnxruntime_sessions(tmp_path:
     assert defined == pytest.approx(score(meaning, feeds[:3]), abs=1e-6)
     assert deployed == pytest.approx(score(plain, feeds[:3]), abs=1e-6)
     assert CalibrationResult.from_dict(json.loads(json.dumps(r.to_dict()))).deployment == r.deployment
+    # by construction the number runall's verdict gives the written model on the same samples
+    from ptqdebug.analyses.verdict import verdict
+
+    judged = verdict(ptqdebug.open_context(r.model_path, r.data_dir, cache=False), None, None)
+    assert r.cosine == judged.scores["calibrated"]
 
 
 def test_float_nodes_give_the_configuration_partial_quantization_scored(tmp_path: Path, tiny_path: Path) -> None:

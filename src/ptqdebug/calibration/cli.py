@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import OptionError
 from ..listsyntax import parse_list
 from .config import CalibrationConfig, load_config
-from .core import METHODS, calibrate
+from .core import METHODS, SELECT_SAMPLES, calibrate
 from .preprocess import COLORS, LAYOUTS, RESIZE_MODES
 
 __all__ = ["register", "run"]
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {result.data_dir} ({result.num_samples} samples)")
     if len(result.candidates) > 1:
         for name, score in result.candidates.items():
-            print(f"  {name:<10} output cosine {score:.6f} (first samples)")
+            print(f"  {name:<10} output cosine {score:.6f} (first {min(result.num_samples, SELECT_SAMPLES)} samples)")
         print(f"Select {result.method} method.")
     else:
         print(f"method: {result.method}")
