@@ -313,3 +313,38 @@ def test_verdict_warns_when_more_samples_tell_another_story() -> None:
     assert _check_sentence(0.999977, 1, 8, 0.99996) == ""  # both negligible
     assert _check_sentence(0.990, 1, 8, 0.985) == ""  # the same story: a loss of 1.0% against 1.5%
     assert _check_sentence(0.990, 1, 8, math.nan) != ""
+
+
+def _two_heads(path: Path) -> Path:
+    """x [N,8] → MatMul → Relu → y [N,4], and y → ReduceSum → Sigmoid → p [N,1] (one value per sample)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tests.support.builders import quantize_qdq
+
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"], name="mm"), helper.make_node("Relu", ["m"], ["y"], name="relu"),
+             helper.make_node("ReduceSum", ["y", "axes"], ["s"], name="sum", keepdims=1),
+             helper.make_node("Sigmoid", ["s"], ["p"], name="sig")]
+    graph = helper.make_graph(nodes, "heads", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4]),
+                               helper.make_tensor_value_info("p", TensorProto.FLOAT, ["N", 1])],
+                              [numpy_helper.from_array(rng.normal(0, 0.5, (8, 4)).astype(np.float32), "w"),
+                               numpy_helper.from_array(np.array([1], np.int64), "axes")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path.with_suffix(".float.onnx"))
+    samples = [{"x": rng.normal(0, 1, (1, 8)).astype(np.float32)} for _ in range(3)]
+    return quantize_qdq(path.with_suffix(".float.onnx"), path, samples, per_channel=False)
+
+
+def test_verdict_names_outputs_whose_cosine_cannot_see_an_error(tmp_path: Path) -> None:
+    from ptqdebug.analyses.verdict import verdict
+
+    path = _two_heads(tmp_path / "heads.onnx")
+    data = [{"x": np.random.default_rng(1).normal(0, 1, (1, 8)).astype(np.float32)}]
+    summary = verdict(dbg.open_context(path, data, cache=False), None, 1).summary
+    assert ("Output 'p' holds one value per sample, whose cosine similarity is 1 whatever the error (unless the sign "
+            "flips): these scores rest on the other outputs; judge it with mse or sqnr") in summary
+    ctx = dbg.open_context(path, data, cache=False)
+    assert ctx.reference(0, ["p"])["p"].shape == (1, 1)

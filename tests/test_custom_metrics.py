@@ -161,7 +161,7 @@ def test_cache_follows_the_metric_file_and_skips_functions(cnn_dir: Path, metric
     ("{file}:mse", r"named 'mse' like a built-in metric; rename it"),
     ("{file}:missing", r"has no function 'missing'; it defines top_logit_error, broken, wordy, mse"),
     ("{dir}/nowhere.py:top1", r"metric file .*nowhere\.py' does not exist"),
-    ("cosine", r"unknown metric 'cosine'; expected one of cosine-similarity, .*file\.py:function"),
+    ("cosine", r"unknown metric 'cosine'; did you mean 'cosine-similarity'\? expected one of cosine-similarity, .*file\.py:function"),
 ])
 def test_metric_mistakes_are_one_line_and_exit_2(cnn_dir: Path, metric_file: Path, capsys: pytest.CaptureFixture[str],
                                                  metric: str, message: str) -> None:

@@ -86,6 +86,11 @@ def test_cli_export_and_its_errors(cnn_dir: Path, tmp_path: Path, capsys: pytest
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
     assert path.read_bytes() == before  # the input is untouched
+    two = dbg.load_model(path).sensitivity_nodes[:2]
+    assert main(["export", str(path), "-o", str(tmp_path / "two.onnx"), "-f", ",".join(two)]) == 0  # a,b as calibrate takes it
+    assert dbg.load_model(tmp_path / "two.onnx").quantizers and "calibration nodes off" in capsys.readouterr().out
+    assert main(["get-sensitivity-of-nodes", str(path), str(cnn_dir / "calibration_data"), "-i", ",".join(two)]) == 2
+    assert f"did you mean the list [{','.join(two)}]?" in capsys.readouterr().err
     model, _ = hz_twin(onnx.load(cnn_dir / "pc_int8_keep_sym.onnx"))
     onnx.save(model, tmp_path / "hz.onnx")
     assert main(["export", str(tmp_path / "hz.onnx"), "-o", str(tmp_path / "hz_out.onnx")]) == 2

@@ -180,7 +180,7 @@ def _check_sample(sample: Mapping[str, np.ndarray], inputs: Sequence[TensorSpec]
             ):
                 raise DataError(
                     f"{where}: input {spec.name!r} has shape {list(arr.shape)}, the model expects "
-                    f"{spec.describe()} (? = any size)"
+                    f"{spec.describe()} (a name or ? = any size)"
                 )
         if values and arr.dtype.kind in "fc" and not np.isfinite(arr).all():
             bad = "NaN" if np.isnan(arr).any() else "inf"

@@ -54,10 +54,16 @@ class UnknownNodeError(OptionError):
     def __init__(self, names: Iterable[str], what: str, known: Iterable[str]) -> None:
         self.names = tuple(names)
         known = list(known)
-        hint = _closest(self.names[0], known)
+        first = self.names[0]
+        parts = [p.strip() for p in first.split(",")]
+        known_set = set(known)
         shown = ", ".join(repr(n) for n in self.names[:5]) + (" ..." if len(self.names) > 5 else "")
         msg = f"{what}: {shown} {'is' if len(self.names) == 1 else 'are'} not in the model"
-        msg += f"; did you mean {hint!r}?" if hint else "; list the names with `ptqdebug info MODEL`"
+        if len(parts) > 1 and all(p in known_set for p in parts):  # a list written without its brackets
+            msg += f"; did you mean the list [{','.join(parts)}]?"
+        else:
+            hint = _closest(first, known)
+            msg += f"; did you mean {hint!r}?" if hint else "; list the names with `ptqdebug info MODEL`"
         super().__init__(msg)
 
 

@@ -46,6 +46,7 @@ ranks the nodes by how many top-1 answers they change.
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -194,7 +195,9 @@ def _metric(item: object) -> Metric:
         return _USER[key]
     spec = SCRIPT.match(key)
     if spec is None:
-        raise OptionError(f"unknown metric {item!r}; expected one of {_KNOWN}, or your own as file.py:function")
+        close = difflib.get_close_matches(key.lower(), [*METRICS, *_USER], n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise OptionError(f"unknown metric {item!r}; {hint}expected one of {_KNOWN}, or your own as file.py:function")
     path = Path(spec["path"]).resolve()
     ref, func = f"{path}:{spec['func']}", spec["func"]
     fingerprint = f"{file_digest(path)}:{func}" if path.is_file() else None

@@ -53,6 +53,12 @@ def test_image_errors(tmp_path: Path) -> None:
         write(tmp_path / "bad", TWO, tmp_path / "o3")
     with pytest.raises(DataError, match="do not exist"):
         write(tmp_path / "missing", IMG, tmp_path / "o4")
+    sized = tmp_path / "sized"
+    sized.mkdir()
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(sized / "a.png")
+    Image.fromarray(np.zeros((8, 6, 3), np.uint8)).save(sized / "b.png")
+    with pytest.raises(DataError, match=r"^image 'b\.png': the image is 6x8 \(width x height\), the model takes 4x4"):
+        write(sized, IMG, tmp_path / "o5", ImagePreprocess(resize="none"))
 
 
 def test_arrays_npy_npz_and_memory(tmp_path: Path) -> None:

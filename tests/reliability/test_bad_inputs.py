@@ -215,6 +215,9 @@ CASES: list[Case] = [
          cli={"*": ["-a", "x"]}, api={"*": {"axis": "x"}}),
     Case("pick-threshold-nan", ["sensitivity-analysis", "runall"], OptionError, r"pick_threshold is nan; expected a number",
          cli={"sensitivity-analysis": ["-p", "nan"], "runall": ["-pt", "nan"]}, api={"*": {"pick_threshold": float("nan")}}),
+    Case("pick-threshold-above-1", ["sensitivity-analysis", "runall"], OptionError,
+         r"pick_threshold is 2.0, outside the cosine similarity's range \[-1, 1\]",
+         cli={"sensitivity-analysis": ["-p", "2"], "runall": ["-pt", "2"]}, api={"*": {"pick_threshold": 2.0}}),
     Case("provider-unknown", ["get-sensitivity-of-nodes", "runall"], OptionError, r"execution provider FooExecutionProvider is not available",
          cli={"*": ["--providers", "FooExecutionProvider"]}, api={"*": {"providers": "FooExecutionProvider"}}),
     # -- save_dir ------------------------------------------------------------------------------

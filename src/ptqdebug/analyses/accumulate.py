@@ -86,7 +86,8 @@ def configurations_for(ctx: Context, quantize_node: object = None, non_quantize_
     q_flat = flat_names(quantize_node, "quantize_node") if quantize_node is not None else []
     nq_flat = flat_names(non_quantize_node, "non_quantize_node") if non_quantize_node is not None else []
     if not q_flat and not nq_flat:
-        raise OptionError("'quantize_node' and 'non_quantize_node' are both empty; give at least one (e.g. quantize_node=['weight','activation'])")
+        raise OptionError("'quantize_node' and 'non_quantize_node' are both empty; give at least one (e.g. "
+                          "quantize_node=['weight','activation'], on the command line -q \"['weight','activation']\")")
     if any(k in nq_flat for k in KEYWORDS):
         raise OptionError("non_quantize_node cannot be 'weight' or 'activation'; use quantize_node=['weight','activation'] for those curves")
     calibrated = model.calibrated_configuration

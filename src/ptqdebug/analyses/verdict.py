@@ -123,7 +123,7 @@ def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data
         wider = partial_int16.partial if partial_int16 is not None else [math.nan] * len(partial.nodes)
         for node, after, gain, after16 in zip(partial.nodes, partial.partial, partial.recovery(), wider):
             recs.append(Recommendation(node, model.expand(node), after, gain, after16))
-    summary = _summary(cause, c, w, a, recs)
+    summary = _summary(cause, c, w, a, recs) + _blind_sentence(ctx, data_num)
     used, more = len(ctx.samples(data_num)), min(len(ctx.data), CHECK_SAMPLES)
     check = None
     if more > used:  # the first samples are scored already: only the others run
@@ -131,6 +131,24 @@ def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data
         check = (more, float(wide[0, 0]))
         summary += _check_sentence(c, used, *check)
     return Verdict(cos.name, cause, {"calibrated": c, "only_weight": w, "only_activation": a}, summary, tuple(recs), check)
+
+
+def _blind_sentence(ctx: Context, data_num: int | None) -> str:
+    """A warning about outputs holding one value per sample, whose cosine similarity is 1 whatever
+    the error (unless the sign flips), such as a voice-activity probability."""
+    outputs = ctx.model.outputs
+    ref = ctx.reference(ctx.sample_groups(data_num)[0][0], outputs)
+    blind = [t for t in outputs if ref[t].size == 1]
+    if not blind:
+        return ""
+    if len(blind) == len(outputs):
+        return (f" The output{'s' * (len(blind) > 1)} hold{'s' * (len(blind) == 1)} one value per sample, whose cosine "
+                "similarity is 1 whatever the error (unless the sign flips): judge this model with mse or sqnr, or "
+                "your own metric (metrics=, --ns_metrics).")
+    names = ", ".join(repr(t) for t in blind[:3]) + (", ..." if len(blind) > 3 else "")
+    return (f" Output{'s' * (len(blind) > 1)} {names} hold{'s' * (len(blind) == 1)} one value per sample, whose cosine "
+            "similarity is 1 whatever the error (unless the sign flips): these scores rest on the other outputs; judge "
+            f"{'it' if len(blind) == 1 else 'them'} with mse or sqnr, or your own metric (metrics=, --ns_metrics).")
 
 
 def _check_sentence(c: float, used: int, more: int, wide: float) -> str:

@@ -72,8 +72,8 @@ def run_sensitivity_analysis(
     progress: Progress | ProgressFactory | None = None, qtype: str = "float32", order: str = "sensitivity",
 ) -> PartialQuantizationResult:
     """Choose the sensitive nodes (a node sweep unless given) and score partial quantization."""
-    pick_threshold = check_pick_threshold(pick_threshold)
     metric = check_metric(metric)
+    pick_threshold = check_pick_threshold(pick_threshold, metric)
     if sensitive_nodes:
         check_node_list(ctx.model, sensitive_nodes, "sensitive_nodes", expand=True)
         nodes = flat_names(sensitive_nodes, "sensitive_nodes")
@@ -123,7 +123,7 @@ def sensitivity_analysis(
         raise OptionError(f"qtype {qtype!r} is not supported; expected one of {', '.join(QTYPES)}")
     if order not in ORDERS:
         raise OptionError(f"order {order!r} is not supported; expected one of {', '.join(ORDERS)}")
-    check_pick_threshold(pick_threshold)
+    check_pick_threshold(pick_threshold, metric)
     check_data_num(data_num)
     check_node_list(None, sensitive_nodes, "sensitive_nodes", expand=True)
     check_save_dir(save_dir, calibrated_data)

@@ -49,9 +49,14 @@ def check_metric(value: object, what: str = "metric") -> str:
     return get_metrics(value)[0].name
 
 
-def check_pick_threshold(value: object) -> float:
+def check_pick_threshold(value: object, metric: str = "cosine-similarity") -> float:
+    """A number; for cosine similarity within [-1, 1] (above 1 every node would be picked, and
+    partial quantization would score the whole model node by node)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or math.isnan(float(value)):
         raise OptionError(f"pick_threshold is {value!r}; expected a number such as 0.999")
+    if metric == "cosine-similarity" and not -1.0 <= float(value) <= 1.0:
+        raise OptionError(f"pick_threshold is {value!r}, outside the cosine similarity's range [-1, 1] (above 1 every "
+                          "node is picked); expected a number such as 0.999")
     return float(value)
 
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..cli.args import names_value
 from ..errors import OptionError
-from ..listsyntax import parse_list
 from .config import CalibrationConfig, load_config
 from .core import METHODS, SELECT_SAMPLES, calibrate
 from .preprocess import COLORS, LAYOUTS, RESIZE_MODES
@@ -33,14 +33,6 @@ _INPUTS_HELP = (
 )
 
 
-def _names(text: str) -> list[str]:
-    value = parse_list(text, "--int16-nodes") if text.strip().startswith("[") else [t.strip() for t in text.split(",")]
-    flat = value if isinstance(value, list) else [value]
-    if not all(isinstance(v, str) for v in flat):
-        raise argparse.ArgumentTypeError(f"{text!r} is a nested list; expected names like a,b or [a,b]")
-    return [v for v in flat if v]  # type: ignore[misc]
-
-
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``calibrate`` subcommand to the ``ptqdebug`` parser's subcommands."""
     p = sub.add_parser("calibrate", help="make a calibrated (QDQ) model and calibration data from a float model",
@@ -56,9 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="quantize weights per tensor (default: per output channel)")
     g.add_argument("--asymmetric", dest="activation_symmetric", action="store_const", const=False,
                    help="asymmetric activation ranges (default: symmetric, zero point 0)")
-    g.add_argument("--int16-nodes", type=_names, metavar="LIST",
+    g.add_argument("--int16-nodes", type=names_value("--int16-nodes"), metavar="LIST",
                    help="int16 activations for these calibration nodes, nodes (their inputs) or tensors: a,b or [a,b]")
-    g.add_argument("--float-nodes", type=_names, metavar="LIST",
+    g.add_argument("--float-nodes", type=names_value("--float-nodes"), metavar="LIST",
                    help="keep these nodes in float (their calibration nodes cut out), e.g. what runall recommends: a,b or [a,b]")
     g.add_argument("--all-int16", dest="all_int16", action="store_const", const=True, help="int16 for every activation")
     g.add_argument("-d", "--data-num", dest="data_num", type=int, metavar="N", help="use only the first N samples")

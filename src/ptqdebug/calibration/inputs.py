@@ -161,7 +161,11 @@ def _image_source(files: list[Path], specs: Sequence[TensorSpec], pre: ImagePrep
 
     def samples() -> Iterator[Sample]:
         for f in files:
-            yield {plan.name: plan(read_image(f))}
+            try:
+                yield {plan.name: plan(read_image(f))}
+            except DataError as exc:  # which image, when the problem is one image's
+                message = str(exc)
+                raise DataError(message if str(f) in message else f"image {f.name!r}: {message}") from None
 
     return Source(f"{len(files)} images in {where}", samples, len(files))
 
@@ -235,7 +239,7 @@ def _coerce(sample: object, specs: Sequence[TensorSpec], where: str) -> Sample:
             if arr.ndim == len(spec.shape) - 1:
                 arr = arr[None]
             if arr.ndim != len(spec.shape) or any(isinstance(d, int) and d > 0 and d != n for d, n in zip(spec.shape, arr.shape)):
-                raise DataError(f"{where}: input {spec.name!r} has shape {list(arr.shape)}, the model expects {spec.describe()} (? = any size)")
+                raise DataError(f"{where}: input {spec.name!r} has shape {list(arr.shape)}, the model expects {spec.describe()} (a name or ? = any size)")
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             raise DataError(f"{where}: input {spec.name!r} contains {'NaN' if np.isnan(arr).any() else 'inf'} values; expected finite numbers")
         out[spec.name] = np.asarray(arr, order="C")  # (ascontiguousarray would make a 0-d input 1-d)

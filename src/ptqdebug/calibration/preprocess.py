@@ -198,9 +198,10 @@ def plan_for(spec: TensorSpec, pre: ImagePreprocess) -> ImagePlan:
     c_axis, h_axis, w_axis = (1, 2, 3) if layout == "NCHW" else (3, 1, 2)
     channels, height, width, batch = shape[c_axis], shape[h_axis], shape[w_axis], shape[0]
     if not isinstance(height, int) or not isinstance(width, int) or height < 1 or width < 1:
+        example = [1 if i == 0 else d if isinstance(d, int) and d > 0 else 224 for i, d in enumerate(shape)]
         raise DataError(
             f"model input {spec.name!r} is {desc} with a free height or width; give the size with input_shape "
-            "(e.g. --input-shape 1x3x224x224)"
+            f"(e.g. --input-shape {'x'.join(map(str, example))})"
         )
     if isinstance(batch, int) and batch > 1:
         raise DataError(f"model input {spec.name!r} is {desc} with a fixed batch of {batch}; each image is one sample of batch 1: export the model with batch 1 or a free batch")
@@ -262,7 +263,7 @@ def resize_image(rgb: np.ndarray, height: int, width: int, mode: str) -> np.ndar
     if (h, w) == (height, width):
         return rgb
     if mode == "none":
-        raise DataError(f"an image is {w}x{h} (width x height), the model takes {width}x{height}; resize it or use resize crop/stretch")
+        raise DataError(f"the image is {w}x{h} (width x height), the model takes {width}x{height}; resize it or use resize crop/stretch")
     im = Image.fromarray(rgb)
     if mode == "stretch":
         return np.asarray(im.resize((width, height), Image.Resampling.BILINEAR))

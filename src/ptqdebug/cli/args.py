@@ -17,7 +17,7 @@ from typing import NoReturn
 from ..errors import OptionError
 from ..listsyntax import ListValue, parse_list
 
-__all__ = ["BOOL_FLAGS", "UsageError", "build_parser", "normalize_argv", "parse_bool"]
+__all__ = ["BOOL_FLAGS", "UsageError", "build_parser", "names_value", "normalize_argv", "parse_bool"]
 
 _TRUE = {"true", "1", "yes", "y", "t", "on"}
 _FALSE = {"false", "0", "no", "n", "f", "off"}
@@ -54,6 +54,25 @@ def list_value(what: str):  # noqa: ANN201 - argparse type factory
         if value == [] or value == "":
             raise argparse.ArgumentTypeError("empty; give at least one name (e.g. [a,b]) or leave the option out")
         return value
+
+    return parse
+
+
+def names_value(what: str):  # noqa: ANN201 - argparse type factory
+    """A flat list of names, as ``a,b`` or ``[a,b]`` (ptqdebug's own node options: ``export`` and
+    ``calibrate``'s ``--float-nodes`` / ``--int16-nodes``; the original's options take its list syntax)."""
+    def parse(text: str) -> list[str]:
+        try:
+            value = parse_list(text, what) if text.strip().startswith("[") else [t.strip() for t in text.split(",")]
+        except OptionError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix(f"{what}: ")) from None
+        flat = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, str) for v in flat):
+            raise argparse.ArgumentTypeError(f"{text!r} is a nested list; expected names like a,b or [a,b]")
+        names = [v for v in flat if v]
+        if not names:
+            raise argparse.ArgumentTypeError("empty; give at least one name (e.g. a,b) or leave the option out")
+        return names  # type: ignore[return-value]
 
     return parse
 

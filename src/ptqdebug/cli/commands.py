@@ -17,7 +17,7 @@ from ..analyses.verdict import Verdict
 from ..model import load_model
 from ..report.sensitivity_files import write_sensitivity
 from ..report.tables import info_table, sensitivity_rows, shown
-from .args import add_model_and_data, add_runtime, list_value, parse_bool
+from .args import add_model_and_data, add_runtime, list_value, names_value, parse_bool
 from .progress import ProgressBars, progress_bar
 
 __all__ = ["register"]
@@ -132,17 +132,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                                    "ready to deploy or to check with check-deployment.")
     p.add_argument("model_or_file", metavar="MODEL", help="the calibrated model (.onnx)")
     p.add_argument("-o", "--output", dest="save_path", required=True, metavar="OUT.onnx", help="the model file to write")
-    p.add_argument("-f", "--float-nodes", dest="float_nodes", type=list_value("--float-nodes"),
-                   help="ordinary nodes (their calibration nodes) or calibration nodes to switch off: a or [a,b]")
-    p.add_argument("--int16-nodes", dest="int16_nodes", type=list_value("--int16-nodes"),
+    p.add_argument("-f", "--float-nodes", dest="float_nodes", type=names_value("--float-nodes"), metavar="LIST",
+                   help="ordinary nodes (their calibration nodes) or calibration nodes to switch off: a,b or [a,b]")
+    p.add_argument("--int16-nodes", dest="int16_nodes", type=names_value("--int16-nodes"), metavar="LIST",
                    help="nodes whose activation calibration nodes become int16 (as sensitivity-analysis --qtype int16 scored)")
     p.add_argument("--float-model", dest="float_model", metavar="FLOAT.onnx",
                    help="the float model, for QDQ models that store weights as integers")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("info", help="list the calibration nodes and ordinary nodes of a calibrated model")
-    p.add_argument("model_or_file", metavar="MODEL")
-    add_runtime(p)
+    p.add_argument("model_or_file", metavar="MODEL", help="the calibrated model (.onnx)")
+    p.add_argument("--float-model", dest="float_model", metavar="FLOAT.onnx",
+                   help="the float model, for QDQ models that store weights as integers")
     p.set_defaults(func=_info)
 
 
@@ -333,6 +334,7 @@ def _runall(args: argparse.Namespace) -> int:
         bars.close()
     print(run.verdict.summary)
     _few_samples(ctx, args.data_num)
+    _notes(run.notes[len(ctx.model.notes):])  # what this run skipped (the model's notes came first)
     _print_how_to_apply(run.verdict, run.results["model"]["format"], str(args.model_or_file))
     if run.deployment is not None:
         print(run.deployment.summary())
