@@ -348,3 +348,13 @@ def test_verdict_names_outputs_whose_cosine_cannot_see_an_error(tmp_path: Path) 
             "flips): these scores rest on the other outputs; judge it with mse or sqnr") in summary
     ctx = dbg.open_context(path, data, cache=False)
     assert ctx.reference(0, ["p"])["p"].shape == (1, 1)
+
+
+def test_verdict_summary_says_which_nodes_add_nothing() -> None:
+    from ptqdebug.analyses.verdict import Recommendation, _summary
+
+    recs = [Recommendation("a", ("qa",), 0.995, 0.005), Recommendation("b", ("qb",), 0.995, 0.0),
+            Recommendation("c", ("qc",), 0.999, 0.004)]
+    text = _summary("activation", 0.99, 0.999, 0.991, recs, (("a", "c"), 0.9991))
+    assert text.endswith("1 of those adds nothing on top of the others (b): the other 2 bring it to 0.999100.")
+    assert "add nothing" not in _summary("activation", 0.99, 0.999, 0.991, recs, (("a", "b", "c"), 0.999))

@@ -14,7 +14,7 @@ import onnxruntime as ort
 import pytest
 
 import ptqdebug as dbg
-from ptqdebug.analyses.partial import partial_quantization
+from ptqdebug.analyses.partial import partial_quantization, prune
 from ptqdebug.analyses.verdict import Recommendation, Verdict
 from ptqdebug.calibration import calibrate
 from ptqdebug.cli import main
@@ -52,12 +52,13 @@ def test_the_recommended_model_scores_what_runall_predicted(tmp_path: Path, caps
     wider = partial_quantization(ctx, run.partial.nodes, data_num=None, qtype="int16")
     assert [r.score_int16 for r in run.verdict.recommendations] == pytest.approx(list(wider.partial), abs=1e-12)
     assert run.partial_int16 is not None and run.partial_int16.partial == pytest.approx(wider.partial, abs=1e-12)
-    assert run.verdict.keep_int16 == wider.best_prefix()
+    assert run.verdict.keep_int16 == prune(ctx, wider, None)[0]
     assert wider.best_prefix(), "the premise: int16 recovers something here too"
-    assert f"--int16-nodes '[{','.join(wider.best_prefix())}]'" in out
+    assert f"--int16-nodes '[{','.join(run.verdict.keep_int16)}]'" in out
 
     assert f"ptqdebug export {full.model_path} -o partial.onnx --float-nodes '[{','.join(keep)}]'" in out
-    predicted = run.verdict.recommendations[len(keep) - 1].score_after
+    kept, predicted = run.verdict.kept["float32"]
+    assert kept == keep and set(keep) <= set(run.partial.best_prefix())
     applied = calibrate(tmp_path / "float.onnx", samples, tmp_path / "applied", method="max", float_nodes=list(keep))
     assert applied.cosine == pytest.approx(predicted, abs=1e-6)
     assert applied.cosine > full.cosine
@@ -109,3 +110,34 @@ def test_best_prefix_follows_the_metric_direction() -> None:
     assert best_prefix("abc", [0.5, 0.2, 0.3], 0.9, "mse") == ("a", "b")  # mse: lower is better
     assert best_prefix("abc", [0.95, 0.97, 0.96], 0.9, "mse") == ()  # nothing beats the baseline
     assert best_prefix("ab", [math.nan, 0.99], 0.98) == ("a", "b")  # NaN is never the best
+
+
+@pytest.mark.parametrize("name", ["pc_int8_pairs_keep", "pt_uint8_pairs_keep"])
+def test_pruning_drops_only_nodes_that_add_nothing(cnn_dir: Path, samples: list, name: str) -> None:
+    """prune against a brute force (the file with those pairs cut, a session per configuration):
+    its score is the kept nodes' score, no worse than the best prefix's; each dropped node had
+    recovered nothing; putting one back, or leaving out a kept node that recovered nothing, is
+    not better."""
+    from tests.support.oracle import oracle_from_file
+
+    path = cnn_dir / f"{name}.onnx"
+    ctx = dbg.open_context(path, cnn_dir / "calibration_data", cache=False)
+    model = ctx.model
+    result = partial_quantization(ctx, list(model.sensitivity_nodes), data_num=2)  # graph order: some add nothing
+    keep, score = prune(ctx, result, 2)
+    prefix = result.best_prefix()
+    cos = METRICS["cosine-similarity"]
+
+    def brute(nodes: tuple[str, ...]) -> float:
+        on = model.calibrated_configuration - set(model.expand(list(nodes)))
+        return float(np.mean([compare([cos], oracle_from_file(path, set(), s)["logits"], oracle_from_file(path, on, s)["logits"])[0]
+                              for s in samples[:2]]))
+
+    gains = dict(zip(result.nodes, result.recovery()))
+    dropped = [n for n in prefix if n not in keep]
+    assert dropped, "the premise: this order has nodes that add nothing"
+    assert set(keep) < set(prefix) and all(gains[n] <= 0 for n in dropped)
+    assert score == pytest.approx(brute(keep), abs=1e-6) and score >= result.partial[len(prefix) - 1] - 1e-12
+    for n in keep:
+        if gains[n] <= 0 and len(keep) > 1:
+            assert brute(tuple(k for k in keep if k != n)) < score + 1e-6

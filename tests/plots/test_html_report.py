@@ -157,12 +157,16 @@ def test_how_to_apply_the_recommendation(results: dict[str, Any], tmp_path: Path
     import shlex
 
     assert "--float-nodes" not in render_report(encoded(results, tmp_path), tmp_path)  # no keep_float: no hint
-    verdict = results["verdict"] | {"keep_float": [HOSTILE, "/head/Gemm"]}
+    verdict = results["verdict"] | {"keep_float": [HOSTILE, "/c/Conv"]}
     page = render_report(encoded(results | {"verdict": verdict}, tmp_path), tmp_path)
     assert HOSTILE not in page
     text = Dom(page).all_text
-    listed, model = shlex.quote("[" + HOSTILE + ",/head/Gemm]"), shlex.quote(results["model"]["path"])
-    assert f"ptqdebug export {model} -o partial.onnx --float-nodes {listed}" in text and "To apply rows 1..2" in text
+    listed, model = shlex.quote("[" + HOSTILE + ",/c/Conv]"), shlex.quote(results["model"]["path"])
+    assert f"ptqdebug export {model} -o partial.onnx --float-nodes {listed}" in text and "To apply the best score (rows 1..2)" in text
+    # rows that add nothing left out (Verdict.kept): which rows, and their score
+    pruned = results["verdict"] | {"keep_float": ["/c/Conv"], "kept": {"float32": {"nodes": ["/c/Conv"], "score": 0.991}}}
+    text_pruned = Dom(render_report(encoded(results | {"verdict": pruned}, tmp_path), tmp_path)).all_text
+    assert "To apply the best score (row 2: the others up to the best add nothing, 0.991)" in text_pruned
     assert f"ptqdebug calibrate FLOAT_MODEL INPUTS -o OUT --float-nodes {listed}" in text
     # int16 scores: a column, and the command that writes the best int16 rows
     recs16 = [r | {"score_int16": 0.99123} for r in results["verdict"]["recommendations"]]
@@ -174,7 +178,7 @@ def test_how_to_apply_the_recommendation(results: dict[str, Any], tmp_path: Path
     assert "1..k in int16 instead" not in text  # not scored: no column
     horizon = results | {"verdict": verdict, "model": results["model"] | {"format": "horizon"}}
     text = Dom(render_report(encoded(horizon, tmp_path), tmp_path)).all_text
-    assert "run_on_cpu" in text and f"{HOSTILE}, /head/Gemm" in text and "ptqdebug export" not in text
+    assert "run_on_cpu" in text and f"{HOSTILE}, /c/Conv" in text and "ptqdebug export" not in text
     for broken in ("x", [3], {"a": 1}):
         render_report(encoded(results | {"verdict": results["verdict"] | {"keep_float": broken}}, tmp_path), tmp_path)
 

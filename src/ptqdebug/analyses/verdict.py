@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..metrics import METRICS
-from .partial import PartialQuantizationResult, best_prefix
+from .partial import PartialQuantizationResult, best_prefix, prune
 from .sensitivity import score_configurations
 
 if TYPE_CHECKING:  # the engine (ONNX Runtime) is not needed to read or draw a result
@@ -55,12 +55,18 @@ class Verdict:
     #: (k, the calibrated model's score on the first k samples) where the data holds more samples
     #: than the verdict used, else None
     check: tuple[int, float] | None = None
+    #: per qtype ("float32", "int16"): the best prefix without the nodes it does not need, and its
+    #: score (:func:`~ptqdebug.analyses.partial.prune`); absent: the best prefix as it is
+    kept: Mapping[str, tuple[tuple[str, ...], float]] = field(default_factory=dict)
 
     @property
     def keep_float(self) -> tuple[str, ...]:
-        """The recommended nodes up to the best score: what to keep in float, with ``ptqdebug
-        export`` or ``ptqdebug calibrate --float-nodes`` (:func:`~ptqdebug.analyses.partial.apply_commands`;
-        empty when nothing is recommended or un-quantizing recovers nothing)."""
+        """What to keep in float, with ``ptqdebug export`` or ``ptqdebug calibrate --float-nodes``
+        (:func:`~ptqdebug.analyses.partial.apply_commands`): the recommended nodes up to the best
+        score, less those that add nothing to it; empty when nothing is recommended or
+        un-quantizing recovers nothing."""
+        if "float32" in self.kept:
+            return self.kept["float32"][0]
         recs = self.recommendations
         return best_prefix([r.node for r in recs], [r.score_after for r in recs], self.scores.get("calibrated", math.inf),
                            self.metric)
@@ -69,6 +75,8 @@ class Verdict:
     def keep_int16(self) -> tuple[str, ...]:
         """As :attr:`keep_float`, for the nodes' activations in int16 (``ptqdebug export
         --int16-nodes``); empty when int16 was not scored or recovers nothing."""
+        if "int16" in self.kept:
+            return self.kept["int16"][0]
         recs = [r for r in self.recommendations if not math.isnan(r.score_int16)]
         if len(recs) != len(self.recommendations):
             return ()
@@ -81,6 +89,7 @@ class Verdict:
                                      "score_after": r.score_after, "recovery": r.recovery, "score_int16": r.score_int16}
                                     for r in self.recommendations],
                 "keep_float": list(self.keep_float), "keep_int16": list(self.keep_int16),
+                "kept": {q: {"nodes": list(nodes), "score": score} for q, (nodes, score) in self.kept.items()},
                 "check": None if self.check is None else {"samples": self.check[0], "score": self.check[1]}}
 
     @classmethod
@@ -89,8 +98,9 @@ class Verdict:
                                     float(r.get("score_int16", math.nan)))
                      for r in d["recommendations"])
         check = d.get("check")
+        kept = {q: (tuple(k["nodes"]), float(k["score"])) for q, k in d.get("kept", {}).items()}
         return cls(d["metric"], d["cause"], {k: float(v) for k, v in d["scores"].items()}, d["summary"], recs,
-                   None if check is None else (int(check["samples"]), float(check["score"])))
+                   None if check is None else (int(check["samples"]), float(check["score"])), kept)
 
 
 def _cause(calibrated: float, only_w: float, only_a: float) -> str:
@@ -123,14 +133,20 @@ def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data
         wider = partial_int16.partial if partial_int16 is not None else [math.nan] * len(partial.nodes)
         for node, after, gain, after16 in zip(partial.nodes, partial.partial, partial.recovery(), wider):
             recs.append(Recommendation(node, model.expand(node), after, gain, after16))
-    summary = _summary(cause, c, w, a, recs) + _blind_sentence(ctx, data_num)
+    kept: dict[str, tuple[tuple[str, ...], float]] = {}
+    if recs:
+        for result in (partial, partial_int16):
+            if result is not None and result.best_prefix():
+                kept[result.qtype] = prune(ctx, result, data_num)
+    summary = _summary(cause, c, w, a, recs, kept.get("float32")) + _blind_sentence(ctx, data_num)
     used, more = len(ctx.samples(data_num)), min(len(ctx.data), CHECK_SAMPLES)
     check = None
     if more > used:  # the first samples are scored already: only the others run
         wide, _ = score_configurations(ctx, [calibrated], metrics=[cos], compare_at=model.outputs, data_num=more)
         check = (more, float(wide[0, 0]))
         summary += _check_sentence(c, used, *check)
-    return Verdict(cos.name, cause, {"calibrated": c, "only_weight": w, "only_activation": a}, summary, tuple(recs), check)
+    return Verdict(cos.name, cause, {"calibrated": c, "only_weight": w, "only_activation": a}, summary, tuple(recs), check,
+                   kept)
 
 
 def _blind_sentence(ctx: Context, data_num: int | None) -> str:
@@ -162,7 +178,8 @@ def _check_sentence(c: float, used: int, more: int, wide: float) -> str:
             "judge on more (data_num='all', --data_num all).")
 
 
-def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation]) -> str:
+def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation],
+             kept: tuple[tuple[str, ...], float] | None = None) -> str:
     head = f"Quantization brings the output cosine similarity to {c:.6f} (float = 1)"
     if cause == "none":
         return head + ": the loss is negligible; nothing needs higher precision."
@@ -181,6 +198,11 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
         if half < best:
             text += f"; keeping the first {best + 1} of the {len(recs)} sensitive nodes, to {recs[best].score_after:.6f}"
         text += "."
+        if kept is not None and len(kept[0]) < best + 1:
+            dropped = [r.node for r in recs[:best + 1] if r.node not in kept[0]]
+            names = ", ".join(dropped[:NAMED_IN_SUMMARY]) + (", …" if len(dropped) > NAMED_IN_SUMMARY else "")
+            text += (f" {len(dropped)} of those add{'s' * (len(dropped) == 1)} nothing on top of the others ({names}): "
+                     f"the other {len(kept[0])} bring it to {kept[1]:.6f}.")
         scored16 = [r.score_int16 for r in recs]
         if not any(math.isnan(v) for v in scored16):  # int16 was scored (Verdict.keep_int16 reads the same prefix)
             keep16 = best_prefix([r.node for r in recs], scored16, c)

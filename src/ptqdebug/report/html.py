@@ -100,19 +100,33 @@ def _header(r: Mapping[str, Any]) -> str:
             f'<dl class="meta">{meta}</dl>{notes_html}</header>')
 
 
-def _apply(keep: list[Any], keep16: list[Any], model: Mapping[str, Any]) -> str:
+def _apply(v: Mapping[str, Any], model: Mapping[str, Any]) -> str:
     """How to make the model with the recommended nodes in float (``Verdict.keep_float``) or their
-    activations in int16 (``Verdict.keep_int16``), or nothing."""
-    names = [str(n) for n in keep if isinstance(n, str)]
-    names16 = [str(n) for n in keep16 if isinstance(n, str)]
+    activations in int16 (``Verdict.keep_int16``), or nothing. Those are the table's rows up to the
+    best score, less the rows that add nothing to it (``Verdict.kept``)."""
+    names = [str(n) for n in as_list(get(v, "keep_float")) if isinstance(n, str)]
+    names16 = [str(n) for n in as_list(get(v, "keep_int16")) if isinstance(n, str)]
     if not names and not names16:
         return ""
-    rows = lambda k: f"rows 1..{k}" if k > 1 else "row 1"  # noqa: E731
+    order = [get(r, "node") for r in as_list(get(v, "recommendations"))]
+    kept = mapping(v, "kept")
+
+    def rows(chosen: list[str], qtype: str) -> str:
+        at = [order.index(n) + 1 for n in chosen if n in order]
+        if len(at) != len(chosen):  # not the table's nodes (results edited by hand)
+            which = f"{len(chosen)} node{'s' * (len(chosen) > 1)}"
+        elif at == list(range(1, len(at) + 1)):
+            which = f"rows 1..{len(at)}" if len(at) > 1 else "row 1"
+        else:
+            which = f"row{'s' * (len(at) > 1)} {', '.join(map(str, at))}: the others up to the best add nothing"
+        score = get(mapping(kept, qtype), "score")
+        return which + (f", {fmt(score)}" if isinstance(score, (int, float)) else "")
+
     them = lambda k: "them" if k > 1 else "it"  # noqa: E731
     if "horizon" in str(get(model, "format") or ""):  # export and calibrate write QDQ models
-        parts = ([f'<p>To apply {rows(len(names))}, list {them(len(names))} in the original toolchain\'s '
+        parts = ([f'<p>To apply {rows(names, "float32")}, list {them(len(names))} in the original toolchain\'s '
                   f'<code>run_on_cpu</code>:</p><code class="mono">{esc(", ".join(names))}</code>'] if names else [])
-        parts += ([f'<p>For int16 instead ({rows(len(names16))}), give {them(len(names16))} '
+        parts += ([f'<p>For int16 instead ({rows(names16, "int16")}), give {them(len(names16))} '
                    f'<code>InputType: int16</code> in <code>node_info</code>:</p><code class="mono">{esc(", ".join(names16))}</code>']
                   if names16 else [])
         return f'<div class="apply">{"".join(parts)}</div>'
@@ -121,14 +135,14 @@ def _apply(keep: list[Any], keep16: list[Any], model: Mapping[str, Any]) -> str:
     parts = []
     if names:
         export, calibrate = apply_commands(names, path)
-        parts.append(f"<p>To apply {rows(len(names))} (the best score), write this model with {them(len(names))} in float, "
-                     f"exactly the configuration scored in row {len(names)}:</p><code class=\"mono\">{esc(export)}</code>"
+        parts.append(f"<p>To apply the best score ({rows(names, 'float32')}), write this model with {them(len(names))} in "
+                     f"float, exactly the configuration scored:</p><code class=\"mono\">{esc(export)}</code>"
                      f"<p>or calibrate the float model again with {them(len(names))} kept in float (in Python "
                      f"<code>float_nodes=</code>; the original toolchain's <code>run_on_cpu</code>):</p>"
                      f'<code class="mono">{esc(calibrate)}</code>')
     if names16:
         export16, _ = apply_commands(names16, path, "int16")
-        parts.append(f"<p>With activations in int16 instead ({rows(len(names16))}, the best int16 score):</p>"
+        parts.append(f"<p>With activations in int16 instead (the best int16 score, {rows(names16, 'int16')}):</p>"
                      f'<code class="mono">{esc(export16)}</code>')
     return f'<div class="apply">{"".join(parts)}</div>'
 
@@ -200,7 +214,7 @@ def _verdict(v: Mapping[str, Any], local: Mapping[str, Any], deployment: Mapping
                       if own else "")
                    + (" <em>1..k in int16 instead</em>: the same rows with their activations in int16 (weights stay 8-bit) "
                       "rather than float, the original toolchain's other remedy." if wider else "") + "</p>"
-                   + table(head, rows, "recs") + _apply(as_list(get(v, "keep_float")), as_list(get(v, "keep_int16")), model))
+                   + table(head, rows, "recs") + _apply(v, model))
     out.append("</section>")
     return "".join(out)
 
