@@ -355,6 +355,12 @@ def test_verdict_summary_says_which_nodes_add_nothing() -> None:
 
     recs = [Recommendation("a", ("qa",), 0.995, 0.005), Recommendation("b", ("qb",), 0.995, 0.0),
             Recommendation("c", ("qc",), 0.999, 0.004)]
-    text = _summary("activation", 0.99, 0.999, 0.991, recs, (("a", "c"), 0.9991))
+    text = _summary("activation", 0.99, 0.999, 0.991, recs, {"float32": (("a", "c"), 0.9991)})
     assert text.endswith("1 of those adds nothing on top of the others (b): the other 2 bring it to 0.999100.")
-    assert "add nothing" not in _summary("activation", 0.99, 0.999, 0.991, recs, (("a", "b", "c"), 0.999))
+    assert "add nothing" not in _summary("activation", 0.99, 0.999, 0.991, recs, {"float32": (("a", "b", "c"), 0.999)})
+    recs16 = [Recommendation(r.node, r.calibration_nodes, r.score_after, r.recovery, s16)
+              for r, s16 in zip(recs, (0.994, 0.994, 0.998))]
+    both = _summary("activation", 0.99, 0.999, 0.991, recs16, {"float32": (("a", "c"), 0.9991), "int16": (("a", "c"), 0.998)})
+    assert both.endswith("With their activations in int16 instead of float, the same nodes bring it to 0.998000.")
+    other = _summary("activation", 0.99, 0.999, 0.991, recs16, {"float32": (("a", "c"), 0.9991), "int16": (("c",), 0.9981)})
+    assert other.endswith("With their activations in int16 instead of float, keeping c brings it to 0.998100.")

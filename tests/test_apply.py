@@ -116,8 +116,7 @@ def test_best_prefix_follows_the_metric_direction() -> None:
 def test_pruning_drops_only_nodes_that_add_nothing(cnn_dir: Path, samples: list, name: str) -> None:
     """prune against a brute force (the file with those pairs cut, a session per configuration):
     its score is the kept nodes' score, no worse than the best prefix's; each dropped node had
-    recovered nothing; putting one back, or leaving out a kept node that recovered nothing, is
-    not better."""
+    recovered nothing; leaving out one more of the kept nodes that recovered nothing is worse."""
     from tests.support.oracle import oracle_from_file
 
     path = cnn_dir / f"{name}.onnx"

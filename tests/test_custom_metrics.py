@@ -116,12 +116,89 @@ def test_file_metric_from_the_command_line(cnn_dir: Path, metric_file: Path, cap
     assert list(saved) == list(direct)  # ranked by the file's metric, lower is better
 
 
-def test_file_metric_runs_in_helper_processes(cnn_dir: Path, metric_file: Path) -> None:
-    spec = f"{metric_file}:top_logit_error"
+HELPER_FILE = """
+import os
+import time
+
+import numpy as np
+
+PARENT = int(os.environ["PTQDEBUG_TEST_PARENT"])
+
+
+def _record(path):
+    with open(path, "a") as f:
+        f.write(f"{os.getpid()}\\n")
+
+
+def top_logit_error(reference, actual):
+    _record(os.environ["PTQDEBUG_TEST_CALLS"])
+    if os.getpid() == PARENT:
+        time.sleep(0.05)  # the parent is slow: the helpers take most of the work
+    i = int(np.argmax(reference))
+    return float(abs(reference.flat[i] - actual.flat[i]))
+
+
+top_logit_error.higher_is_better = False
+
+
+def fails_in_helpers(reference, actual):
+    if os.getpid() == PARENT:
+        time.sleep(0.05)
+        return 1.0
+    raise ValueError("only helpers see this")
+"""
+
+
+def test_file_metric_runs_in_helper_processes(cnn_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    path = tmp_path / "helper_metrics.py"
+    path.write_text(HELPER_FILE)
+    calls = tmp_path / "calls.txt"
+    monkeypatch.setenv("PTQDEBUG_TEST_PARENT", str(os.getpid()))
+    monkeypatch.setenv("PTQDEBUG_TEST_CALLS", str(calls))
     data = cnn_dir / "calibration_data"
-    here = dbg.get_sensitivity_of_nodes(cnn_dir / MODEL, spec, data, node_type="node", data_num=2, cache=False)
-    helpers = dbg.get_sensitivity_of_nodes(cnn_dir / MODEL, spec, data, node_type="node", data_num=2, cache=False, workers=2)
+    here = dbg.get_sensitivity_of_nodes(cnn_dir / MODEL, f"{path}:top_logit_error", data, node_type="node", data_num=2,
+                                        cache=False)
+    calls.unlink()
+    helpers = dbg.get_sensitivity_of_nodes(cnn_dir / MODEL, f"{path}:top_logit_error", data, node_type="node", data_num=2,
+                                           cache=False, workers=2)
     assert helpers == here
+    pids = set(calls.read_text().split())
+    assert pids - {str(os.getpid())}, "the premise: a helper process scored some candidates"
+    with pytest.raises(OptionError, match=r"metric fails_in_helpers raised ValueError: only helpers see this at "
+                                          r"helper_metrics\.py:\d+; fix the metric function"):
+        dbg.get_sensitivity_of_nodes(cnn_dir / MODEL, f"{path}:fails_in_helpers", data, node_type="node", data_num=2,
+                                     cache=False, workers=2)
+
+
+def test_a_helper_refuses_a_metric_file_edited_since_it_was_loaded(metric_file: Path) -> None:
+    from ptqdebug.metrics import get_metrics, portable_refs
+
+    (ref,) = portable_refs(get_metrics(f"{metric_file}:top_logit_error"))
+    assert ref.startswith(f"{metric_file.resolve()}:top_logit_error#") and get_metrics(ref)[0].name == "top_logit_error"
+    metric_file.write_text(metric_file.read_text() + "\n# edited\n")
+    with pytest.raises(OptionError, match="changed while ptqdebug was using it; run again"):
+        get_metrics(ref)
+
+
+def test_metrics_sharing_a_name_are_refused_and_any_callable_works() -> None:
+    from dataclasses import dataclass
+
+    from ptqdebug.metrics import get_metrics
+
+    @dataclass
+    class TopK:  # a callable object, not hashable
+        k: int
+
+        def __call__(self, reference: np.ndarray, actual: np.ndarray) -> float:
+            top = lambda x: set(np.argsort(x.ravel())[-self.k:].tolist())  # noqa: E731
+            return len(top(reference) & top(actual)) / self.k
+
+    (m,) = get_metrics([TopK(3)])
+    assert m.name == "TopK" and m.func(np.arange(10.0), np.arange(10.0)) == 1.0
+    with pytest.raises(OptionError, match="two different metrics are named '<lambda>'"):
+        get_metrics([lambda a, b: 1.0, lambda a, b: 2.0])
 
 
 def test_function_metric_with_workers_says_to_use_a_file(cnn_dir: Path) -> None:

@@ -52,5 +52,6 @@ def test_shown_keeps_the_original_rounding_unless_it_hides_the_loss() -> None:
     assert shown(0.9999512) == 0.99995 and shown(0.123456789) == 0.12346  # the original's 5 decimals
     assert shown(0.9999967) == 0.9999967 and shown(0.99999996) == 0.99999996  # not 1.0: not lossless
     assert shown(1.0) == 1.0 and shown(3.2e-9, "mse") == 3.2e-9 and shown(0.0, "mse") == 0.0
+    assert shown(1.234e-14, "mse") == 1.2e-14  # no cap: a tiny loss never reads as none
     assert shown(0.99999951, "cosine-similarity", 6) == 0.99999951  # two digits of the loss
     assert shown(float("inf"), "sqnr") == float("inf") and shown(0.4, "my_own_metric") == 0.4

@@ -155,8 +155,9 @@ METRICS: dict[str, Metric] = {
 _USER: dict[str, Metric] = {}
 #: Metrics loaded from files, by ``/abs/path/file.py:function``: loaded again when the file changes.
 _FILES: dict[str, Metric] = {}
-#: Metrics made from functions of this process, by function (each keeps its own identity).
-_FUNCTIONS: dict[object, Metric] = {}
+#: Metrics made from functions of this process, by the function's id (with the function, which
+#: keeps the id from being reused; callables need not be hashable).
+_FUNCTIONS: dict[int, tuple[object, Metric]] = {}
 _SERIAL = itertools.count()
 _KNOWN = ", ".join(METRICS)
 
@@ -169,8 +170,12 @@ def get_metrics(names: MetricLike | Sequence[MetricLike]) -> tuple[Metric, ...]:
     names = list(names)
     if not names:
         raise OptionError(f"no metric given; expected one or more of {_KNOWN}")
-    out = [_metric(name) for name in names]
-    return tuple(dict.fromkeys(out))
+    out = tuple(dict.fromkeys(_metric(name) for name in names))
+    for i, m in enumerate(out):
+        other = next((o for o in out[:i] if o.name == m.name), None)
+        if other is not None:  # results are keyed by name
+            raise OptionError(f"two different metrics are named {m.name!r}; give your metric functions different names")
+    return out
 
 
 def known_metric(name: str) -> Metric | None:
@@ -181,10 +186,10 @@ def known_metric(name: str) -> Metric | None:
 
 def _metric(item: object) -> Metric:
     if callable(item):
-        made = _FUNCTIONS.get(item)
-        if made is None:
-            made = _FUNCTIONS[item] = _user_metric(item, getattr(item, "__name__", "metric"), "", None)
-        return _remember(made)
+        known = _FUNCTIONS.get(id(item))
+        if known is None or known[0] is not item:
+            known = _FUNCTIONS[id(item)] = (item, _user_metric(item, getattr(item, "__name__", type(item).__name__), "", None))
+        return _remember(known[1])
     if not isinstance(item, str):
         raise OptionError(f"metric {item!r} is a {type(item).__name__}; expected a metric name ({_KNOWN}), "
                           "file.py:function or a function")
@@ -193,6 +198,7 @@ def _metric(item: object) -> Metric:
         return METRICS[key.lower()]
     if key in _USER:
         return _USER[key]
+    key, _, expected = key.partition("#")  # a helper process's reference carries the file's digest
     spec = SCRIPT.match(key)
     if spec is None:
         close = difflib.get_close_matches(key.lower(), [*METRICS, *_USER], n=1, cutoff=0.5)
@@ -200,10 +206,13 @@ def _metric(item: object) -> Metric:
         raise OptionError(f"unknown metric {item!r}; {hint}expected one of {_KNOWN}, or your own as file.py:function")
     path = Path(spec["path"]).resolve()
     ref, func = f"{path}:{spec['func']}", spec["func"]
-    fingerprint = f"{file_digest(path)}:{func}" if path.is_file() else None
-    known = _FILES.get(ref)
-    if known is not None and known.fingerprint == fingerprint:
-        return _remember(known)
+    digest = file_digest(path) if path.is_file() else None
+    if expected and digest != expected:
+        raise OptionError(f"metric file {str(path)!r} changed while ptqdebug was using it; run again")
+    fingerprint = f"{digest}:{func}" if digest else None
+    known_file = _FILES.get(ref)
+    if known_file is not None and known_file.fingerprint == fingerprint:
+        return _remember(known_file)
     fn = load_function(path, func, "metric file", OptionError, f"def {func}(reference, actual): return a float")
     made = _FILES[ref] = _user_metric(fn, func, ref, fingerprint, path)
     return _remember(made)
@@ -242,7 +251,9 @@ def portable_refs(metrics: Sequence[Metric]) -> tuple[str, ...]:
     if local:
         raise OptionError(f"metric {local[0]!r} is a function of this process, which helper processes (workers, Ray) "
                           "cannot load; put it in a file and pass 'file.py:function', or use workers=1")
-    return tuple(m.ref or m.name for m in metrics)
+    # a file's metric with the digest of the file it was loaded from: a helper that finds the
+    # file edited since refuses it (the results would be cached under the old code's key)
+    return tuple(f"{m.ref}#{(m.fingerprint or '').split(':')[0]}" if m.ref else m.name for m in metrics)
 
 
 def _flat(x: np.ndarray) -> np.ndarray:

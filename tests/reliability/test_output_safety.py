@@ -184,20 +184,24 @@ def test_a_failure_mid_run_leaves_save_dir_as_it_was(small: tuple[Path, Path], t
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
 def test_written_files_have_the_usual_permissions(small: tuple[Path, Path], tmp_path: Path) -> None:
     """Files and folders come out as any the user makes (umask), not private like temporary ones:
-    a report must open for others and a web server must serve it."""
+    a report must open for others and a web server must serve it. Run under umask 027, so that
+    neither 0600 nor a fixed 0644 would pass."""
     model, data = small
-    mask = os.umask(0o022)
-    os.umask(mask)
-    file_mode, dir_mode = 0o666 & ~mask, 0o777 & ~mask
-    out = tmp_path / "out"
-    dbg.runall(str(model), str(data), out, node_type="activation", cache=False)
-    cal = dbg.calibrate(model.parent / "float.onnx", data, tmp_path / "cal", method="max")
-    exported = dbg.export_model(model, tmp_path / "partial.onnx", ["Conv_0"])
-    files = [*all_files(out), *all_files(tmp_path / "cal"), exported.path]
-    folders = [p for root in (out, tmp_path / "cal") for p in [root, *root.rglob("*")] if p.is_dir()]
-    assert len(files) > 20 and (tmp_path / "cal" / "calibration_data") in folders and Path(cal.model_path) in files
-    assert {oct(p.stat().st_mode & 0o777) for p in files} == {oct(file_mode)}
-    assert {oct(p.stat().st_mode & 0o777) for p in folders} == {oct(dir_mode)}
+    script = f"""
+import ptqdebug as dbg
+dbg.runall({str(model)!r}, {str(data)!r}, {str(tmp_path / 'out')!r}, node_type="activation", cache=False)
+dbg.calibrate({str(model.parent / 'float.onnx')!r}, {str(data)!r}, {str(tmp_path / 'cal')!r}, method="max")
+dbg.export_model({str(model)!r}, {str(tmp_path / 'partial.onnx')!r}, ["Conv_0"])
+"""
+    done = subprocess.run([sys.executable, "-c", script], preexec_fn=lambda: os.umask(0o027), capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out, cal = tmp_path / "out", tmp_path / "cal"
+    files = [*all_files(out), *all_files(cal), tmp_path / "partial.onnx"]
+    folders = [p for root in (out, cal) for p in [root, *root.rglob("*")] if p.is_dir()]
+    assert len(files) > 20 and cal / "calibration_data" in folders and cal / "calibrated_model.onnx" in files
+    assert {oct(p.stat().st_mode & 0o777) for p in files} == {"0o640"}
+    assert {oct(p.stat().st_mode & 0o777) for p in folders} == {"0o750"}
 
 
 def test_staged_output_moves_nothing_when_a_target_is_in_the_way(tmp_path: Path) -> None:

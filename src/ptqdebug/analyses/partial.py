@@ -105,8 +105,8 @@ def _higher_precision(ctx: Context, nodes: Sequence[str], qtype: str
 def prune(ctx: Context, result: PartialQuantizationResult, data_num: int | None = 1) -> tuple[tuple[str, ...], float]:
     """The best prefix without the nodes it does not need, and its score.
 
-    A node of the best prefix that recovered nothing on top of the ones before it (recovery ≤ 0)
-    is dropped where the prefix without it scores no worse (scored exactly, one configuration per
+    A node of the best prefix that recovered nothing on top of the ones before it (its score is not
+    better than theirs: recovery ≤ 0 for cosine similarity) is dropped where the prefix without it scores no worse (scored exactly, one configuration per
     such node, the last first); nodes that recovered something stay. On a real classifier this
     took out a node that recovered 0.0 and one that cost 0.0044 of cosine similarity."""
     keep = list(result.best_prefix())
@@ -115,8 +115,10 @@ def prune(ctx: Context, result: PartialQuantizationResult, data_num: int | None 
     judge = get_metrics(result.metric)[0]
     score = result.partial[len(keep) - 1]
     score_ctx, higher = _higher_precision(ctx, keep, result.qtype)
-    for node, gain in reversed(list(zip(keep[:], result.recovery()))):
-        if gain > 0 or len(keep) == 1:
+    before = [result.baseline, *result.partial]
+    recovered = {n: judge.worse(before[i], before[i + 1]) for i, n in enumerate(keep)}
+    for node in reversed(list(keep)):
+        if recovered[node] or len(keep) == 1:
             continue
         trial = [n for n in keep if n != node]
         values, _ = score_configurations(score_ctx, [higher(trial)], metrics=[judge], compare_at=ctx.model.outputs,

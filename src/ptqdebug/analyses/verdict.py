@@ -15,7 +15,7 @@ says so when they tell another story (one sample can show no loss where the othe
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -138,10 +138,10 @@ def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data
         for result in (partial, partial_int16):
             if result is not None and result.best_prefix():
                 kept[result.qtype] = prune(ctx, result, data_num)
-    summary = _summary(cause, c, w, a, recs, kept.get("float32")) + _blind_sentence(ctx, data_num)
+    summary = _summary(cause, c, w, a, recs, kept) + _blind_sentence(ctx, data_num)
     used, more = len(ctx.samples(data_num)), min(len(ctx.data), CHECK_SAMPLES)
     check = None
-    if more > used:  # the first samples are scored already: only the others run
+    if more > used:  # scores of the first samples are reused where they ran one at a time
         wide, _ = score_configurations(ctx, [calibrated], metrics=[cos], compare_at=model.outputs, data_num=more)
         check = (more, float(wide[0, 0]))
         summary += _check_sentence(c, used, *check)
@@ -179,7 +179,7 @@ def _check_sentence(c: float, used: int, more: int, wide: float) -> str:
 
 
 def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation],
-             kept: tuple[tuple[str, ...], float] | None = None) -> str:
+             kept: Mapping[str, tuple[tuple[str, ...], float]] | None = None) -> str:
     head = f"Quantization brings the output cosine similarity to {c:.6f} (float = 1)"
     if cause == "none":
         return head + ": the loss is negligible; nothing needs higher precision."
@@ -198,21 +198,27 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
         if half < best:
             text += f"; keeping the first {best + 1} of the {len(recs)} sensitive nodes, to {recs[best].score_after:.6f}"
         text += "."
-        if kept is not None and len(kept[0]) < best + 1:
-            dropped = [r.node for r in recs[:best + 1] if r.node not in kept[0]]
+        kept = kept or {}
+        keep = tuple(r.node for r in recs[:best + 1])
+        if "float32" in kept and len(kept["float32"][0]) < len(keep):
+            dropped = [n for n in keep if n not in kept["float32"][0]]
             names = ", ".join(dropped[:NAMED_IN_SUMMARY]) + (", …" if len(dropped) > NAMED_IN_SUMMARY else "")
             text += (f" {len(dropped)} of those add{'s' * (len(dropped) == 1)} nothing on top of the others ({names}): "
-                     f"the other {len(kept[0])} bring it to {kept[1]:.6f}.")
+                     f"the other {len(kept['float32'][0])} bring it to {kept['float32'][1]:.6f}.")
+            keep = kept["float32"][0]
         scored16 = [r.score_int16 for r in recs]
-        if not any(math.isnan(v) for v in scored16):  # int16 was scored (Verdict.keep_int16 reads the same prefix)
-            keep16 = best_prefix([r.node for r in recs], scored16, c)
-            after16 = scored16[len(keep16) - 1] if keep16 else c
+        if not any(math.isnan(v) for v in scored16):  # int16 was scored: what Verdict.keep_int16 recommends
+            if "int16" in kept:
+                keep16, after16 = kept["int16"]
+            else:
+                keep16 = best_prefix([r.node for r in recs], scored16, c)
+                after16 = scored16[len(keep16) - 1] if keep16 else c
             if not keep16:
                 text += " Their activations in int16 instead of float recover nothing."
-            elif len(keep16) == best + 1:
+            elif keep16 == keep:
                 text += f" With their activations in int16 instead of float, the same nodes bring it to {after16:.6f}."
             else:
-                text += (f" With their activations in int16 instead of float, keeping {_first(recs, len(keep16) - 1)} brings "
+                text += (f" With their activations in int16 instead of float, keeping {_listed(keep16)} brings "
                          f"it to {after16:.6f}.")
     return text
 
@@ -220,7 +226,10 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
 def _first(recs: list[Recommendation], last: int) -> str:
     """The nodes up to index ``last``: named, or counted past :data:`NAMED_IN_SUMMARY` (a
     sentence, not a table: the report lists them all)."""
-    keep = [r.node for r in recs[: last + 1]]
-    if len(keep) <= NAMED_IN_SUMMARY:
-        return ", ".join(keep)
-    return f"the first {len(keep)} sensitive nodes ({', '.join(keep[:NAMED_IN_SUMMARY])}, …)"
+    return _listed([r.node for r in recs[: last + 1]], "the first ")
+
+
+def _listed(nodes: Sequence[str], which: str = "") -> str:
+    if len(nodes) <= NAMED_IN_SUMMARY:
+        return ", ".join(nodes)
+    return f"{which}{len(nodes)} sensitive nodes ({', '.join(nodes[:NAMED_IN_SUMMARY])}, …)"

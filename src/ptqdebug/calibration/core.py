@@ -39,7 +39,7 @@ from ..engine.runtime import (
 )
 from ..errors import ModelError, OptionError, UnknownNodeError
 from ..metrics import METRICS, compare
-from ..report.files import private_folder, write_atomic
+from ..report.files import staging_folder, write_atomic
 from .inputs import (
     check_replaceable,
     open_source,
@@ -345,7 +345,7 @@ def calibrate(
         missing = [f for f in (out.absolute(), *out.absolute().parents) if not f.exists()]
         out.mkdir(parents=True, exist_ok=True)
         stack.callback(_remove_if_empty, missing)  # a failure leaves no empty folder behind
-        staging = private_folder(".calibration_data-", out)
+        staging = staging_folder(".calibration_data-", out)
         stack.callback(shutil.rmtree, staging, ignore_errors=True)
         write_calibration_data(source, staging, prepared.inputs, data_num)
         data = load_data(staging, prepared.inputs).head(data_num)

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Mapping
 from typing import IO, Any
 
+from ..errors import PtqDebugError
 from ..metrics import Metric, get_metrics
 from ..model import CalibratedModel
 from ..pipes import read_message, write_message
@@ -113,4 +114,7 @@ def main() -> int:
         try:
             state.handle(message)
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
-            write_message(sink, ("error", message[1] if isinstance(message, tuple) else 0, f"{type(exc).__name__}: {exc}"))
+            # a user's mistake (such as a metric function that raises) goes back as itself: one line
+            user = type(exc).__name__ if isinstance(exc, PtqDebugError) else ""
+            write_message(sink, ("error", message[1] if isinstance(message, tuple) else 0,
+                                 str(exc) if user else f"{type(exc).__name__}: {exc}", user))

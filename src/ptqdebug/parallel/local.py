@@ -74,6 +74,17 @@ def _reads_from(plan: Any, values: Collection[str], compare_at: Sequence[str]) -
     return out[::-1]
 
 
+def _helper_error(text: str, user: str) -> Exception:
+    """What a helper's failure raises here: a user's mistake as its own one-line error, anything
+    else as a RuntimeError (a bug, with its traceback)."""
+    from .. import errors
+
+    kind = getattr(errors, user, None) if user else None
+    if isinstance(kind, type) and issubclass(kind, errors.PtqDebugError):
+        return kind(text) if kind is not errors.UnknownNodeError else errors.OptionError(text)
+    return RuntimeError(text)
+
+
 def score_local(ctx: Any, configurations: Sequence[Collection[str]], metrics: Sequence[str],
                 compare_at: Sequence[str], data_num: int | None, workers: int,
                 progress: Callable[[int, int], None] | None) -> np.ndarray:
@@ -112,7 +123,7 @@ def score_local(ctx: Any, configurations: Sequence[Collection[str]], metrics: Se
     size = sum(np.asarray(v).nbytes for v in refs[0][0].values.values())
     window = max(1, min(len(groups), REFERENCE_BUDGET // max(1, size)))  # rows open at once
     header = (tuple(engine.providers), engine.threads or process_threads(None, workers), engine.plan,
-              dict(engine._types), configs, tuple(m.name for m in mets), compare_at)
+              dict(engine._types), configs, tuple(metrics), compare_at)  # how each helper loads the metrics
     reads = _reads_from(engine.plan, refs[0][0].values, compare_at)
     sweep = pool.begin(len(groups), order, [reads[k] for k in starts], header)
 
@@ -130,7 +141,7 @@ def score_local(ctx: Any, configurations: Sequence[Collection[str]], metrics: Se
             except queue.Empty:
                 return
             if item[0] == "error":
-                raise RuntimeError(item[1])
+                raise _helper_error(item[1], item[2] if len(item) > 2 else "")
             store(*item)
             block = False
 

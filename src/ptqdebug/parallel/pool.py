@@ -103,7 +103,8 @@ class _Helper:
                     self.send(self.pool.pickled_model())
                     continue
                 else:
-                    self.pool.fail(f"a sweep worker failed: {message[2]}")
+                    user = message[3] if len(message) > 3 else ""
+                    self.pool.fail(message[2] if user else f"a sweep worker failed: {message[2]}", user)
                     continue
                 for _ in range(wanted):
                     unit = sweep.take_back() if live else None  # type: ignore[union-attr]
@@ -183,12 +184,14 @@ class WorkerPool:
         """The model message, pickled when first written (and freed once written)."""
         return _Pickled(("model", 0, self.model))
 
-    def fail(self, text: str) -> None:
+    def fail(self, text: str, user: str = "") -> None:
+        """Stop the sweep with ``text``; ``user``: the :class:`~ptqdebug.errors.PtqDebugError`
+        subclass a helper raised (a user's mistake, raised again here as itself), else empty."""
         if self.failure is None:
             self.failure = text
         sweep = self.sweep
         if sweep is not None:
-            sweep.inbox.put(("error", text))
+            sweep.inbox.put(("error", text, user))
             sweep.stop()
 
     def begin(self, groups: int, order: Sequence[int], needs: Sequence[frozenset[str]],

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import OptionError
 
-__all__ = ["FILE_MODE", "StagedOutput", "check_dir", "dump_json", "ensure_dir", "move_file", "private_folder", "safe_filename",
+__all__ = ["FILE_MODE", "StagedOutput", "check_dir", "dump_json", "ensure_dir", "move_file", "safe_filename", "staging_folder",
            "unique_filenames", "write_atomic"]
 
 #: Prefix of the hidden folder a run writes into before its files are moved into place.
@@ -39,10 +39,11 @@ def _umask() -> int:
 #: Permissions of what ptqdebug writes: those of any file or folder the user creates (``umask``).
 #: Temporary files and folders are created private (0600/0700) and would otherwise stay so once
 #: renamed into place: reports that nobody else can open, a web server cannot serve.
-FILE_MODE, DIR_MODE = 0o666 & ~_umask(), 0o777 & ~_umask()
+_UMASK = _umask()
+FILE_MODE, DIR_MODE = 0o666 & ~_UMASK, 0o777 & ~_UMASK
 
 
-def private_folder(prefix: str, parent: str | os.PathLike[str]) -> Path:
+def staging_folder(prefix: str, parent: str | os.PathLike[str]) -> Path:
     """A new uniquely named folder in ``parent`` that may be renamed into place later (it gets
     the usual permissions, not a temporary folder's)."""
     folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
@@ -118,7 +119,7 @@ class StagedOutput:
             folder = folder.parent
         self._created = missing
         ensure_dir(self.final, self.what)
-        self.root = private_folder(STAGING_PREFIX, self.final)
+        self.root = staging_folder(STAGING_PREFIX, self.final)
         return self
 
     def final_path(self, staged: str | os.PathLike[str]) -> Path:

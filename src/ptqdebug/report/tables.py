@@ -77,7 +77,7 @@ def shown(value: float, metric: str = "cosine-similarity", decimals: int = 5) ->
     rounded = round(value, decimals)
     if best is None or rounded != best or value == best or not math.isfinite(value):
         return rounded
-    return round(value, min(12, math.ceil(-math.log10(abs(best - value))) + 1))
+    return round(value, math.ceil(-math.log10(abs(best - value))) + 1)
 
 
 def sensitivity_rows(result: SensitivityResult, rounded: bool) -> dict[str, dict[str, object]]:
