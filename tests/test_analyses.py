@@ -364,3 +364,12 @@ def test_verdict_summary_says_which_nodes_add_nothing() -> None:
     assert both.endswith("With their activations in int16 instead of float, the same nodes bring it to 0.998000.")
     other = _summary("activation", 0.99, 0.999, 0.991, recs16, {"float32": (("a", "c"), 0.9991), "int16": (("c",), 0.9981)})
     assert other.endswith("With their activations in int16 instead of float, keeping c brings it to 0.998100.")
+
+
+def test_verdict_summary_offers_int16_when_float_recovers_nothing() -> None:
+    from ptqdebug.analyses.verdict import Recommendation, _summary
+
+    recs = [Recommendation("a", ("qa",), 0.988, -0.002, 0.995), Recommendation("b", ("qb",), 0.987, -0.001, 0.999)]
+    text = _summary("activation", 0.99, 0.999, 0.991, recs)
+    assert "Keeping any of the 2 sensitive nodes in float recovers nothing." in text
+    assert text.endswith("With their activations in int16 instead of float, keeping a, b brings it to 0.999000.")

@@ -82,3 +82,40 @@ def test_runall_reuses_a_previous_sweep(cnn_dir: Path, tmp_path: Path, private_c
     assert (tmp_path / "b" / "node_sensitivity" / "sensitivity_of_weight.log").read_text() == \
         (tmp_path / "a" / "node_sensitivity" / "sensitivity_of_weight.log").read_text()
     assert second.sensitivities["activation"].as_mapping()
+
+
+def test_a_context_refuses_to_go_on_when_its_files_changed(cnn_dir: Path, tmp_path: Path) -> None:
+    """The model is held in memory but the data is read on demand (and the deployment check runs
+    the file): a context whose files changed would mix old and new, so it says so instead."""
+    import shutil
+
+    model, data = tmp_path / "m.onnx", tmp_path / "calibration_data"
+    shutil.copy(cnn_dir / "pc_int8_pairs.onnx", model)
+    shutil.copytree(cnn_dir / "calibration_data", data)
+    ctx = dbg.open_context(model, data, cache=False)
+    first = dbg.get_sensitivity_of_nodes(ctx, calibrated_data=data, node_type="activation")
+    assert dbg.get_sensitivity_of_nodes(ctx, calibrated_data=None, node_type="activation") == first  # unchanged: fine
+    sample = data / "input" / "0.npy"
+    np.save(sample, np.load(sample) * 2)  # overwritten in place
+    with pytest.raises(dbg.OptionError, match=r"0\.npy' changed since this context was opened; open a new one"):
+        dbg.get_sensitivity_of_nodes(ctx, calibrated_data=data, node_type="activation")
+    ctx = dbg.open_context(model, data, cache=False)
+    np.save(data / "input" / "99.npy", np.load(sample))  # a sample more
+    with pytest.raises(dbg.OptionError, match="the files of the calibration data changed since"):
+        dbg.check_deployment(ctx, data)
+    ctx = dbg.open_context(model, data, cache=False)
+    shutil.copy(cnn_dir / "pc_int8_pairs_keep.onnx", model)  # recalibrated into the same file
+    with pytest.raises(dbg.OptionError, match=r"m\.onnx' changed since"):
+        dbg.runall(ctx, data, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_context_refuses_other_data_and_runtime_options(cnn_dir: Path, tmp_path: Path) -> None:
+    model, data = cnn_dir / "pc_int8_pairs.onnx", cnn_dir / "calibration_data"
+    ctx = dbg.open_context(model, str(data))
+    dbg.get_sensitivity_of_nodes(ctx, calibrated_data=data, node_type="weight")  # the same folder, another spelling
+    with pytest.raises(dbg.OptionError, match="calibrated_data differs from the data this context was opened with"):
+        dbg.get_sensitivity_of_nodes(ctx, calibrated_data=tmp_path, node_type="weight")
+    for option in ({"float_model": cnn_dir / "float.onnx"}, {"providers": "cpu"}, {"cache": False}):
+        with pytest.raises(dbg.OptionError, match=f"{next(iter(option))} is fixed when the context is opened"):
+            dbg.get_sensitivity_of_nodes(ctx, calibrated_data=data, node_type="weight", **option)

@@ -58,6 +58,10 @@ def wordy(reference, actual):
     return "fine"
 
 
+def arrays(reference, actual):
+    return reference - actual
+
+
 def mse(reference, actual):
     return 0.0
 '''
@@ -236,7 +240,9 @@ def test_cache_follows_the_metric_file_and_skips_functions(cnn_dir: Path, metric
     ("{file}:broken", r"metric broken raised AttributeError: .*no_such_attribute.* at my_metrics\.py:\d+; fix the metric function"),
     ("{file}:wordy", r"metric wordy returned 'fine'; expected a number"),
     ("{file}:mse", r"named 'mse' like a built-in metric; rename it"),
-    ("{file}:missing", r"has no function 'missing'; it defines top_logit_error, broken, wordy, mse"),
+    ("{file}:arrays", r"metric arrays returned an array of shape \[1, 10\]; expected a number"),
+    ("{file}", r"unknown metric '.*my_metrics\.py'; name the function too: '.*my_metrics\.py:FUNCTION'"),
+    ("{file}:missing", r"has no function 'missing'; it defines top_logit_error, broken, wordy, arrays, mse"),
     ("{dir}/nowhere.py:top1", r"metric file .*nowhere\.py' does not exist"),
     ("cosine", r"unknown metric 'cosine'; did you mean 'cosine-similarity'\? expected one of cosine-similarity, .*file\.py:function"),
 ])
@@ -297,3 +303,11 @@ def test_a_redefined_function_is_scored_again_in_the_same_context(cnn_dir: Path)
     second = dbg.sensitivity_of_nodes(ctx, node_type="weight", metrics=score).as_mapping()
     assert {n: v["score"] for n, v in second.items()} == pytest.approx({n: 3 * v["score"] for n, v in first.items()})
     assert max(v["score"] for v in first.values()) > 0
+
+
+def test_ties_of_the_first_metric_are_ranked_by_the_next(cnn_dir: Path) -> None:
+    """top-1 agreement ties on almost every node of a small CNN: the cosine orders the ties."""
+    got = dbg.get_sensitivity_of_nodes(cnn_dir / MODEL, [top1, "cosine-similarity"], cnn_dir / "calibration_data",
+                                      node_type="node", data_num=2)
+    keys = [(v["top1"], v["cosine-similarity"]) for v in got.values()]
+    assert keys == sorted(keys) and len({k[0] for k in keys}) < len(keys)

@@ -156,3 +156,23 @@ def test_npz_wrong_keys_and_wrong_sources(tmp_path: Path) -> None:
         load_data(42, SPEC)
     with pytest.raises(DataError, match="has inputs 'y'; the model expects 'x'"):
         load_data([{"y": _sample(0)}], SPEC)
+
+
+def test_one_array_feeds_a_single_input_model_like_an_npy_file(cnn_dir: Path) -> None:
+    import ptqdebug as dbg
+
+    files = sorted((cnn_dir / "calibration_data" / "input").glob("*.npy"), key=lambda p: int(p.stem))
+    stacked = np.stack([np.load(f) for f in files])
+    model = dbg.load_model(cnn_dir / "pc_int8_pairs.onnx")
+    data = dbg.load_data(stacked, model.inputs)
+    assert len(data) == len(files) and np.array_equal(data[2]["input"], np.load(files[2]))
+    with pytest.raises(dbg.DataError, match="images are read by ptqdebug.calibrate"):
+        dbg.load_data(["photo.jpg"], model.inputs)[0]
+
+
+def test_data_num_all_is_every_sample_as_on_the_command_line() -> None:
+    from ptqdebug.data import check_data_num
+
+    assert check_data_num("all") is None and check_data_num(" ALL ") is None and check_data_num(3) == 3
+    with pytest.raises(OptionError, match="expected a positive whole number, or None or 'all'"):
+        check_data_num("some")

@@ -81,6 +81,7 @@ def test_cli_export_and_its_errors(cnn_dir: Path, tmp_path: Path, capsys: pytest
         (["export", str(path), "-o", str(tmp_path / "p.onnx"), "-f", "[nope]"], "float_nodes: 'nope' is not in the model"),
         (["export", str(path), "-o", str(tmp_path / "p.txt"), "-f", node], "does not end in .onnx"),
         (["export", str(path), "-o", str(path), "-f", node], "is the calibrated model itself; expected a new file"),
+        (["export", str(path), "-o", str(tmp_path / "same.onnx")], "nothing to change: float_nodes and int16_nodes are both empty"),
     ):
         assert main(argv) == 2
         err = capsys.readouterr().err

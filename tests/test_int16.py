@@ -123,3 +123,6 @@ def test_export_writes_the_int16_configuration(cnn_dir: Path, samples: list, tmp
     with pytest.raises(dbg.OptionError, match=f"names the weight calibration node '{weight}'; int16 is for activations"):
         dbg.export_model(path, tmp_path / "x.onnx", int16_nodes=[weight])
     assert not (tmp_path / "x.onnx").exists()
+    with pytest.raises(dbg.OptionError, match=f"'{weight}' is a weight calibration node; int16 is for activations"):
+        dbg.sensitivity_analysis(path, cnn_dir / "calibration_data", sensitive_nodes=[weight], qtype="int16",
+                                 save_dir=tmp_path / "sa")

@@ -178,3 +178,19 @@ def test_a_figure_drawn_early_gets_the_name_the_full_list_gives_it(tmp_path: Pat
     assert [p.name for p in paths] == [boxplot_png(n, ["a/b", "a:b"]) for n in ("a/b", "a:b")]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)
     assert "a_b_boxplot.png" not in [p.name for p in paths]
+
+
+def test_results_print_short_in_a_notebook(cnn_dir: Path, tmp_path: Path) -> None:
+    """repr of what runall, a sweep, calibrate and a context return fits on a line or two (the full
+    objects run to hundreds of kilobytes)."""
+    import numpy as np
+
+    ctx = dbg.open_context(cnn_dir / "pc_int8_pairs_keep.onnx", cnn_dir / "calibration_data")
+    run = dbg.runall(ctx, cnn_dir / "calibration_data", tmp_path / "out", report=False)
+    assert repr(run).startswith(f"RunResult(save_dir={str(tmp_path / 'out')!r}, cause=") and len(repr(run)) < 600
+    sweep = dbg.sensitivity_of_nodes(ctx, node_type="activation")
+    assert repr(sweep).startswith("SensitivityResult(node_type='activation'") and f"{len(sweep.entries)} entries" in repr(sweep)
+    assert repr(ctx).startswith("Context(model=") and "6 samples" in repr(ctx)
+    samples = [{"input": np.load(f)} for f in sorted((cnn_dir / "calibration_data" / "input").glob("*.npy"))]
+    cal = dbg.calibrate(cnn_dir / "float.onnx", samples, tmp_path / "cal", method="max")
+    assert "ranges" not in repr(cal) and len(repr(cal)) < 1500

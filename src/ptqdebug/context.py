@@ -11,6 +11,7 @@ import hashlib
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -48,9 +49,63 @@ class Context:
         self.cache = ResultCache(lambda: self.model_digest, enabled=cache)
         #: per-sample scores of configurations already run (see :meth:`remember_score`)
         self.scored: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        # the files read and the data argument (see watch); none for a context made by hand
+        self._data_arg: object = None
+        self._paths: list[str] = []
+        self._stamps: tuple[tuple[str, ...], tuple[object, ...]] = ((), ())
 
     #: configurations' scores kept for reuse (a few hundred bytes each)
     MAX_SCORED = 65536
+
+    def __repr__(self) -> str:
+        m = self.model
+        return (f"Context(model={m.path or 'in memory'!r}, {len(m.weight_quantizers)} weight and "
+                f"{len(m.activation_quantizers)} activation calibration nodes, {len(self.data)} samples from "
+                f"{self.data.source}, providers={list(self.engine.providers)}, workers={self.workers})")
+
+    def watch(self, model_or_file: object, float_model: object, calibrated_data: object) -> None:
+        """Remember the files this context was read from (the model, the float model, every file
+        of the data), and the data argument itself, for :meth:`check_unchanged` and
+        :meth:`check_same_data`."""
+        self._data_arg = calibrated_data
+        self._paths = [os.path.abspath(p) for p in (model_or_file, float_model, calibrated_data)
+                       if isinstance(p, (str, os.PathLike))]
+        self._stamps = self._stamp()
+
+    def _stamp(self) -> tuple[tuple[str, ...], tuple[object, ...]]:
+        from .parallel.stamps import file_stamps
+
+        files: list[str] = []
+        for p in self._paths:
+            files.append(p)
+            if os.path.isdir(p):  # the data is read sample by sample, on demand: every file counts
+                files += sorted(str(f) for f in Path(p).rglob("*"))
+        return tuple(files), file_stamps(files)
+
+    def check_unchanged(self) -> None:
+        """Refuse to go on when a file this context was read from changed since: the model is
+        held in memory but the data is read on demand, and a deployment check runs the file, so a
+        stale context would mix old and new (an :class:`OptionError` naming the file)."""
+        if not self._paths:
+            return
+        (old_files, old), (new_files, new) = self._stamps, self._stamp()
+        if (old_files, old) == (new_files, new):
+            return
+        changed = next((f for f, a, b in zip(old_files, old, new) if a != b), None) if old_files == new_files else None
+        what = f"{changed!r} changed" if changed else "the files of the calibration data changed"
+        raise OptionError(f"{what} since this context was opened; open a new one (ptqdebug.open_context) to use them")
+
+    def check_same_data(self, calibrated_data: object) -> None:
+        """Refuse calibration data other than the context's own next to the context (it would be
+        ignored: the context holds its data)."""
+        if self._data_arg is None or calibrated_data is None or calibrated_data is self._data_arg or calibrated_data is self.data:
+            return  # (a context made by hand: nothing to compare with)
+        given = calibrated_data if isinstance(calibrated_data, (str, os.PathLike)) else None
+        own = self._data_arg if isinstance(self._data_arg, (str, os.PathLike)) else None
+        if given is not None and own is not None and os.path.abspath(given) == os.path.abspath(own):
+            return
+        raise OptionError("calibrated_data differs from the data this context was opened with, and a context keeps its "
+                          "data; pass the same data (or None), or open a new context for other data")
 
     def remember_score(self, key: bytes, values: np.ndarray) -> None:
         """Keep a configuration's per-sample scores: analyses of this context that score the
@@ -236,7 +291,15 @@ def open_context(
     workers: int | None = None,
     executor: str | None = None,
 ) -> Context:
-    """Read the model and the data, check one against the other, and make the engine."""
+    """Read the model and the data, check one against the other, and make the engine.
+
+    Pass the context instead of ``model_or_file`` to any function (``dbg.runall(ctx, ...)``,
+    ``dbg.get_sensitivity_of_nodes(ctx, ...)``, ...) to share what it computes once: the float
+    references, the sessions, the scores of configurations already run. Its model, data,
+    ``float_model``, ``providers``, ``threads`` and ``cache`` are fixed here; a function given a
+    context refuses other data or those options, and refuses to go on when a file the context
+    was read from (the model, the float model, the data) has changed since.
+    """
     from .parallel import EXECUTORS
     from .parallel.local import helpers_for, process_threads
     from .parallel.pool import WorkerPool, attach_pool
@@ -284,6 +347,7 @@ def open_context(
             pool.close(kill=True)
         raise
     ctx = Context(model, data, engine, cache=cache)
+    ctx.watch(model_or_file, float_model, calibrated_data)
     if isinstance(model_or_file, onnx.ModelProto):
         ctx.source = model_or_file
     ctx.workers = workers or 1

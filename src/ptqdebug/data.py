@@ -149,7 +149,9 @@ class Dataset(Sequence[Sample]):
 
 def _check_sample(sample: Mapping[str, np.ndarray], inputs: Sequence[TensorSpec], where: str, values: bool) -> None:
     if not isinstance(sample, Mapping):
-        raise DataError(f"{where} is a {type(sample).__name__}; expected a dict of input name → array")
+        hint = ("; images are read by ptqdebug.calibrate, which writes the calibration_data folder the analyses take"
+                if isinstance(sample, (str, os.PathLike)) else "")
+        raise DataError(f"{where} is a {type(sample).__name__}; expected a dict of input name → array{hint}")
     names = [s.name for s in inputs]
     missing = [n for n in names if n not in sample]
     extra = [n for n in sample if n not in names]
@@ -307,6 +309,11 @@ def load_data(source: object, inputs: Sequence[TensorSpec]) -> Dataset:
                 raise DataError(f"{str(path)!r} is one array but the model has {len(inputs)} inputs; use a folder per input or an .npz with one array per input")
             return _from_arrays({inputs[0].name: np.asarray(_np_load(path))}, inputs, repr(str(path)))
         raise DataError(f"calibration data {str(path)!r} is a {path.suffix or 'extensionless'} file; expected a folder, an .npz or an .npy file")
+    if isinstance(source, np.ndarray):  # as an .npy file holds it: samples along a new first axis (or the batch axis)
+        if len(inputs) != 1:
+            raise DataError(f"the calibration data is one array but the model has {len(inputs)} inputs; pass a list "
+                            "with a dict per sample, or an .npz file with one array per input")
+        return _from_arrays({inputs[0].name: _native(source)}, inputs, "the array")
     if hasattr(source, "get_next"):
         reader = source
 
@@ -327,10 +334,10 @@ def load_data(source: object, inputs: Sequence[TensorSpec]) -> Dataset:
 
 def check_data_num(data_num: object) -> int | None:
     """The type and sign of ``data_num`` (None: all samples); the upper bound needs the data."""
-    if data_num is None:
+    if data_num is None or (isinstance(data_num, str) and data_num.strip().lower() == "all"):
         return None
     if isinstance(data_num, bool) or not isinstance(data_num, (int, np.integer)):
-        raise OptionError(f"data_num is {data_num!r}; expected a positive whole number or None (all samples)")
+        raise OptionError(f"data_num is {data_num!r}; expected a positive whole number, or None or 'all' (every sample)")
     if data_num < 1:
         raise OptionError(f"data_num is {data_num}; expected at least 1")
     return int(data_num)

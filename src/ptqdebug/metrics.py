@@ -49,6 +49,7 @@ from __future__ import annotations
 import difflib
 import itertools
 import math
+import reprlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,6 +204,8 @@ def _metric(item: object) -> Metric:
     if spec is None:
         close = difflib.get_close_matches(key.lower(), [*METRICS, *_USER], n=1, cutoff=0.5)
         hint = f"did you mean {close[0]!r}? " if close else ""
+        if key.endswith(".py"):
+            hint = f"name the function too: '{key}:FUNCTION'; "
         raise OptionError(f"unknown metric {item!r}; {hint}expected one of {_KNOWN}, or your own as file.py:function")
     path = Path(spec["path"]).resolve()
     ref, func = f"{path}:{spec['func']}", spec["func"]
@@ -233,7 +236,9 @@ def _user_metric(fn: Callable[..., object], name: str, ref: str, fingerprint: st
         try:
             return float(value)  # type: ignore[arg-type]
         except (TypeError, ValueError):
-            raise OptionError(f"metric {name} returned {value!r}; expected a number") from None
+            shown = (f"an array of shape {list(np.shape(value))}" if isinstance(value, np.ndarray)
+                     else reprlib.repr(value))
+            raise OptionError(f"metric {name} returned {shown}; expected a number") from None
 
     identity = f"{name}@{fingerprint if fingerprint is not None else f'function {next(_SERIAL)}'}"
     return Metric(name, bool(getattr(fn, "higher_is_better", True)), None, call, ref, fingerprint, identity)

@@ -90,6 +90,10 @@ def _higher_precision(ctx: Context, nodes: Sequence[str], qtype: str
     expanded = {n: frozenset(model.expand(n, "sensitive_nodes")) for n in nodes}
     if qtype != "int16":
         return ctx, lambda chosen: calibrated - frozenset().union(*(expanded[n] for n in chosen))
+    weights = [n for n in nodes if n in {q.name for q in model.weight_quantizers}]
+    if weights:
+        raise OptionError(f"{weights[0]!r} is a weight calibration node; int16 is for activations (weights stay 8-bit): "
+                          "name its node or its input's activation calibration node")
     from .int16 import int16_context
 
     off = frozenset().union(*expanded.values())

@@ -73,7 +73,7 @@ class SensitivityEntry:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class SensitivityResult:
     """A ranked sweep: ``entries`` worst first by ``metrics[0]``."""
 
@@ -82,6 +82,12 @@ class SensitivityResult:
     entries: tuple[SensitivityEntry, ...]
     compared: tuple[str, ...]
     samples: int
+
+    def __repr__(self) -> str:  # entries run to thousands on real models
+        first = self.metrics[0]
+        top = ", ".join(f"{e.name!r}: {e.scores[first]:.6g}" for e in self.entries[:3])
+        return (f"SensitivityResult(node_type={self.node_type!r}, metrics={list(self.metrics)}, samples={self.samples}, "
+                f"{len(self.entries)} entries, worst: {{{top}{', ...' if len(self.entries) > 3 else ''}}})")
 
     def as_mapping(self) -> dict[str, dict[str, float]]:
         """``{name: {metric: value}}`` in ranked order: what ``get_sensitivity_of_nodes`` returns."""
@@ -123,9 +129,10 @@ def decode_float(x: float | str) -> float:
     return float(x)
 
 
-def rank(entries: Sequence[SensitivityEntry], metric: Metric) -> list[SensitivityEntry]:
-    """Worst first: flagged non-finite entries, then by ``metric``; ties keep their order."""
-    return sorted(entries, key=lambda e: (not e.nonfinite, metric.badness(e.scores[metric.name])))
+def rank(entries: Sequence[SensitivityEntry], metric: Metric, *then: Metric) -> list[SensitivityEntry]:
+    """Worst first: flagged non-finite entries, then by ``metric``; ties by the ``then`` metrics
+    in turn (a score like top-1 agreement ties often), then in their order."""
+    return sorted(entries, key=lambda e: (not e.nonfinite, *(m.badness(e.scores[m.name]) for m in (metric, *then))))
 
 
 def score_configurations(
@@ -258,7 +265,7 @@ def node_sensitivity(
         _entry(ctx, cand, {m.name: float(scores[c, i]) for i, m in enumerate(mets)}, bool(nonfinite[c]))
         for c, cand in enumerate(candidates)
     ]
-    ranked = rank(entries, mets[0])
+    ranked = rank(entries, *mets)
     return SensitivityResult(node_type, tuple(m.name for m in mets), tuple(ranked), tensors, len(ctx.samples(data_num)))
 
 

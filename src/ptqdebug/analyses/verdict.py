@@ -38,6 +38,9 @@ CHECK_SAMPLES = 8
 
 @dataclass(frozen=True)
 class Recommendation:
+    """One row of "what to keep in higher precision": ``node`` (an ordinary node, or what the
+    user named) and its ``calibration_nodes``, in partial quantization's order."""
+
     node: str
     calibration_nodes: tuple[str, ...]
     score_after: float  # with this node and the ones before it in float
@@ -47,6 +50,11 @@ class Recommendation:
 
 @dataclass(frozen=True)
 class Verdict:
+    """What the run concludes: ``cause`` (``"weight"``, ``"activation"``, ``"both"`` or
+    ``"none"``) from ``scores`` (``calibrated``, ``only_weight``, ``only_activation``, by
+    ``metric``), the ``recommendations`` behind :attr:`keep_float` / :attr:`keep_int16`, and the
+    ``summary`` sentence printed and shown first in the report."""
+
     metric: str
     cause: str
     scores: Mapping[str, float]
@@ -187,6 +195,8 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
            "both": "Weights and activations contribute together"}[cause]
     text = f"{head}. {who}: only weights quantized gives {w:.6f}, only activations {a:.6f}."
     helpful = [r for r in recs if r.recovery > 0]
+    kept = kept or {}
+    keep: tuple[str, ...] = ()
     if not recs:
         text += " No single node scores at or below the pick threshold: the loss is spread over many nodes."
     elif helpful:
@@ -198,7 +208,6 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
         if half < best:
             text += f"; keeping the first {best + 1} of the {len(recs)} sensitive nodes, to {recs[best].score_after:.6f}"
         text += "."
-        kept = kept or {}
         keep = tuple(r.node for r in recs[:best + 1])
         if "float32" in kept and len(kept["float32"][0]) < len(keep):
             dropped = [n for n in keep if n not in kept["float32"][0]]
@@ -206,20 +215,22 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
             text += (f" {len(dropped)} of those add{'s' * (len(dropped) == 1)} nothing on top of the others ({names}): "
                      f"the other {len(kept['float32'][0])} bring it to {kept['float32'][1]:.6f}.")
             keep = kept["float32"][0]
-        scored16 = [r.score_int16 for r in recs]
-        if not any(math.isnan(v) for v in scored16):  # int16 was scored: what Verdict.keep_int16 recommends
-            if "int16" in kept:
-                keep16, after16 = kept["int16"]
-            else:
-                keep16 = best_prefix([r.node for r in recs], scored16, c)
-                after16 = scored16[len(keep16) - 1] if keep16 else c
-            if not keep16:
-                text += " Their activations in int16 instead of float recover nothing."
-            elif keep16 == keep:
-                text += f" With their activations in int16 instead of float, the same nodes bring it to {after16:.6f}."
-            else:
-                text += (f" With their activations in int16 instead of float, keeping {_listed(keep16)} brings "
-                         f"it to {after16:.6f}.")
+    else:
+        text += f" Keeping any of the {len(recs)} sensitive nodes in float recovers nothing."
+    scored16 = [r.score_int16 for r in recs]
+    if recs and not any(math.isnan(v) for v in scored16):  # int16 was scored: what Verdict.keep_int16 recommends
+        if "int16" in kept:
+            keep16, after16 = kept["int16"]
+        else:
+            keep16 = best_prefix([r.node for r in recs], scored16, c)
+            after16 = scored16[len(keep16) - 1] if keep16 else c
+        if not keep16:
+            text += " Their activations in int16 instead of float recover nothing."
+        elif keep16 == keep:
+            text += f" With their activations in int16 instead of float, the same nodes bring it to {after16:.6f}."
+        else:
+            text += (f" With their activations in int16 instead of float, keeping {_listed(keep16)} brings "
+                     f"it to {after16:.6f}.")
     return text
 
 

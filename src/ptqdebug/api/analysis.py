@@ -124,7 +124,7 @@ def sensitivity_analysis(
     if order not in ORDERS:
         raise OptionError(f"order {order!r} is not supported; expected one of {', '.join(ORDERS)}")
     check_pick_threshold(pick_threshold, metric)
-    check_data_num(data_num)
+    data_num = check_data_num(data_num)
     check_node_list(None, sensitive_nodes, "sensitive_nodes", expand=True)
     check_save_dir(save_dir, calibrated_data)
     ctx = context_for(model_or_file, calibrated_data, float_model, providers, cache, workers, executor)
@@ -179,7 +179,7 @@ def get_calibration_nodes_stat_info(
     ``visualize``, also logs the table and draws ``weight_stat_info.png`` / ``feature_stat_info.png``.
     Activation statistics use every sample (``data_num`` to limit), in the float model.
     """
-    check_data_num(data_num)
+    data_num = check_data_num(data_num)
     check_node_list(None, nodes_list, "nodes_list", expand=True)
     check_save_dir(save_dir, calibrated_data)
     ctx = context_for(model_or_file, calibrated_data, float_model, providers)

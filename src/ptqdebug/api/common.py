@@ -51,6 +51,14 @@ def context_for(
         raise OptionError("there is no calibrated model: pass model_or_file (e.g. './calibrated_model.onnx')")
     if calibrated_data is None and not isinstance(model_or_file, Context):
         raise OptionError("there is no calibration data: pass calibrated_data (e.g. './calibration_data/')")
+    if isinstance(model_or_file, Context):  # it holds the model, the data and the runtime already
+        fixed = [name for name, given in (("float_model", float_model is not None), ("providers", providers is not None),
+                                          ("cache", not cache and model_or_file.cache.enabled)) if given]
+        if fixed:
+            raise OptionError(f"{fixed[0]} is fixed when the context is opened, and a context was given; pass it to "
+                              "ptqdebug.open_context instead (or leave it out here)")
+        model_or_file.check_same_data(calibrated_data)
+        model_or_file.check_unchanged()
     return open_context(model_or_file, calibrated_data, float_model=float_model, providers=providers, cache=cache,
                         workers=workers, executor=executor)
 

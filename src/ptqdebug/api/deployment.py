@@ -43,7 +43,7 @@ def check_deployment(
         scores per output.
     """
     mets = check_metrics(metrics)
-    check_data_num(data_num)
+    data_num = check_data_num(data_num)
     ctx = context_for(model_or_file, calibrated_data, float_model, providers, True, None, None)
     ctx.samples(data_num)
     with runtime_errors(ctx, data_num):

@@ -58,7 +58,7 @@ def export_model(
         model_or_file: the calibrated QDQ model (path, ``onnx.ModelProto`` or a loaded one).
         save_path: the ``.onnx`` file to write (its folder is created).
         float_nodes: ordinary nodes (their calibration nodes) and calibration nodes to switch off:
-            a name or a list of names (None: none, the calibrated model as ptqdebug reads it).
+            a name or a list of names (at least one of ``float_nodes`` and ``int16_nodes``).
         int16_nodes: ordinary nodes or calibration nodes whose activation calibration nodes become
             int16 (same range; weights stay 8-bit): the configuration
             ``sensitivity_analysis(qtype="int16")`` scored. Below opset 21 the 16-bit pairs are ONNX
@@ -88,6 +88,9 @@ def export_model(
     if "horizon" in model.source_format:
         raise ModelError("the model holds Horizon calibration nodes (HzCalibration); export writes QDQ models: for the "
                          "original toolchain keep these nodes in float with run_on_cpu in its configuration")
+    if not float_nodes and not int16_nodes:
+        raise OptionError("nothing to change: float_nodes and int16_nodes are both empty; expected the nodes to keep in "
+                          "higher precision (e.g. runall's verdict.keep_float; on the command line --float-nodes a,b)")
     off = _named(model, float_nodes, "float_nodes")
     fixed = sorted(off & {q.name for q in model.quantizers if not q.exact})
     if fixed:

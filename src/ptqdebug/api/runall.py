@@ -84,9 +84,17 @@ __all__ = ["RunResult", "runall"]
 TOP_K = 5
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class RunResult:
-    """Everything ``runall`` computed and wrote; ``results`` is what ``results.json`` holds."""
+    """Everything ``runall`` computed and wrote; ``results`` is what ``results.json`` holds.
+
+    Start with ``verdict`` (``verdict.summary``; ``verdict.keep_float`` / ``keep_int16``: what to
+    keep in higher precision, ``verdict.recommendations``: the rows behind it); ``sensitivities``
+    maps ``"weight"``, ``"activation"`` and ``"node"`` to the sweeps (``.as_mapping()``, ``.top(k)``);
+    ``partial`` (and ``partial_int16``) is partial quantization; ``accumulate``,
+    ``distributions`` and ``channelwise`` are the figures' numbers; ``files`` what was written
+    under ``save_dir``; ``notes`` what the run noticed or skipped.
+    """
 
     save_dir: Path
     sensitivities: Mapping[str, SensitivityResult]
@@ -102,6 +110,12 @@ class RunResult:
     local_error: LocalErrorResult | None = None  # of the nodes the verdict recommends (None: none recommended)
     partial_int16: PartialQuantizationResult | None = None  # partial quantization's nodes in int16 (None: no nodes)
     deployment: DeploymentCheck | None = None  # with check_deployment=True
+
+    def __repr__(self) -> str:  # the full results run to hundreds of kilobytes
+        sweeps = ", ".join(f"{k}: {len(v.entries)}" for k, v in self.sensitivities.items())
+        return (f"RunResult(save_dir={str(self.save_dir)!r}, cause={self.verdict.cause!r}, "
+                f"calibrated={self.verdict.scores.get('calibrated', float('nan')):.6f}, keep_float={list(self.verdict.keep_float)}, "
+                f"sweeps={{{sweeps}}}, files={len(self.files)})")
 
 
 def _node_types(node_type: object) -> list[str]:
@@ -162,7 +176,7 @@ def runall(
     metrics = check_metrics(ns_metrics, "ns_metrics")
     ae_metric = check_metric(ae_metric, "ae_metric")
     types = _node_types(node_type)
-    check_data_num(data_num)
+    data_num = check_data_num(data_num)
     axis = check_axis(axis)
     pick_threshold = check_pick_threshold(pick_threshold)
     lists = _node_lists(output_node, interested_nodes, dis_nodes_list, cw_nodes_list, sensitive_nodes)

@@ -116,7 +116,7 @@ def get_sensitivity_of_nodes(
     """
     metrics = check_metrics(metrics)
     check_node_type(node_type)
-    check_data_num(data_num)
+    data_num = check_data_num(data_num)
     check_node_list(None, interested_nodes, "interested_nodes", expand=True)
     check_node_list(None, output_node, "output_node", expand=False)
     if save_dir is not None:
@@ -160,7 +160,7 @@ def local_errors(
         ``result.as_mapping()`` gives ``{node: {metric: value}}``.
     """
     mets = check_metrics(metrics)
-    check_data_num(data_num)
+    data_num = check_data_num(data_num)
     check_node_list(None, nodes, "nodes", expand=False)
     ctx = context_for(model_or_file, calibrated_data, float_model, providers, True, None, None)
     names = None

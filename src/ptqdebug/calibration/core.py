@@ -100,7 +100,7 @@ def check_method(method: str) -> str:
 def _check_options(percentile: object, data_num: object) -> None:
     if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not 0.0 < float(percentile) <= 1.0:
         raise OptionError(f"percentile is {percentile!r}; expected a fraction in (0, 1], e.g. 0.99995")
-    check_data_num(data_num)
+    data_num = check_data_num(data_num)
 
 
 def _int16_tensors(prepared: PreparedModel, names: Iterable[str] | None, all_int16: bool) -> set[str]:

@@ -201,7 +201,8 @@ def plan_for(spec: TensorSpec, pre: ImagePreprocess) -> ImagePlan:
         example = [1 if i == 0 else d if isinstance(d, int) and d > 0 else 224 for i, d in enumerate(shape)]
         raise DataError(
             f"model input {spec.name!r} is {desc} with a free height or width; give the size with input_shape "
-            f"(e.g. --input-shape {'x'.join(map(str, example))})"
+            f"(command line: --input-shape {'x'.join(map(str, example))}; Python: "
+            f"preprocess={{'input_shape': {tuple(example)}}})"
         )
     if isinstance(batch, int) and batch > 1:
         raise DataError(f"model input {spec.name!r} is {desc} with a fixed batch of {batch}; each image is one sample of batch 1: export the model with batch 1 or a free batch")

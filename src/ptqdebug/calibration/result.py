@@ -100,7 +100,7 @@ class CalibrationResult:
     method: str
     cosine: float
     candidates: Mapping[str, float] = field(default_factory=dict)
-    ranges: tuple[TensorRange, ...] = ()
+    ranges: tuple[TensorRange, ...] = field(default=(), repr=False)  # (one per calibration node: see range_of)
     num_samples: int = 0
     options: Mapping[str, Any] = field(default_factory=dict)
     deployment: tuple[int, float, float] = (0, math.nan, math.nan)
