@@ -374,7 +374,8 @@ def _footer(r: Mapping[str, Any]) -> str:
         parts.append(f"<details><summary>Files written ({len(files)})</summary><ul class=files>{''.join(items)}</ul></details>")
     timing = mapping(r, "timing")
     if isinstance(timing, Mapping) and timing:
-        steps = ", ".join(f"{esc(k)} {esc(fmt(v, 3))} s" for k, v in timing.items() if k != "total_s")
+        steps = ", ".join(f"{esc(str(k).removesuffix('_s').replace('_', ' '))} {esc(fmt(v, 3))} s"
+                          for k, v in timing.items() if k != "total_s")
         total = f"total <b>{esc(fmt(get(timing, 'total_s'), 3))} s</b>" if get(timing, "total_s") is not None else ""
         parts.append(f"<p>Timing: {total}{' — ' if total and steps else ''}{steps}</p>")
     version = get(r, "ptqdebug_version")

@@ -65,6 +65,7 @@ thead th { position: sticky; top: 0; background: var(--soft); z-index: 1; font-w
 tbody tr:nth-child(even) { background: #fafbfc; } tbody tr:hover { background: #eef4fb; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.name { overflow-wrap: break-word; min-width: 14rem; }
+td.small { overflow-wrap: anywhere; max-width: 24rem; }
 td.nf { color: var(--bad); font-weight: 700; }
 tr.nonfinite, tr.nonfinite:nth-child(even) { background: var(--bad-bg); }
 table.sortable th { cursor: pointer; user-select: none; }
