@@ -373,3 +373,13 @@ def test_verdict_summary_offers_int16_when_float_recovers_nothing() -> None:
     text = _summary("activation", 0.99, 0.999, 0.991, recs)
     assert "Keeping any of the 2 sensitive nodes in float recovers nothing." in text
     assert text.endswith("With their activations in int16 instead of float, keeping a, b brings it to 0.999000.")
+
+
+def test_verdict_summary_when_the_whole_model_is_above_the_pick_threshold() -> None:
+    from ptqdebug.analyses.verdict import _summary
+
+    above = _summary("activation", 0.9996, 0.9999, 0.9997, [], None, 0.999)
+    assert above.endswith("No single node scores at or below the pick threshold 0.999, which the whole model is above "
+                          "too: raise the threshold (pick_threshold, -pt) to see which nodes to keep in higher precision.")
+    below = _summary("activation", 0.94, 0.999, 0.941, [], None, 0.95)
+    assert below.endswith("the loss is spread over many nodes.")

@@ -146,7 +146,8 @@ def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data
         for result in (partial, partial_int16):
             if result is not None and result.best_prefix():
                 kept[result.qtype] = prune(ctx, result, data_num)
-    summary = _summary(cause, c, w, a, recs, kept) + _blind_sentence(ctx, data_num)
+    threshold = partial.pick_threshold if partial is not None else None
+    summary = _summary(cause, c, w, a, recs, kept, threshold) + _blind_sentence(ctx, data_num)
     used, more = len(ctx.samples(data_num)), min(len(ctx.data), CHECK_SAMPLES)
     check = None
     if more > used:  # scores of the first samples are reused where they ran one at a time
@@ -187,7 +188,7 @@ def _check_sentence(c: float, used: int, more: int, wide: float) -> str:
 
 
 def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation],
-             kept: Mapping[str, tuple[tuple[str, ...], float]] | None = None) -> str:
+             kept: Mapping[str, tuple[tuple[str, ...], float]] | None = None, threshold: float | None = None) -> str:
     head = f"Quantization brings the output cosine similarity to {c:.6f} (float = 1)"
     if cause == "none":
         return head + ": the loss is negligible; nothing needs higher precision."
@@ -197,7 +198,10 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
     helpful = [r for r in recs if r.recovery > 0]
     kept = kept or {}
     keep: tuple[str, ...] = ()
-    if not recs:
+    if not recs and threshold is not None and c > threshold:
+        text += (f" No single node scores at or below the pick threshold {threshold:g}, which the whole model is above "
+                 "too: raise the threshold (pick_threshold, -pt) to see which nodes to keep in higher precision.")
+    elif not recs:
         text += " No single node scores at or below the pick threshold: the loss is spread over many nodes."
     elif helpful:
         # the best prefix, and the shortest one that recovers half as much (often far shorter)
