@@ -140,3 +140,16 @@ def test_pruning_drops_only_nodes_that_add_nothing(cnn_dir: Path, samples: list,
     for n in keep:
         if gains[n] <= 0 and len(keep) > 1:
             assert brute(tuple(k for k in keep if k != n)) < score + 1e-6
+
+
+def test_cli_offers_int16_alone_when_float_recovers_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    from ptqdebug.cli.commands import _print_how_to_apply
+
+    recs = (Recommendation("a", ("qa",), 0.988, -0.002, 0.995),)
+    v = Verdict("cosine-similarity", "activation", {"calibrated": 0.99}, "", recs)
+    assert v.keep_float == () and v.keep_int16 == ("a",)
+    _print_how_to_apply(v, "qdq", "m.onnx")
+    assert capsys.readouterr().out == ("to keep the recommended nodes' activations in int16: "
+                                       "ptqdebug export m.onnx -o partial.onnx --int16-nodes '[a]'\n")
+    _print_how_to_apply(v, "horizon", "m.onnx")
+    assert capsys.readouterr().out == "to keep their activations in int16, give them InputType: int16 in node_info: a\n"

@@ -286,6 +286,13 @@ def test_runall_with_a_function_metric(cnn_dir: Path, tmp_path: Path) -> None:
     page = (tmp_path / "index.html").read_text()
     assert "top_logit_error" in page and 'title="lower is better"' in page  # the function's direction
     assert run.verdict is not None
+    # rendered again where the function is unknown: results.json recorded the direction
+    import ptqdebug.metrics as metrics
+    from ptqdebug.report.html import render_report
+
+    metrics._USER.clear()
+    assert metrics.known_metric("top_logit_error") is None
+    assert 'title="lower is better"' in render_report(saved, tmp_path)
 
 
 def test_a_redefined_function_is_scored_again_in_the_same_context(cnn_dir: Path) -> None:

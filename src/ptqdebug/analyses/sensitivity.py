@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..metrics import Metric, compare, get_metrics, portable_refs
+from ..metrics import Metric, compare, get_metrics, known_metric, portable_refs
 from .candidates import Candidate
 
 if TYPE_CHECKING:  # the engine (ONNX Runtime) is not needed to read or draw a result
@@ -97,9 +97,12 @@ class SensitivityResult:
         return self.entries[:k]
 
     def to_dict(self) -> dict[str, Any]:
+        known = {m: known_metric(m) for m in self.metrics}
         return {
             "node_type": self.node_type,
             "metrics": list(self.metrics),
+            # for readers without the metrics' code (a report rendered from results.json)
+            "higher_is_better": {m: k.higher_is_better for m, k in known.items() if k is not None},
             "compared": list(self.compared),
             "samples": self.samples,
             "entries": [e.to_dict() for e in self.entries],

@@ -354,13 +354,15 @@ def _print_how_to_apply(verdict: Verdict, source_format: str, model: str) -> Non
         if keep:
             print(f"to keep the recommended nodes in float, list them in the original toolchain's run_on_cpu: {', '.join(keep)}")
         if keep16:
-            print(f"for int16 instead, give them InputType: int16 in node_info: {', '.join(keep16)}")
+            print(f"{'for int16 instead' if keep else 'to keep their activations in int16'}, give them InputType: int16 "
+                  f"in node_info: {', '.join(keep16)}")
         return
     if keep:
         export, calibrate = apply_commands(keep, model)
         print(f"to keep the recommended nodes in float: {export}   (or from the float model: {calibrate})")
     if keep16:
-        print(f"or their activations in int16: {apply_commands(keep16, model, 'int16')[0]}")
+        lead = "or their activations in int16" if keep else "to keep the recommended nodes' activations in int16"
+        print(f"{lead}: {apply_commands(keep16, model, 'int16')[0]}")
 
 
 def _demo(args: argparse.Namespace) -> int:

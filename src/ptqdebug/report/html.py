@@ -61,11 +61,15 @@ def _metric_best(metric: object) -> float | None:
     return m.best if m is not None and m.best is not None and math.isfinite(m.best) else None
 
 
-def _direction(metric: str) -> str:
-    m = known_metric(metric)
-    if m is None:
-        return ""
-    return ' <span class="dir" title="higher is better">↑</span>' if m.higher_is_better else \
+def _direction(metric: str, higher: object = None) -> str:
+    """The ↑/↓ mark of a metric: ``higher`` as the results recorded it (a user's metric, whose
+    function this process may not know), else the metric's own."""
+    if not isinstance(higher, bool):
+        m = known_metric(metric)
+        if m is None:
+            return ""
+        higher = m.higher_is_better
+    return ' <span class="dir" title="higher is better">↑</span>' if higher else \
         ' <span class="dir" title="lower is better">↓</span>'
 
 
@@ -207,7 +211,9 @@ def _verdict(v: Mapping[str, Any], local: Mapping[str, Any], deployment: Mapping
                 [(f"1..k in int16 instead{_direction(metric)}", "num")] if wider else []) + (
                 [(f"its own score{_direction(metric)}", "num")] if own else []) + [("gap to float closed", "text")]
         out.append("<h3>What to keep in higher precision</h3>"
-                   "<p class=\"muted small\">Un-quantize the nodes in this order; each row is the score with rows 1..k kept in float."
+                   "<p class=\"muted small\">" + ("Un-quantize the nodes in this order; each row is the score with rows 1..k kept in float."
+                   if any((num(get(r, "recovery")) or 0) > 0 for r in recs) else
+                   "Keeping these nodes in float recovers nothing here (each row is the score with rows 1..k kept in float).")
                    + (" <em>Its own score</em>: the node's error by itself (only its calibration nodes on, everything upstream "
                       "float, compared at its outputs); a good own score with a large recovery means the network amplifies a "
                       "small error."
@@ -229,7 +235,8 @@ def _sensitivity(sens: Mapping[str, Any]) -> str:
         metrics = [str(m) for m in as_list(get(res, "metrics"))] or list(dict.fromkeys(k for e in entries for k in mapping(e, "scores")))
         has = {k: any(get(e, k) not in (None, "", []) for e in entries) for k in ("node", "threshold", "bits")}
         show_q = any(as_list(get(e, "quantizers")) != [get(e, "name")] for e in entries)
-        head = [("#", "num"), ("name", "text")] + [(esc(m) + _direction(m), "num") for m in metrics]
+        higher = mapping(res, "higher_is_better")
+        head = [("#", "num"), ("name", "text")] + [(esc(m) + _direction(m, get(higher, m)), "num") for m in metrics]
         head += [(label, t) for key, label, t in (("node", "read by", "text"), ("threshold", "threshold", "num"), ("bits", "bits", "num")) if has[key]]
         if show_q:
             head.append(("calibration nodes", "text"))
