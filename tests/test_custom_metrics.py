@@ -318,3 +318,64 @@ def test_ties_of_the_first_metric_are_ranked_by_the_next(cnn_dir: Path) -> None:
                                       node_type="node", data_num=2)
     keys = [(v["top1"], v["cosine-similarity"]) for v in got.values()]
     assert keys == sorted(keys) and len({k[0] for k in keys}) < len(keys)
+
+
+LABELED_FILE = """
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+LABELS = np.load(Path(__file__).with_name("labels.npy"))
+
+
+def accuracy(reference, actual, sample):
+    with open(Path(__file__).with_name("pids.txt"), "a") as f:
+        f.write(f"{os.getpid()}\\n")
+    if os.getpid() == int(os.environ["PTQDEBUG_TEST_PARENT"]):
+        time.sleep(0.02)  # the parent is slow: the helpers take most of the work
+    return float(np.argmax(actual) == LABELS[sample])
+"""
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_metric_with_the_sample_index_scores_against_labels(cnn_dir: Path, samples, tmp_path: Path, workers: int,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """accuracy against labels, brute force: each candidate's file with only its pairs on, a session
+    per candidate and sample, argmax against the sample's label; in helper processes too."""
+    import os
+
+    monkeypatch.setenv("PTQDEBUG_TEST_PARENT", str(os.getpid()))
+    path = cnn_dir / MODEL
+    cm = load_model(path)
+    float_out = [oracle_from_file(path, (), s)["logits"] for s in samples]
+    labels = np.array([int(np.argmax(o)) for o in float_out])
+    labels[1] = (labels[1] + 1) % 10  # one label the float model gets wrong: accuracy is not agreement
+    np.save(tmp_path / "labels.npy", labels)
+    script = tmp_path / "labeled.py"
+    script.write_text(LABELED_FILE)
+    got = dbg.get_sensitivity_of_nodes(path, f"{script}:accuracy", cnn_dir / "calibration_data", node_type="node",
+                                      data_num=None, cache=False, workers=workers)
+    for c in candidates_for(cm, "node"):
+        want = np.mean([float(np.argmax(oracle_from_file(path, c.quantizers, s)["logits"]) == labels[i])
+                        for i, s in enumerate(samples)])
+        assert got[c.name]["accuracy"] == pytest.approx(want), c.name
+    assert max(v["accuracy"] for v in got.values()) < 1.0  # the wrong label costs every candidate
+    helpers = set((tmp_path / "pids.txt").read_text().split()) - {str(os.getpid())}
+    assert bool(helpers) == (workers > 1)  # with workers, helper processes scored some of it
+
+
+def test_a_three_argument_function_in_every_step(cnn_dir: Path, tmp_path: Path) -> None:
+    """Curves, local errors and the deployment check pass the sample index too."""
+    seen: set[int] = set()
+
+    def probe(reference: np.ndarray, actual: np.ndarray, sample: int) -> float:
+        seen.add(sample)
+        return 1.0
+
+    data = cnn_dir / "calibration_data"
+    dbg.plot_acc_error(data, cnn_dir / MODEL, ["weight"], metric=probe, save_dir=tmp_path)
+    dbg.local_errors(cnn_dir / MODEL, data, metrics=probe, data_num=2)
+    dbg.check_deployment(cnn_dir / MODEL, data, metrics=[probe], data_num=3)
+    assert seen == {0, 1, 2}

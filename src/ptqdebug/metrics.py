@@ -42,11 +42,21 @@ those of a function defined in your process are not cached, and helper processes
 
 ``ptqdebug get-sensitivity-of-nodes model.onnx data -m "['my_metrics.py:top1','cosine-similarity']"``
 ranks the nodes by how many top-1 answers they change.
+
+A function with a third parameter, ``f(reference, actual, sample)``, also gets the index of the
+sample (0, 1, ... in the order ptqdebug reads the data: ``0.npy``, ``1.npy``, ...), to score
+against your labels, so that nodes rank by the accuracy they cost::
+
+    LABELS = np.load("labels.npy")  # one class per calibration sample
+
+    def accuracy(reference, actual, sample):
+        return float(np.argmax(actual) == LABELS[sample])
 """
 
 from __future__ import annotations
 
 import difflib
+import inspect
 import itertools
 import math
 import reprlib
@@ -85,6 +95,7 @@ class Metric:
     ref: str = ""
     fingerprint: str | None = ""
     identity: str = ""
+    takes_sample: bool = False  # a user's function f(reference, actual, sample): it gets the sample's index
 
     @property
     def key(self) -> str:
@@ -227,10 +238,11 @@ def _user_metric(fn: Callable[..., object], name: str, ref: str, fingerprint: st
     if name.lower() in METRICS:
         raise OptionError(f"your metric function is named {name!r} like a built-in metric; rename it")
     where = script or Path(getattr(getattr(fn, "__code__", None), "co_filename", "<unknown>"))
+    takes_sample = _takes_sample(fn)
 
-    def call(reference: np.ndarray, actual: np.ndarray) -> float:
+    def call(reference: np.ndarray, actual: np.ndarray, sample: int | None = None) -> float:
         try:
-            value = fn(reference, actual)
+            value = fn(reference, actual, sample) if takes_sample else fn(reference, actual)
         except Exception as exc:  # the user's code
             raise user_error(exc, where, f"metric {name}", OptionError, "fix the metric function") from None
         try:
@@ -241,7 +253,17 @@ def _user_metric(fn: Callable[..., object], name: str, ref: str, fingerprint: st
             raise OptionError(f"metric {name} returned {shown}; expected a number") from None
 
     identity = f"{name}@{fingerprint if fingerprint is not None else f'function {next(_SERIAL)}'}"
-    return Metric(name, bool(getattr(fn, "higher_is_better", True)), None, call, ref, fingerprint, identity)
+    return Metric(name, bool(getattr(fn, "higher_is_better", True)), None, call, ref, fingerprint, identity, takes_sample)
+
+
+def _takes_sample(fn: Callable[..., object]) -> bool:
+    """Whether a user's metric has a third parameter (the sample's index)."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # no signature to read: the two-argument form
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 3 or any(p.kind == p.VAR_POSITIONAL for p in params)
 
 
 def _remember(metric: Metric) -> Metric:
@@ -265,8 +287,10 @@ def _flat(x: np.ndarray) -> np.ndarray:
     return np.asarray(x).reshape(-1).astype(np.float64, copy=False)
 
 
-def compare(metrics: Sequence[Metric], reference: np.ndarray, actual: np.ndarray) -> tuple[float, ...]:
-    """Every metric of ``actual`` against ``reference``, with the special values described above."""
+def compare(metrics: Sequence[Metric], reference: np.ndarray, actual: np.ndarray, sample: int | None = None
+            ) -> tuple[float, ...]:
+    """Every metric of ``actual`` against ``reference``, with the special values described above;
+    ``sample`` is the index of the sample they come from (for a user's metric that asks for it)."""
     a, b = _flat(reference), _flat(actual)
     if a.shape != b.shape:
         raise ValueError(f"shapes differ: reference {np.shape(reference)}, actual {np.shape(actual)}")
@@ -279,5 +303,14 @@ def compare(metrics: Sequence[Metric], reference: np.ndarray, actual: np.ndarray
     identical = a.size == 0 or np.array_equal(a, b)
     return tuple(
         (m.best if identical else m.func(a, b)) if m.best is not None
-        else m.func(np.asarray(reference, np.float64), np.asarray(actual, np.float64))
+        else _call_user(m, np.asarray(reference, np.float64), np.asarray(actual, np.float64), sample)
         for m in metrics)
+
+
+def _call_user(metric: Metric, reference: np.ndarray, actual: np.ndarray, sample: int | None) -> float:
+    if not metric.takes_sample:
+        return metric.func(reference, actual)
+    if sample is None:  # every step that scores with a user's metric knows its samples
+        raise OptionError(f"metric {metric.name} asks for the sample's index, which this step does not have; "
+                          "use a metric f(reference, actual) here")
+    return metric.func(reference, actual, sample)  # type: ignore[call-arg]

@@ -143,7 +143,7 @@ def accumulate_error(
 
     def visit(t: str, ref: np.ndarray, actual: list[np.ndarray]) -> None:
         for i, a in enumerate(actual):
-            values[i, index[t]] = compare([m], ref, a)[0]
+            values[i, index[t]] = compare([m], ref, a, sample)[0]
 
     ctx.engine.trace(ctx.data[sample], [c.enabled for c in configs], tensors, visit)
     curves = tuple(ErrorCurve(c.label, tuple(float(v) for v in values[i]), len(c.enabled)) for i, c in enumerate(configs))

@@ -166,9 +166,9 @@ def check_deployment(ctx: Context, metrics: tuple[str, ...] | list[str] = ("cosi
         for t in outputs:
             if ref[t].dtype.kind != "f":
                 continue
-            sums[t] = sums.get(t, 0.0) + np.array([compare(chosen, ref[t], deployed[t]),
-                                                   compare(chosen, ref[t], simulated[t]),
-                                                   compare(chosen, simulated[t], deployed[t])], dtype=np.float64)
+            sums[t] = sums.get(t, 0.0) + np.array([compare(chosen, ref[t], deployed[t], s),
+                                                   compare(chosen, ref[t], simulated[t], s),
+                                                   compare(chosen, simulated[t], deployed[t], s)], dtype=np.float64)
         if progress is not None:
             progress(s + 1, samples)
     agreements = tuple(OutputAgreement(t, *(MappingProxyType(dict(zip(names, row / samples))) for row in sums[t]))

@@ -99,7 +99,7 @@ def local_errors(ctx: Context, nodes: Sequence[str] | None = None, metrics: Sequ
                 for t in outputs[n]:
                     if t not in floats or floats[t].dtype.kind != "f":
                         continue
-                    vals = np.asarray(compare(chosen, floats[t], actual[t]), dtype=np.float64)
+                    vals = np.asarray(compare(chosen, floats[t], actual[t], s), dtype=np.float64)
                     sums[n] = sums.get(n, 0.0) + vals
                     counts[n] = counts.get(n, 0) + 1
                 done += 1

@@ -232,11 +232,11 @@ def _values_here(ctx: Context, configurations: Sequence[Collection[str]], missin
             last = ctx.engine.advance(start, enabled, compare_at)
             for t, name in enumerate(compare_at):
                 if edges is None:
-                    values[c, t, :, group[0]] = compare(metrics, ref[name], last.values[name])
+                    values[c, t, :, group[0]] = compare(metrics, ref[name], last.values[name], group[0])
                     continue
                 for k, s in enumerate(group):
                     rows = slice(edges[k], edges[k + 1])
-                    values[c, t, :, s] = compare(metrics, ref[name][rows], last.values[name][rows])
+                    values[c, t, :, s] = compare(metrics, ref[name][rows], last.values[name][rows], s)
             done += 1
             if progress is not None:
                 progress(done, total)

@@ -32,6 +32,7 @@ class _HelperState:
         self.configs: list[frozenset[str]] = []
         self.metrics: tuple[Metric, ...] = ()
         self.compare_at: tuple[str, ...] = ()
+        self.groups: list[list[int]] = []  # the sample indices of each sample group of the sweep
         self.refs: dict[int, tuple[Any, list[int] | None]] = {}
 
     def handle(self, message: tuple[Any, ...]) -> None:
@@ -67,7 +68,7 @@ class _HelperState:
         elif kind == "unit" and sid == self.sid:
             g, c = message[2:]
             ref, edges = self.refs[g]
-            vals = score_unit(self.engine, ref, self.configs[c], self.compare_at, self.metrics, edges)
+            vals = score_unit(self.engine, ref, self.configs[c], self.compare_at, self.metrics, edges, self.groups[g])
             write_message(self.sink, ("result", sid, g, c, vals))  # asks for the next unit too
         elif kind == "end" and sid == self.sid:
             self.refs = {}
@@ -85,7 +86,7 @@ class _HelperState:
 
     def _begin(self, sid: int, providers: tuple[str, ...], threads: int | None, plan: Any,
                types: Mapping[str, Any], configs: list[frozenset[str]], metrics: tuple[str, ...],
-               compare_at: tuple[str, ...]) -> None:
+               compare_at: tuple[str, ...], groups: list[list[int]]) -> None:
         from ..engine.engine import Engine
 
         if self.model is None:
@@ -96,7 +97,7 @@ class _HelperState:
             engine.plan = plan  # the cuts of the parent's engine, so every session is the same
         engine._types.update(types)  # and the types it gave the values crossing them
         self.engine = engine
-        self.sid, self.configs, self.compare_at = sid, configs, compare_at
+        self.sid, self.configs, self.compare_at, self.groups = sid, configs, compare_at, groups
         self.metrics = get_metrics(list(metrics))
         self.refs = {}
         write_message(self.sink, ("want", sid, 2))  # one to run, one to come meanwhile

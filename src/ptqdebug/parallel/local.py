@@ -123,7 +123,7 @@ def score_local(ctx: Any, configurations: Sequence[Collection[str]], metrics: Se
     size = sum(np.asarray(v).nbytes for v in refs[0][0].values.values())
     window = max(1, min(len(groups), REFERENCE_BUDGET // max(1, size)))  # rows open at once
     header = (tuple(engine.providers), engine.threads or process_threads(None, workers), engine.plan,
-              dict(engine._types), configs, tuple(metrics), compare_at)  # how each helper loads the metrics
+              dict(engine._types), configs, tuple(metrics), compare_at, groups)  # (metrics: how each helper loads them)
     reads = _reads_from(engine.plan, refs[0][0].values, compare_at)
     sweep = pool.begin(len(groups), order, [reads[k] for k in starts], header)
 
@@ -159,7 +159,7 @@ def score_local(ctx: Any, configurations: Sequence[Collection[str]], metrics: Se
                 break
             g, c = unit
             ref, edges = refs[g]
-            store(g, c, score_unit(engine, ref, configs[c], compare_at, mets, edges))
+            store(g, c, score_unit(engine, ref, configs[c], compare_at, mets, edges, groups[g]))
             for r in [r for r in refs if r <= g and sweep.done(r)]:
                 del refs[r]
             drain(block=False)

@@ -15,17 +15,17 @@ __all__ = ["score_unit"]
 
 
 def score_unit(engine: Any, ref: Any, enabled: Collection[str], compare_at: Sequence[str],
-               metrics: Sequence[Metric], edges: Sequence[int] | None) -> np.ndarray:
+               metrics: Sequence[Metric], edges: Sequence[int] | None, samples: Sequence[int]) -> np.ndarray:
     """``[sample of the group, compared tensor, metric]`` for one configuration on one reference
-    (one sample, or a batch of samples split at ``edges``)."""
+    (one sample, or a batch of samples split at ``edges``); ``samples``: their indices."""
     out = engine.run(ref, enabled, compare_at)
     n = 1 if edges is None else len(edges) - 1
     vals = np.full((n, len(compare_at), len(metrics)), np.nan)
     for t, name in enumerate(compare_at):
         if edges is None:
-            vals[0, t] = compare(metrics, ref[name], out[name])
+            vals[0, t] = compare(metrics, ref[name], out[name], samples[0])
             continue
         for k in range(n):
             rows = slice(edges[k], edges[k + 1])
-            vals[k, t] = compare(metrics, ref[name][rows], out[name][rows])
+            vals[k, t] = compare(metrics, ref[name][rows], out[name][rows], samples[k])
     return vals
