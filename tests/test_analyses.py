@@ -383,3 +383,11 @@ def test_verdict_summary_when_the_whole_model_is_above_the_pick_threshold() -> N
                           "too: raise the threshold (pick_threshold, -pt) to see which nodes to keep in higher precision.")
     below = _summary("activation", 0.94, 0.999, 0.941, [], None, 0.95)
     assert below.endswith("the loss is spread over many nodes.")
+
+
+def test_sensitivity_analysis_without_save_dir_writes_nothing(cnn_dir: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    r = dbg.sensitivity_analysis(cnn_dir / "pc_int8_pairs.onnx", cnn_dir / "calibration_data", pick_threshold=1.0,
+                                 save_dir=None)
+    assert r.nodes and list(tmp_path.iterdir()) == []

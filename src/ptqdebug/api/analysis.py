@@ -95,7 +95,7 @@ def sensitivity_analysis(
     pick_threshold: float = 0.999,
     data_num: int | None = 1,
     sensitive_nodes: object = None,
-    save_dir: SaveDir = "./debug_result/",
+    save_dir: SaveDir | None = "./debug_result/",
     *,
     metric: MetricLike = "cosine-similarity",
     qtype: str = "float32",
@@ -116,7 +116,8 @@ def sensitivity_analysis(
     instead (weights stay 8-bit; see :mod:`ptqdebug.analyses.int16`). ``order="greedy"`` orders the
     nodes by what each adds to the ones before it instead of by their own sensitivity: fewer nodes
     for the same score, n(n+1)/2 configurations instead of n. Writes
-    ``partial_quantization.png`` and ``partial_quantization.json`` and returns the numbers.
+    ``partial_quantization.png`` and ``partial_quantization.json`` (none with ``save_dir=None``)
+    and returns the numbers.
     """
     metric = check_metric(metric)
     if qtype not in QTYPES:
@@ -126,14 +127,16 @@ def sensitivity_analysis(
     check_pick_threshold(pick_threshold, metric)
     data_num = check_data_num(data_num)
     check_node_list(None, sensitive_nodes, "sensitive_nodes", expand=True)
-    check_save_dir(save_dir, calibrated_data)
+    if save_dir is not None:
+        check_save_dir(save_dir, calibrated_data)
     ctx = context_for(model_or_file, calibrated_data, float_model, providers, cache, workers, executor)
     ctx.samples(data_num)
     with runtime_errors(ctx, data_num):
         result = run_sensitivity_analysis(ctx, pick_threshold=pick_threshold, data_num=data_num,
                                           sensitive_nodes=sensitive_nodes, metric=metric, progress=progress, qtype=qtype,
                                           order=order)
-    write_partial(result, save_dir)
+    if save_dir is not None:
+        write_partial(result, save_dir)
     return result
 
 
