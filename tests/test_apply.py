@@ -85,6 +85,12 @@ def test_horizon_models_are_told_to_use_run_on_cpu(tmp_path: Path, capsys: pytes
                  "-nt", "node", "-pt", "0.99999"]) == 0
     out = capsys.readouterr().out
     assert "list them in the original toolchain's run_on_cpu: " in out and "ptqdebug export" not in out
+    for qtype, told in (("float32", "list them in the original toolchain's run_on_cpu: "),
+                        ("int16", "give them InputType: int16 in the original toolchain's node_info: ")):
+        assert main(["sensitivity-analysis", str(tmp_path / "hz.onnx"), full.data_dir, "-p", "0.99999", "-d", "all",
+                     "-qt", qtype, "-sd", str(tmp_path / f"sa_{qtype}")]) == 0
+        out = capsys.readouterr().out
+        assert told in out and "ptqdebug export" not in out, out
 
 
 def test_the_summary_says_what_int16_gets() -> None:
@@ -152,4 +158,5 @@ def test_cli_offers_int16_alone_when_float_recovers_nothing(capsys: pytest.Captu
     assert capsys.readouterr().out == ("to keep the recommended nodes' activations in int16: "
                                        "ptqdebug export m.onnx -o partial.onnx --int16-nodes '[a]'\n")
     _print_how_to_apply(v, "horizon", "m.onnx")
-    assert capsys.readouterr().out == "to keep their activations in int16, give them InputType: int16 in node_info: a\n"
+    assert capsys.readouterr().out == ("to keep the recommended nodes' activations in int16: give them InputType: int16 "
+                                       "in the original toolchain's node_info: a\n")

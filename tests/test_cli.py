@@ -90,7 +90,7 @@ GOOD = np.zeros((1, 3, 16, 16), np.float32)
     ("not_calibrated", "no calibration nodes"),
     ("corrupted", "could not be read as ONNX"),
     ("bad_list", "unclosed"),
-    ("bad_node_type", "invalid choice: 'tae'"),
+    ("bad_node_type", "invalid choice: 'tea'"),
     ("data_num", "there are only 6 samples"),
     ("weights_need_float_model", "--float-model"),
     ("save_dir_is_file", "is a file"),
@@ -123,7 +123,7 @@ def test_bad_input_is_one_line_exit_2(case: str, message: str, cnn_dir: Path, tm
     elif case == "bad_list":
         extra = ["-i", "[[a,b]"]
     elif case == "bad_node_type":
-        extra = ["-n", "tae"]
+        extra = ["-n", "tea"]
     elif case == "data_num":
         extra = ["-d", "7"]
     elif case == "weights_need_float_model":
@@ -152,3 +152,14 @@ def test_help(capsys: pytest.CaptureFixture[str]) -> None:
         main(["get-sensitivity-of-nodes", "--help"])
     assert exc.value.code == 0
     assert "--interested_nodes" in capsys.readouterr().out
+
+
+def test_subcommands_take_the_python_spelling(cnn_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """plot_acc_error as the manual sometimes writes it; the bare boolean flag still works there."""
+    code = main(["plot_acc_error", str(cnn_dir / "pc_int8_pairs.onnx"), str(cnn_dir / "calibration_data"),
+                 "-q", "['weight','activation']", "-a", "-s", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0 and (tmp_path / "average_weight_activation_quantized_separately_cosine-similarity.png").is_file()
+    assert ", output of 'Gemm_0', the last of" in out  # which tensor the printed value is at
+    assert main(["calibrated_model.onnx"]) == 2  # a file name is not mangled into a subcommand
+    assert "invalid choice: 'calibrated_model.onnx'" in capsys.readouterr().err

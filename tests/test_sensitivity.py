@@ -181,3 +181,19 @@ def test_models_with_a_fixed_batch_are_not_batched(tmp_path: Path) -> None:
     ctx = dbg.open_context(path, data, cache=False)
     ctx.batch_size = 8
     assert ctx.sample_groups(None) == [[0], [1], [2]]
+
+
+def test_tae_is_the_activations_read_by_conv_matmul_gemm(cnn_dir: Path) -> None:
+    """The original's undocumented node_type="tae" (reference §2.1): the activation sweep's
+    candidates whose readers include a Conv, MatMul, Gemm or ConvTranspose, with the same scores."""
+    path, data = cnn_dir / "pc_int8_pairs_keep.onnx", cnn_dir / "calibration_data"
+    model = load_model(path)
+    ops = {n.name: n.op_type for n in onnx.load(str(path)).graph.node}
+    tae = dbg.get_sensitivity_of_nodes(path, "cosine-similarity", data, node_type="tae", data_num=2)
+    act = dbg.get_sensitivity_of_nodes(path, "cosine-similarity", data, node_type="activation", data_num=2)
+    want = {q.name for q in model.activation_quantizers
+            if any(ops.get(c) in ("Conv", "MatMul", "Gemm", "ConvTranspose") for c in model.quantizer_consumers[q.name])}
+    assert set(tae) == want and 0 < len(want) < len(act)
+    assert all(tae[n] == act[n] for n in tae)
+    with pytest.raises(dbg.OptionError, match="node_type"):
+        dbg.runall(path, data, cnn_dir / "never", node_type="tae")  # runall takes the documented types only (§6.2)

@@ -197,8 +197,8 @@ CASES: list[Case] = [
     Case("metric-not-a-name", ["get-sensitivity-of-nodes", "plot-acc-error"], OptionError, r"metrics? is 5; expected|unknown metric '5'",
          cli={"get-sensitivity-of-nodes": ["-m", "5"], "plot-acc-error": ["-m", "5"]},
          api={"get-sensitivity-of-nodes": {"metrics": 5}, "plot-acc-error": {"metric": 5}}),
-    Case("unknown-node-type", ["get-sensitivity-of-nodes", "runall"], OptionError, r"invalid choice: 'tae'|node_type .*'tae'",
-         cli={"get-sensitivity-of-nodes": ["-n", "tae"], "runall": ["-nt", "[tae]"]}, api={"*": {"node_type": "tae"}}),
+    Case("unknown-node-type", ["get-sensitivity-of-nodes", "runall"], OptionError, r"invalid choice: 'tea'|node_type .*'tea'",
+         cli={"get-sensitivity-of-nodes": ["-n", "tea"], "runall": ["-nt", "[tea]"]}, api={"*": {"node_type": "tea"}}),
     # -- numbers ---------------------------------------------------------------------------
     *[Case(f"data-num-{label}-{cmd}", [cmd], OptionError, message,
            cli={cmd: ["-dn" if cmd == "runall" else "-d", text]}, api={cmd: {"data_num": value}})

@@ -8,9 +8,13 @@ from dataclasses import dataclass
 from ..errors import ModelError, OptionError
 from ..model import CalibratedModel
 
-__all__ = ["NODE_TYPES", "Candidate", "NodeList", "candidates_for", "check_node_type", "flat_names", "normalize_node_list"]
+__all__ = ["NODE_TYPES", "SWEEP_TYPES", "Candidate", "NodeList", "candidates_for", "check_node_type", "flat_names", "normalize_node_list"]
 
 NODE_TYPES = ("node", "weight", "activation")
+#: what a single sweep also takes: the original's undocumented ``tae`` (reference §2.1), the
+#: activation calibration nodes read by a Conv, MatMul, Gemm or ConvTranspose (not in runall)
+SWEEP_TYPES = (*NODE_TYPES, "tae")
+TAE_OPS = frozenset({"Conv", "MatMul", "Gemm", "ConvTranspose"})
 
 #: A node list as the original tool accepts it: a name, a list of names, or a list of lists.
 NodeList = str | Sequence[str | Sequence[str]]
@@ -48,8 +52,8 @@ def flat_names(value: object, what: str) -> list[str]:
 
 
 def check_node_type(node_type: object) -> str:
-    if not isinstance(node_type, str) or node_type not in NODE_TYPES:
-        raise OptionError(f"unknown node_type {node_type!r}; expected one of {', '.join(NODE_TYPES)}")
+    if not isinstance(node_type, str) or node_type not in SWEEP_TYPES:
+        raise OptionError(f"unknown node_type {node_type!r}; expected one of {', '.join(SWEEP_TYPES)}")
     return node_type
 
 
@@ -73,6 +77,10 @@ def candidates_for(model: CalibratedModel, node_type: str, interested_nodes: obj
         return out
     if node_type == "node":
         return [Candidate(n, model.node_quantizers[n]) for n in model.sensitivity_nodes]
+    if node_type == "tae":
+        ops = {n.name: n.op_type for n in model.proto.graph.node}
+        return [Candidate(q.name, (q.name,)) for q in model.activation_quantizers if q.name not in fixed
+                and any(ops.get(c) in TAE_OPS for c in model.quantizer_consumers.get(q.name, ()))]
     pool = model.weight_quantizers if node_type == "weight" else model.activation_quantizers
     if node_type == "weight" and pool and all(q.name in fixed for q in pool):
         raise ModelError(

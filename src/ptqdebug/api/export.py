@@ -87,7 +87,8 @@ def export_model(
                           "beside it, e.g. partial.onnx")
     if "horizon" in model.source_format:
         raise ModelError("the model holds Horizon calibration nodes (HzCalibration); export writes QDQ models: for the "
-                         "original toolchain keep these nodes in float with run_on_cpu in its configuration")
+                         "original toolchain keep these nodes in float with run_on_cpu in its configuration (or their "
+                         "activations in int16 with InputType: int16 in node_info)")
     if not float_nodes and not int16_nodes:
         raise OptionError("nothing to change: float_nodes and int16_nodes are both empty; expected the nodes to keep in "
                           "higher precision (e.g. runall's verdict.keep_float; on the command line --float-nodes a,b)")

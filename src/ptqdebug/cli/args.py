@@ -1,7 +1,8 @@
 """Argument parsing: the original's flags, list syntax and boolean options, with argparse.
 
-Two conveniences run before argparse sees the arguments (:func:`normalize_argv`):
+Conveniences that run before argparse sees the arguments (:func:`normalize_argv`):
 
+* a subcommand may be spelled with underscores, as the Python function (``plot_acc_error``);
 * a list value split by the shell at a space (``-q ['weight', 'activation']`` arrives as two
   words) is joined back until its brackets balance;
 * a boolean flag (``-v``) may be given bare or followed by a value (``-v True``, ``-v no``), as
@@ -83,7 +84,10 @@ def _starts_option(token: str) -> bool:
 
 
 def normalize_argv(argv: Sequence[str]) -> list[str]:
-    command = next((a for a in argv if not a.startswith("-")), "")
+    at = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
+    if at is not None and "_" in argv[at] and argv[at].replace("_", "").isalpha():  # plot_acc_error: plot-acc-error
+        argv = [*argv[:at], argv[at].replace("_", "-"), *argv[at + 1:]]
+    command = argv[at] if at is not None else ""
     flags = BOOL_FLAGS.get(command, set())
     out: list[str] = []
     i = 0

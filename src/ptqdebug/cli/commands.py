@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from .. import api
@@ -48,8 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_model_and_data(p)
     p.add_argument("-m", "--metrics", type=list_value("--metrics"), default="cosine-similarity", help=f"one or a list of: {_METRICS}")
     p.add_argument("-o", "--output_node", type=list_value("--output_node"), help="compare at this node's outputs instead of the model outputs")
-    p.add_argument("-n", "--node_type", choices=["node", "weight", "activation"], default="node",
-                   help="node: ordinary nodes (all their calibration nodes); weight / activation: calibration nodes")
+    p.add_argument("-n", "--node_type", choices=["node", "weight", "activation", "tae"], default="node",
+                   help="node: ordinary nodes (all their calibration nodes); weight / activation: calibration nodes; "
+                        "tae: activation calibration nodes read by a Conv, MatMul, Gemm or ConvTranspose")
     p.add_argument("-d", "--data_num", type=data_num, default=1, help="how many samples, the first ones (default 1; 'all')")
     p.add_argument("-v", "--verbose", type=parse_bool, default=False, help="also show the node/threshold/bit columns")
     p.add_argument("-i", "--interested_nodes", type=list_value("--interested_nodes"), help="only these candidates: [a,b] or groups [[a,b],[c]]")
@@ -87,11 +89,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("-sn", "--sensitive_nodes", type=list_value("--sensitive_nodes"), help="use these nodes instead of a sweep")
     p.add_argument("-sd", "--save_dir", default="./debug_result/")
     p.add_argument("-m", "--metric", default="cosine-similarity", help=_METRICS)
-    p.add_argument("-qt", "--qtype", choices=["float32", "int16"], default="float32",
-                   help="what the sensitive nodes become: float32 (un-quantized, default) or int16 (their activations)")
+    p.add_argument("-qt", "-q", "--qtype", choices=["float32", "int16"], default="float32",
+                   help="what the sensitive nodes become: float32 (un-quantized, default) or int16 (their activations; "
+                        "-q as in hmct)")
     p.add_argument("--order", choices=["sensitivity", "greedy"], default="sensitivity",
                    help="sensitivity: worst single score first (the original's); greedy: each next node the one that "
-                        "adds most to those before it (fewer nodes for the same score; n(n+1)/2 runs)")
+                        "adds most to those before it (often fewer nodes for the same score; n(n+1)/2 runs)")
     add_runtime(p)
     p.set_defaults(func=_partial)
 
@@ -226,7 +229,8 @@ def _acc_error(args: argparse.Namespace) -> int:
     results = api.plot_acc_error(args.calibrated_data, ctx, args.quantize_node, args.non_quantize_node, args.metric,
                                  args.average_mode, args.save_dir)
     for r in results:
-        print(f"{r.prefix} ({r.metric} at the last of {len(r.tensors)} node outputs):")
+        where = f"{r.tensors[-1]!r}, output of {r.nodes[-1]!r}, the last of {len(r.tensors)}" if r.tensors else "no node outputs"
+        print(f"{r.prefix} ({r.metric} at {where}):")
         for c in r.curves:
             last = c.values[-1] if c.values else math.nan
             print(f"  {c.label}: {last:.6g}")
@@ -269,11 +273,13 @@ def _partial(args: argparse.Namespace) -> int:
              + (", greedy order" if r.order == "greedy" else ""))
     print(info_table(title, "node", rows).lstrip("\n"))
     _few_samples(ctx, args.data_num)
+    if not r.nodes:  # the original logs "pick_threshold is too small"
+        print(f"note: no node scores at or below pick_threshold {r.pick_threshold:g}; raise it (-p) to pick some",
+              file=sys.stderr)
     best = r.best_prefix()
     if best:
-        export, calibrate = apply_commands(best, str(args.model_or_file), r.qtype)
-        print(f"best with nodes 1..{len(best)} {'in int16' if r.qtype == 'int16' else 'in float'}: {export}   "
-              f"(or from the float model: {calibrate})")
+        print(f"best with nodes 1..{len(best)} {'in int16' if r.qtype == 'int16' else 'in float'}: "
+              + _how(best, r.qtype, ctx.model.source_format, str(args.model_or_file)))
     _written([Path(args.save_dir) / "partial_quantization.png", Path(args.save_dir) / "partial_quantization.json"])
     return 0
 
@@ -347,22 +353,26 @@ def _runall(args: argparse.Namespace) -> int:
     return 0
 
 
+def _how(nodes: Sequence[str], qtype: str, source_format: str, model: str) -> str:
+    """How to keep ``nodes`` in float or their activations in int16: the ``export`` command (and
+    ``calibrate`` for float), or for Horizon models the original toolchain's setting, since
+    ``export`` and ``calibrate`` write QDQ models."""
+    if "horizon" in source_format:
+        if qtype == "int16":
+            return f"give them InputType: int16 in the original toolchain's node_info: {', '.join(nodes)}"
+        return f"list them in the original toolchain's run_on_cpu: {', '.join(nodes)}"
+    export, calibrate = apply_commands(nodes, model, qtype)
+    return export if qtype == "int16" else f"{export}   (or from the float model: {calibrate})"
+
+
 def _print_how_to_apply(verdict: Verdict, source_format: str, model: str) -> None:
-    """How to keep the recommended nodes in float or int16: commands, or the original toolchain's settings."""
+    """How to keep the recommended nodes in float or int16."""
     keep, keep16 = verdict.keep_float, verdict.keep_int16
-    if "horizon" in source_format:  # export and calibrate write QDQ models
-        if keep:
-            print(f"to keep the recommended nodes in float, list them in the original toolchain's run_on_cpu: {', '.join(keep)}")
-        if keep16:
-            print(f"{'for int16 instead' if keep else 'to keep their activations in int16'}, give them InputType: int16 "
-                  f"in node_info: {', '.join(keep16)}")
-        return
     if keep:
-        export, calibrate = apply_commands(keep, model)
-        print(f"to keep the recommended nodes in float: {export}   (or from the float model: {calibrate})")
+        print(f"to keep the recommended nodes in float: {_how(keep, 'float32', source_format, model)}")
     if keep16:
         lead = "or their activations in int16" if keep else "to keep the recommended nodes' activations in int16"
-        print(f"{lead}: {apply_commands(keep16, model, 'int16')[0]}")
+        print(f"{lead}: {_how(keep16, 'int16', source_format, model)}")
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -85,9 +85,9 @@ def sensitivity_rows(result: SensitivityResult, rounded: bool) -> dict[str, dict
     rows: dict[str, dict[str, object]] = {}
     for e in result.entries:
         row: dict[str, object] = {}
-        if rounded and result.node_type in ("weight", "activation"):
+        if rounded and result.node_type in ("weight", "activation", "tae"):
             row["node"] = e.node
-            if result.node_type == "activation":
+            if result.node_type in ("activation", "tae"):
                 row["threshold"] = e.threshold
                 row["bit"] = e.bits
         for m in result.metrics:
