@@ -163,3 +163,6 @@ def test_subcommands_take_the_python_spelling(cnn_dir: Path, tmp_path: Path, cap
     assert ", output of 'Gemm_0', the last of" in out  # which tensor the printed value is at
     assert main(["calibrated_model.onnx"]) == 2  # a file name is not mangled into a subcommand
     assert "invalid choice: 'calibrated_model.onnx'" in capsys.readouterr().err
+    model, data = str(cnn_dir / "pc_int8_pairs.onnx"), str(cnn_dir / "calibration_data")
+    assert main(["local_errors", model, data]) == 0 and "local error" in capsys.readouterr().out
+    assert main(["export_model", model, "-o", str(tmp_path / "p.onnx"), "-f", "Conv_0"]) == 0

@@ -274,7 +274,7 @@ def test_curves_with_a_function_equal_the_built_in_metric(cnn_dir: Path, tmp_pat
     assert (tmp_path / "weight_activation_quantized_separately_my_cosine.png").is_file()
 
 
-def test_runall_with_a_function_metric(cnn_dir: Path, tmp_path: Path) -> None:
+def test_runall_with_a_function_metric(cnn_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run = dbg.runall(cnn_dir / MODEL, cnn_dir / "calibration_data", tmp_path,
                      ns_metrics=["cosine-similarity", top_logit_error], cache=False)
     saved = json.loads((tmp_path / "results.json").read_text())
@@ -290,7 +290,7 @@ def test_runall_with_a_function_metric(cnn_dir: Path, tmp_path: Path) -> None:
     import ptqdebug.metrics as metrics
     from ptqdebug.report.html import render_report
 
-    metrics._USER.clear()
+    monkeypatch.setattr(metrics, "_USER", {})
     assert metrics.known_metric("top_logit_error") is None
     assert 'title="lower is better"' in render_report(saved, tmp_path)
 
@@ -364,18 +364,66 @@ def test_a_metric_with_the_sample_index_scores_against_labels(cnn_dir: Path, sam
     assert max(v["accuracy"] for v in got.values()) < 1.0  # the wrong label costs every candidate
     helpers = set((tmp_path / "pids.txt").read_text().split()) - {str(os.getpid())}
     assert bool(helpers) == (workers > 1)  # with workers, helper processes scored some of it
+    # labels are read by the metric, not seen by the results cache: such sweeps are never cached
+    ctx = dbg.open_context(path, cnn_dir / "calibration_data")
+    dbg.sensitivity_of_nodes(ctx, metrics=f"{script}:accuracy", node_type="activation", data_num=None)
+    again = dbg.open_context(path, cnn_dir / "calibration_data")
+    dbg.sensitivity_of_nodes(again, metrics=f"{script}:accuracy", node_type="activation", data_num=None)
+    assert again.cache.hits == 0 and again.engine.runs > 0
 
 
-def test_a_three_argument_function_in_every_step(cnn_dir: Path, tmp_path: Path) -> None:
-    """Curves, local errors and the deployment check pass the sample index too."""
-    seen: set[int] = set()
-
-    def probe(reference: np.ndarray, actual: np.ndarray, sample: int) -> float:
-        seen.add(sample)
-        return 1.0
-
+def test_a_three_argument_function_in_every_step(cnn_dir: Path, samples, tmp_path: Path) -> None:
+    """Curves, local errors and the deployment check pass each sample's own index: a probe that
+    finds, among every sample's input, the one its float output came from."""
     data = cnn_dir / "calibration_data"
-    dbg.plot_acc_error(data, cnn_dir / MODEL, ["weight"], metric=probe, save_dir=tmp_path)
-    dbg.local_errors(cnn_dir / MODEL, data, metrics=probe, data_num=2)
-    dbg.check_deployment(cnn_dir / MODEL, data, metrics=[probe], data_num=3)
-    assert seen == {0, 1, 2}
+    model = load_model(cnn_dir / MODEL)
+    floats = [oracle_from_file(cnn_dir / MODEL, (), s)["logits"] for s in samples]
+    wrong: list[tuple[str, int]] = []
+    seen: dict[str, set[int]] = {}
+
+    def probe_for(step: str):  # noqa: ANN202
+        def probe(reference: np.ndarray, actual: np.ndarray, sample: int) -> float:
+            seen.setdefault(step, set()).add(sample)
+            if reference.shape == floats[sample].shape and not np.allclose(reference, floats[sample], atol=1e-5):
+                wrong.append((step, sample))
+            return 1.0
+        probe.__name__ = f"probe_{step.replace('-', '_')}"
+        return probe
+
+    dbg.plot_acc_error(data, cnn_dir / MODEL, ["weight"], metric=probe_for("curves"), save_dir=tmp_path)
+    dbg.local_errors(cnn_dir / MODEL, data, metrics=probe_for("local"), data_num=2)
+    dbg.check_deployment(cnn_dir / MODEL, data, metrics=[probe_for("deployment")], data_num=3)
+    assert seen == {"curves": {0}, "local": {0, 1}, "deployment": {0, 1, 2}} and not wrong
+    assert model.outputs == ("logits",)
+
+
+def test_the_sample_index_in_batched_groups(cnn_dir: Path, samples) -> None:
+    """On GPU providers samples run in batches of 8: each row still gets its own sample's index."""
+    floats = [oracle_from_file(cnn_dir / MODEL, (), s)["logits"] for s in samples]
+
+    def own(reference: np.ndarray, actual: np.ndarray, sample: int) -> float:
+        return float(np.allclose(reference, floats[sample], atol=1e-5))
+
+    ctx = dbg.open_context(cnn_dir / MODEL, cnn_dir / "calibration_data", cache=False)
+    ctx.batch_size = 4
+    assert any(len(g) > 1 for g in ctx.score_groups(None, ("logits",)))  # the premise: batched
+    got = dbg.sensitivity_of_nodes(ctx, metrics=own, node_type="activation", data_num=None).as_mapping()
+    assert got and all(v["own"] == 1.0 for v in got.values())
+
+
+def test_which_functions_get_the_sample_index() -> None:
+    from ptqdebug.metrics import get_metrics
+
+    def with_eps(reference, actual, eps=1e-12):  # noqa: ANN001, ANN202 - an optional third parameter is not the index
+        return 0.0
+
+    def wrapper(*args):  # noqa: ANN002, ANN202
+        return 0.0
+
+    def named(reference, actual, sample=None):  # noqa: ANN001, ANN202
+        return 0.0
+
+    def labels(reference, actual, index):  # noqa: ANN001, ANN202
+        return 0.0
+
+    assert [m.takes_sample for m in get_metrics([with_eps, wrapper, named, labels])] == [False, False, True, True]

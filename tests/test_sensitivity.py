@@ -187,12 +187,18 @@ def test_tae_is_the_activations_read_by_conv_matmul_gemm(cnn_dir: Path) -> None:
     """The original's undocumented node_type="tae" (reference §2.1): the activation sweep's
     candidates whose readers include a Conv, MatMul, Gemm or ConvTranspose, with the same scores."""
     path, data = cnn_dir / "pc_int8_pairs_keep.onnx", cnn_dir / "calibration_data"
-    model = load_model(path)
-    ops = {n.name: n.op_type for n in onnx.load(str(path)).graph.node}
+    graph = onnx.load(str(path)).graph
     tae = dbg.get_sensitivity_of_nodes(path, "cosine-similarity", data, node_type="tae", data_num=2)
     act = dbg.get_sensitivity_of_nodes(path, "cosine-similarity", data, node_type="activation", data_num=2)
-    want = {q.name for q in model.activation_quantizers
-            if any(ops.get(c) in ("Conv", "MatMul", "Gemm", "ConvTranspose") for c in model.quantizer_consumers[q.name])}
+    # from the file itself: the Q→DQ pairs on activations whose DequantizeLinear output a Conv/MatMul/Gemm reads
+    inits = {t.name for t in graph.initializer}
+    dq_of = {n.input[0]: n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    readers = {}
+    for n in graph.node:
+        for t in n.input:
+            readers.setdefault(t, []).append(n.op_type)
+    want = {q.name for q in graph.node if q.op_type == "QuantizeLinear" and q.input[0] not in inits
+            and any(op in ("Conv", "MatMul", "Gemm", "ConvTranspose") for op in readers.get(dq_of.get(q.output[0], ""), []))}
     assert set(tae) == want and 0 < len(want) < len(act)
     assert all(tae[n] == act[n] for n in tae)
     with pytest.raises(dbg.OptionError, match="node_type"):

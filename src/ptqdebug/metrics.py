@@ -43,9 +43,11 @@ those of a function defined in your process are not cached, and helper processes
 ``ptqdebug get-sensitivity-of-nodes model.onnx data -m "['my_metrics.py:top1','cosine-similarity']"``
 ranks the nodes by how many top-1 answers they change.
 
-A function with a third parameter, ``f(reference, actual, sample)``, also gets the index of the
-sample (0, 1, ... in the order ptqdebug reads the data: ``0.npy``, ``1.npy``, ...), to score
-against your labels, so that nodes rank by the accuracy they cost::
+A function with a third parameter, ``f(reference, actual, sample)`` (required, or named
+``sample``), also gets the index of the sample (0, 1, ... in the order ptqdebug reads the data:
+``0.npy``, ``1.npy``, ...), to score against your labels, so that nodes rank by the accuracy they
+cost. Such a metric reads something the results cache cannot see (the labels), so its sweeps are
+never cached on disk::
 
     LABELS = np.load("labels.npy")  # one class per calibration sample
 
@@ -257,13 +259,15 @@ def _user_metric(fn: Callable[..., object], name: str, ref: str, fingerprint: st
 
 
 def _takes_sample(fn: Callable[..., object]) -> bool:
-    """Whether a user's metric has a third parameter (the sample's index)."""
+    """Whether a user's metric asks for the sample's index: a third positional parameter without a
+    default, or one named ``sample`` (``f(reference, actual, eps=1e-12)`` and ``f(*args)`` do not)."""
     try:
         params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):  # no signature to read: the two-argument form
         return False
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(positional) >= 3 or any(p.kind == p.VAR_POSITIONAL for p in params)
+    required = [p for p in positional if p.default is p.empty]
+    return len(required) >= 3 or any(p.name == "sample" for p in positional[2:])
 
 
 def _remember(metric: Metric) -> Metric:

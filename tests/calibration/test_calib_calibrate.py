@@ -331,3 +331,8 @@ def test_nodes_left_float_in_bodies_are_named(tmp_path: Path, caplog: pytest.Log
         result = calibrate(path, make_samples(3, shape=(1, 3, 8, 8)), tmp_path / "out", method="max")
     assert re.search(r"\d nodes inside If/Loop/Scan bodies stay float", caplog.text)
     assert ptqdebug.load_model(result.model_path).quantizers
+
+
+def test_data_num_all_as_on_the_command_line(tmp_path: Path, tiny_path: Path) -> None:
+    r = calibrate(tiny_path, make_samples(5), tmp_path / "out", method="max", data_num="all")
+    assert r.num_samples == 5

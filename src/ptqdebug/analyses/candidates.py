@@ -61,7 +61,8 @@ def candidates_for(model: CalibratedModel, node_type: str, interested_nodes: obj
     """The candidates of a sweep (reference §3.3 step 1).
 
     ``node``: every ordinary node with calibration nodes on its inputs, all of them switched on
-    together; ``weight`` / ``activation``: each calibration node of that kind. ``interested_nodes``
+    together; ``weight`` / ``activation``: each calibration node of that kind; ``tae``: each
+    activation calibration node that a Conv, MatMul, Gemm or ConvTranspose reads. ``interested_nodes``
     replaces the list: each name is a candidate, each nested list one candidate group.
     """
     check_node_type(node_type)

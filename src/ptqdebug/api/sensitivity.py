@@ -48,8 +48,10 @@ def sensitivity_of_nodes(
     candidates = candidates_for(ctx.model, node_type, interested_nodes)
     compare_at = compare_tensors(ctx, output_node)
     key = None
-    code = [m.fingerprint for m in get_metrics(mets)]  # a user's metric file: its bytes
-    if ctx.cache.enabled and None not in code:  # a function of this process: nothing to key it by
+    chosen = get_metrics(mets)
+    code = [m.fingerprint for m in chosen]  # a user's metric file: its bytes
+    # nothing to key by for a function of this process, nor for labels a metric reads by sample index
+    if ctx.cache.enabled and None not in code and not any(m.takes_sample for m in chosen):
         options: dict[str, object] = {"node_type": node_type, "metrics": mets, "compare_at": compare_at,
                    "candidates": [[c.name, list(c.quantizers)] for c in candidates]}
         if any(code):
@@ -93,12 +95,14 @@ def get_sensitivity_of_nodes(
     Args:
         model_or_file: the calibrated model (path, ModelProto, or a loaded model).
         metrics: one name or a list of ``cosine-similarity``, ``mse``, ``mre``, ``sqnr``,
-            ``chebyshev``, or your own (a function ``f(reference, actual) -> float`` or
-            ``"file.py:function"``, see :mod:`ptqdebug.metrics`); the ranking follows the first.
+            ``chebyshev``, or your own (a function ``f(reference, actual) -> float``, or
+            ``f(reference, actual, sample)`` to score against labels, or ``"file.py:function"``;
+            see :mod:`ptqdebug.metrics`); the ranking follows the first, ties the next.
         calibrated_data: the calibration data (``calibration_data/`` folder, ``.npz``, reader...).
         output_node: compare at this node's outputs (or several nodes') instead of the model's.
-        node_type: ``"node"``, ``"weight"`` or ``"activation"``.
-        data_num: how many samples (the first ones); None for all.
+        node_type: ``"node"``, ``"weight"`` or ``"activation"`` (or the original's undocumented
+            ``"tae"``: the activation calibration nodes a Conv, MatMul, Gemm or ConvTranspose reads).
+        data_num: how many samples (the first ones); None or ``"all"`` for all.
         verbose: log the ranked table (reference §3.5) at INFO level.
         interested_nodes: candidates to score instead of all: names, or nested lists (one group
             each, keyed by the names joined with ``+``).

@@ -97,10 +97,11 @@ def check_method(method: str) -> str:
     return key
 
 
-def _check_options(percentile: object, data_num: object) -> None:
+def _check_options(percentile: object, data_num: object) -> int | None:
+    """Check ``percentile``; return ``data_num`` as a count (None: every sample)."""
     if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not 0.0 < float(percentile) <= 1.0:
         raise OptionError(f"percentile is {percentile!r}; expected a fraction in (0, 1], e.g. 0.99995")
-    data_num = check_data_num(data_num)
+    return check_data_num(data_num)
 
 
 def _int16_tensors(prepared: PreparedModel, names: Iterable[str] | None, all_int16: bool) -> set[str]:
@@ -321,7 +322,7 @@ def calibrate(
         ModelError, DataError, OptionError: with a one-line message saying what to fix.
     """
     method = check_method(method)
-    _check_options(percentile, data_num)
+    data_num = _check_options(percentile, data_num)
     percentile = float(percentile)
     pre = ImagePreprocess.from_options(preprocess)
     provider_list = resolve_providers(providers)

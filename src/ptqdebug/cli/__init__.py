@@ -26,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font", category=UserWarning)
     try:
         parser = build_parser()
-        args = parser.parse_args(normalize_argv(args_in))
+        args = parser.parse_args(normalize_argv(args_in, parser.commands))
         if not getattr(args, "func", None):
             parser.print_help()
             return 2

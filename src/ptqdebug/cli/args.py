@@ -12,7 +12,7 @@ Conveniences that run before argparse sees the arguments (:func:`normalize_argv`
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import NoReturn
 
 from ..errors import OptionError
@@ -83,10 +83,16 @@ def _starts_option(token: str) -> bool:
     return len(token) > 1 and token[0] == "-" and (token[1].isalpha() or token[1] == "-")
 
 
-def normalize_argv(argv: Sequence[str]) -> list[str]:
+#: Python function names whose subcommand is not their hyphenated spelling
+PYTHON_NAMES = {"local_errors": "local-error", "export_model": "export"}
+
+
+def normalize_argv(argv: Sequence[str], commands: Collection[str] = ()) -> list[str]:
     at = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
-    if at is not None and "_" in argv[at] and argv[at].replace("_", "").isalpha():  # plot_acc_error: plot-acc-error
-        argv = [*argv[:at], argv[at].replace("_", "-"), *argv[at + 1:]]
+    if at is not None and argv[at] not in commands:  # the Python name of a function: plot_acc_error
+        named = PYTHON_NAMES.get(argv[at], argv[at].replace("_", "-"))
+        if named in commands:
+            argv = [*argv[:at], named, *argv[at + 1:]]
     command = argv[at] if at is not None else ""
     flags = BOOL_FLAGS.get(command, set())
     out: list[str] = []
@@ -118,11 +124,13 @@ def normalize_argv(argv: Sequence[str]) -> list[str]:
 
 
 class _Parser(argparse.ArgumentParser):
+    commands: tuple[str, ...] = ()  # the subcommands (on the top-level parser)
+
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> _Parser:
     from . import commands
 
     parser = _Parser(
@@ -133,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ptqdebug {_version()}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
     commands.register(sub)
+    parser.commands = tuple(sub.choices)
     return parser
 
 

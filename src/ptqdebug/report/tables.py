@@ -85,7 +85,7 @@ def sensitivity_rows(result: SensitivityResult, rounded: bool) -> dict[str, dict
     rows: dict[str, dict[str, object]] = {}
     for e in result.entries:
         row: dict[str, object] = {}
-        if rounded and result.node_type in ("weight", "activation", "tae"):
+        if rounded and result.node_type != "node":  # one calibration node per row: who reads it
             row["node"] = e.node
             if result.node_type in ("activation", "tae"):
                 row["threshold"] = e.threshold
