@@ -373,8 +373,8 @@ def test_a_metric_with_the_sample_index_scores_against_labels(cnn_dir: Path, sam
 
 
 def test_a_three_argument_function_in_every_step(cnn_dir: Path, samples, tmp_path: Path) -> None:
-    """Curves, local errors and the deployment check pass each sample's own index: a probe that
-    finds, among every sample's input, the one its float output came from."""
+    """Curves, local errors and the deployment check pass each sample's own index: a probe checks
+    that the compared tensor is nearest that sample's float output among all samples'."""
     data = cnn_dir / "calibration_data"
     model = load_model(cnn_dir / MODEL)
     floats = [oracle_from_file(cnn_dir / MODEL, (), s)["logits"] for s in samples]
@@ -384,8 +384,12 @@ def test_a_three_argument_function_in_every_step(cnn_dir: Path, samples, tmp_pat
     def probe_for(step: str):  # noqa: ANN202
         def probe(reference: np.ndarray, actual: np.ndarray, sample: int) -> float:
             seen.setdefault(step, set()).add(sample)
-            if reference.shape == floats[sample].shape and not np.allclose(reference, floats[sample], atol=1e-5):
-                wrong.append((step, sample))
+            # (the deployment check also compares the deployed model against the simulation: then
+            # the reference is the simulated output, still nearest its own sample's float output)
+            if reference.shape == floats[sample].shape:
+                nearest = int(np.argmin([np.abs(reference - f).max() for f in floats]))
+                if nearest != sample:
+                    wrong.append((step, sample))
             return 1.0
         probe.__name__ = f"probe_{step.replace('-', '_')}"
         return probe
