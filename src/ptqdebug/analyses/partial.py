@@ -110,8 +110,9 @@ def prune(ctx: Context, result: PartialQuantizationResult, data_num: int | None 
     """The best prefix without the nodes it does not need, and its score.
 
     A node of the best prefix that recovered nothing on top of the ones before it (its score is not
-    better than theirs: recovery ≤ 0 for cosine similarity) is dropped where the prefix without it scores no worse (scored exactly, one configuration per
-    such node, the last first); nodes that recovered something stay. On a real classifier this
+    better than theirs: recovery ≤ 0 for cosine similarity) is dropped where the prefix without it
+    scores no worse (scored exactly, one configuration per such node, the last first); nodes that
+    recovered something stay. On a real classifier this
     took out a node that recovered 0.0 and one that cost 0.0044 of cosine similarity."""
     keep = list(result.best_prefix())
     if not keep:

@@ -210,9 +210,10 @@ def _final_scores(proto: onnx.ModelProto, data: Dataset, count: int, deployed: i
     as_deployed: list[float] = []
     for i in range(count):
         ref = ctx.reference(i, outputs)
-        defined.append(_output_cosine([ref[t] for t in outputs], [ctx.engine.run(ref, on, outputs)[t] for t in outputs]))
+        floats, simulated = [ref[t] for t in outputs], ctx.engine.run(ref, on, outputs)  # one run for every output
+        defined.append(_output_cosine(floats, [simulated[t] for t in outputs]))
         if shipped is not None and i < deployed:
-            as_deployed.append(_output_cosine([ref[t] for t in outputs], shipped.run(outputs, dict(data[i]))))
+            as_deployed.append(_output_cosine(floats, shipped.run(outputs, dict(data[i]))))
         tick()
     return _mean(defined), _mean(defined[:len(as_deployed)]), _mean(as_deployed)
 
@@ -222,7 +223,6 @@ class _Runner:
     among the candidates of ``method="default"``."""
 
     def __init__(self, prepared: PreparedModel, providers: list[str]) -> None:
-        self.prepared = prepared
         self.providers = providers
         self.float_session = make_session(prepared.proto, providers, None)
         self.outputs = list(prepared.outputs)
