@@ -119,3 +119,13 @@ def test_a_context_refuses_other_data_and_runtime_options(cnn_dir: Path, tmp_pat
     for option in ({"float_model": cnn_dir / "float.onnx"}, {"providers": "cpu"}, {"cache": False}):
         with pytest.raises(dbg.OptionError, match=f"{next(iter(option))} is fixed when the context is opened"):
             dbg.get_sensitivity_of_nodes(ctx, calibrated_data=data, node_type="weight", **option)
+
+
+def test_results_never_go_into_a_contexts_data_folder(cnn_dir: Path) -> None:
+    data = cnn_dir / "calibration_data"
+    ctx = dbg.open_context(cnn_dir / "pc_int8_pairs.onnx", data)
+    with pytest.raises(dbg.OptionError, match="is inside the calibration data folder"):
+        dbg.runall(ctx, None, data / "results")
+    with pytest.raises(dbg.OptionError, match="is inside the calibration data folder"):
+        dbg.plot_acc_error(None, ctx, save_dir=data / "results")
+    assert not (data / "results").exists()

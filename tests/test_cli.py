@@ -38,6 +38,16 @@ def test_list_split_by_the_shell_and_bool_values(cnn_dir: Path, capsys: pytest.C
     assert out.splitlines()[1].split() == ["node", "cosine-similarity", "mse"]
 
 
+@pytest.mark.parametrize("argv", [["runall", "m.onnx", "d", "-v", "maybe"], ["plot_acc_error", "m.onnx", "d", "-a", "maybe"]])
+def test_a_boolean_flag_followed_by_another_word(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, *argv)
+    flag = argv[-2]
+    assert code == 2 and err.count("\n") == 1
+    assert f"{flag} is true or false (bare {flag} means true), not 'maybe'" in err
+    code, _, err = run(capsys, "runall", "m.onnx", "d", "stray")
+    assert code == 2 and "unrecognized arguments: stray" in err
+
+
 def test_interested_groups(cnn_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "get-sensitivity-of-nodes", cnn_dir / "pc_int8_pairs.onnx", cnn_dir / "calibration_data",
                          "-i", "[[Conv_0,Conv_1],[Gemm_0]]")

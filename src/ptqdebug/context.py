@@ -95,6 +95,12 @@ class Context:
         what = f"{changed!r} changed" if changed else "the files of the calibration data changed"
         raise OptionError(f"{what} since this context was opened; open a new one (ptqdebug.open_context) to use them")
 
+    @property
+    def data_argument(self) -> object:
+        """The ``calibrated_data`` this context was opened with (a path, arrays, ...; None for a
+        context made by hand)."""
+        return self._data_arg
+
     def check_same_data(self, calibrated_data: object) -> None:
         """Refuse calibration data other than the context's own next to the context (it would be
         ignored: the context holds its data)."""

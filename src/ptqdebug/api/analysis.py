@@ -128,7 +128,7 @@ def sensitivity_analysis(
     data_num = check_data_num(data_num)
     check_node_list(None, sensitive_nodes, "sensitive_nodes", expand=True)
     if save_dir is not None:
-        check_save_dir(save_dir, calibrated_data)
+        check_save_dir(save_dir, calibrated_data, model_or_file)
     ctx = context_for(model_or_file, calibrated_data, float_model, providers, cache, workers, executor)
     ctx.samples(data_num)
     with runtime_errors(ctx, data_num):
@@ -184,7 +184,7 @@ def get_calibration_nodes_stat_info(
     """
     data_num = check_data_num(data_num)
     check_node_list(None, nodes_list, "nodes_list", expand=True)
-    check_save_dir(save_dir, calibrated_data)
+    check_save_dir(save_dir, calibrated_data, model_or_file)
     ctx = context_for(model_or_file, calibrated_data, float_model, providers)
     ctx.samples(data_num)
     check_node_list(ctx.model, nodes_list, "nodes_list", expand=True)

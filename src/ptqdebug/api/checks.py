@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..analyses.candidates import check_node_type, flat_names, normalize_node_list
+from ..context import Context
 from ..data import check_data_num
 from ..errors import OptionError, UnknownNodeError
 from ..metrics import METRICS, get_metrics
@@ -77,8 +78,11 @@ def check_providers(value: object) -> None:
 
 def check_save_dir(save_dir: object, calibrated_data: object = None, model_or_file: object = None) -> Path:
     """``save_dir`` is (or can become) a writable folder, and is not inside the calibration data
-    folder (results written there would make it unreadable as data next time). Creates nothing."""
+    folder (results written there would make it unreadable as data next time), nor in the data
+    folder of a :class:`Context` given as ``model_or_file``. Creates nothing."""
     path = check_dir(save_dir)  # type: ignore[arg-type]
+    if calibrated_data is None and isinstance(model_or_file, Context):
+        calibrated_data = model_or_file.data_argument
     if isinstance(calibrated_data, (str, os.PathLike)) and Path(calibrated_data).is_dir():
         data = Path(calibrated_data).resolve()
         target = path.resolve()

@@ -110,7 +110,7 @@ def plot_acc_error(
     """
     metric = check_metric(metric)
     check_acc_nodes(None, quantize_node, non_quantize_node)
-    check_save_dir(save_dir, calibrated_data)
+    check_save_dir(save_dir, calibrated_data, model_or_file)
     ctx = context_for(model_or_file, calibrated_data, float_model, providers)
     with runtime_errors(ctx, 1):
         results = accumulate_errors(ctx, quantize_node, non_quantize_node, metric)
@@ -132,7 +132,7 @@ def plot_distribution(
     Writes ``activation_<name>.png``, ``weight_<name>.png`` and ``node_output_:<output>_of_<node>.png``.
     """
     check_node_list(None, nodes_list, "nodes_list", expand=False, required=True)
-    check_save_dir(save_dir, calibrated_data)
+    check_save_dir(save_dir, calibrated_data, model_or_file)
     ctx = context_for(model_or_file, calibrated_data, float_model, providers)
     with runtime_errors(ctx, 1):
         items = distributions(ctx, nodes_list)
@@ -156,7 +156,7 @@ def get_channelwise_data_distribution(
     """
     check_node_list(None, nodes_list, "nodes_list", expand=True, required=True)
     axis = check_axis(axis)
-    check_save_dir(save_dir, calibrated_data)
+    check_save_dir(save_dir, calibrated_data, model_or_file)
     ctx = context_for(model_or_file, calibrated_data, float_model, providers)
     with runtime_errors(ctx, 1):
         items = channel_boxes(ctx, nodes_list, axis)

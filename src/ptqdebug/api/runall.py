@@ -183,7 +183,7 @@ def runall(
     for value, what, expand in lists:
         check_node_list(None, value, what, expand=expand)
     check_acc_nodes(None, quantize_node, non_quantize_node)  # also: no 'weight'/'activation' in non_quantize_node
-    check_save_dir(save_dir, calibrated_data)
+    check_save_dir(save_dir, calibrated_data, model_or_file)
     if not isinstance(check_deployment, bool):
         raise OptionError(f"check_deployment is {check_deployment!r}; expected True or False")
     # 2. the model and the data, then every option that needs them, before the first file; the

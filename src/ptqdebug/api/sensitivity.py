@@ -124,7 +124,7 @@ def get_sensitivity_of_nodes(
     check_node_list(None, interested_nodes, "interested_nodes", expand=True)
     check_node_list(None, output_node, "output_node", expand=False)
     if save_dir is not None:
-        check_save_dir(save_dir, calibrated_data)
+        check_save_dir(save_dir, calibrated_data, model_or_file)
     ctx = context_for(model_or_file, calibrated_data, float_model, providers, cache, workers, executor)
     with runtime_errors(ctx, data_num):
         result = sensitivity_of_nodes(ctx, metrics=metrics, output_node=output_node, node_type=node_type,

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Sequence
 
 from ..errors import PtqDebugError
-from .args import UsageError, build_parser, normalize_argv
+from .args import UsageError, bool_value_hint, build_parser, normalize_argv
 
 __all__ = ["main"]
 
@@ -31,7 +31,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return 2
         return int(args.func(args) or 0)
-    except (PtqDebugError, UsageError) as exc:
+    except UsageError as exc:
+        print(f"ptqdebug: error: {bool_value_hint(str(exc), args_in)}", file=sys.stderr)
+        return 2
+    except PtqDebugError as exc:
         print(f"ptqdebug: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

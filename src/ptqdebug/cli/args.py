@@ -18,7 +18,7 @@ from typing import NoReturn
 from ..errors import OptionError
 from ..listsyntax import ListValue, parse_list
 
-__all__ = ["BOOL_FLAGS", "UsageError", "build_parser", "names_value", "normalize_argv", "parse_bool"]
+__all__ = ["BOOL_FLAGS", "UsageError", "bool_value_hint", "build_parser", "names_value", "normalize_argv", "parse_bool"]
 
 _TRUE = {"true", "1", "yes", "y", "t", "on"}
 _FALSE = {"false", "0", "no", "n", "f", "off"}
@@ -121,6 +121,21 @@ def normalize_argv(argv: Sequence[str], commands: Collection[str] = ()) -> list[
         out.append(tok)
         i += 1
     return out
+
+
+def bool_value_hint(message: str, argv: Sequence[str]) -> str:
+    """``message`` with a hint when argparse found an unrecognized word that follows a boolean
+    flag: ``-v maybe`` reads as a bare ``-v`` and a stray ``maybe``."""
+    head, see, tail = message.partition(" (see ")
+    if not head.startswith("unrecognized arguments:"):
+        return message
+    stray = set(head.removeprefix("unrecognized arguments:").split())
+    command = next((a for a in argv if not a.startswith("-")), "")
+    flags = BOOL_FLAGS.get(PYTHON_NAMES.get(command, command.replace("_", "-")), set())
+    for flag, word in zip(argv, argv[1:]):
+        if flag in flags and word in stray:
+            return f"{flag} is true or false (bare {flag} means true), not {word!r}{see}{tail}"
+    return message
 
 
 class _Parser(argparse.ArgumentParser):
