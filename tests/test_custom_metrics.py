@@ -20,7 +20,7 @@ from ptqdebug.analyses.candidates import candidates_for
 from ptqdebug.cli import main
 from ptqdebug.errors import OptionError
 from ptqdebug.model import load_model
-from tests.support.oracle import assert_same_ranking, brute_force_sensitivity, oracle_from_file
+from tests.support.oracle import assert_same_ranking, brute_force_sensitivity, cosine, oracle_from_file
 
 MODEL = "pc_int8_pairs_keep.onnx"
 
@@ -431,3 +431,112 @@ def test_which_functions_get_the_sample_index() -> None:
         return 0.0
 
     assert [m.takes_sample for m in get_metrics([with_eps, wrapper, named, labels])] == [False, False, True, True]
+
+
+# -- a metric over all compared tensors at once (all_outputs) --------------------------------------
+
+def weighted_outputs(reference: dict, actual: dict) -> float:
+    """Cosine per compared tensor, weighted 1, 2, 3, ... in name order (a detector weighing its
+    boxes against its scores)."""
+    names = sorted(reference)
+    weights = np.arange(1, len(names) + 1, dtype=np.float64)
+    return float(sum(w * cosine(reference[n], actual[n]) for w, n in zip(weights, names)) / weights.sum())
+
+
+weighted_outputs.all_outputs = True  # type: ignore[attr-defined]
+
+
+def logits_cosine(reference: dict, actual: dict) -> float:
+    return cosine(reference["logits"], actual["logits"])
+
+
+logits_cosine.all_outputs = True  # type: ignore[attr-defined]
+
+
+def test_a_metric_over_all_outputs_matches_brute_force(cnn_dir: Path, samples) -> None:
+    """Compared at two nodes' outputs (output_node), the function gets both tensors of a sample
+    together; its score equals a brute force with one model and session per candidate."""
+    path = cnn_dir / MODEL
+    cm = load_model(path)
+    at = ["Relu_1", "Gemm_0"]
+    tensors = [t for n in at for t in cm.node_outputs[n]]
+    got = dbg.get_sensitivity_of_nodes(path, weighted_outputs, cnn_dir / "calibration_data", output_node=at,
+                                       node_type="activation", data_num=3)
+    floats = [oracle_from_file(path, (), s, tensors) for s in samples[:3]]
+    for c in candidates_for(cm, "activation"):
+        want = np.mean([weighted_outputs(f, oracle_from_file(path, c.quantizers, s, tensors)) for f, s in zip(floats, samples)])
+        assert got[c.name]["weighted_outputs"] == pytest.approx(want, abs=1e-9), c.name
+    assert len({round(v["weighted_outputs"], 9) for v in got.values()}) > 1  # it discriminates
+
+
+def test_a_metric_over_all_outputs_equals_the_built_in_one_everywhere(cnn_dir: Path, tmp_path: Path) -> None:
+    """On a one-output model, cosine of the 'logits' entry is the built-in cosine: in the sweeps
+    (in this process, in batched sample groups, in helper processes), partial quantization and the
+    deployment check."""
+    path, data = cnn_dir / MODEL, cnn_dir / "calibration_data"
+    script = tmp_path / "whole.py"
+    script.write_text(textwrap.dedent('''
+        import numpy as np
+
+        def logits_cosine(reference, actual):
+            a, b = reference["logits"].ravel(), actual["logits"].ravel()
+            return float(min(1.0, max(-1.0, a @ b / (max(np.linalg.norm(a), 1e-8) * max(np.linalg.norm(b), 1e-8)))))
+
+        logits_cosine.all_outputs = True
+    '''))
+    builtin = dbg.get_sensitivity_of_nodes(path, "cosine-similarity", data, node_type="node", data_num=4)
+    ctx = dbg.open_context(path, data, cache=False)
+    ctx.batch_size = 4
+    ways = {"here": dbg.get_sensitivity_of_nodes(path, logits_cosine, data, node_type="node", data_num=4),
+            "batched": dbg.sensitivity_of_nodes(ctx, metrics=logits_cosine, node_type="node", data_num=4).as_mapping(),
+            "helpers": dbg.get_sensitivity_of_nodes(path, f"{script}:logits_cosine", data, node_type="node", data_num=4,
+                                                    workers=2, cache=False)}
+    # (a batch of 4 runs other kernels than one sample: the batched way has its own built-in reference)
+    batched = dbg.sensitivity_of_nodes(ctx, metrics="cosine-similarity", node_type="node", data_num=4).as_mapping()
+    for way, got in ways.items():
+        for n, v in (batched if way == "batched" else builtin).items():
+            assert got[n]["logits_cosine"] == pytest.approx(v["cosine-similarity"], abs=1e-12), (way, n)
+    deployed = dbg.check_deployment(path, data, metrics=[logits_cosine, "cosine-similarity"], data_num=2)
+    for o in deployed.outputs:
+        for k in ("deployed", "simulated", "between"):
+            assert getattr(o, k)["logits_cosine"] == pytest.approx(getattr(o, k)["cosine-similarity"], abs=1e-12)
+    nodes = list(builtin)[:3]
+    a = dbg.sensitivity_analysis(path, data, sensitive_nodes=nodes, metric=logits_cosine, save_dir=None)
+    b = dbg.sensitivity_analysis(path, data, sensitive_nodes=nodes, save_dir=None)
+    assert a.partial == pytest.approx(b.partial, abs=1e-12) and a.baseline == pytest.approx(b.baseline, abs=1e-12)
+
+
+def test_a_metric_over_all_outputs_is_refused_where_each_nodes_tensors_are_compared(
+        cnn_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path, data = cnn_dir / MODEL, cnn_dir / "calibration_data"
+    message = r"metric logits_cosine scores the compared outputs together \(all_outputs\), but {} compare each node's own tensors"
+    with pytest.raises(OptionError, match=message.format("cumulative error curves")):
+        dbg.plot_acc_error(data, path, metric=logits_cosine, save_dir=tmp_path / "curves")
+    with pytest.raises(OptionError, match=message.format("local errors")):
+        dbg.local_errors(path, data, metrics=[logits_cosine])
+    with pytest.raises(OptionError, match=message.format("cumulative error curves")):
+        dbg.runall(path, data, tmp_path / "all", ae_metric=logits_cosine)
+    assert not any(tmp_path.iterdir())  # refused before anything was computed or written
+    script = tmp_path.parent / f"{tmp_path.name}_whole.py"
+    script.write_text("def total(reference, actual):\n    return 1.0\n\ntotal.all_outputs = True\n")
+    code = main(["plot-acc-error", str(path), str(data), "-m", f"{script}:total", "-s", str(tmp_path / "cli")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "all_outputs" in err
+
+
+def test_a_metric_over_all_outputs_is_not_called_on_undefined_values() -> None:
+    from ptqdebug.metrics import compare_tensors, get_metrics
+
+    calls: list[int] = []
+
+    def total(reference: dict, actual: dict) -> float:
+        calls.append(1)
+        return float(sum(np.abs(reference[n] - actual[n]).sum() for n in reference))
+
+    total.all_outputs = True  # type: ignore[attr-defined]
+    metrics = get_metrics([total, "mse"])
+    ref = {"a": np.array([1.0, 2.0]), "b": np.array([[3.0]], np.float32)}
+    got = compare_tensors(metrics, ["a", "b"], ref, {"a": np.array([1.0, 2.5]), "b": np.array([[4.0]], np.float32)}, 0)
+    assert got.shape == (2, 2) and got[:, 0].tolist() == [1.5, 1.5] and got[:, 1].tolist() == [0.125, 1.0]
+    got = compare_tensors(metrics, ["a", "b"], ref, {"a": np.array([1.0, np.inf]), "b": np.array([[4.0]], np.float32)}, 0)
+    assert np.isnan(got[:, 0]).all() and np.isnan(got[0, 1]) and got[1, 1] == 1.0 and len(calls) == 1

@@ -53,6 +53,21 @@ never cached on disk::
 
     def accuracy(reference, actual, sample):
         return float(np.argmax(actual) == LABELS[sample])
+
+A function with the attribute ``all_outputs = True`` scores **every compared tensor of a sample
+at once** — a detector's boxes and scores together, or outputs weighted by importance: it gets two
+dicts ``{tensor name: float64 array}`` (the model's outputs, or ``output_node``'s tensors), plus the
+sample's index if it asks for it, and its one number is the sample's score (averaged over samples;
+the deployment check's per-output rows all show it). Such a metric judges the model's outputs, so the steps
+that compare each node's own tensors (cumulative error curves, local errors) refuse it::
+
+    def weighted(reference, actual):
+        return 0.8 * cosine(reference["boxes"], actual["boxes"]) + 0.2 * cosine(reference["scores"], actual["scores"])
+
+    weighted.all_outputs = True
+
+If any compared tensor became NaN/inf where its reference is finite, the sample scores NaN without
+calling the function, as with the built-in metrics.
 """
 
 from __future__ import annotations
@@ -62,7 +77,7 @@ import inspect
 import itertools
 import math
 import reprlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
@@ -72,7 +87,8 @@ import numpy as np
 from .errors import OptionError
 from .userscript import SCRIPT, file_digest, load_function, user_error
 
-__all__ = ["METRICS", "Metric", "MetricLike", "compare", "get_metrics", "known_metric", "portable_refs"]
+__all__ = ["METRICS", "Metric", "MetricLike", "compare", "compare_tensors", "get_metrics", "known_metric", "per_tensor_only",
+           "portable_refs"]
 
 MetricFunction = Callable[[np.ndarray, np.ndarray], float]
 #: What an option naming metrics accepts: a built-in name, ``path/to/file.py:function``, or a function.
@@ -98,6 +114,7 @@ class Metric:
     fingerprint: str | None = ""
     identity: str = ""
     takes_sample: bool = False  # a user's function f(reference, actual, sample): it gets the sample's index
+    all_outputs: bool = False  # a user's function of {tensor: array} dicts: every compared tensor of a sample at once
 
     @property
     def key(self) -> str:
@@ -255,7 +272,8 @@ def _user_metric(fn: Callable[..., object], name: str, ref: str, fingerprint: st
             raise OptionError(f"metric {name} returned {shown}; expected a number") from None
 
     identity = f"{name}@{fingerprint if fingerprint is not None else f'function {next(_SERIAL)}'}"
-    return Metric(name, bool(getattr(fn, "higher_is_better", True)), None, call, ref, fingerprint, identity, takes_sample)
+    return Metric(name, bool(getattr(fn, "higher_is_better", True)), None, call, ref, fingerprint, identity, takes_sample,
+                  bool(getattr(fn, "all_outputs", False)))
 
 
 def _takes_sample(fn: Callable[..., object]) -> bool:
@@ -298,17 +316,63 @@ def compare(metrics: Sequence[Metric], reference: np.ndarray, actual: np.ndarray
     a, b = _flat(reference), _flat(actual)
     if a.shape != b.shape:
         raise ValueError(f"shapes differ: reference {np.shape(reference)}, actual {np.shape(actual)}")
-    fa, fb = np.isfinite(a), np.isfinite(b)
-    if not (fa.all() and fb.all()):
-        same = ~fa & ~fb & ((a == b) | (np.isnan(a) & np.isnan(b)))
-        if np.any((~fa | ~fb) & ~same):
-            return tuple(math.nan for _ in metrics)
-        a, b = a[~same], b[~same]
+    pair = _comparable(a, b)
+    if pair is None:
+        return tuple(math.nan for _ in metrics)
+    a, b = pair
     identical = a.size == 0 or np.array_equal(a, b)
     return tuple(
         (m.best if identical else m.func(a, b)) if m.best is not None
         else _call_user(m, np.asarray(reference, np.float64), np.asarray(actual, np.float64), sample)
         for m in metrics)
+
+
+def compare_tensors(metrics: Sequence[Metric], names: Sequence[str], reference: Mapping[str, np.ndarray],
+                    actual: Mapping[str, np.ndarray], sample: int | None = None, rows: slice | None = None) -> np.ndarray:
+    """``values[t, m]``: every metric at each compared tensor ``names[t]`` of one sample (its
+    ``rows`` of a batch, if given). A metric over all outputs (``all_outputs``) is computed once
+    from every tensor and repeated along ``t``: averaged over the tensors, it gives itself back."""
+    def cut(x: np.ndarray) -> np.ndarray:
+        return x if rows is None else x[rows]
+
+    values = np.full((len(names), len(metrics)), np.nan)
+    per_tensor = [i for i, m in enumerate(metrics) if not m.all_outputs]
+    if per_tensor:
+        chosen = [metrics[i] for i in per_tensor]
+        for t, name in enumerate(names):
+            values[t, per_tensor] = compare(chosen, cut(reference[name]), cut(actual[name]), sample)
+    whole = [i for i, m in enumerate(metrics) if m.all_outputs]
+    if whole:
+        refs = {n: np.asarray(cut(reference[n]), np.float64) for n in names}
+        acts = {n: np.asarray(cut(actual[n]), np.float64) for n in names}
+        for n in names:
+            if refs[n].shape != acts[n].shape:
+                raise ValueError(f"shapes differ at {n}: reference {refs[n].shape}, actual {acts[n].shape}")
+        if all(_comparable(refs[n].reshape(-1), acts[n].reshape(-1)) is not None for n in names):
+            for i in whole:
+                values[:, i] = _call_user(metrics[i], refs, acts, sample)  # type: ignore[arg-type]
+    return values
+
+
+def _comparable(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``a`` and ``b`` (flat) without the positions where both hold the same non-finite value;
+    None where comparing them is undefined: non-finite where the other is not (see the module doc)."""
+    fa, fb = np.isfinite(a), np.isfinite(b)
+    if fa.all() and fb.all():
+        return a, b
+    same = ~fa & ~fb & ((a == b) | (np.isnan(a) & np.isnan(b)))
+    if np.any((~fa | ~fb) & ~same):
+        return None
+    return a[~same], b[~same]
+
+
+def per_tensor_only(metrics: Sequence[Metric], step: str) -> None:
+    """Refuse a metric over all outputs in a ``step`` that compares each node's own tensors."""
+    whole = [m.name for m in metrics if m.all_outputs]
+    if whole:
+        raise OptionError(f"metric {whole[0]} scores the compared outputs together (all_outputs), but {step} compare each "
+                          "node's own tensors; use a metric of one tensor here (a built-in one, or a function without "
+                          "all_outputs)")
 
 
 def _call_user(metric: Metric, reference: np.ndarray, actual: np.ndarray, sample: int | None) -> float:

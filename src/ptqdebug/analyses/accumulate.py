@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import OptionError
-from ..metrics import compare, get_metrics
+from ..metrics import compare, get_metrics, per_tensor_only
 from .candidates import flat_names, normalize_node_list
 
 if TYPE_CHECKING:  # the engine (ONNX Runtime) is not needed to read or draw a result
@@ -135,6 +135,7 @@ def accumulate_error(
 ) -> AccumulateErrorResult:
     """The error at every output of every node with calibration nodes (reference §2.3), per configuration."""
     (m,) = get_metrics(metric)
+    per_tensor_only([m], "cumulative error curves")
     nodes = ctx.model.sensitivity_nodes
     pairs = [(n, t) for n in nodes for t in ctx.model.node_outputs[n]]
     tensors = [t for _, t in pairs]

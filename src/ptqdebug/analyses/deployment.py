@@ -30,7 +30,7 @@ import onnx
 from ..engine.build import standalone_model
 from ..engine.runtime import SessionError, deployed_session, ort_reason
 from ..errors import ModelError, OptionError
-from ..metrics import METRICS, Metric, compare, get_metrics
+from ..metrics import METRICS, Metric, compare, compare_tensors, get_metrics
 from .sensitivity import Progress, decode_float, encode_float
 
 if TYPE_CHECKING:
@@ -163,12 +163,12 @@ def check_deployment(ctx: Context, metrics: tuple[str, ...] | list[str] = ("cosi
         except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own types when a fused kernel fails
             return DeploymentCheck(tuple(names), samples, tuple(engine.providers), (), model.relu_fused,
                                    f"running sample {s} failed ({ort_reason(exc)})")
-        for t in outputs:
-            if ref[t].dtype.kind != "f":
-                continue
-            sums[t] = sums.get(t, 0.0) + np.array([compare(chosen, ref[t], deployed[t], s),
-                                                   compare(chosen, ref[t], simulated[t], s),
-                                                   compare(chosen, simulated[t], deployed[t], s)], dtype=np.float64)
+        floats = [t for t in outputs if ref[t].dtype.kind == "f"]
+        rows = np.stack([compare_tensors(chosen, floats, ref.values, deployed, s),
+                         compare_tensors(chosen, floats, ref.values, simulated, s),
+                         compare_tensors(chosen, floats, simulated, deployed, s)], axis=1)  # [output, kind, metric]
+        for t, row in zip(floats, rows):
+            sums[t] = sums.get(t, 0.0) + row
         if progress is not None:
             progress(s + 1, samples)
     agreements = tuple(OutputAgreement(t, *(MappingProxyType(dict(zip(names, row / samples))) for row in sums[t]))

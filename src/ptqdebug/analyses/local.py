@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..metrics import compare, get_metrics
+from ..metrics import compare, get_metrics, per_tensor_only
 from .sensitivity import Progress, decode_float, encode_float
 
 if TYPE_CHECKING:
@@ -78,6 +78,7 @@ def local_errors(ctx: Context, nodes: Sequence[str] | None = None, metrics: Sequ
     """
     model, engine = ctx.model, ctx.engine
     chosen = get_metrics(list(metrics))
+    per_tensor_only(chosen, "local errors")
     names = list(model.sensitivity_nodes if nodes is None else nodes)
     outputs = {n: tuple(t for t in model.node_outputs[n] if t in engine.plan.producer_segment) for n in names}
     by_segment: dict[int, list[str]] = {}

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..metrics import Metric, compare, get_metrics, known_metric, portable_refs
+from ..metrics import Metric, compare_tensors, get_metrics, known_metric, portable_refs
 from .candidates import Candidate
 
 if TYPE_CHECKING:  # the engine (ONNX Runtime) is not needed to read or draw a result
@@ -230,13 +230,9 @@ def _values_here(ctx: Context, configurations: Sequence[Collection[str]], missin
             enabled = configurations[c]
             start = last if ctx.engine.start(last, enabled) > ctx.engine.start(ref, enabled) else ref
             last = ctx.engine.advance(start, enabled, compare_at)
-            for t, name in enumerate(compare_at):
-                if edges is None:
-                    values[c, t, :, group[0]] = compare(metrics, ref[name], last.values[name], group[0])
-                    continue
-                for k, s in enumerate(group):
-                    rows = slice(edges[k], edges[k + 1])
-                    values[c, t, :, s] = compare(metrics, ref[name][rows], last.values[name][rows], s)
+            for k, s in enumerate(group):
+                rows = None if edges is None else slice(edges[k], edges[k + 1])
+                values[c, :, :, s] = compare_tensors(metrics, compare_at, ref.values, last.values, s, rows)
             done += 1
             if progress is not None:
                 progress(done, total)

@@ -20,34 +20,43 @@ from ..analyses.candidates import check_node_type, flat_names, normalize_node_li
 from ..context import Context
 from ..data import check_data_num
 from ..errors import OptionError, UnknownNodeError
-from ..metrics import METRICS, get_metrics
+from ..metrics import METRICS, get_metrics, per_tensor_only
 from ..model import CalibratedModel
 from ..report.files import check_dir
 
 __all__ = [
-    "check_axis", "check_data_num", "check_metric", "check_metrics", "check_node_list", "check_node_type",
+    "CURVES", "check_axis", "check_data_num", "check_metric", "check_metrics", "check_node_list", "check_node_type",
     "check_pick_threshold", "check_providers", "check_save_dir",
 ]
 
 _KNOWN = ", ".join(METRICS)
 
 
-def check_metrics(value: object, what: str = "metrics") -> list[str]:
-    """One metric (a name, ``file.py:function`` or a function) or a list of them → their names."""
+#: the step name for :func:`check_metrics` ``per_tensor`` of the cumulative error curves
+CURVES = "cumulative error curves"
+
+
+def check_metrics(value: object, what: str = "metrics", per_tensor: str | None = None) -> list[str]:
+    """One metric (a name, ``file.py:function`` or a function) or a list of them → their names.
+    ``per_tensor``: the step, which compares each node's own tensors (no ``all_outputs`` metric)."""
     if isinstance(value, str) or callable(value):
         names = [value]
     elif isinstance(value, (list, tuple)) and all(isinstance(v, str) or callable(v) for v in value):
         names = list(value)
     else:
         raise OptionError(f"{what} is {value!r}; expected a metric name or a list of names ({_KNOWN})")
-    return [m.name for m in get_metrics(names)]
+    chosen = get_metrics(names)
+    if per_tensor:
+        per_tensor_only(chosen, per_tensor)
+    return [m.name for m in chosen]
 
 
-def check_metric(value: object, what: str = "metric") -> str:
-    """Exactly one metric (a name, ``file.py:function`` or a function) → its name."""
+def check_metric(value: object, what: str = "metric", per_tensor: str | None = None) -> str:
+    """Exactly one metric (a name, ``file.py:function`` or a function) → its name; ``per_tensor``
+    as for :func:`check_metrics`."""
     if not (isinstance(value, str) or callable(value)):
         raise OptionError(f"{what} is {value!r}; expected one metric name ({_KNOWN})")
-    return get_metrics(value)[0].name
+    return check_metrics(value, what, per_tensor)[0]
 
 
 def check_pick_threshold(value: object, metric: str = "cosine-similarity") -> float:

@@ -24,7 +24,7 @@ from ..errors import OptionError
 from ..plots.render import Renderer
 from ..report.files import ensure_dir
 from ..report.names import acc_error_png, boxplot_png, distribution_png
-from .checks import check_axis, check_metric, check_node_list, check_save_dir
+from .checks import CURVES, check_axis, check_metric, check_node_list, check_save_dir
 from .common import FloatModelArg, ModelArg, context_for, runtime_errors
 
 __all__ = [
@@ -69,7 +69,7 @@ def accumulate_errors(ctx: Context, quantize_node: object = None, non_quantize_n
                       metric: MetricLike = "cosine-similarity") -> list[AccumulateErrorResult]:
     """One result per figure the arguments ask for (see :mod:`ptqdebug.analyses.accumulate`).
     Every name is checked before the first curve is computed."""
-    metric = check_metric(metric)
+    metric = check_metric(metric, per_tensor=CURVES)
     check_acc_nodes(ctx, quantize_node, non_quantize_node)
     figures = configurations_for(ctx, quantize_node, non_quantize_node)
     return [accumulate_error(ctx, configs, prefix=prefix, metric=metric) for prefix, configs in figures]
@@ -108,7 +108,7 @@ def plot_acc_error(
     Writes ``{prefix}_{metric}.png`` (``average_{prefix}_{metric}.png``) in ``save_dir`` and returns
     the curves, on the first calibration sample.
     """
-    metric = check_metric(metric)
+    metric = check_metric(metric, per_tensor=CURVES)
     check_acc_nodes(None, quantize_node, non_quantize_node)
     check_save_dir(save_dir, calibrated_data, model_or_file)
     ctx = context_for(model_or_file, calibrated_data, float_model, providers)

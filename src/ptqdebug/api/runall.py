@@ -51,6 +51,7 @@ from ..report.sensitivity_files import write_sensitivity
 from ..report.tables import info_table, sensitivity_rows
 from .analysis import pick_sensitive, run_sensitivity_analysis, write_partial
 from .checks import (
+    CURVES,
     check_axis,
     check_data_num,
     check_metric,
@@ -174,7 +175,7 @@ def runall(
     t_start = time.perf_counter()
     # 1. every option that needs nothing else, before reading anything
     metrics = check_metrics(ns_metrics, "ns_metrics")
-    ae_metric = check_metric(ae_metric, "ae_metric")
+    ae_metric = check_metric(ae_metric, "ae_metric", CURVES)
     types = _node_types(node_type)
     data_num = check_data_num(data_num)
     axis = check_axis(axis)

@@ -163,7 +163,7 @@ def local_errors(
         A :class:`~ptqdebug.analyses.local.LocalErrorResult` in graph order;
         ``result.as_mapping()`` gives ``{node: {metric: value}}``.
     """
-    mets = check_metrics(metrics)
+    mets = check_metrics(metrics, per_tensor="local errors")
     data_num = check_data_num(data_num)
     check_node_list(None, nodes, "nodes", expand=False)
     ctx = context_for(model_or_file, calibrated_data, float_model, providers, True, None, None)

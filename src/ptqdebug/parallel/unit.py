@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..metrics import Metric, compare
+from ..metrics import Metric, compare_tensors
 
 __all__ = ["score_unit"]
 
@@ -20,12 +20,5 @@ def score_unit(engine: Any, ref: Any, enabled: Collection[str], compare_at: Sequ
     (one sample, or a batch of samples split at ``edges``); ``samples``: their indices."""
     out = engine.run(ref, enabled, compare_at)
     n = 1 if edges is None else len(edges) - 1
-    vals = np.full((n, len(compare_at), len(metrics)), np.nan)
-    for t, name in enumerate(compare_at):
-        if edges is None:
-            vals[0, t] = compare(metrics, ref[name], out[name], samples[0])
-            continue
-        for k in range(n):
-            rows = slice(edges[k], edges[k + 1])
-            vals[k, t] = compare(metrics, ref[name][rows], out[name][rows], samples[k])
-    return vals
+    return np.stack([compare_tensors(metrics, compare_at, ref.values, out, samples[k],
+                                     None if edges is None else slice(edges[k], edges[k + 1])) for k in range(n)])
