@@ -522,6 +522,11 @@ def test_a_metric_over_all_outputs_is_refused_where_each_nodes_tensors_are_compa
     code = main(["plot-acc-error", str(path), str(data), "-m", f"{script}:total", "-s", str(tmp_path / "cli")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "all_outputs" in err
+    script.write_text("def boxes(reference, actual):\n    return reference['boxes'].sum()\n\nboxes.all_outputs = True\n")
+    code = main(["get-sensitivity-of-nodes", str(path), str(data), "-m", f"{script}:boxes"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert f"metric boxes raised KeyError: 'boxes' at {script.name}:2; fix the metric function (its dicts hold 'logits')" in err
 
 
 def test_a_metric_over_all_outputs_is_not_called_on_undefined_values() -> None:

@@ -263,7 +263,10 @@ def _user_metric(fn: Callable[..., object], name: str, ref: str, fingerprint: st
         try:
             value = fn(reference, actual, sample) if takes_sample else fn(reference, actual)
         except Exception as exc:  # the user's code
-            raise user_error(exc, where, f"metric {name}", OptionError, "fix the metric function") from None
+            fix = "fix the metric function"
+            if isinstance(exc, KeyError) and isinstance(reference, dict):  # all_outputs: which names there are
+                fix += f" (its dicts hold {', '.join(map(repr, reference))})"
+            raise user_error(exc, where, f"metric {name}", OptionError, fix) from None
         try:
             return float(value)  # type: ignore[arg-type]
         except (TypeError, ValueError):
