@@ -32,8 +32,7 @@ def _cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PTQDEBUG_PROVIDERS", "cpu")
 
 
-def brute_force(path: Path, samples: list[dict[str, np.ndarray]], float_path: Path | None = None,
-                extended: bool = True) -> dict[str, np.ndarray]:
+def brute_force(path: Path, samples: list[dict[str, np.ndarray]], float_path: Path | None = None) -> dict[str, np.ndarray]:
     """``{"deployed"|"simulated"|"between": [metric] means over samples}`` at the first output;
     float is ``float_path`` run as is, or else the file with its QDQ pairs cut out."""
     quantizers = [q.name for q in dbg.load_model(path).quantizers]
@@ -44,8 +43,8 @@ def brute_force(path: Path, samples: list[dict[str, np.ndarray]], float_path: Pa
     rows = {"deployed": [], "simulated": [], "between": []}
     for s in samples:
         dep = deployed.run([out], s)[0]
-        sim = oracle_from_file(path, quantizers, s, [out], extended)[out]
-        flt = plain.run([out], s)[0] if plain else oracle_from_file(path, [], s, [out], extended)[out]
+        sim = oracle_from_file(path, quantizers, s, [out])[out]
+        flt = plain.run([out], s)[0] if plain else oracle_from_file(path, [], s, [out])[out]
         rows["deployed"].append(compare(chosen, flt, dep))
         rows["simulated"].append(compare(chosen, flt, sim))
         rows["between"].append(compare(chosen, sim, dep))
@@ -85,7 +84,7 @@ def test_a_relu_onnxruntime_removes_is_found_and_named(tmp_path: Path) -> None:
     model computes something else than the model means (the simulation keeps the Relu)."""
     path, samples = fp8_model(tmp_path, T.FLOAT8E4M3FN, T.FLOAT8E4M3FN)
     got = dbg.check_deployment(path, tmp_path / "data", METRICS)
-    want = brute_force(path, samples, extended=False)  # the brute force's own float8 graph keeps its Relu too
+    want = brute_force(path, samples)  # the brute force's own float8 graph keeps its Relu too
     _assert_matches(got, want)
     assert want["between"][0] < 0.9 < want["simulated"][0]  # the premise: a real disagreement
     assert not got.agrees and got.relu_fused == ("r_q",)

@@ -25,15 +25,13 @@ from ptqdebug.engine.build import build_model
 from ptqdebug.model import CalibratedModel
 
 
-def _session(model: onnx.ModelProto, extended: bool = True) -> ort.InferenceSession:
-    """A session without QDQ fusion into integer kernels. ``extended=False``: basic graph
-    optimizations only, for models where the extended ones change what the graph means (they
-    delete a Relu before a float8 QuantizeLinear: see ``ptqdebug.formats.qdq.relu_wrongly_fused``);
-    otherwise ONNX Runtime's default level, whose kernels round as the engine's do."""
+def _session(model: onnx.ModelProto) -> ort.InferenceSession:
+    """A session that runs every node as its own kernel, as the engine's sessions do (graph
+    optimizations off: no fusion into integer kernels, no Relu deleted before a float8
+    QuantizeLinear, no float rewrites that round differently)."""
     so = ort.SessionOptions()
     so.log_severity_level = 3
-    if not extended:
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     so.add_session_config_entry("session.disable_quant_qdq", "1")
     return ort.InferenceSession(model.SerializeToString(), so, providers=oracle_providers())
 
@@ -47,7 +45,7 @@ def oracle_providers() -> list:
 
 
 def oracle_from_file(path: Path, enabled: Collection[str], sample: Mapping[str, np.ndarray],
-                     outputs: list[str] | None = None, extended: bool = True) -> dict[str, np.ndarray]:
+                     outputs: list[str] | None = None) -> dict[str, np.ndarray]:
     model = onnx.load(str(path))
     g = model.graph
     rename: dict[str, str] = {}
@@ -63,7 +61,7 @@ def oracle_from_file(path: Path, enabled: Collection[str], sample: Mapping[str, 
             vi = onnx.ValueInfoProto()
             vi.name = name
             g.output.append(vi)
-    sess = _session(model, extended)
+    sess = _session(model)
     names = [o.name for o in sess.get_outputs()]
     return dict(zip(names, sess.run(names, dict(sample))))
 

@@ -1,8 +1,13 @@
 """ONNX Runtime sessions, built the one way ptqdebug needs them.
 
-* Graph optimizations stay on (fusing Conv+Relu etc. keeps float numerics), but ONNX Runtime's
-  QDQ fusions are off (``session.disable_quant_qdq``): they would replace fake-quantization by
-  integer kernels whose numerics differ from the calibrated model's definition.
+* Graph optimizations are off (``ORT_DISABLE_ALL``): every node runs as its own kernel, so a value
+  is computed the same way whichever session computes it — the whole model, or any segment of the
+  engine's plan. With them on, fusions and layout changes stop at a segment's edges and round
+  differently in the middle of one: a float difference of 1e-7 that an int8 rounding further on
+  can amplify to 1e-3 at the outputs (PP-OCRv4's detector), so that the same configuration scored
+  serially, by helper processes or from a later cut gave different numbers. ONNX Runtime's QDQ
+  fusions (integer kernels whose numerics differ from the calibrated model's definition) are off
+  with them; ``session.disable_quant_qdq`` says so explicitly.
 * ``use_deterministic_compute`` and a fixed thread count make repeated runs bit-identical.
 * Providers: CPU by default, or the comma-separated list in ``$PTQDEBUG_PROVIDERS`` (so a whole
   test suite or script runs on an accelerator unchanged); any list ONNX Runtime accepts
@@ -94,6 +99,7 @@ def make_session(model: onnx.ModelProto, providers: Sequence[str], threads: int 
     if initializers:
         so.add_external_initializers(list(initializers), list(initializers.values()))
     so.log_severity_level = 4  # fatal only: ptqdebug reports failures itself, in one line
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # see the module doc
     so.use_deterministic_compute = True
     so.enable_cpu_mem_arena = False  # many sessions: an arena per session would keep each one's peak
     so.add_session_config_entry("session.disable_quant_qdq", "1")
