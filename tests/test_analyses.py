@@ -404,3 +404,32 @@ def test_sensitivity_analysis_without_save_dir_writes_nothing(cnn_dir: Path, tmp
     r = dbg.sensitivity_analysis(cnn_dir / "pc_int8_pairs.onnx", cnn_dir / "calibration_data", pick_threshold=1.0,
                                  save_dir=None)
     assert r.nodes and list(tmp_path.iterdir()) == []
+
+
+def test_verdict_without_the_float_model_of_integer_weights(cnn_dir: Path, samples: list) -> None:
+    """Weights stored as integers and no float model: they stay quantized in the reference too, so
+    the verdict does not claim that "only weights quantized" scores 1 (it cannot know): the cause
+    is unknown and the score is the activations' against the model with its stored weights
+    (brute force: a model and session per configuration, the reference with the weights on; the
+    file's own pairs cannot be cut out here: the quantizer deleted Relus that ptqdebug restores)."""
+    from ptqdebug.analyses.verdict import verdict
+
+    path, data = cnn_dir / "pc_int8_stored.onnx", cnn_dir / "calibration_data"
+    ctx = dbg.open_context(path, data, cache=False)
+    judged = verdict(ctx, None, 2)
+    model = ctx.model
+    assert model.weight_quantizers and not any(q.exact for q in model.weight_quantizers)
+    weights = {q.name for q in model.weight_quantizers}
+    cos = METRICS["cosine-similarity"]
+    want = np.mean([compare([cos], oracle_from_model(model, weights, s)["logits"],
+                            oracle_from_model(model, model.calibrated_configuration, s)["logits"])[0] for s in samples[:2]])
+    assert judged.cause == "unknown" and set(judged.scores) == {"calibrated", "only_activation"}
+    assert judged.scores["calibrated"] == pytest.approx(want, abs=1e-9) and want < 1 - 1e-6
+    assert judged.summary.startswith(f"Quantizing the activations brings the output cosine similarity to {want:.6f}, "
+                                     "against the model with its weights as stored (integers): no float model was given")
+    assert "only weights quantized" not in judged.summary
+    deployment = dbg.check_deployment(path, data, data_num=1)
+    assert deployment.weights_fixed and "against the model with its stored integer weights" in deployment.summary()
+    with_float = verdict(dbg.open_context(path, data, float_model=cnn_dir / "float.onnx", cache=False), None, 2)
+    assert with_float.cause != "unknown" and "only_weight" in with_float.scores
+    assert not dbg.check_deployment(path, data, data_num=1, float_model=cnn_dir / "float.onnx").weights_fixed

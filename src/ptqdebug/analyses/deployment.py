@@ -81,6 +81,8 @@ class DeploymentCheck:
     #: switching on, with those before it, first makes the two differ by half as much as in the
     #: whole model, and their output cosine then (see :func:`first_departure`)
     departure: tuple[str, float] | None = None
+    #: weights stored as integers and no float model given: "float" is the model with those weights
+    weights_fixed: bool = False
 
     @property
     def agrees(self) -> bool:
@@ -97,7 +99,8 @@ class DeploymentCheck:
         m = self.metrics[0]
         mean = {k: float(np.mean([getattr(o, k)[m] for o in self.outputs])) for k in ("deployed", "simulated", "between")}
         where = f"ONNX Runtime as deployed (default optimizations, {self.providers[0]})"
-        numbers = (f"{m} against float {mean['deployed']:.6f} deployed, {mean['simulated']:.6f} simulated; "
+        reference = "the model with its stored integer weights (no float model given)" if self.weights_fixed else "float"
+        numbers = (f"{m} against {reference} {mean['deployed']:.6f} deployed, {mean['simulated']:.6f} simulated; "
                    f"deployed against simulated {mean['between']:.6f}")
         if self.agrees:
             return (f"{where} agrees with ptqdebug's simulation: {numbers}, closer than quantization's own error, so "
@@ -119,13 +122,15 @@ class DeploymentCheck:
     def to_dict(self) -> dict[str, Any]:
         return {"metrics": list(self.metrics), "samples": self.samples, "providers": list(self.providers),
                 "agrees": self.agrees, "summary": self.summary(), "outputs": [o.to_dict() for o in self.outputs], "relu_fused": list(self.relu_fused),
-                "failure": self.failure, "departure": list(self.departure) if self.departure is not None else None}
+                "failure": self.failure, "departure": list(self.departure) if self.departure is not None else None,
+                "weights_fixed": self.weights_fixed}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DeploymentCheck:
         return cls(tuple(d["metrics"]), int(d["samples"]), tuple(d["providers"]),
                    tuple(OutputAgreement.from_dict(o) for o in d["outputs"]), tuple(d.get("relu_fused", ())),
-                   d.get("failure"), (str(d["departure"][0]), float(d["departure"][1])) if d.get("departure") else None)
+                   d.get("failure"), (str(d["departure"][0]), float(d["departure"][1])) if d.get("departure") else None,
+                   bool(d.get("weights_fixed", False)))
 
 
 def deployable(ctx: Context) -> str | onnx.ModelProto:
@@ -175,7 +180,8 @@ def check_deployment(ctx: Context, metrics: tuple[str, ...] | list[str] = ("cosi
                        for t in outputs if t in sums)
     if not agreements:
         raise ModelError("none of the model's outputs is a floating-point tensor; expected at least one to compare")
-    check = DeploymentCheck(tuple(names), samples, tuple(engine.providers), agreements, model.relu_fused)
+    check = DeploymentCheck(tuple(names), samples, tuple(engine.providers), agreements, model.relu_fused,
+                            weights_fixed=any(not q.exact for q in model.weight_quantizers))
     if check.agrees:
         return check
     return replace(check, departure=first_departure(ctx, samples, [o.output for o in agreements]))

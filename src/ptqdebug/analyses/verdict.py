@@ -3,7 +3,9 @@
 The cause comes from three configurations scored at the model outputs (cosine similarity against
 float): the calibrated model, only weights quantized, only activations quantized. With
 ``loss = 1 - cosine``: no real loss below 1e-4; otherwise the side whose loss is at least twice the
-other's is the cause, else both. Recommendations come from the partial quantization step: the
+other's is the cause, else both. Where weights are stored as integers and no float model was
+given, they stay quantized in every configuration, the reference included: the cause is then
+``"unknown"`` and the summary says that only the activations were measured. Recommendations come from the partial quantization step: the
 sensitive nodes in order, each with the score once it and the ones before it are un-quantized;
 the summary names the shortest prefix that recovers half of the best prefix's gain, and the best.
 
@@ -50,8 +52,9 @@ class Recommendation:
 
 @dataclass(frozen=True)
 class Verdict:
-    """What the run concludes: ``cause`` (``"weight"``, ``"activation"``, ``"both"`` or
-    ``"none"``) from ``scores`` (``calibrated``, ``only_weight``, ``only_activation``, by
+    """What the run concludes: ``cause`` (``"weight"``, ``"activation"``, ``"both"``, ``"none"``,
+    or ``"unknown"`` where weights are stored as integers and no float model was given, so that
+    ``scores`` has no ``only_weight``) from ``scores`` (``calibrated``, ``only_weight``, ``only_activation``, by
     ``metric``), the ``recommendations`` behind :attr:`keep_float` / :attr:`keep_int16`, and the
     ``summary`` sentence printed and shown first in the report."""
 
@@ -135,7 +138,10 @@ def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data
     # score store (Context.remember_score) hands it back instead of running it again
     scores, _ = score_configurations(ctx, [calibrated, weights, acts], metrics=[cos], compare_at=model.outputs, data_num=data_num)
     c, w, a = (float(v) for v in scores[:, 0])
-    cause = _cause(c, w, a)
+    # weights stored as integers, with no float model: they stay quantized in every configuration,
+    # the "float" reference included, so what they cost is not measured
+    weights_fixed = any(not q.exact for q in model.weight_quantizers)
+    cause = "unknown" if weights_fixed else _cause(c, w, a)
     recs: list[Recommendation] = []
     if partial is not None and cause != "none":
         wider = partial_int16.partial if partial_int16 is not None else [math.nan] * len(partial.nodes)
@@ -154,8 +160,8 @@ def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data
         wide, _ = score_configurations(ctx, [calibrated], metrics=[cos], compare_at=model.outputs, data_num=more)
         check = (more, float(wide[0, 0]))
         summary += _check_sentence(c, used, *check)
-    return Verdict(cos.name, cause, {"calibrated": c, "only_weight": w, "only_activation": a}, summary, tuple(recs), check,
-                   kept)
+    measured = {"calibrated": c, "only_activation": a} if weights_fixed else {"calibrated": c, "only_weight": w, "only_activation": a}
+    return Verdict(cos.name, cause, measured, summary, tuple(recs), check, kept)
 
 
 def _blind_sentence(ctx: Context, data_num: int | None) -> str:
@@ -192,9 +198,16 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
     head = f"Quantization brings the output cosine similarity to {c:.6f} (float = 1)"
     if cause == "none":
         return head + ": the loss is negligible; nothing needs higher precision."
-    who = {"activation": "Activation quantization causes most of it", "weight": "Weight quantization causes most of it",
-           "both": "Weights and activations contribute together"}[cause]
-    text = f"{head}. {who}: only weights quantized gives {w:.6f}, only activations {a:.6f}."
+    if cause == "unknown":
+        text = (f"Quantizing the activations brings the output cosine similarity to {c:.6f}, against the model with its "
+                "weights as stored (integers): no float model was given, so these scores leave out what weight "
+                "quantization costs (pass it: float_model=, --float-model).")
+        if not 1 - c > NEGLIGIBLE_LOSS:
+            return text + " The activations' loss is negligible."
+    else:
+        who = {"activation": "Activation quantization causes most of it", "weight": "Weight quantization causes most of it",
+               "both": "Weights and activations contribute together"}[cause]
+        text = f"{head}. {who}: only weights quantized gives {w:.6f}, only activations {a:.6f}."
     # the best prefix, and the shortest one that recovers half as much (often far shorter)
     best = max(range(len(recs)), key=lambda i: recs[i].score_after) if recs else -1
     gain = recs[best].score_after - c if recs else math.nan

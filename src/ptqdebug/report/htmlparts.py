@@ -18,7 +18,8 @@ CURVE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
 MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
          ".webp": "image/webp", ".svg": "image/svg+xml"}
 CAUSES = {"weight": "weight quantization", "activation": "activation quantization",
-           "both": "weight and activation quantization", "none": "no significant loss"}
+           "both": "weight and activation quantization", "none": "no significant loss",
+           "unknown": "not measured: weights stored as integers, no float model"}
 TYPE_TITLES = {"weight": "Weight calibration nodes", "activation": "Activation calibration nodes", "node": "Ordinary nodes"}
 SERIES = {"input": "input", "float": "float", "quantized": "quantized", "error": "error"}
 
