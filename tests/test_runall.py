@@ -38,6 +38,20 @@ def test_runall_node_type_node_expands_top_nodes(cnn_dir: Path, tmp_path: Path) 
     assert run.local_error is None and json.loads((tmp_path / "o" / "results.json").read_text())["local_error"] is None
 
 
+def test_runall_with_interested_nodes_and_groups_shows_their_calibration_nodes(cnn_dir: Path, tmp_path: Path) -> None:
+    """interested_nodes may name ordinary nodes and groups (as in get-sensitivity-of-nodes): the
+    distributions and box plots are those of their calibration nodes (it crashed on the names)."""
+    path = cnn_dir / "pc_int8_pairs_keep.onnx"
+    model = dbg.load_model(path)
+    a, b = model.quantizers[0].name, model.quantizers[-1].name
+    run = dbg.runall(path, cnn_dir / "calibration_data", tmp_path / "o", interested_nodes=["Conv_1", [a, b]])
+    for kind in ("weight", "activation"):  # (the node sweep is partial quantization's own, of every node)
+        assert {e.name for e in run.sensitivities[kind].entries} == {"Conv_1", f"{a}+{b}"}, kind
+    want = list(dict.fromkeys([*model.expand("Conv_1"), a, b]))
+    assert sorted(d.name for d in run.distributions) == sorted(want)
+    assert sorted(x.name for x in run.channelwise) == sorted(want)
+
+
 def test_script_without_main_guard_runs_once(cnn_dir: Path, tmp_path: Path) -> None:
     """Figure workers must not re-import the caller's script (multiprocessing's spawn would)."""
     script = tmp_path / "user_script.py"

@@ -281,9 +281,8 @@ def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
         if verbose:
             show_info(info_table("node sensitivity", kind, sensitivity_rows(result, rounded=True)))
         written += write_sensitivity(result, root / "node_sensitivity")
-        top = [e.name for e in result.top(TOP_K)]
-        if kind == "node":
-            top = list(ctx.model.expand(top))
+        # the calibration nodes of the worst candidates (an ordinary node's, or a group's, with interested_nodes)
+        top = list(dict.fromkeys(q for e in result.top(TOP_K) for q in e.quantizers))
         top = [n for n in top if ctx.model.data_visible(n)]  # data inside a body cannot be shown (ptqdebug.bodies)
         new = [n for n in top if n not in nodes_list]
         nodes_list += new
