@@ -121,3 +121,24 @@ def test_cycle_is_reported(tmp_path: Path) -> None:
     onnx.save(model, tmp_path / "cyc.onnx")
     with pytest.raises(ModelError):
         dbg.load_model(tmp_path / "cyc.onnx")
+
+
+def test_a_float_model_with_other_weights_is_refused(cnn_dir: Path, tmp_path: Path) -> None:
+    """The float model gives integer-stored weights their float values: one whose weights are not
+    the ones the calibrated model quantized (another training run, another model with the same
+    names) would make every weight score nonsense, so it is refused in one line."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    load_model = dbg.load_model
+    load_model(cnn_dir / "pc_int8_stored.onnx", float_model=cnn_dir / "float.onnx")  # the right one
+    other = onnx.load(cnn_dir / "float.onnx")
+    rng = np.random.default_rng(0)
+    for i, t in enumerate(other.graph.initializer):
+        w = numpy_helper.to_array(t)
+        if w.ndim == 4:  # the convolutions' weights, retrained
+            other.graph.initializer[i].CopyFrom(numpy_helper.from_array(rng.normal(0, w.std(), w.shape).astype(w.dtype), t.name))
+    onnx.save(other, tmp_path / "other.onnx")
+    with pytest.raises(ModelError, match=r"the float model's weight '.*' is typically [\d.]+ quantization steps away from "
+                                         r"what the calibrated model stores .*expected the float model this model was calibrated from"):
+        load_model(cnn_dir / "pc_int8_stored.onnx", float_model=tmp_path / "other.onnx")

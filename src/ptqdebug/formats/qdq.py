@@ -198,6 +198,8 @@ def _lone_dq(index: GraphIndex, dq: onnx.NodeProto, float_model: FloatModel | No
             f"DequantizeLinear node {dq.name!r} has {scale.size} per-channel scales on axis {axis}, but its weight "
             f"{dq.input[0]!r} has shape {list(stored.shape)}; expected one scale per channel along that axis"
         )
+    if float_value is not None:
+        _check_float_weight(dq, float_value, stored, scale, zero_point, axis, block_size)
     exact = float_value is not None
     if float_value is None:
         float_value = dequantize(stored, scale, zero_point, axis, block_size)
@@ -220,6 +222,27 @@ def _lone_dq(index: GraphIndex, dq: onnx.NodeProto, float_model: FloatModel | No
         block_size=block_size,
     )
     return Found(nodes=(dq,), quantizer=quantizer, initializers=(float_init,))
+
+
+#: A float model's weight further than this many quantization steps (median over its values) from
+#: what the calibrated model stores is another model's: rounding puts a weight within half a step,
+#: a clipped outlier further, but not the typical value.
+FOREIGN_WEIGHT_STEPS = 4.0
+
+
+def _check_float_weight(dq: onnx.NodeProto, float_value: np.ndarray, stored: np.ndarray, scale: np.ndarray,
+                        zero_point: np.ndarray, axis: int | None, block_size: int | None) -> None:
+    """Refuse a float model whose weight is not the one this calibration node quantized."""
+    step = np.abs(dequantize(np.ones(stored.shape, np.int64), scale, np.zeros_like(zero_point), axis, block_size))
+    diff = np.abs(float_value.astype(np.float64) - dequantize(stored, scale, zero_point, axis, block_size))
+    steps = np.where(step > 0, diff / np.where(step > 0, step, 1.0), np.where(diff == 0, 0.0, np.inf))
+    typical = float(np.median(steps)) if steps.size else 0.0
+    if typical > FOREIGN_WEIGHT_STEPS:
+        raise ModelError(
+            f"the float model's weight {dq.input[0]!r} is typically {typical:.3g} quantization steps away from what the "
+            f"calibrated model stores (DequantizeLinear {dq.name!r}); expected the float model this model was "
+            "calibrated from (--float-model)"
+        )
 
 
 #: Operators whose output is non-negative, or has the sign of its input: a calibration range
