@@ -60,7 +60,8 @@ def test_accumulate_error_matches_brute_force(ctx, cnn_dir: Path, samples) -> No
     ((prefix, configs),) = configurations_for(ctx, ["weight", "activation"])
     result = accumulate_error(ctx, configs, prefix=prefix, metric="cosine-similarity")
     tensors = list(result.tensors)
-    assert result.nodes[0] == ctx.model.sensitivity_nodes[0] and len(tensors) == len(ctx.model.sensitivity_nodes)
+    outputs = [q for q in ctx.model.quantizers if q.output in ctx.model.outputs]  # the last points, after the output pair
+    assert result.nodes[0] == ctx.model.sensitivity_nodes[0] and len(tensors) == len(ctx.model.sensitivity_nodes) + len(outputs)
     ref = oracle_from_file(cnn_dir / f"{NAME}.onnx", set(), samples[0], outputs=tensors)
     for config, curve in zip(configs, result.curves):
         actual = oracle_from_file(cnn_dir / f"{NAME}.onnx", config.enabled, samples[0], outputs=tensors)
@@ -277,14 +278,14 @@ def test_verdict_summary_names_a_few_nodes_and_counts_the_rest() -> None:
         return [Recommendation(f"node{i}", (f"q{i}",), v, v - b) for i, (v, b) in enumerate(zip(scores, before))]
 
     one = _summary("activation", 0.99, 0.999, 0.991, recs([0.995, 0.996, 0.999]))  # half the gain at once
-    assert "Keeping node0 in higher precision brings it to 0.995000; keeping the first 3 of the 3 sensitive nodes, to 0.999000." in one
+    assert "Keeping node0 in higher precision brings it to 0.995000 (half the best recovery); the best, 0.999000, keeps all 3 sensitive nodes." in one
     few = _summary("activation", 0.99, 0.999, 0.991, recs([0.991, 0.992, 0.999]))  # only all three recover it
     assert few.endswith("Keeping node0, node1, node2 in higher precision brings it to 0.999000.")
     slow = [0.99 + i * 1e-4 for i in range(40)]  # half of the gain after 21 nodes, the best after 40
     many = _summary("activation", 0.99, 0.999, 0.991, recs(slow))
     names = ", ".join(f"node{i}" for i in range(NAMED_IN_SUMMARY))
     assert f"Keeping the first 21 sensitive nodes ({names}, …) in higher precision brings it to 0.992000" in many
-    assert "the first 40 of the 40 sensitive nodes, to 0.993900." in many and "node39" not in many
+    assert "the best, 0.993900, keeps all 40 sensitive nodes." in many and "node39" not in many
 
 
 def test_verdict_checks_the_calibrated_model_on_more_samples(cnn_dir: Path, samples: list) -> None:
@@ -356,14 +357,14 @@ def test_verdict_summary_says_which_nodes_add_nothing() -> None:
     recs = [Recommendation("a", ("qa",), 0.995, 0.005), Recommendation("b", ("qb",), 0.995, 0.0),
             Recommendation("c", ("qc",), 0.999, 0.004)]
     text = _summary("activation", 0.99, 0.999, 0.991, recs, {"float32": (("a", "c"), 0.9991)})
-    assert text.endswith("1 of those adds nothing on top of the others (b): the other 2 bring it to 0.999100.")
-    assert "add nothing" not in _summary("activation", 0.99, 0.999, 0.991, recs, {"float32": (("a", "b", "c"), 0.999)})
+    assert text.endswith("Leaving 1 of those quantized scores no worse (b): the other 2 bring it to 0.999100.")
+    assert "Leaving" not in _summary("activation", 0.99, 0.999, 0.991, recs, {"float32": (("a", "b", "c"), 0.999)})
     recs16 = [Recommendation(r.node, r.calibration_nodes, r.score_after, r.recovery, s16)
               for r, s16 in zip(recs, (0.994, 0.994, 0.998))]
     both = _summary("activation", 0.99, 0.999, 0.991, recs16, {"float32": (("a", "c"), 0.9991), "int16": (("a", "c"), 0.998)})
     assert both.endswith("With their activations in int16 instead of float, the same nodes bring it to 0.998000.")
     other = _summary("activation", 0.99, 0.999, 0.991, recs16, {"float32": (("a", "c"), 0.9991), "int16": (("c",), 0.9981)})
-    assert other.endswith("With their activations in int16 instead of float, keeping c brings it to 0.998100.")
+    assert other.endswith("With their activations in int16 instead of float, another selection, c, brings it to 0.998100.")
 
 
 def test_verdict_summary_offers_int16_when_float_recovers_nothing() -> None:
@@ -433,3 +434,18 @@ def test_verdict_without_the_float_model_of_integer_weights(cnn_dir: Path, sampl
     with_float = verdict(dbg.open_context(path, data, float_model=cnn_dir / "float.onnx", cache=False), None, 2)
     assert with_float.cause != "unknown" and "only_weight" in with_float.scores
     assert not dbg.check_deployment(path, data, data_num=1, float_model=cnn_dir / "float.onnx").weights_fixed
+
+
+def test_curves_end_at_the_model_output_after_its_qdq_pair(cnn_dir: Path, samples: list, tmp_path: Path) -> None:
+    """ONNX Runtime puts a QDQ pair on the model output: the curves' last point is that output,
+    named after its calibration node, and equals the calibrated model's score on the first sample
+    (brute force: the file with every pair, and with none)."""
+    path = cnn_dir / "pc_int8_pairs_keep.onnx"
+    model = dbg.load_model(path)
+    (last,) = [q for q in model.quantizers if q.output in model.outputs]  # the premise: an output pair
+    (result,) = dbg.plot_acc_error(cnn_dir / "calibration_data", path, ["weight", "activation"], save_dir=tmp_path)
+    assert result.nodes[-1] == last.name and result.tensors[-1] == last.output
+    (curve,) = [c for c in result.curves if c.label == "weight_activation_calibrated"]
+    want = compare([METRICS["cosine-similarity"]], oracle_from_file(path, set(), samples[0])["logits"],
+                   oracle_from_file(path, model.calibrated_configuration, samples[0])["logits"])[0]
+    assert curve.values[-1] == pytest.approx(want, abs=1e-9) and want < 1 - 1e-6

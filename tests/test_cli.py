@@ -170,7 +170,7 @@ def test_subcommands_take_the_python_spelling(cnn_dir: Path, tmp_path: Path, cap
                  "-q", "['weight','activation']", "-a", "-s", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0 and (tmp_path / "average_weight_activation_quantized_separately_cosine-similarity.png").is_file()
-    assert ", output of 'Gemm_0', the last of" in out  # which tensor the printed value is at
+    assert "at 'logits', output of 'logits_QuantizeLinear', the last of" in out  # the model output, after its QDQ pair
     assert main(["calibrated_model.onnx"]) == 2  # a file name is not mangled into a subcommand
     assert "invalid choice: 'calibrated_model.onnx'" in capsys.readouterr().err
     model, data = str(cnn_dir / "pc_int8_pairs.onnx"), str(cnn_dir / "calibration_data")

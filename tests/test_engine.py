@@ -213,7 +213,8 @@ def test_weights_stored_as_integers_stay_on_without_float_model(cnn_dir: Path, s
 
 
 def test_float_weights_recovered_from_float_model(cnn_dir: Path, samples) -> None:
-    pairs = load_model(cnn_dir / "pc_int8_pairs.onnx")
+    # (both with the float model: it gives the int32 biases their float values too)
+    pairs = load_model(cnn_dir / "pc_int8_pairs.onnx", float_model=cnn_dir / "float.onnx")
     stored = load_model(cnn_dir / "pc_int8_stored.onnx", float_model=cnn_dir / "float.onnx")
     assert not stored.fixed_quantizers
     e1, e2 = Engine(pairs), Engine(stored)

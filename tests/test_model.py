@@ -142,3 +142,61 @@ def test_a_float_model_with_other_weights_is_refused(cnn_dir: Path, tmp_path: Pa
     with pytest.raises(ModelError, match=r"the float model's weight '.*' is typically [\d.]+ quantization steps away from "
                                          r"what the calibrated model stores .*expected the float model this model was calibrated from"):
         load_model(cnn_dir / "pc_int8_stored.onnx", float_model=tmp_path / "other.onnx")
+
+
+def test_int32_biases_with_the_float_model_are_weight_calibration_nodes(cnn_dir: Path, samples: list) -> None:
+    """ONNX Runtime quantizes biases to int32. With the float model each is a weight calibration
+    node, so all-off is the float model and what its rounding costs is scored (brute force: the
+    float model with that one bias replaced by its dequantized int32 value, a session each);
+    without it, a note says that they stay quantized everywhere."""
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    from ptqdebug.metrics import METRICS, compare
+
+    path, fpath, data = cnn_dir / "pc_int8_pairs_keep.onnx", cnn_dir / "float.onnx", cnn_dir / "calibration_data"
+    plain, with_float = dbg.load_model(path), dbg.load_model(path, float_model=fpath)
+    biases = [q for q in with_float.weight_quantizers if q.qtype == "int32"]
+    assert len(biases) >= 3 and not any(q.qtype == "int32" for q in plain.weight_quantizers)
+    stored = dbg.load_model(cnn_dir / "pc_int8_stored.onnx")  # integer weights and biases, no float model: one note
+    assert [n for n in stored.notes if "int32" in n] == [n for n in stored.notes if "weights stored as integers" in n]
+    assert any(f"and {len(biases)} int32 biases) cannot be switched off" in n for n in stored.notes)
+    assert not any("int32" in n for n in with_float.notes)
+
+    calibrated, floating = onnx.load(path), onnx.load(fpath)
+    inits = {t.name: numpy_helper.to_array(t) for t in calibrated.graph.initializer}
+    by_name = {n.name: n for n in floating.graph.node}
+
+    def run(model: onnx.ModelProto, sample: dict) -> np.ndarray:
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, sample)[0]
+
+    cos = METRICS["cosine-similarity"]
+    floats = [run(floating, s) for s in samples[:2]]
+    got = dbg.get_sensitivity_of_nodes(path, calibrated_data=data, node_type="weight", float_model=fpath, data_num=2)
+    for q in biases:
+        (dq,) = [n for n in calibrated.graph.node if n.name == q.name]
+        stored, scale = inits[dq.input[0]], inits[dq.input[1]]
+        reader = next(n for n in calibrated.graph.node if dq.output[0] in n.input)
+        name = by_name[reader.name].input[list(reader.input).index(dq.output[0])]  # the float model's bias
+        model = onnx.ModelProto()
+        model.CopyFrom(floating)
+        for t in model.graph.initializer:
+            if t.name == name:
+                t.CopyFrom(numpy_helper.from_array((stored.astype(np.float32) * scale).astype(np.float32), name))
+        want = np.mean([compare([cos], f, run(model, s))[0] for f, s in zip(floats, samples[:2])])
+        assert got[q.name]["cosine-similarity"] == pytest.approx(want, abs=1e-7), q.name
+    ctx = dbg.open_context(path, data, float_model=fpath)
+    out = ctx.model.outputs[0]
+    assert np.allclose(ctx.reference(0, (out,))[out], floats[0], rtol=0, atol=1e-6)  # all off: the float model
+
+
+def test_a_dynamically_quantized_model_is_named_as_such(cnn_dir: Path, tmp_path: Path) -> None:
+    from onnxruntime.quantization import quantize_dynamic
+
+    quantize_dynamic(str(cnn_dir / "float.onnx"), str(tmp_path / "dyn.onnx"))
+    with pytest.raises(ModelError, match=r"the model is dynamically quantized \(.*DynamicQuantizeLinear.*\): its activations "
+                                         r"are quantized at run time .*run `ptqdebug calibrate FLOAT_MODEL DATA -o OUT`"):
+        dbg.load_model(tmp_path / "dyn.onnx")

@@ -370,12 +370,16 @@ def _assemble(
     formats = sorted({"horizon" if q.source_op == "HzCalibration" else "qdq" for q in quantizers})
     notes = []
     inexact = [q.name for q in quantizers if not q.exact]
+    biases = [n.name for n in ordered if n.op_type == "DequantizeLinear" and n.input[0] in index.initializers
+              and index.initializers[n.input[0]].data_type == onnx.TensorProto.INT32]
+    and_biases = f" (and {len(biases)} int32 bias{'es' * (len(biases) != 1)})" if biases else ""
     if inexact:
         notes.append(
-            f"weights stored as integers and no float model given: {_count(len(inexact), 'weight calibration node')} "
-            "cannot be switched off exactly and stay on in every configuration (pass float_model= / --float-model "
-            "FLOAT.onnx to analyse them)"
+            f"weights stored as integers and no float model given: {_count(len(inexact), 'weight calibration node')}"
+            f"{and_biases} cannot be switched off exactly and stay on in every configuration, the float reference "
+            "included (pass float_model= / --float-model FLOAT.onnx to analyse them)"
         )
+
     restored = [q.name for q in quantizers if q.off_node is not None]
     if restored:
         how = ("from the float model" if has_float else

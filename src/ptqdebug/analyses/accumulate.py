@@ -11,7 +11,9 @@ Configurations follow the original's rules (§4.3):
   Unlike the original (reference §1.4), a flat list really switches each node off.
 
 Curves keep the user's order. Non-finite points stay at their index (the original dropped +inf
-points, which shifted every later point left).
+points, which shifted every later point left). A model output produced by a calibration node (an
+output QDQ pair) is the last point, named after that calibration node, so a curve ends at the
+score the verdict gives.
 """
 
 from __future__ import annotations
@@ -138,6 +140,10 @@ def accumulate_error(
     per_tensor_only([m], "cumulative error curves")
     nodes = ctx.model.sensitivity_nodes
     pairs = [(n, t) for n in nodes for t in ctx.model.node_outputs[n]]
+    # a model output that a calibration node produces (the QDQ pair ONNX Runtime puts on outputs)
+    # is the curve's last point, under that calibration node's name: the verdict's score
+    shown = {t for _, t in pairs}
+    pairs += [(q.name, q.output) for q in ctx.model.quantizers if q.output in ctx.model.outputs and q.output not in shown]
     tensors = [t for _, t in pairs]
     values = np.full((len(configs), len(tensors)), np.nan)
     index = {t: j for j, t in enumerate(tensors)}

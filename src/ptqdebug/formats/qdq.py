@@ -7,9 +7,12 @@ What ONNX Runtime's ``quantize_static`` (and Quark, NNCF, ModelOpt) write:
 * a lone DQ on an integer weight initializer (the default): one weight calibration node, named
   after the DequantizeLinear node; its float value comes from the float model when one is given,
   otherwise it cannot be switched off exactly (``exact=False``);
-* a lone DQ on an int32 initializer: a quantized bias, not a calibration node; it stays as it is
-  (its rounding is far below the activations' and weights', and keeping it keeps the calibrated
-  configuration identical to the file).
+* a lone DQ on an int32 initializer: a quantized bias. With the float model, a weight calibration
+  node like the others (switched off, the float bias: all-off is then the float model, and what
+  the bias's rounding costs is measured — on int4 weights it can cost as much as a weight). Without
+  it, an ordinary node that stays on in every configuration, the float reference included (the
+  model's notes say so where the weights need the float model too; with Q→DQ pairs on the weights,
+  as ``ptqdebug calibrate`` writes them, the int8 bias's rounding is far below the weights').
 
 Deleted activations. ``quantize_static`` deletes a Relu (or Clip) whose effect the next
 QuantizeLinear already has (a range starting at 0 clamps negatives), unless asked to keep it
@@ -122,8 +125,21 @@ def _block_axis(index: GraphIndex, node: onnx.NodeProto, scale: np.ndarray, zero
     return axis % rank
 
 
+#: Operators of a dynamically quantized model (``quantize_dynamic``): activations quantized at run
+#: time from each tensor's own range, with no calibration to analyse.
+_DYNAMIC = frozenset({"DynamicQuantizeLinear", "MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul",
+                      "MatMulIntegerToFloat", "DynamicQuantizeLSTM"})
+
+
 def find_qdq(index: GraphIndex, float_model: FloatModel | None) -> list[Found]:
     """Every QDQ calibration node of the graph."""
+    dynamic = sorted({n.op_type for n in index.nodes if n.op_type in _DYNAMIC})
+    if dynamic:
+        raise ModelError(
+            f"the model is dynamically quantized ({', '.join(dynamic)}): its activations are quantized at run time from "
+            "each tensor's own range, with no calibration nodes to analyse; expected a statically calibrated (QDQ) "
+            "model: run `ptqdebug calibrate FLOAT_MODEL DATA -o OUT` (or onnxruntime's quantize_static) on the float model"
+        )
     found: list[Found] = []
     paired: set[str] = set()
     for q in index.nodes:
@@ -179,8 +195,9 @@ def find_qdq(index: GraphIndex, float_model: FloatModel | None) -> list[Found]:
 
 def _lone_dq(index: GraphIndex, dq: onnx.NodeProto, float_model: FloatModel | None) -> Found | None:
     stored_proto = index.initializers[dq.input[0]]
-    if stored_proto.data_type == onnx.TensorProto.INT32:
-        return None  # a quantized bias: an ordinary node
+    bias = stored_proto.data_type == onnx.TensorProto.INT32
+    if bias and float_model is None:
+        return None  # a quantized bias with no float value to switch to: an ordinary node
     scale, zero_point, qtype, axis, block_size, protos = _params(index, dq)
     readers = index.consumers.get(dq.output[0], [])
     slot_of = [(n.name, list(n.input).index(dq.output[0])) for n in readers if dq.output[0] in n.input]
@@ -193,6 +210,8 @@ def _lone_dq(index: GraphIndex, dq: onnx.NodeProto, float_model: FloatModel | No
     stored = numpy_helper.to_array(stored_proto)
     if float_value is not None and float_value.shape != stored.shape:
         float_value = None  # not this weight (a name matched by chance)
+    if bias and float_value is None:
+        return None
     if axis is not None and not block_size and (not -stored.ndim <= axis < stored.ndim or stored.shape[axis] != scale.size):
         raise ModelError(
             f"DequantizeLinear node {dq.name!r} has {scale.size} per-channel scales on axis {axis}, but its weight "
