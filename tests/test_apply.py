@@ -102,7 +102,7 @@ def test_the_summary_says_what_int16_gets() -> None:
     same = _summary("activation", 0.98, 0.999, 0.981, recs((0.99, 0.985), (0.995, 0.993)))
     assert same.endswith("With their activations in int16 instead of float, the same nodes bring it to 0.993000.")
     other = _summary("activation", 0.98, 0.999, 0.981, recs((0.99, 0.989), (0.995, 0.985)))
-    assert other.endswith("With their activations in int16 instead of float, keeping a brings it to 0.989000.")
+    assert other.endswith("With their activations in int16 instead of float, another selection, a, brings it to 0.989000.")
     none = _summary("activation", 0.98, 0.999, 0.981, recs((0.99, 0.98), (0.995, 0.979)))
     assert none.endswith("Their activations in int16 instead of float recover nothing.")
     unscored = _summary("activation", 0.98, 0.999, 0.981, recs((0.99, math.nan), (0.995, math.nan)))

@@ -519,7 +519,7 @@ def test_a_metric_over_all_outputs_is_refused_where_each_nodes_tensors_are_compa
     assert not any(tmp_path.iterdir())  # refused before anything was computed or written
     script = tmp_path.parent / f"{tmp_path.name}_whole.py"
     script.write_text("def total(reference, actual):\n    return 1.0\n\ntotal.all_outputs = True\n")
-    code = main(["plot-acc-error", str(path), str(data), "-m", f"{script}:total", "-s", str(tmp_path / "cli")])
+    code = main(["plot-acc-error", str(path), str(data), "-q", "['weight']", "-m", f"{script}:total", "-s", str(tmp_path / "cli")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "all_outputs" in err
     script.write_text("def boxes(reference, actual):\n    return reference['boxes'].sum()\n\nboxes.all_outputs = True\n")

@@ -222,14 +222,15 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
         half = next(i for i in range(best + 1) if recs[i].score_after - c >= gain / 2)
         text += f" Keeping {_first(recs, half)} in higher precision brings it to {recs[half].score_after:.6f}"
         if half < best:
-            text += f"; keeping the first {best + 1} of the {len(recs)} sensitive nodes, to {recs[best].score_after:.6f}"
+            which = f"all {len(recs)}" if best + 1 == len(recs) else f"the first {best + 1} of the {len(recs)}"
+            text += f" (half the best recovery); the best, {recs[best].score_after:.6f}, keeps {which} sensitive nodes"
         text += "."
         keep = tuple(r.node for r in recs[:best + 1])
         if "float32" in kept and len(kept["float32"][0]) < len(keep):
             dropped = [n for n in keep if n not in kept["float32"][0]]
             names = ", ".join(dropped[:NAMED_IN_SUMMARY]) + (", …" if len(dropped) > NAMED_IN_SUMMARY else "")
-            text += (f" {len(dropped)} of those add{'s' * (len(dropped) == 1)} nothing on top of the others ({names}): "
-                     f"the other {len(kept['float32'][0])} bring it to {kept['float32'][1]:.6f}.")
+            text += (f" Leaving {len(dropped)} of those quantized scores no worse ({names}): the other "
+                     f"{len(kept['float32'][0])} bring it to {kept['float32'][1]:.6f}.")
             keep = kept["float32"][0]
     elif any(r.recovery > 0 for r in recs):  # some nodes help, on top of others that cost more
         text += (f" Keeping the sensitive nodes in float recovers nothing: in their order every prefix scores below the "
@@ -249,8 +250,8 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
         elif keep16 == keep:
             text += f" With their activations in int16 instead of float, the same nodes bring it to {after16:.6f}."
         else:
-            text += (f" With their activations in int16 instead of float, keeping {_listed(keep16)} brings "
-                     f"it to {after16:.6f}.")
+            which = f"another selection, {_listed(keep16)}," if keep else f"keeping {_listed(keep16)}"
+            text += f" With their activations in int16 instead of float, {which} brings it to {after16:.6f}."
     return text
 
 

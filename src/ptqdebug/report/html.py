@@ -198,8 +198,10 @@ def _verdict(v: Mapping[str, Any], local: Mapping[str, Any], deployment: Mapping
             after = num(get(rec, "score_after"))
             bar = ""
             if base is not None and best is not None and after is not None and math.isfinite(base) and math.isfinite(after) and best != base:
-                frac = min(max((after - base) / (best - base), 0.0), 1.0)
-                bar = f'<div class="bar" title="share of the gap to the float model closed"><span style="width:{frac * 100:.1f}%"></span><em>{frac * 100:.0f}%</em></div>'
+                share = (after - base) / (best - base)  # negative: worse than the calibrated model
+                frac = min(max(share, 0.0), 1.0)
+                bar = (f'<div class="bar" title="share of the gap to the float model closed"><span style="width:{frac * 100:.1f}%">'
+                       f'</span><em>{"worse" if share < 0 else f"{frac * 100:.0f}%"}</em></div>')
             cal_td = f'<td class="small">{cal_html}</td>' if show_cals else ""
             own_td = num_td(own.get(get(rec, "node"))) if own else ""
             int16_td = num_td(get(rec, "score_int16")) if wider else ""
@@ -290,7 +292,8 @@ def _accumulate(items: Sequence[Any], save_dir: Path) -> str:
     if not parts:
         return ""
     return ('<section class="card" id="accumulate-error"><h2>Cumulative error</h2><p class="muted small">Error at every '
-            "node output with all upstream calibration nodes on, in graph order. Hover a point for its node and value.</p>"
+            "node output with all upstream calibration nodes on, in graph order, on the first calibration sample (as the "
+            "original draws them). Hover a point for its node and value.</p>"
             + "".join(parts) + "</section>")
 
 
@@ -316,7 +319,8 @@ def _distributions(items: Sequence[Any], save_dir: Path) -> str:
     if not figs:
         return ""
     return ('<section class="card" id="distributions"><h2>Data distributions</h2><p class="muted small">Histograms of '
-            "float and quantized values of the most sensitive nodes (exact zeros left out).</p>"
+            "float and quantized values of the most sensitive nodes (exact zeros left out): weights as stored, "
+            "activations on the first calibration sample (as the original draws them).</p>"
             f'<div class="figs">{"".join(figs)}</div></section>')
 
 
@@ -342,7 +346,8 @@ def _channelwise(items: Sequence[Any], save_dir: Path) -> str:
     if not figs:
         return ""
     return ('<section class="card" id="channelwise"><h2>Channel-wise distributions</h2><p class="muted small">Box plots of '
-            "each channel (red: median, blue dashed: mean, dots: outliers). Wide figures scroll sideways.</p>"
+            "each channel (red: median, blue dashed: mean, dots: outliers); activations on the first calibration sample. "
+            "Wide figures scroll sideways.</p>"
             f'{"".join(figs)}</section>')
 
 
