@@ -31,7 +31,7 @@ import numpy as np
 from .errors import DataError, OptionError
 from .model import TensorSpec
 
-__all__ = ["Dataset", "check_data_num", "load_data", "select"]
+__all__ = ["Dataset", "check_data_num", "data_folder_around", "load_data", "select", "visible_entries"]
 
 Sample = dict[str, np.ndarray]
 
@@ -103,8 +103,38 @@ def _numeric_key(path: Path) -> tuple[int, int | str, str]:
     return (0, int(stem), "") if re.fullmatch(r"\d+", stem) else (1, stem, path.name)
 
 
-def _visible(folder: Path) -> list[Path]:
-    return sorted((p for p in folder.iterdir() if not p.name.startswith(".")), key=lambda p: p.name)
+def visible_entries(folder: Path, what: str = "calibration data folder") -> list[Path]:
+    """The entries of a data folder (hidden ones left out), by name. A folder ptqdebug may not list
+    (no read permission), or whose entries it may not look at (no execute permission: the first
+    entry tells), is a :class:`DataError` here, before an ``is_dir()`` on an entry raises
+    ``PermissionError``."""
+    try:
+        entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+        if entries:
+            entries[0].lstat()
+    except OSError as exc:
+        raise DataError(f"{what} {str(folder)!r} cannot be read ({exc.strerror or exc}); expected a folder ptqdebug "
+                        "may list and enter: check its permissions (chmod u+rx)") from None
+    return sorted(entries, key=lambda p: p.name)
+
+
+def data_folder_around(path: str | os.PathLike[str], inputs: Sequence[TensorSpec]) -> Path | None:
+    """The nearest existing folder at or above ``path`` laid out as calibration data for
+    ``inputs`` (one folder per input and nothing else, or for one input only ``.npy`` files), or
+    None. A file or folder written there would make it unreadable as data: a command that writes
+    but is given no data folder (``export``) refuses such a place."""
+    names = {s.name for s in inputs}
+    target = Path(os.path.realpath(path))
+    for folder in (target, *target.parents):
+        try:
+            entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+            per_input = {p.name for p in entries} == names and all(p.is_dir() for p in entries)
+            arrays = len(names) == 1 and all(p.suffix == ".npy" and p.is_file() for p in entries)
+        except OSError:  # not there (yet), not a folder, not readable: not data
+            continue
+        if entries and (per_input or arrays):
+            return folder
+    return None
 
 
 class Dataset(Sequence[Sample]):
@@ -235,7 +265,7 @@ def _from_arrays(arrays: Mapping[str, np.ndarray], inputs: Sequence[TensorSpec],
 
 
 def _from_folder(folder: Path, inputs: Sequence[TensorSpec]) -> Dataset:
-    entries = _visible(folder)
+    entries = visible_entries(folder)
     if not entries:
         raise DataError(f"calibration data folder {str(folder)!r} is empty; expected one folder per model input holding 0.npy, 1.npy, ...")
     names = [s.name for s in inputs]
@@ -257,7 +287,7 @@ def _from_folder(folder: Path, inputs: Sequence[TensorSpec]) -> Dataset:
             )
         per_input = {}
         for d in dirs:
-            items = _visible(d)
+            items = visible_entries(d)
             stray = [p.name for p in items if not (p.is_file() and p.suffix == ".npy")]
             if stray:
                 raise DataError(f"{str(d)!r} contains {stray[0]!r}; expected only .npy files (0.npy, 1.npy, ...)")

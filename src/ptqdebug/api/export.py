@@ -17,6 +17,7 @@ import onnx
 from ..analyses.candidates import flat_names
 from ..analyses.int16 import int16_twins
 from ..context import Context
+from ..data import data_folder_around
 from ..engine.build import standalone_model
 from ..errors import ModelError, OptionError
 from ..model import CalibratedModel, load_model
@@ -82,9 +83,14 @@ def export_model(
     if target.is_dir():
         raise OptionError(f"save_path {str(target)!r} is a folder; expected the model file to write, e.g. partial.onnx")
     model = model_or_file.model if isinstance(model_or_file, Context) else load_model(model_or_file, float_model)
-    if model.path and target.exists() and target.samefile(model.path):
-        raise OptionError(f"save_path {str(target)!r} is the calibrated model itself; expected a new file to write "
-                          "beside it, e.g. partial.onnx")
+    for what, given in (("the calibrated model", model.path), ("the float model", float_model)):
+        if isinstance(given, (str, os.PathLike)) and _same_file(target, given):
+            raise OptionError(f"save_path {str(target)!r} is {what} itself; expected a new file to write beside it, "
+                              "e.g. partial.onnx")
+    data = data_folder_around(target, model.inputs)
+    if data is not None:
+        raise OptionError(f"save_path {str(target)!r} is inside the calibration data folder {str(data)!r}; expected a "
+                          "file outside it (a model written there would make the folder unreadable as data)")
     if "horizon" in model.source_format:
         raise ModelError("the model holds Horizon calibration nodes (HzCalibration); export writes QDQ models: for the "
                          "original toolchain keep these nodes in float with run_on_cpu in its configuration (or their "
@@ -124,6 +130,18 @@ def export_model(
     else:
         write_atomic(target, lambda f: f.write(proto.SerializeToString()), binary=True)
     return ExportedModel(target, switched_off, made_int16)
+
+
+def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether paths ``a`` and ``b`` name one file: the same absolute path with links and ``..``
+    resolved (``nx/../m.onnx`` is ``m.onnx`` even before ``nx/`` exists, as writing it would
+    create ``nx/``), or two hard links to one file."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist
+        return False
 
 
 def _save_with_external_data(proto: onnx.ModelProto, target: Path) -> None:

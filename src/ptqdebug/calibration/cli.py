@@ -12,6 +12,7 @@ the command line wins.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from ..cli.args import names_value
@@ -102,7 +103,10 @@ def run(args: argparse.Namespace) -> int:
     with progress_bar("Calibrating") as progress:
         result = calibrate(float_model, inputs, out_dir, progress=progress, **_options(args, cfg))
     print(f"wrote {result.model_path}")
-    print(f"wrote {result.data_dir} ({result.num_samples} samples)")
+    if Path(str(inputs)).is_dir() and Path(str(inputs)).resolve() == Path(result.data_dir).resolve():
+        print(f"read {result.data_dir} in place ({result.num_samples} samples)")
+    else:
+        print(f"wrote {result.data_dir} ({result.num_samples} samples)")
     if len(result.candidates) > 1:
         for name, score in result.candidates.items():
             print(f"  {name:<10} output cosine {score:.6f} (first {min(result.num_samples, SELECT_SAMPLES)} samples)")

@@ -39,7 +39,7 @@ from ..engine.runtime import (
 )
 from ..errors import ModelError, OptionError, UnknownNodeError
 from ..metrics import METRICS, compare
-from ..report.files import staging_folder, write_atomic
+from ..report.files import check_dir, staging_folder, write_atomic
 from .inputs import (
     check_replaceable,
     open_source,
@@ -329,6 +329,8 @@ def calibrate(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise OptionError(f"output folder {str(out)!r} is a file; expected a folder (it is created if missing)")
+    check_dir(out, "output folder")
+    _check_outside_inputs(out, inputs)
     if not model_name or Path(model_name).name != model_name:
         raise OptionError(f"model_name {model_name!r} must be a plain file name such as calibrated_model.onnx")
     int16_wanted = all_int16 or bool(int16_nodes)
@@ -340,16 +342,20 @@ def calibrate(
         keep_float = _float_nodes(prepared, float_nodes, int16_nodes)
         data_dir = out / "calibration_data"
         source = open_source(inputs, prepared.inputs, pre, destination=data_dir)
-        check_replaceable(data_dir)
+        if source.folder is None:
+            check_replaceable(data_dir)
         # everything is written into a staging folder first and moved into place at the very end:
         # a failure or Ctrl-C leaves the output folder as it was
         missing = [f for f in (out.absolute(), *out.absolute().parents) if not f.exists()]
         out.mkdir(parents=True, exist_ok=True)
         stack.callback(_remove_if_empty, missing)  # a failure leaves no empty folder behind
-        staging = staging_folder(".calibration_data-", out)
-        stack.callback(shutil.rmtree, staging, ignore_errors=True)
-        write_calibration_data(source, staging, prepared.inputs, data_num)
-        data = load_data(staging, prepared.inputs).head(data_num)
+        if source.folder is None:
+            folder = staging_folder(".calibration_data-", out)
+            stack.callback(shutil.rmtree, folder, ignore_errors=True)
+            write_calibration_data(source, folder, prepared.inputs, data_num)
+        else:  # OUT/calibration_data of an earlier run is the input: read in place, never rewritten
+            folder = source.folder
+        data = load_data(folder, prepared.inputs).head(data_num)
         n = len(data)
         logger.info("There are %d samples in the data set.", n)
 
@@ -405,7 +411,8 @@ def calibrate(
         cosine, defined_cosine, deployed_cosine = _final_scores(proto, data, n, deployed_n, provider_list, tick)
         model_path = out / model_name
         write_atomic(model_path, lambda f: f.write(path.read_bytes()), binary=True)
-        replace_folder(staging, data_dir)
+        if source.folder is None:
+            replace_folder(folder, data_dir)
         ranges = _ranges(proto, prepared, stats)
 
     if len(candidates) == 1:
@@ -424,6 +431,18 @@ def calibrate(
             "optimize": bool(optimize), "preprocess": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(pre).items()},
         },
     )
+
+
+def _check_outside_inputs(out: Path, inputs: object) -> None:
+    """Refuse an output folder inside (or equal to) the folder of calibration inputs: the files
+    written there would be read as inputs next time. ``OUT/calibration_data`` itself as the input
+    (calibrating again from an earlier run's data) is fine: it is read in place."""
+    if not isinstance(inputs, (str, os.PathLike)) or not Path(inputs).is_dir():
+        return
+    source, target = Path(inputs).resolve(), out.resolve()
+    if target == source or source in target.parents:
+        raise OptionError(f"output folder {str(out)!r} is inside the calibration inputs folder {os.fspath(inputs)!r}; "
+                          "expected a folder outside it (files written there would be read as inputs next time)")
 
 
 def _remove_if_empty(folders: Sequence[Path]) -> None:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import Dataset, load_data
+from ..data import Dataset, load_data, visible_entries
 from ..errors import DataError
 from ..model import TensorSpec
 from ..report.files import write_atomic
@@ -133,7 +133,7 @@ def _path_source(path: Path, specs: Sequence[TensorSpec], pre: ImagePreprocess, 
             f"calibration inputs {str(path)!r} are a {path.suffix or 'extensionless'} file; expected a folder, an image, "
             "an .npy/.npz file or a loader script file.py:function"
         )
-    entries = [p for p in path.iterdir() if not p.name.startswith(".")]
+    entries = visible_entries(path, "calibration inputs folder")
     images = sorted((p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: _natural(p.name))
     arrays = [p for p in entries if p.is_dir() or p.suffix.lower() == ".npy"]
     if images and arrays:

@@ -10,6 +10,7 @@ digits.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -56,13 +57,32 @@ def _accuracy(model: Path, x: np.ndarray, y: np.ndarray, deployed: bool = False)
 
 def run_demo(out_dir: str | os.PathLike[str] = "demo_result", progress=None) -> DemoResult:  # noqa: ANN001
     """Calibrate the bundled model into ``out_dir/calibration``, run ``runall`` into
-    ``out_dir/debug_result``, and measure held-out accuracy."""
+    ``out_dir/debug_result``, and measure held-out accuracy.
+
+    A demo that fails or is interrupted removes the folders it created (``out_dir`` itself when it
+    did not exist, else those of its two sub-folders that did not), so that it leaves no half-made
+    result behind; what was there before is left as it was.
+    """
+    from ..report.files import check_dir
+
+    out = check_dir(out_dir, "output folder")
+    missing = [f for f in (out.absolute(), *out.absolute().parents) if not f.exists()]
+    created = missing[-1:] or [f for f in (out / "calibration", out / "debug_result") if not f.exists()]
+    try:
+        return _run_demo(out, progress)
+    except BaseException:
+        for folder in created:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _run_demo(out: Path, progress=None) -> DemoResult:  # noqa: ANN001
     from .. import runall
     from ..calibration import calibrate
     from ..report.files import ensure_dir
 
     t0 = time.perf_counter()
-    out = ensure_dir(out_dir, "output folder")
+    out = ensure_dir(out, "output folder")
     model, data_file = demo_files()
     with np.load(data_file, allow_pickle=False) as data:
         calib, hx, hy = data["calibration"], data["holdout_x"], data["holdout_y"]

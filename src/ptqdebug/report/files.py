@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -16,8 +17,8 @@ from typing import Any
 
 from ..errors import OptionError
 
-__all__ = ["FILE_MODE", "StagedOutput", "check_dir", "dump_json", "ensure_dir", "move_file", "safe_filename", "staging_folder",
-           "unique_filenames", "write_atomic"]
+__all__ = ["FILE_MODE", "StagedOutput", "UnwritableError", "check_dir", "check_targets", "dump_json", "ensure_dir", "move_file",
+           "safe_filename", "staging_folder", "unique_filenames", "write_atomic"]
 
 #: Prefix of the hidden folder a run writes into before its files are moved into place.
 STAGING_PREFIX = ".ptqdebug-staging-"
@@ -170,15 +171,54 @@ def move_file(source: str | os.PathLike[str], target: str | os.PathLike[str]) ->
     return Path(target)
 
 
+class UnwritableError(OptionError, OSError):
+    """A file ptqdebug must write cannot be: a folder in its place, no permission, a read-only or
+    full disk. An :class:`OptionError` (one line, exit status 2) that is still an ``OSError``, so
+    that a caller for whom a failed write is harmless (the results cache) goes on as before."""
+
+
+#: the reasons a write fails that the user can fix (anything else is a bug and keeps its traceback)
+_USER_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EISDIR, errno.ENOTDIR})
+
+
+def _unwritable(target: Path, exc: OSError) -> OSError:
+    """``exc`` as one line naming ``target``, where the user can fix it; ``exc`` itself otherwise."""
+    if exc.errno not in _USER_ERRNOS:
+        return exc
+    return UnwritableError(f"cannot write {str(target)!r} ({exc.strerror}); expected a writable folder with free space: "
+                           "fix its permissions or choose another folder")
+
+
+def check_targets(paths: Iterable[str | os.PathLike[str]]) -> None:
+    """Refuse a folder where one of ``paths`` (files about to be written) goes: called before the
+    first of several files, it leaves none of them written (:func:`write_atomic` alone refuses the
+    folder only when its own file's turn comes)."""
+    for path in paths:
+        if Path(path).is_dir():
+            raise UnwritableError(f"{str(path)!r} is a folder but ptqdebug writes a file there; move it away or choose "
+                                  "another folder")
+
+
 def write_atomic(path: str | os.PathLike[str], write: Callable[[Any], None], binary: bool = False) -> Path:
-    """Call ``write(file)`` on a temporary file next to ``path``, then rename it into place."""
+    """Call ``write(file)`` on a temporary file next to ``path``, then rename it into place.
+
+    A folder where the file goes, or a folder that cannot take the file (permissions, a full or
+    read-only disk), is an :class:`UnwritableError` naming the file; nothing is left behind.
+    """
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    check_targets([target])
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise _unwritable(target, exc) from None
     try:
         os.chmod(tmp, FILE_MODE)
         with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             write(f)
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise _unwritable(target, exc) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
