@@ -198,6 +198,7 @@ def test_a_folder_where_an_output_file_goes_is_one_line(small: tuple[Path, Path]
     assert str(save / "sensitivity_of_node.json") in line
     assert (save / "sensitivity_of_node.json" / "mine.txt").read_text() == "mine"
     assert not [p for p in save.rglob("*") if p.name.endswith(".tmp")]
+    assert not (save / "sensitivity_of_node.log").exists()  # the pair is written whole or not at all
 
 
 def test_write_atomic_refuses_a_folder_as_one_line_that_is_still_an_os_error(tmp_path: Path) -> None:
