@@ -530,7 +530,7 @@ def test_a_metric_over_all_outputs_is_refused_where_each_nodes_tensors_are_compa
 
 
 def test_a_metric_over_all_outputs_is_not_called_on_undefined_values() -> None:
-    from ptqdebug.metrics import compare_tensors, get_metrics
+    from ptqdebug.metrics import compare_sample, get_metrics
 
     calls: list[int] = []
 
@@ -541,7 +541,7 @@ def test_a_metric_over_all_outputs_is_not_called_on_undefined_values() -> None:
     total.all_outputs = True  # type: ignore[attr-defined]
     metrics = get_metrics([total, "mse"])
     ref = {"a": np.array([1.0, 2.0]), "b": np.array([[3.0]], np.float32)}
-    got = compare_tensors(metrics, ["a", "b"], ref, {"a": np.array([1.0, 2.5]), "b": np.array([[4.0]], np.float32)}, 0)
+    got = compare_sample(metrics, ["a", "b"], ref, {"a": np.array([1.0, 2.5]), "b": np.array([[4.0]], np.float32)}, 0)
     assert got.shape == (2, 2) and got[:, 0].tolist() == [1.5, 1.5] and got[:, 1].tolist() == [0.125, 1.0]
-    got = compare_tensors(metrics, ["a", "b"], ref, {"a": np.array([1.0, np.inf]), "b": np.array([[4.0]], np.float32)}, 0)
+    got = compare_sample(metrics, ["a", "b"], ref, {"a": np.array([1.0, np.inf]), "b": np.array([[4.0]], np.float32)}, 0)
     assert np.isnan(got[:, 0]).all() and np.isnan(got[0, 1]) and got[1, 1] == 1.0 and len(calls) == 1

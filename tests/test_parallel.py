@@ -138,16 +138,18 @@ def test_helper_killed(files, monkeypatch: pytest.MonkeyPatch) -> None:
     assert victim.pid not in [h.proc.pid for h in ctx.pool.helpers]
 
 
-def test_three_workers(files) -> None:
+def test_three_workers(files, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local_sweep, "_cores", lambda: 4)  # (more workers than cores are refused)
     ctx = dbg.open_context(*files, cache=False, workers=3, threads=1)
     assert ctx.pool.size == 2
     assert _same(dbg.sensitivity_of_nodes(ctx, node_type="node", metrics=METRICS, data_num=None),
                  _one(files, "node", data_num=None))
 
 
-def test_helpers_exit_with_the_context(files) -> None:
+def test_helpers_exit_with_the_context(files, monkeypatch: pytest.MonkeyPatch) -> None:
     import gc
 
+    monkeypatch.setattr(local_sweep, "_cores", lambda: 4)  # (more workers than cores are refused)
     ctx = dbg.open_context(*files, cache=False, workers=3, threads=1)
     procs = [h.proc for h in ctx.pool.helpers]
     assert len(procs) == 2

@@ -7,7 +7,8 @@ options, the execution providers, and the ptqdebug and ONNX Runtime versions. Ch
 any input value or any option changes the key: the cache cannot return a stale result.
 
 Location: ``$PTQDEBUG_CACHE_DIR``, else ``$XDG_CACHE_HOME/ptqdebug``, else
-``~/.cache/ptqdebug``. Writes are atomic; an unreadable or corrupt entry is a miss. Pass
+``~/.cache/ptqdebug``. Writes are atomic; an unreadable or corrupt entry, or one that does not
+read back as its kind of result (a file edited by hand, an older layout), is a miss. Pass
 ``cache=False`` (``--no-cache``) to compute afresh.
 """
 
@@ -51,6 +52,7 @@ class ResultCache:
         self.enabled = enabled
         self.folder = folder or cache_dir()
         self.hits = 0
+        self._kinds: dict[str, str] = {}  # key → the kind of result it was made for
 
     def key(self, kind: str, samples: Sequence[str], options: Mapping[str, Any]) -> str:
         import onnxruntime
@@ -60,7 +62,9 @@ class ResultCache:
         payload = json.dumps({"kind": kind, "model": self._model_digest(), "samples": list(samples), "options": options,
                               "ptqdebug": __version__, "onnxruntime": onnxruntime.__version__},
                              sort_keys=True, default=str)
-        return hashlib.sha256(payload.encode()).hexdigest()
+        key = hashlib.sha256(payload.encode()).hexdigest()
+        self._kinds[key] = kind
+        return key
 
     def get(self, key: str) -> Any | None:
         if not self.enabled:
@@ -70,6 +74,8 @@ class ResultCache:
             value = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
+        if not _readable(self._kinds.get(key, ""), value):
+            return None  # computed again, and the entry overwritten
         self.hits += 1
         return value
 
@@ -83,3 +89,18 @@ class ResultCache:
             dump_json(self.folder / f"{key}.json", value)
         except OSError:
             pass  # a cache that cannot be written is only a slower run
+
+
+def _readable(kind: str, value: Any) -> bool:
+    """Whether ``value`` reads back as a result of ``kind`` (any JSON but null for other kinds)."""
+    if value is None:
+        return False
+    if kind != "sensitivity":
+        return True
+    from .analyses.sensitivity import SensitivityResult
+
+    try:
+        result = SensitivityResult.from_dict(value)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return False
+    return bool(result.metrics) and all(set(e.scores) == set(result.metrics) for e in result.entries)

@@ -307,17 +307,18 @@ def open_context(
     was read from (the model, the float model, the data) has changed since.
     """
     from .parallel import EXECUTORS
-    from .parallel.local import helpers_for, process_threads
+    from .parallel.local import check_workers, helpers_for, process_threads
     from .parallel.pool import WorkerPool, attach_pool
     from .parallel.stamps import file_stamps
 
     if providers is not None and not isinstance(providers, str) and (
             not isinstance(providers, (list, tuple)) or not all(isinstance(p, str) for p in providers)):
         raise OptionError(f"providers is {providers!r}; expected a name such as 'CPUExecutionProvider' or a list of names")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise OptionError(f"workers is {workers!r}; expected a whole number >= 1")
+    if not isinstance(cache, (bool, np.bool_)):
+        raise OptionError(f"cache is {cache!r}; expected True or False")
     if executor is not None and executor not in EXECUTORS:
         raise OptionError(f"unknown executor {executor!r}; expected one of {', '.join(EXECUTORS)}")
+    workers = check_workers(workers, executor)
     if isinstance(model_or_file, Context):
         if workers is not None:
             model_or_file.workers = workers

@@ -87,7 +87,7 @@ import numpy as np
 from .errors import OptionError
 from .userscript import SCRIPT, file_digest, load_function, user_error
 
-__all__ = ["METRICS", "Metric", "MetricLike", "compare", "compare_tensors", "get_metrics", "known_metric", "per_tensor_only",
+__all__ = ["METRICS", "Metric", "MetricLike", "compare", "compare_sample", "get_metrics", "known_metric", "per_tensor_only",
            "portable_refs"]
 
 MetricFunction = Callable[[np.ndarray, np.ndarray], float]
@@ -330,7 +330,7 @@ def compare(metrics: Sequence[Metric], reference: np.ndarray, actual: np.ndarray
         for m in metrics)
 
 
-def compare_tensors(metrics: Sequence[Metric], names: Sequence[str], reference: Mapping[str, np.ndarray],
+def compare_sample(metrics: Sequence[Metric], names: Sequence[str], reference: Mapping[str, np.ndarray],
                     actual: Mapping[str, np.ndarray], sample: int | None = None, rows: slice | None = None) -> np.ndarray:
     """``values[t, m]``: every metric at each compared tensor ``names[t]`` of one sample (its
     ``rows`` of a batch, if given). A metric over all outputs (``all_outputs``) is computed once

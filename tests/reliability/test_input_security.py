@@ -37,6 +37,9 @@ ALLOWED = {
     # read from a file (results, caches, YAML) is ever loaded this way
     ("userscript.py", "load_function", "importlib.util.spec_from_file_location"),
     ("userscript.py", "load_function", "spec.loader.exec_module"),
+    # `executor="ray"` with the user's RAY_ADDRESS: one connection attempt to the address Ray is
+    # about to connect to anyway, so that a wrong one fails in seconds, not in Ray's retry loop
+    ("parallel/cluster.py", "_check_ray_address", "socket.create_connection"),
     # the package's lazy public names: the module comes from its own fixed table, never from input
     ("__init__.py", "__getattr__", "importlib.import_module"),
 }

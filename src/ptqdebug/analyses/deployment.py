@@ -30,7 +30,7 @@ import onnx
 from ..engine.build import standalone_model
 from ..engine.runtime import SessionError, deployed_session, ort_reason
 from ..errors import ModelError, OptionError
-from ..metrics import METRICS, Metric, compare, compare_tensors, get_metrics
+from ..metrics import METRICS, Metric, compare, compare_sample, get_metrics
 from .sensitivity import Progress, decode_float, encode_float
 
 if TYPE_CHECKING:
@@ -169,9 +169,9 @@ def check_deployment(ctx: Context, metrics: tuple[str, ...] | list[str] = ("cosi
             return DeploymentCheck(tuple(names), samples, tuple(engine.providers), (), model.relu_fused,
                                    f"running sample {s} failed ({ort_reason(exc)})")
         floats = [t for t in outputs if ref[t].dtype.kind == "f"]
-        rows = np.stack([compare_tensors(chosen, floats, ref.values, deployed, s),
-                         compare_tensors(chosen, floats, ref.values, simulated, s),
-                         compare_tensors(chosen, floats, simulated, deployed, s)], axis=1)  # [output, kind, metric]
+        rows = np.stack([compare_sample(chosen, floats, ref.values, deployed, s),
+                         compare_sample(chosen, floats, ref.values, simulated, s),
+                         compare_sample(chosen, floats, simulated, deployed, s)], axis=1)  # [output, kind, metric]
         for t, row in zip(floats, rows):
             sums[t] = sums.get(t, 0.0) + row
         if progress is not None:

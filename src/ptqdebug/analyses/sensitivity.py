@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..metrics import Metric, compare_tensors, get_metrics, known_metric, portable_refs
+from ..metrics import Metric, compare_sample, get_metrics, known_metric, portable_refs
 from .candidates import Candidate
 
 if TYPE_CHECKING:  # the engine (ONNX Runtime) is not needed to read or draw a result
@@ -232,7 +232,7 @@ def _values_here(ctx: Context, configurations: Sequence[Collection[str]], missin
             last = ctx.engine.advance(start, enabled, compare_at)
             for k, s in enumerate(group):
                 rows = None if edges is None else slice(edges[k], edges[k + 1])
-                values[c, :, :, s] = compare_tensors(metrics, compare_at, ref.values, last.values, s, rows)
+                values[c, :, :, s] = compare_sample(metrics, compare_at, ref.values, last.values, s, rows)
             done += 1
             if progress is not None:
                 progress(done, total)

@@ -19,11 +19,13 @@ from ..plots.render import Renderer
 from ..report.files import dump_json, ensure_dir
 from ..report.tables import info_table
 from .checks import (
+    check_bool,
     check_data_num,
     check_metric,
     check_node_list,
     check_pick_threshold,
     check_save_dir,
+    pick_direction,
 )
 from .common import (
     FloatModelArg,
@@ -84,7 +86,9 @@ def run_sensitivity_analysis(
         nodes = pick_sensitive(node_sweep, metric, pick_threshold)
         logger.info("Analyzing nodes that sensitivity less than %s.", pick_threshold)
         if not nodes:
-            logger.info("pick_threshold is too small: no node has %s <= %s; nothing to un-quantize.", metric, pick_threshold)
+            where, move = pick_direction(metric)
+            logger.info("no node's %s is %s pick_threshold %s; nothing to un-quantize (%s the threshold to pick some).",
+                        metric, where, pick_threshold, move)
     return partial_quantization(ctx, nodes, metric=metric, pick_threshold=pick_threshold, data_num=data_num,
                                 progress=step_progress(progress, "Analyzing"), qtype=qtype, order=order)
 
@@ -110,7 +114,8 @@ def sensitivity_analysis(
     """Partial quantization analysis (reference §7.1).
 
     Without ``sensitive_nodes``, a node-level sweep picks the nodes whose score is at or below
-    ``pick_threshold`` (worst first). For each of them: the score with only it quantized, and the
+    ``pick_threshold`` (at or above it for a metric where lower is better, such as mse; worst
+    first). For each of them: the score with only it quantized, and the
     score of the calibrated model with it and all before it un-quantized — or, with
     ``qtype="int16"`` (``hmct``'s extension), with their activation calibration nodes in int16
     instead (weights stay 8-bit; see :mod:`ptqdebug.analyses.int16`). ``order="greedy"`` orders the
@@ -183,6 +188,7 @@ def get_calibration_nodes_stat_info(
     Activation statistics use every sample (``data_num`` to limit), in the float model.
     """
     data_num = check_data_num(data_num)
+    visualize = check_bool(visualize, "visualize")
     check_node_list(None, nodes_list, "nodes_list", expand=True)
     check_save_dir(save_dir, calibrated_data, model_or_file)
     ctx = context_for(model_or_file, calibrated_data, float_model, providers)

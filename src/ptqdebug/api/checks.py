@@ -20,13 +20,13 @@ from ..analyses.candidates import check_node_type, flat_names, normalize_node_li
 from ..context import Context
 from ..data import check_data_num
 from ..errors import OptionError, UnknownNodeError
-from ..metrics import METRICS, get_metrics, per_tensor_only
+from ..metrics import METRICS, get_metrics, known_metric, per_tensor_only
 from ..model import CalibratedModel
 from ..report.files import check_dir
 
 __all__ = [
-    "CURVES", "check_axis", "check_data_num", "check_metric", "check_metrics", "check_node_list", "check_node_type",
-    "check_pick_threshold", "check_providers", "check_save_dir",
+    "CURVES", "check_axis", "check_bool", "check_data_num", "check_metric", "check_metrics", "check_node_list",
+    "check_node_type", "check_pick_threshold", "check_providers", "check_save_dir", "pick_direction",
 ]
 
 _KNOWN = ", ".join(METRICS)
@@ -59,15 +59,38 @@ def check_metric(value: object, what: str = "metric", per_tensor: str | None = N
     return check_metrics(value, what, per_tensor)[0]
 
 
+def pick_direction(metric: str) -> tuple[str, str]:
+    """How ``pick_threshold`` picks nodes by ``metric``: ``("at or below", "raise")`` when higher
+    is better (cosine similarity), ``("at or above", "lower")`` when lower is (mse): where a
+    picked node scores, and which way to move the threshold to pick more."""
+    m = known_metric(metric)
+    return ("at or below", "raise") if m is None or m.higher_is_better else ("at or above", "lower")
+
+
 def check_pick_threshold(value: object, metric: str = "cosine-similarity") -> float:
     """A number; for cosine similarity within [-1, 1] (above 1 every node would be picked, and
-    partial quantization would score the whole model node by node)."""
+    partial quantization would score the whole model node by node); for a lower-is-better metric
+    not below its best value (below 0 for mse, every node would be picked)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or math.isnan(float(value)):
         raise OptionError(f"pick_threshold is {value!r}; expected a number such as 0.999")
-    if metric == "cosine-similarity" and not -1.0 <= float(value) <= 1.0:
-        raise OptionError(f"pick_threshold is {value!r}, outside the cosine similarity's range [-1, 1] (above 1 every "
-                          "node is picked); expected a number such as 0.999")
-    return float(value)
+    v = float(value)
+    if metric == "cosine-similarity" and not -1.0 <= v <= 1.0:
+        effect = "above 1 every node is picked" if v > 1 else "below -1 no node is picked"
+        raise OptionError(f"pick_threshold is {value!r}, outside the cosine similarity's range [-1, 1] ({effect}); "
+                          "expected a number such as 0.999")
+    m = known_metric(metric)
+    if m is not None and not m.higher_is_better and m.best is not None and v < m.best:
+        raise OptionError(f"pick_threshold is {value!r}, below {m.name}'s best score {m.best:g} (lower is better: nodes "
+                          f"scoring at or above the threshold are picked, here every node); expected a number >= "
+                          f"{m.best:g}, such as a node's {m.name} from get-sensitivity-of-nodes")
+    return v
+
+
+def check_bool(value: object, what: str) -> bool:
+    """``True`` or ``False`` (a numpy bool too); not a string such as ``'false'``, which is true."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise OptionError(f"{what} is {value!r}; expected True or False")
+    return bool(value)
 
 
 def check_axis(value: object) -> int | None:

@@ -15,6 +15,7 @@ from ..analyses.sensitivity import Progress
 from ..context import Context, open_context
 from ..errors import OptionError
 from ..model import CalibratedModel
+from .checks import check_bool
 
 __all__ = ["FloatModelArg", "ModelArg", "ProgressFactory", "context_for", "logger", "show_info", "step_progress"]
 
@@ -46,11 +47,19 @@ def context_for(
     workers: int | None = None,
     executor: str | None = None,
 ) -> Context:
-    """Check the two required arguments the way the original does, then open a context."""
+    """Check the two required arguments the way the original does, and the runtime options, then
+    open a context."""
+    from ..parallel.cluster import check_ray
+    from ..parallel.local import check_workers
+
     if model_or_file is None:
         raise OptionError("there is no calibrated model: pass model_or_file (e.g. './calibrated_model.onnx')")
     if calibrated_data is None and not isinstance(model_or_file, Context):
         raise OptionError("there is no calibration data: pass calibrated_data (e.g. './calibration_data/')")
+    cache = check_bool(cache, "cache")
+    check_workers(workers, executor or (model_or_file.executor if isinstance(model_or_file, Context) else None))
+    if executor == "ray":
+        check_ray()
     if isinstance(model_or_file, Context):  # it holds the model, the data and the runtime already
         fixed = [name for name, given in (("float_model", float_model is not None), ("providers", providers is not None),
                                           ("cache", not cache and model_or_file.cache.enabled)) if given]

@@ -24,7 +24,7 @@ from ..errors import OptionError
 from ..plots.render import Renderer
 from ..report.files import ensure_dir
 from ..report.names import acc_error_png, boxplot_png, distribution_png
-from .checks import CURVES, check_axis, check_metric, check_node_list, check_save_dir
+from .checks import CURVES, check_axis, check_bool, check_metric, check_node_list, check_save_dir
 from .common import FloatModelArg, ModelArg, context_for, runtime_errors
 
 __all__ = [
@@ -109,6 +109,7 @@ def plot_acc_error(
     the curves, on the first calibration sample.
     """
     metric = check_metric(metric, per_tensor=CURVES)
+    average_mode = check_bool(average_mode, "average_mode")
     check_acc_nodes(None, quantize_node, non_quantize_node)
     check_save_dir(save_dir, calibrated_data, model_or_file)
     ctx = context_for(model_or_file, calibrated_data, float_model, providers)

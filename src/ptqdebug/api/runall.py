@@ -52,6 +52,7 @@ from ..report.tables import info_table, sensitivity_rows
 from .analysis import pick_sensitive, run_sensitivity_analysis, write_partial
 from .checks import (
     CURVES,
+    check_bool,
     check_axis,
     check_data_num,
     check_metric,
@@ -185,8 +186,8 @@ def runall(
         check_node_list(None, value, what, expand=expand)
     check_acc_nodes(None, quantize_node, non_quantize_node)  # also: no 'weight'/'activation' in non_quantize_node
     check_save_dir(save_dir, calibrated_data, model_or_file)
-    if not isinstance(check_deployment, bool):
-        raise OptionError(f"check_deployment is {check_deployment!r}; expected True or False")
+    verbose, average_mode, report, check_deployment = (check_bool(v, name) for v, name in (
+        (verbose, "verbose"), (average_mode, "average_mode"), (report, "report"), (check_deployment, "check_deployment")))
     # 2. the model and the data, then every option that needs them, before the first file; the
     # figure worker starts first, so that it imports matplotlib while the model is read
     with Renderer() as renderer:  # killed on any error

@@ -14,7 +14,7 @@ from ..errors import OptionError
 from ..metrics import MetricLike, get_metrics
 from ..report.sensitivity_files import write_sensitivity
 from ..report.tables import info_table, sensitivity_rows
-from .checks import check_data_num, check_metrics, check_node_list, check_save_dir
+from .checks import check_bool, check_data_num, check_metrics, check_node_list, check_save_dir
 from .common import FloatModelArg, ModelArg, context_for, runtime_errors, show_info
 
 __all__ = ["compare_tensors", "get_sensitivity_of_nodes", "local_errors", "sensitivity_of_nodes"]
@@ -119,6 +119,7 @@ def get_sensitivity_of_nodes(
         makes an output NaN/inf come first with NaN values.
     """
     metrics = check_metrics(metrics)
+    verbose = check_bool(verbose, "verbose")
     check_node_type(node_type)
     data_num = check_data_num(data_num)
     check_node_list(None, interested_nodes, "interested_nodes", expand=True)

@@ -61,7 +61,7 @@ def parse_floats(value: object, what: str) -> tuple[float, ...] | None:
     try:
         out = tuple(float(v) for v in items)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise OptionError(f"{what} {value!r} is not a list of numbers; expected e.g. '123.675 116.28 103.53'") from None
+        raise OptionError(f"{what} {value!r} is not a list of numbers; expected comma-separated numbers, e.g. '123.675,116.28,103.53' (spaces work too)") from None
     if not out or not all(np.isfinite(out)):
         raise OptionError(f"{what} {value!r} is empty or not finite; expected one finite number per channel")
     return out
@@ -239,7 +239,7 @@ def _per_channel(values: tuple[float, ...] | None, channels: int, what: str, def
     if len(values) == 1:
         return np.full(channels, values[0], dtype=np.float64)
     if len(values) != channels:
-        raise OptionError(f"{what} has {len(values)} values but the model input has {channels} channels; give 1 or {channels}")
+        raise OptionError(f"{what} has {len(values)} values but the model input has {channels} channels; give 1 value (used for every channel) or one per channel ({channels} comma-separated values)")
     return np.asarray(values, dtype=np.float64)
 
 

@@ -101,7 +101,7 @@ def normalize_argv(argv: Sequence[str], commands: Collection[str] = ()) -> list[
         tok = argv[i]
         if tok in flags:
             nxt = argv[i + 1] if i + 1 < len(argv) else None
-            if nxt is not None and nxt.strip().lower() in _TRUE | _FALSE:
+            if nxt is not None and (nxt.strip().lower() in _TRUE | _FALSE or not nxt.strip()):  # -v '': parse_bool says why
                 out.append(f"{tok}={nxt}")
                 i += 2
             else:
@@ -129,6 +129,8 @@ def bool_value_hint(message: str, argv: Sequence[str]) -> str:
     head, see, tail = message.partition(" (see ")
     if not head.startswith("unrecognized arguments:"):
         return message
+    if not head.removeprefix("unrecognized arguments:").strip():  # only empty words: `-s ''` or a stray ''
+        return f"unrecognized empty argument ''; expected none there: remove it, or put there the value it stands for{see}{tail}"
     stray = set(head.removeprefix("unrecognized arguments:").split())
     command = next((a for a in argv if not a.startswith("-")), "")
     flags = BOOL_FLAGS.get(PYTHON_NAMES.get(command, command.replace("_", "-")), set())
@@ -178,7 +180,8 @@ def add_runtime(p: argparse.ArgumentParser, sweeps: bool = True) -> None:
     p.add_argument("--float-model", dest="float_model", metavar="FLOAT.onnx",
                    help="the float model, for QDQ models that store weights as integers")
     p.add_argument("--providers", metavar="LIST",
-                   help="ONNX Runtime execution providers, comma-separated (default: CPUExecutionProvider)")
+                   help="ONNX Runtime execution providers, comma-separated: a,b or [a,b] (default: CPUExecutionProvider, "
+                        "or $PTQDEBUG_PROVIDERS where set)")
     if not sweeps:
         p.set_defaults(cache=True, workers=None, executor=None)
         return

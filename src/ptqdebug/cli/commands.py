@@ -15,6 +15,9 @@ from pathlib import Path
 from .. import api
 from ..analyses.partial import apply_commands
 from ..analyses.verdict import Verdict
+from ..api.checks import check_metric, check_pick_threshold, pick_direction
+from ..api.figures import check_acc_nodes
+from ..errors import OptionError
 from ..model import load_model
 from ..report.sensitivity_files import write_sensitivity
 from ..report.tables import info_table, sensitivity_rows, shown
@@ -59,12 +62,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_runtime(p)
     p.set_defaults(func=_sensitivity)
 
-    p = sub.add_parser("plot-acc-error", help="cumulative error curves along the graph",
-                       description="Error at every node's outputs against the float model, for chosen partial quantizations.")
+    p = sub.add_parser("plot-acc-error", help="cumulative error curves along the graph (needs -q or -nq)",
+                       description="Error at every node's outputs against the float model, for chosen partial quantizations: "
+                                   "give -q, -nq or both, e.g. -q \"['weight','activation']\".")
     add_model_and_data(p)
     p.add_argument("-s", "--save_dir", default="./debug_result/", help="output folder (default ./debug_result/)")
-    p.add_argument("-q", "--quantize_node", type=list_value("--quantize_node"), help="['weight','activation'], names, or groups [[a],[a,b]]")
-    p.add_argument("-nq", "--non_quantize_node", type=list_value("--non_quantize_node"), help="names or groups to un-quantize")
+    p.add_argument("-q", "--quantize_node", type=list_value("--quantize_node"),
+                   help="['weight','activation'], names, or groups [[a],[a,b]] (-q or -nq is required)")
+    p.add_argument("-nq", "--non_quantize_node", type=list_value("--non_quantize_node"),
+                   help="names or groups to un-quantize (-q or -nq is required)")
     p.add_argument("-m", "--metric", default="cosine-similarity", help=f"{_METRICS} (default cosine-similarity)")
     p.add_argument("-a", "--average_mode", type=parse_bool, default=False, help="plot running means (default false)")
     add_runtime(p)
@@ -84,7 +90,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("sensitivity-analysis", help="what un-quantizing the most sensitive nodes recovers",
                        description="Partial quantization: the calibrated model with the worst nodes un-quantized one by one.")
     add_model_and_data(p)
-    p.add_argument("-p", "--pick_threshold", type=float, default=0.999, help="pick nodes scoring at or below this (default 0.999)")
+    p.add_argument("-p", "--pick_threshold", type=float, default=0.999,
+                   help="pick nodes scoring at or below this (default 0.999); at or above it for metrics where lower is "
+                        "better (mse, mre, chebyshev), e.g. -m mse -p 1e-4")
     p.add_argument("-d", "--data_num", type=data_num, default=1, help="how many samples, the first ones (default 1; 'all')")
     p.add_argument("-sn", "--sensitive_nodes", type=list_value("--sensitive_nodes"), help="use these nodes instead of a sweep")
     p.add_argument("-sd", "--save_dir", default="./debug_result/", help="output folder (default ./debug_result/)")
@@ -225,6 +233,10 @@ def _sensitivity(args: argparse.Namespace) -> int:
 
 
 def _acc_error(args: argparse.Namespace) -> int:
+    if args.quantize_node is None and args.non_quantize_node is None:  # before the model is read
+        raise OptionError("-q/--quantize_node and -nq/--non_quantize_node are both empty; give at least one, e.g. "
+                          "-q \"['weight','activation']\" for the weight-only, activation-only and calibrated curves")
+    check_acc_nodes(None, args.quantize_node, args.non_quantize_node)
     ctx = _ctx(args)
     results = api.plot_acc_error(args.calibrated_data, ctx, args.quantize_node, args.non_quantize_node, args.metric,
                                  args.average_mode, args.save_dir)
@@ -258,6 +270,7 @@ def _channelwise(args: argparse.Namespace) -> int:
 
 
 def _partial(args: argparse.Namespace) -> int:
+    check_pick_threshold(args.pick_threshold, check_metric(args.metric))  # before the model is read
     bars = ProgressBars()
     try:
         ctx = _ctx(args)
@@ -274,7 +287,8 @@ def _partial(args: argparse.Namespace) -> int:
     print(info_table(title, "node", rows).lstrip("\n"))
     _few_samples(ctx, args.data_num)
     if not r.nodes:  # the original logs "pick_threshold is too small"
-        print(f"note: no node scores at or below pick_threshold {r.pick_threshold:g}; raise it (-p) to pick some",
+        where, move = pick_direction(r.metric)
+        print(f"note: no node's {r.metric} is {where} pick_threshold {r.pick_threshold:g}; {move} it (-p) to pick some",
               file=sys.stderr)
     best = r.best_prefix()
     if best:

@@ -46,22 +46,43 @@ class SessionError(ModelError):
         self.reason = reason
 
 
+def _provider_names(text: str, source: str) -> list[str]:
+    """``a,b`` or ``[a,b]`` (the list syntax of the other options) → names."""
+    from ..listsyntax import parse_list
+
+    value = parse_list(text, source) if text.strip().startswith("[") else text.split(",")
+    if not all(isinstance(p, str) for p in value):
+        raise OptionError(f"{source} is {text!r}, a nested list; expected names such as [CPUExecutionProvider]")
+    return list(value)  # type: ignore[arg-type]
+
+
 def resolve_providers(providers: str | Sequence[str] | None) -> list[str]:
     """Check requested execution providers against what this onnxruntime build offers.
 
-    ``None`` means ``$PTQDEBUG_PROVIDERS`` where it is set, else the CPU."""
-    if providers is None:
-        providers = os.environ.get("PTQDEBUG_PROVIDERS") or ["CPUExecutionProvider"]
+    ``None`` means ``$PTQDEBUG_PROVIDERS`` where it is set, else the CPU. A string is a
+    comma-separated list, bracketed or not (``a,b``, ``[a,b]``)."""
+    source = "providers"
+    if providers is None and os.environ.get("PTQDEBUG_PROVIDERS"):
+        providers, source = os.environ["PTQDEBUG_PROVIDERS"], "$PTQDEBUG_PROVIDERS"
+    elif providers is None:
+        providers = ["CPUExecutionProvider"]
+    given = providers
     if isinstance(providers, str):
-        providers = [p.strip() for p in providers.split(",") if p.strip()]
+        providers = _provider_names(providers, source)
+    providers = [p.strip() for p in providers if p.strip()]
+    if not providers:
+        leave = "leave it out" if source == "providers" else "unset it"
+        raise OptionError(f"no execution provider given ({source} is {given!r}); expected a name such as "
+                          f"CPUExecutionProvider or a comma-separated list, or {leave} for the CPU")
     available = ort.get_available_providers()
     aliases = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
     out = [aliases.get(p.lower(), p) for p in providers]
     missing = [p for p in out if p not in available]
     if missing:
         hint = " (install the `gpu` extra: pip install 'ptqdebug[gpu]')" if "CUDAExecutionProvider" in missing else ""
+        origin = f" (from {source}: fix or unset it)" if source != "providers" else ""
         raise OptionError(
-            f"execution provider {', '.join(missing)} is not available in this onnxruntime build; "
+            f"execution provider {', '.join(missing)}{origin} is not available in this onnxruntime build; "
             f"available: {', '.join(available)}{hint}"
         )
     if "CPUExecutionProvider" not in out:

@@ -8,7 +8,9 @@ A sweep scores every configuration on every sample; each (sample group, configur
   user's script) share the units. Every process runs ``threads`` ONNX Runtime threads (default
   cores/N) with the same segment plan, value types and session options, and every unit is scored
   by the same code (:func:`~ptqdebug.parallel.unit.score_unit`), so the results are those of one
-  process with that many threads, bit for bit. Where the time goes, and what keeps it down
+  process with that many threads, bit for bit. N is at most the cores
+  (:func:`~ptqdebug.parallel.local.check_workers`), and a pool started for a sweep has no more
+  processes than the sweep has units. Where the time goes, and what keeps it down
   (``benchmarks/parallel.py``):
 
   - start-up: helpers start when the context opens and read the model file themselves while this

@@ -11,11 +11,12 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import OptionError
 from ..metrics import get_metrics
 from .pool import WorkerPool, attach_pool
 from .unit import score_unit
 
-__all__ = ["PARENT_TAKES_PART", "REFERENCE_BUDGET", "helpers_for", "process_threads", "score_local"]
+__all__ = ["PARENT_TAKES_PART", "REFERENCE_BUDGET", "check_workers", "helpers_for", "process_threads", "score_local"]
 
 #: Whether this process scores units itself besides handing them out (tests turn it off to make
 #: the helpers score every unit).
@@ -41,15 +42,37 @@ def process_threads(threads: int | None, workers: int) -> int | None:
     return max(1, _cores() // workers) if workers > 1 else None
 
 
+def check_workers(workers: object, executor: str | None = None) -> int | None:
+    """``workers`` (None: one process), refused unless a whole number >= 1 and, on this machine
+    (``executor`` local or None), at most its cores: every process holds the model and its own
+    sessions, and more processes than cores only share the same cores."""
+    if workers is None:
+        return None
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise OptionError(f"workers is {workers!r}; expected a whole number >= 1")
+    cores = _cores()
+    if (executor or "local") == "local" and workers > cores:
+        raise OptionError(f"workers is {workers}, more than the {cores} cores of this machine; expected at most {cores} "
+                          "(each worker is a process holding the model and its own sessions)")
+    return workers
+
+
 def helpers_for(workers: int) -> int:
-    """Helper processes for ``workers`` (this process counts as one when it takes part)."""
+    """Helper processes for ``workers`` (this process counts as one when it takes part), which
+    :func:`check_workers` checks."""
+    check_workers(workers)
     return workers - 1 if PARENT_TAKES_PART else workers
 
 
-def _pool_for(ctx: Any, workers: int) -> WorkerPool:
+def _pool_for(ctx: Any, workers: int, units: int) -> WorkerPool:
+    """The context's pool, with helpers for ``workers`` processes but no more processes than the
+    sweep has ``units``: a pool already started is kept (grown if this sweep can use more) unless
+    it has more helpers than ``workers`` asks for."""
     pool: WorkerPool | None = getattr(ctx, "pool", None)
-    want = helpers_for(workers)
-    if pool is not None and not pool.closed and pool.failure is None and pool.size == want:
+    want = helpers_for(min(workers, units))
+    if pool is not None and not pool.closed and pool.failure is None and pool.size <= helpers_for(workers):
+        if pool.size < want:
+            pool.grow(want)
         return pool
     if pool is not None:
         pool.close(kill=True)
@@ -117,9 +140,9 @@ def score_local(ctx: Any, configurations: Sequence[Collection[str]], metrics: Se
         if progress is not None:
             progress(done, total)
 
-    _pool_for(ctx, workers)  # (a new pool starts while the first reference is computed)
+    _pool_for(ctx, workers, total)  # (a new pool starts while the first reference is computed)
     refs[0] = reference(0)  # builds the float sessions: their value types go to the helpers
-    pool = _pool_for(ctx, workers)  # a helper lost meanwhile: a new pool
+    pool = _pool_for(ctx, workers, total)  # a helper lost meanwhile: a new pool
     size = sum(np.asarray(v).nbytes for v in refs[0][0].values.values())
     window = max(1, min(len(groups), REFERENCE_BUDGET // max(1, size)))  # rows open at once
     header = (tuple(engine.providers), engine.threads or process_threads(None, workers), engine.plan,

@@ -148,6 +148,7 @@ class WorkerPool:
         self.model: CalibratedModel | None = None
         self.sweep: Sweep | None = None
         self._ids = itertools.count(1)
+        self._env = env
         self.helpers = [_Helper(self, env) for _ in range(size)]
 
     @property
@@ -178,6 +179,14 @@ class WorkerPool:
         self.model = model
         message = self.pickled_model()
         for h in self.helpers:
+            h.send(message)
+
+    def grow(self, size: int) -> None:
+        """Start helpers up to ``size`` in all, between sweeps; they get the model pickled."""
+        added = [_Helper(self, self._env) for _ in range(size - self.size)]
+        self.helpers += added
+        message = self.pickled_model()
+        for h in added:
             h.send(message)
 
     def pickled_model(self) -> _Pickled:

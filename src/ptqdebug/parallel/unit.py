@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..metrics import Metric, compare_tensors
+from ..metrics import Metric, compare_sample
 
 __all__ = ["score_unit"]
 
@@ -20,5 +20,5 @@ def score_unit(engine: Any, ref: Any, enabled: Collection[str], compare_at: Sequ
     (one sample, or a batch of samples split at ``edges``); ``samples``: their indices."""
     out = engine.run(ref, enabled, compare_at)
     n = 1 if edges is None else len(edges) - 1
-    return np.stack([compare_tensors(metrics, compare_at, ref.values, out, samples[k],
-                                     None if edges is None else slice(edges[k], edges[k + 1])) for k in range(n)])
+    return np.stack([compare_sample(metrics, compare_at, ref.values, out, samples[k],
+                                    None if edges is None else slice(edges[k], edges[k + 1])) for k in range(n)])
