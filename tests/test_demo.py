@@ -18,6 +18,8 @@ def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str], mon
     acc = re.search(r"float (\d+\.\d+)%, quantized (\d+\.\d+)% \((\d+\.\d+)% as ONNX Runtime deploys it\)", out)
     assert acc and all(float(acc.group(i)) > 95 for i in (1, 2, 3))
     assert "most sensitive nodes: /" in out
+    # the two cosines printed rest on different samples, and say which
+    assert "(mean of its 100 calibration samples)" in out and "runall on the first calibration sample (its default" in out
     root = tmp_path / "demo_result"
     assert (root / "calibration" / "calibrated_model.onnx").is_file()
     assert len(list((root / "calibration" / "calibration_data" / "image").glob("*.npy"))) == 100

@@ -397,10 +397,12 @@ def _demo(args: argparse.Namespace) -> int:
         r = run_demo(args.out, progress=bars)
     finally:
         bars.close()
-    print(f"calibrated the digits CNN ({r.method} method): float vs calibrated output cosine {r.output_cosine:.6f}")
+    print(f"calibrated the digits CNN ({r.method} method): float vs calibrated output cosine {r.output_cosine:.6f} "
+          f"(mean of its {r.calibration_samples} calibration samples)")
     print(f"held-out top-1 accuracy on {r.holdout} digits: float {r.float_accuracy:.2%}, quantized {r.quantized_accuracy:.2%} "
           f"({r.deployed_accuracy:.2%} as ONNX Runtime deploys it)")
-    print(r.verdict)
+    first = "the first calibration sample" if r.verdict_samples == 1 else f"the first {r.verdict_samples} samples"
+    print(f"runall on {first} (its default, as the original's): {r.verdict}")
     print("most sensitive nodes: " + ", ".join(f"{n} ({v:.6f})" for n, v in r.most_sensitive))
     print(f"calibrated model: {r.calibrated_model}")
     print(f"report: {r.report}  ({r.seconds:.1f} s)")

@@ -33,6 +33,8 @@ class DemoResult:
     deployed_accuracy: float  # the same file as ONNX Runtime deploys it (integer kernels)
     holdout: int
     verdict: str
+    calibration_samples: int  # what output_cosine averages over
+    verdict_samples: int  # what the verdict judged on (runall's default, as the original's: the first one)
     most_sensitive: tuple[tuple[str, float], ...]
     seconds: float
 
@@ -97,5 +99,6 @@ def _run_demo(out: Path, progress=None) -> DemoResult:  # noqa: ANN001
         output_cosine=cal.cosine, float_accuracy=_accuracy(model, hx, hy),
         quantized_accuracy=_accuracy(Path(cal.model_path), hx, hy),
         deployed_accuracy=_accuracy(Path(cal.model_path), hx, hy, deployed=True), holdout=len(hy), verdict=run.verdict.summary,
-        most_sensitive=top, seconds=time.perf_counter() - t0,
+        most_sensitive=top, seconds=time.perf_counter() - t0, calibration_samples=len(samples),
+        verdict_samples=int(run.results["data"]["samples_used"]),
     )
