@@ -140,7 +140,8 @@ def _apply(v: Mapping[str, Any], model: Mapping[str, Any]) -> str:
     if names:
         export, calibrate = apply_commands(names, path)
         parts.append(f"<p>To apply the best score ({rows(names, 'float32')}), write this model with {them(len(names))} in "
-                     f"float, exactly the configuration scored:</p><code class=\"mono\">{esc(export)}</code>"
+                     "float, exactly the configuration scored (run as ptqdebug runs it; check-deployment says how "
+                     f"ONNX Runtime's defaults run it):</p><code class=\"mono\">{esc(export)}</code>"
                      f"<p>or calibrate the float model again with {them(len(names))} kept in float (in Python "
                      f"<code>float_nodes=</code>; the original toolchain's <code>run_on_cpu</code>):</p>"
                      f'<code class="mono">{esc(calibrate)}</code>')
