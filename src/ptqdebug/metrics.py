@@ -57,9 +57,10 @@ never cached on disk::
 A function with the attribute ``all_outputs = True`` scores **every compared tensor of a sample
 at once** — a detector's boxes and scores together, or outputs weighted by importance: it gets two
 dicts ``{tensor name: float64 array}`` (the model's outputs, or ``output_node``'s tensors), plus the
-sample's index if it asks for it, and its one number is the sample's score (averaged over samples;
-the deployment check's per-output rows all show it). Such a metric judges the model's outputs, so the steps
-that compare each node's own tensors (cumulative error curves, local errors) refuse it::
+sample's index if it asks for it, and its one number is the sample's score (averaged over
+samples; the deployment check's per-output rows all show it). Such a metric judges the model's
+outputs, so the steps that compare each node's own tensors (cumulative error curves, local
+errors) refuse it::
 
     def weighted(reference, actual):
         return 0.8 * cosine(reference["boxes"], actual["boxes"]) + 0.2 * cosine(reference["scores"], actual["scores"])
@@ -331,7 +332,7 @@ def compare(metrics: Sequence[Metric], reference: np.ndarray, actual: np.ndarray
 
 
 def compare_sample(metrics: Sequence[Metric], names: Sequence[str], reference: Mapping[str, np.ndarray],
-                    actual: Mapping[str, np.ndarray], sample: int | None = None, rows: slice | None = None) -> np.ndarray:
+                   actual: Mapping[str, np.ndarray], sample: int | None = None, rows: slice | None = None) -> np.ndarray:
     """``values[t, m]``: every metric at each compared tensor ``names[t]`` of one sample (its
     ``rows`` of a batch, if given). A metric over all outputs (``all_outputs``) is computed once
     from every tensor and repeated along ``t``: averaged over the tensors, it gives itself back."""
