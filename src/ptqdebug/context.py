@@ -96,6 +96,12 @@ class Context:
         raise OptionError(f"{what} since this context was opened; open a new one (ptqdebug.open_context) to use them")
 
     @property
+    def input_paths(self) -> tuple[str, ...]:
+        """The absolute paths of the files and folders this context was read from (the model, the
+        float model, the data), for commands that must never write over them."""
+        return tuple(self._paths)
+
+    @property
     def data_argument(self) -> object:
         """The ``calibrated_data`` this context was opened with (a path, arrays, ...; None for a
         context made by hand)."""

@@ -60,6 +60,9 @@ def test_export_refuses_to_overwrite_the_float_model(small: tuple[Path, Path], t
     assert float_model.read_bytes() == before
     with pytest.raises(OptionError, match="is the float model itself"):
         dbg.export_model(str(model), float_model, [NODE], float_model=str(float_model))
+    ctx = dbg.open_context(model, small[1], float_model=float_model)  # a context knows its float model too
+    with pytest.raises(OptionError, match="is a file the context was read from; expected a new file"):
+        dbg.export_model(ctx, float_model, [NODE])
     assert float_model.read_bytes() == before
 
 

@@ -83,9 +83,12 @@ def export_model(
     if target.is_dir():
         raise OptionError(f"save_path {str(target)!r} is a folder; expected the model file to write, e.g. partial.onnx")
     model = model_or_file.model if isinstance(model_or_file, Context) else load_model(model_or_file, float_model)
-    for what, given in (("the calibrated model", model.path), ("the float model", float_model)):
+    inputs = [("the calibrated model itself", model.path), ("the float model itself", float_model)]
+    if isinstance(model_or_file, Context):  # the files the context was read from (its float model too)
+        inputs += [("a file the context was read from", p) for p in model_or_file.input_paths]
+    for what, given in inputs:
         if isinstance(given, (str, os.PathLike)) and _same_file(target, given):
-            raise OptionError(f"save_path {str(target)!r} is {what} itself; expected a new file to write beside it, "
+            raise OptionError(f"save_path {str(target)!r} is {what}; expected a new file to write beside it, "
                               "e.g. partial.onnx")
     data = data_folder_around(target, model.inputs)
     if data is not None:
