@@ -43,7 +43,8 @@ def test_a_boolean_flag_followed_by_another_word(argv: list[str], capsys: pytest
     code, _, err = run(capsys, *argv)
     flag = argv[-2]
     assert code == 2 and err.count("\n") == 1
-    assert f"{flag} is true or false (bare {flag} means true), not 'maybe'" in err
+    command = {"runall": "runall", "plot_acc_error": "plot-acc-error"}[argv[0]]
+    assert f"{flag} is true or false (bare {flag} means true), not 'maybe' (see `ptqdebug {command} --help`)" in err
     code, _, err = run(capsys, "runall", "m.onnx", "d", "stray")
     assert code == 2 and "unrecognized arguments: stray" in err
 

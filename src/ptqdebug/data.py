@@ -120,8 +120,8 @@ def visible_entries(folder: Path, what: str = "calibration data folder") -> list
 
 def data_folder_around(path: str | os.PathLike[str], inputs: Sequence[TensorSpec]) -> Path | None:
     """The nearest existing folder at or above ``path`` laid out as calibration data for
-    ``inputs`` (one folder per input and nothing else, or for one input only ``.npy`` files), or
-    None. A file or folder written there would make it unreadable as data: a command that writes
+    ``inputs`` (one folder per input and nothing else, or for one input only numbered ``.npy``
+    files: ``0.npy``, ``1.npy``, ...), or None. A file or folder written there would make it unreadable as data: a command that writes
     but is given no data folder (``export``) refuses such a place."""
     names = {s.name for s in inputs}
     target = Path(os.path.realpath(path))
@@ -129,7 +129,7 @@ def data_folder_around(path: str | os.PathLike[str], inputs: Sequence[TensorSpec
         try:
             entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
             per_input = {p.name for p in entries} == names and all(p.is_dir() for p in entries)
-            arrays = len(names) == 1 and all(p.suffix == ".npy" and p.is_file() for p in entries)
+            arrays = len(names) == 1 and all(p.suffix == ".npy" and p.stem.isdigit() and p.is_file() for p in entries)
         except OSError:  # not there (yet), not a folder, not readable: not data
             continue
         if entries and (per_input or arrays):

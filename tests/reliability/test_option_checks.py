@@ -74,7 +74,7 @@ def test_no_more_helpers_than_units(cnn: tuple[Path, Path], monkeypatch: pytest.
 
 # 2. booleans are True or False, not any truthy value
 
-@pytest.mark.parametrize("value", ["no", "false", 0, None, "x"])
+@pytest.mark.parametrize("value", ["no", "false", 2, None, "x"])  # (0 and 1 are taken, as False and True)
 def test_bool_options_of_functions_here(cnn: tuple[Path, Path], tmp_path: Path, value: object) -> None:
     with pytest.raises(OptionError, match=r"cache is .*; expected True or False"):
         dbg.get_sensitivity_of_nodes(cnn[0], calibrated_data=cnn[1], cache=value)  # type: ignore[arg-type]

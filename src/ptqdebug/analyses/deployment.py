@@ -168,12 +168,14 @@ def check_deployment(ctx: Context, metrics: tuple[str, ...] | list[str] = ("cosi
         except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own types when a fused kernel fails
             return DeploymentCheck(tuple(names), samples, tuple(engine.providers), (), model.relu_fused,
                                    f"running sample {s} failed ({ort_reason(exc)})")
-        floats = [t for t in outputs if ref[t].dtype.kind == "f"]
-        rows = np.stack([compare_sample(chosen, floats, ref.values, deployed, s),
-                         compare_sample(chosen, floats, ref.values, simulated, s),
-                         compare_sample(chosen, floats, simulated, deployed, s)], axis=1)  # [output, kind, metric]
-        for t, row in zip(floats, rows):
-            sums[t] = sums.get(t, 0.0) + row
+        # every output is compared (a metric over all outputs sees them all, as in the sweeps); the
+        # floating-point ones get a row
+        rows = np.stack([compare_sample(chosen, outputs, ref.values, deployed, s),
+                         compare_sample(chosen, outputs, ref.values, simulated, s),
+                         compare_sample(chosen, outputs, simulated, deployed, s)], axis=1)  # [output, kind, metric]
+        for t, row in zip(outputs, rows):
+            if ref[t].dtype.kind == "f":
+                sums[t] = sums.get(t, 0.0) + row
         if progress is not None:
             progress(s + 1, samples)
     agreements = tuple(OutputAgreement(t, *(MappingProxyType(dict(zip(names, row / samples))) for row in sums[t]))

@@ -143,7 +143,8 @@ def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data
     weights_fixed = any(not q.exact for q in model.weight_quantizers)
     cause = "unknown" if weights_fixed else _cause(c, w, a)
     recs: list[Recommendation] = []
-    if partial is not None and cause != "none":
+    negligible = cause == "none" or (cause == "unknown" and not 1 - c > NEGLIGIBLE_LOSS)
+    if partial is not None and not negligible:
         wider = partial_int16.partial if partial_int16 is not None else [math.nan] * len(partial.nodes)
         for node, after, gain, after16 in zip(partial.nodes, partial.partial, partial.recovery(), wider):
             recs.append(Recommendation(node, model.expand(node), after, gain, after16))

@@ -87,8 +87,9 @@ def check_pick_threshold(value: object, metric: str = "cosine-similarity") -> fl
 
 
 def check_bool(value: object, what: str) -> bool:
-    """``True`` or ``False`` (a numpy bool too); not a string such as ``'false'``, which is true."""
-    if not isinstance(value, (bool, np.bool_)):
+    """``True`` or ``False`` (a numpy bool, 0 or 1 too); not a string such as ``'false'``, which
+    is true."""
+    if not isinstance(value, (bool, np.bool_)) and not (isinstance(value, int) and value in (0, 1)):
         raise OptionError(f"{what} is {value!r}; expected True or False")
     return bool(value)
 

@@ -57,7 +57,10 @@ def context_for(
     if calibrated_data is None and not isinstance(model_or_file, Context):
         raise OptionError("there is no calibration data: pass calibrated_data (e.g. './calibration_data/')")
     cache = check_bool(cache, "cache")
-    check_workers(workers, executor or (model_or_file.executor if isinstance(model_or_file, Context) else None))
+    if isinstance(model_or_file, Context):  # the pair in effect: what is given, else the context's
+        check_workers(workers or model_or_file.workers, executor or model_or_file.executor)
+    else:
+        check_workers(workers, executor)
     if executor == "ray":
         check_ray()
     if isinstance(model_or_file, Context):  # it holds the model, the data and the runtime already

@@ -38,6 +38,9 @@ class ExportedModel:
     path: Path
     switched_off: tuple[str, ...]
     int16: tuple[str, ...] = ()  # 8-bit activation calibration nodes written in int16
+    #: weight calibration nodes of the named nodes that stay on: stored as integers, no float model
+    #: (every configuration ptqdebug scored had them on too)
+    stayed: tuple[str, ...] = ()
 
 
 def export_model(
@@ -102,10 +105,13 @@ def export_model(
         raise OptionError("nothing to change: float_nodes and int16_nodes are both empty; expected the nodes to keep in "
                           "higher precision (e.g. runall's verdict.keep_float; on the command line --float-nodes a,b)")
     off = _named(model, float_nodes, "float_nodes")
-    fixed = sorted(off & {q.name for q in model.quantizers if not q.exact})
-    if fixed:
+    inexact = {q.name for q in model.quantizers if not q.exact}
+    fixed = sorted(inexact & set(flat_names(float_nodes, "float_nodes"))) if float_nodes is not None else []
+    if fixed:  # named on purpose (a node's own, below, stay on as in every configuration scored)
         raise OptionError(f"calibration node {fixed[0]!r} stores its weight as integers and cannot be switched off without "
                           "the float model; pass float_model= / --float-model FLOAT.onnx")
+    stayed = tuple(q.name for q in model.quantizers if q.name in off & inexact)
+    off -= inexact
     activations = {q.name for q in model.activation_quantizers}
     asked16 = _named(model, int16_nodes, "int16_nodes")
     weights = sorted(n for n in flat_names(int16_nodes, "int16_nodes") if n in {q.name for q in model.weight_quantizers}
@@ -132,7 +138,7 @@ def export_model(
         _save_with_external_data(proto, target)
     else:
         write_atomic(target, lambda f: f.write(proto.SerializeToString()), binary=True)
-    return ExportedModel(target, switched_off, made_int16)
+    return ExportedModel(target, switched_off, made_int16, stayed)
 
 
 def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:

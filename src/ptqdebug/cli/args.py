@@ -132,11 +132,12 @@ def bool_value_hint(message: str, argv: Sequence[str]) -> str:
     if not head.removeprefix("unrecognized arguments:").strip():  # only empty words: `-s ''` or a stray ''
         return f"unrecognized empty argument ''; expected none there: remove it, or put there the value it stands for{see}{tail}"
     stray = set(head.removeprefix("unrecognized arguments:").split())
-    command = next((a for a in argv if not a.startswith("-")), "")
-    flags = BOOL_FLAGS.get(PYTHON_NAMES.get(command, command.replace("_", "-")), set())
+    given = next((a for a in argv if not a.startswith("-")), "")
+    command = PYTHON_NAMES.get(given, given.replace("_", "-"))
+    flags = BOOL_FLAGS.get(command, set())
     for flag, word in zip(argv, argv[1:]):
         if flag in flags and word in stray:
-            return f"{flag} is true or false (bare {flag} means true), not {word!r}{see}{tail}"
+            return f"{flag} is true or false (bare {flag} means true), not {word!r} (see `ptqdebug {command} --help`)"
     return message
 
 

@@ -415,6 +415,9 @@ def _export(args: argparse.Namespace) -> int:
     parts = [f"{len(names)} calibration node{'' if len(names) == 1 else 's'} {what}{': ' + ', '.join(names) if names else ''}"
              for what, names in (("off", done.switched_off), ("in int16", done.int16)) if names or what == "off"]
     print(f"wrote {done.path} ({'; '.join(parts)})")
+    if done.stayed:
+        _notes([f"{len(done.stayed)} weight calibration node{'s' * (len(done.stayed) != 1)} of those nodes stay quantized: "
+                "their weights are stored as integers and no float model was given (--float-model switches them too)"])
     return 0
 
 

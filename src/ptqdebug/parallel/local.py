@@ -58,9 +58,8 @@ def check_workers(workers: object, executor: str | None = None) -> int | None:
 
 
 def helpers_for(workers: int) -> int:
-    """Helper processes for ``workers`` (this process counts as one when it takes part), which
-    :func:`check_workers` checks."""
-    check_workers(workers)
+    """Helper processes for ``workers`` (this process counts as one when it takes part; checked
+    by :func:`check_workers` where the option entered)."""
     return workers - 1 if PARENT_TAKES_PART else workers
 
 
