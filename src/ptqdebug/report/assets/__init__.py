@@ -11,7 +11,7 @@ REPORT_CSS = """
 :root {
   --fg: #1f2328; --muted: #59636e; --bg: #f3f5f8; --card: #ffffff; --line: #d8dee4; --soft: #f6f8fa;
   --accent: #0969da; --bad: #cf222e; --bad-bg: #ffebe9; --warn-bg: #fff8c5; --warn-line: #d4a72c;
-  --good: #1a7f37; --good-bg: #dafbe1; --weight: #bc4c00; --activation: #8250df; --both: #cf222e; --none: #1a7f37;
+  --good: #1a7f37; --good-bg: #dafbe1; --weight: #bc4c00; --activation: #8250df; --both: #cf222e; --none: #1a7f37; --unknown: #6e7781;
 }
 * { box-sizing: border-box; }
 html { -webkit-text-size-adjust: 100%; }
@@ -41,7 +41,7 @@ dl.meta dd { margin: 0; font-weight: 600; overflow-wrap: anywhere; }
 .notes strong { display: block; margin-bottom: 2px; } .notes ul { margin: 0; padding-left: 20px; }
 .verdict { border-left: 6px solid var(--accent); }
 .verdict.cause-weight { border-left-color: var(--weight); } .verdict.cause-activation { border-left-color: var(--activation); }
-.verdict.cause-both { border-left-color: var(--both); } .verdict.cause-none, .verdict.cause-unknown { border-left-color: var(--none); }
+.verdict.cause-both { border-left-color: var(--both); } .verdict.cause-none { border-left-color: var(--none); } .verdict.cause-unknown { border-left-color: var(--unknown); }
 .deploy { border: 1px solid var(--line); border-radius: 8px; padding: 10px 16px; margin: 12px 0; background: var(--soft); }
 .deploy strong { display: block; margin-bottom: 2px; } .deploy.ok { border-color: var(--good); background: var(--good-bg); }
 .deploy.bad { border-color: var(--bad); background: var(--bad-bg); }
@@ -50,7 +50,7 @@ dl.meta dd { margin: 0; font-weight: 600; overflow-wrap: anywhere; }
 .headline { font-size: 1.3rem; font-weight: 650; margin: 0 0 10px; line-height: 1.4; overflow-wrap: anywhere; }
 .pill { display: inline-block; padding: 1px 10px; border-radius: 999px; font-size: .85rem; font-weight: 600; color: #fff; background: var(--accent); }
 .pill.cause-weight { background: var(--weight); } .pill.cause-activation { background: var(--activation); }
-.pill.cause-both { background: var(--both); } .pill.cause-none, .pill.cause-unknown { background: var(--none); }
+.pill.cause-both { background: var(--both); } .pill.cause-none { background: var(--none); } .pill.cause-unknown { background: var(--unknown); }
 .pill.kind-weight { background: var(--weight); } .pill.kind-activation { background: var(--activation); }
 .pill.kind-node { background: #57606a; }
 .tiles { display: grid; grid-template-columns: repeat(auto-fit, minmax(200px, 1fr)); gap: 12px; margin: 16px 0 4px; }
