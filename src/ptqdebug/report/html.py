@@ -169,8 +169,9 @@ def _verdict(v: Mapping[str, Any], local: Mapping[str, Any], deployment: Mapping
     if get(v, "summary"):
         out.append(f'<p class="headline">{esc(get(v, "summary"))}</p>')
     if cause:
+        reference = "the model with its stored integer weights" if cause == "unknown" else "float model"
         out.append(f'<p>Main cause: <span class="pill {ccls}">{esc(CAUSES.get(cause, cause))}</span> '
-                   f'<span class="muted small">({esc(metric)} at the model outputs; float model = '
+                   f'<span class="muted small">({esc(metric)} at the model outputs; {reference} = '
                    f'{esc(fmt(_metric_best(metric)))})</span></p>')
     deploy_html = _deployment(deployment)
     if get(deployment, "agrees") is not True:
