@@ -58,6 +58,20 @@ def test_changed_weight_data_or_option_is_a_miss(cnn_dir: Path, tmp_path: Path, 
     assert ctx.cache.hits == 0
 
 
+def test_other_session_numerics_are_a_miss(cnn_dir: Path, private_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Results computed with other session options (graph optimizations on, before stop 13) round
+    differently: they are never reused."""
+    import ptqdebug.engine.runtime as runtime
+
+    model, data = cnn_dir / "pc_int8_pairs.onnx", cnn_dir / "calibration_data"
+    _sweep(model, data)
+    ctx, _ = _sweep(model, data)
+    assert ctx.cache.hits == 1  # the premise: the same numerics hit
+    monkeypatch.setattr(runtime, "NUMERICS", "graph optimizations on")
+    ctx, _ = _sweep(model, data)
+    assert ctx.cache.hits == 0 and ctx.engine.runs > 0
+
+
 def test_no_cache_computes_afresh(cnn_dir: Path, private_cache: Path) -> None:
     model, data = cnn_dir / "pc_int8_pairs.onnx", cnn_dir / "calibration_data"
     _sweep(model, data)

@@ -3,7 +3,8 @@
 Entries are JSON files named by a SHA-256 key over everything that determines the result: the
 model as ptqdebug runs it (the canonical graph, which includes restored Relu/Clip nodes and float
 weights taken from a float model), every sample that was used (bytes, dtype and shape), the
-options, the execution providers, and the ptqdebug and ONNX Runtime versions. Changing any weight,
+options, the execution providers, the ptqdebug and ONNX Runtime versions, and the engine's session
+options that change numbers (``engine.runtime.NUMERICS``). Changing any weight,
 any input value or any option changes the key: the cache cannot return a stale result.
 
 Location: ``$PTQDEBUG_CACHE_DIR``, else ``$XDG_CACHE_HOME/ptqdebug``, else
@@ -58,9 +59,10 @@ class ResultCache:
         import onnxruntime
 
         from . import __version__
+        from .engine.runtime import NUMERICS
 
         payload = json.dumps({"kind": kind, "model": self._model_digest(), "samples": list(samples), "options": options,
-                              "ptqdebug": __version__, "onnxruntime": onnxruntime.__version__},
+                              "ptqdebug": __version__, "onnxruntime": onnxruntime.__version__, "numerics": NUMERICS},
                              sort_keys=True, default=str)
         key = hashlib.sha256(payload.encode()).hexdigest()
         self._kinds[key] = kind

@@ -27,7 +27,12 @@ import onnxruntime as ort
 
 from ..errors import ModelError, OptionError
 
-__all__ = ["SessionError", "deployed_session", "make_session", "ort_reason", "resolve_providers", "type_from_ort"]
+#: What the engine's session options do to the numbers (see the module doc): part of the results
+#: cache's key, so that results computed with other options are never reused. Change it whenever a
+#: session option that changes results changes.
+NUMERICS = "graph optimizations off, deterministic compute"
+
+__all__ = ["NUMERICS", "SessionError", "deployed_session", "make_session", "ort_reason", "resolve_providers", "type_from_ort"]
 
 _ORT_ELEM = {
     "float": onnx.TensorProto.FLOAT, "float16": onnx.TensorProto.FLOAT16, "double": onnx.TensorProto.DOUBLE,
