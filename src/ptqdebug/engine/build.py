@@ -2,7 +2,9 @@
 
 Each calibration node placeholder of the float graph becomes, depending on the configuration:
 
-* ``off``: the placeholder ``Identity`` (ONNX Runtime removes it);
+* ``off``: nothing: the placeholder ``Identity`` is removed and its readers read the float tensor
+  (sessions run without graph optimizations, so ONNX Runtime would copy the tensor at every run),
+  unless the placeholder's output is an output of the model being built;
 * ``on``: the calibration node's own operators (e.g. its QuantizeLinear → DequantizeLinear);
 * ``switchable`` activation: its operators and ``Where(switch, fake_quantized, float)``, with
   ``switch`` a boolean model input, so one session serves every on/off choice;
@@ -24,6 +26,7 @@ from onnx import helper
 from ..bodies import bodies_of
 from ..graph import node_inputs
 from ..model import CalibratedModel
+from ..quantizer import Quantizer
 
 __all__ = ["SHARED_LOCATION", "Built", "build_model", "standalone_model", "switch_name"]
 
@@ -166,7 +169,8 @@ def build_model(
             vi.name = name
             graph_outputs.append(vi)
 
-    g = helper.make_graph(new_nodes, graph.name or "ptqdebug", graph_inputs, graph_outputs, inits)
+    g = helper.make_graph(new_nodes, graph.name or "ptqdebug", graph_inputs, graph_outputs, inits)  # (copies the nodes)
+    _drop_off_placeholders(g, qmap, set(outputs))
     model = helper.make_model(g, opset_imports=list(cm.proto.opset_import))
     model.ir_version = cm.proto.ir_version
     if "com.microsoft" in domains and not any(o.domain == "com.microsoft" for o in model.opset_import):
@@ -179,12 +183,15 @@ def standalone_model(cm: CalibratedModel, on: Collection[str]) -> onnx.ModelProt
     own: what the engine scores for that configuration, with the placeholders of the calibration
     nodes that are off removed (their readers read the float tensor; a placeholder that is a
     restored Relu/Clip stays)."""
-    model = build_model(cm, on=on).model
-    graph = model.graph
-    outputs = {o.name for o in graph.output}
-    qmap = cm.quantizer_map
+    return build_model(cm, on=on).model
+
+
+def _drop_off_placeholders(graph: onnx.GraphProto, qmap: Mapping[str, Quantizer], keep: Collection[str]) -> None:
+    """Remove the placeholders (``Identity``) of the main graph's calibration nodes that are off,
+    their readers reading the float tensor instead; a placeholder whose output is in ``keep`` (an
+    output of the model) stays, as does one that is a restored Relu/Clip."""
     drop = {n.name: n.input[0] for n in graph.node
-            if n.op_type == "Identity" and n.name in qmap and n.output[0] == qmap[n.name].output and n.output[0] not in outputs}
+            if n.op_type == "Identity" and n.name in qmap and n.output[0] == qmap[n.name].output and n.output[0] not in keep}
     rename = {qmap[name].output: source for name, source in drop.items()}
     for out, source in rename.items():  # calibration nodes in a row: read the first float tensor
         while source in rename:
@@ -194,7 +201,6 @@ def standalone_model(cm: CalibratedModel, on: Collection[str]) -> onnx.ModelProt
     del graph.node[:]
     graph.node.extend(kept)
     _rename_reads(graph, rename)
-    return model
 
 
 def _rename_reads(graph: onnx.GraphProto, rename: Mapping[str, str]) -> None:
