@@ -324,7 +324,10 @@ def open_context(
         raise OptionError(f"cache is {cache!r}; expected True or False")
     if executor is not None and executor not in EXECUTORS:
         raise OptionError(f"unknown executor {executor!r}; expected one of {', '.join(EXECUTORS)}")
-    workers = check_workers(workers, executor or (model_or_file.executor if isinstance(model_or_file, Context) else None))
+    if isinstance(model_or_file, Context):  # the pair in effect: what is given, else the context's
+        check_workers(workers or model_or_file.workers, executor or model_or_file.executor)
+    else:
+        check_workers(workers, executor)
     if isinstance(model_or_file, Context):
         if workers is not None:
             model_or_file.workers = workers

@@ -183,7 +183,7 @@ def check_deployment(ctx: Context, metrics: tuple[str, ...] | list[str] = ("cosi
     if not agreements:
         raise ModelError("none of the model's outputs is a floating-point tensor; expected at least one to compare")
     check = DeploymentCheck(tuple(names), samples, tuple(engine.providers), agreements, model.relu_fused,
-                            weights_fixed=any(not q.exact for q in model.weight_quantizers))
+                            weights_fixed=bool(model.fixed_quantizers))
     if check.agrees:
         return check
     return replace(check, departure=first_departure(ctx, samples, [o.output for o in agreements]))

@@ -140,7 +140,7 @@ def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data
     c, w, a = (float(v) for v in scores[:, 0])
     # weights stored as integers, with no float model: they stay quantized in every configuration,
     # the "float" reference included, so what they cost is not measured
-    weights_fixed = any(not q.exact for q in model.weight_quantizers)
+    weights_fixed = bool(model.fixed_quantizers)
     cause = "unknown" if weights_fixed else _cause(c, w, a)
     recs: list[Recommendation] = []
     negligible = cause == "none" or (cause == "unknown" and not 1 - c > NEGLIGIBLE_LOSS)

@@ -50,17 +50,12 @@ def context_for(
     """Check the two required arguments the way the original does, and the runtime options, then
     open a context."""
     from ..parallel.cluster import check_ray
-    from ..parallel.local import check_workers
 
     if model_or_file is None:
         raise OptionError("there is no calibrated model: pass model_or_file (e.g. './calibrated_model.onnx')")
     if calibrated_data is None and not isinstance(model_or_file, Context):
         raise OptionError("there is no calibration data: pass calibrated_data (e.g. './calibration_data/')")
     cache = check_bool(cache, "cache")
-    if isinstance(model_or_file, Context):  # the pair in effect: what is given, else the context's
-        check_workers(workers or model_or_file.workers, executor or model_or_file.executor)
-    else:
-        check_workers(workers, executor)
     if executor == "ray":
         check_ray()
     if isinstance(model_or_file, Context):  # it holds the model, the data and the runtime already

@@ -105,7 +105,7 @@ def export_model(
         raise OptionError("nothing to change: float_nodes and int16_nodes are both empty; expected the nodes to keep in "
                           "higher precision (e.g. runall's verdict.keep_float; on the command line --float-nodes a,b)")
     off = _named(model, float_nodes, "float_nodes")
-    inexact = {q.name for q in model.quantizers if not q.exact}
+    inexact = model.fixed_quantizers
     fixed = sorted(inexact & set(flat_names(float_nodes, "float_nodes"))) if float_nodes is not None else []
     if fixed:  # named on purpose (a node's own, below, stay on as in every configuration scored)
         raise OptionError(f"calibration node {fixed[0]!r} stores its weight as integers and cannot be switched off without "
