@@ -41,12 +41,15 @@ def test_the_recommended_model_scores_what_runall_predicted(tmp_path: Path, caps
     samples = make_samples(4)
     full = calibrate(tmp_path / "float.onnx", samples, tmp_path / "cal", method="max")
     assert main(["runall", full.model_path, full.data_dir, "-s", str(tmp_path / "debug"), "-dn", "all", "-nt", "node",
-                 "-pt", "0.99999"]) == 0
+                 "-pt", "0.99996"]) == 0
     out = capsys.readouterr().out
     run = dbg.runall(full.model_path, full.data_dir, tmp_path / "again", node_type="node", data_num=None,
-                     pick_threshold=0.99999, report=False)
+                     pick_threshold=0.99996, report=False)
     keep = run.verdict.keep_float
     assert keep, "the premise: runall recommends something on this model"
+    # the output's calibration node, which no node owns, is a candidate of its own (and the most
+    # sensitive one here); calibrate and export both take its name
+    assert "y_QuantizeLinear" in keep and "y_QuantizeLinear" in dbg.load_model(full.model_path).unowned_quantizers
     # each recommendation's score with the activations in int16 instead: sensitivity_analysis(qtype="int16")'s
     ctx = dbg.open_context(full.model_path, full.data_dir)
     wider = partial_quantization(ctx, run.partial.nodes, data_num=None, qtype="int16")
@@ -82,7 +85,7 @@ def test_horizon_models_are_told_to_use_run_on_cpu(tmp_path: Path, capsys: pytes
     hz, _ = hz_twin(onnx.load(full.model_path))
     onnx.save(hz, tmp_path / "hz.onnx")
     assert main(["runall", str(tmp_path / "hz.onnx"), full.data_dir, "-s", str(tmp_path / "debug"), "-dn", "all",
-                 "-nt", "node", "-pt", "0.99999"]) == 0
+                 "-nt", "node", "-pt", "0.99996"]) == 0
     out = capsys.readouterr().out
     assert "list them in the original toolchain's run_on_cpu: " in out and "ptqdebug export" not in out
     for qtype, told in (("float32", "list them in the original toolchain's run_on_cpu: "),

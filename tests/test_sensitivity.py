@@ -35,6 +35,19 @@ def test_matches_brute_force_on_edited_file(cnn_dir: Path, samples, name: str, n
             assert_same_ranking([(n, got[n][metric]) for n in got], want, m.higher_is_better)
 
 
+def test_node_sweeps_score_the_output_calibration_node_alone(cnn_dir: Path) -> None:
+    """ONNX Runtime quantizes the model output too; no node reads that calibration node, so no
+    node's candidate would ever switch it on. It is a candidate of its own (its brute-force score
+    is checked with the others above)."""
+    cm = load_model(cnn_dir / "pc_int8_pairs_keep.onnx")
+    assert cm.unowned_quantizers == ("logits_QuantizeLinear",)
+    assert not any("logits_QuantizeLinear" in qs for qs in cm.node_quantizers.values())
+    cands = candidates_for(cm, "node")
+    assert cands[-1].name == "logits_QuantizeLinear" and cands[-1].quantizers == ("logits_QuantizeLinear",)
+    assert len(cands) == len(cm.sensitivity_nodes) + 1
+    assert "logits_QuantizeLinear" in candidates_for(cm, "activation")[-1].name  # the same configuration
+
+
 def _metric(m, a, b):
     from ptqdebug.metrics import compare
 

@@ -167,6 +167,15 @@ class CalibratedModel:
         """Ordinary nodes with at least one calibration node (``node_type="node"`` candidates)."""
         return tuple(n for n in self.node_outputs if self.node_quantizers.get(n))
 
+    @property
+    def unowned_quantizers(self) -> tuple[str, ...]:
+        """Activation calibration nodes that no ordinary node finds on its inputs, such as the
+        Q→DQ pair ONNX Runtime puts on a model output. No node's candidate switches them on, so
+        node-level sweeps score each one alone (:func:`~ptqdebug.analyses.candidates.candidates_for`):
+        partial quantization and the verdict can then name one to keep in float."""
+        return tuple(q.name for q in self.activation_quantizers
+                     if q.exact and q.scope is None and not self.quantizer_nodes.get(q.name))
+
     def is_node(self, name: str) -> bool:
         return name in self.node_outputs or name in self.quantizer_map
 

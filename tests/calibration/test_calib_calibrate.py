@@ -177,6 +177,19 @@ def test_float_nodes_give_the_configuration_partial_quantization_scored(tmp_path
         calibrate(tiny_path, feeds, tmp_path / "bad", float_nodes="conv2", int16_nodes=["conv2"])
 
 
+def test_float_nodes_take_the_output_calibration_node(tmp_path: Path, tiny_path: Path) -> None:
+    """The output's calibration node, which no node owns, is named as in a sensitivity ranking;
+    keeping everything in float is refused in one line (the written model would be the float one)."""
+    feeds = make_samples(4)
+    out = calibrate(tiny_path, feeds, tmp_path / "out", method="max", float_nodes=["y_QuantizeLinear"])
+    assert "y_QuantizeLinear" not in {q.name for q in ptqdebug.load_model(out.model_path).quantizers}
+    assert any(q.name == "c1_QuantizeLinear" for q in ptqdebug.load_model(out.model_path).quantizers)
+    everything = ["conv1", "conv2", "relu1", "y_QuantizeLinear"]
+    with pytest.raises(OptionError, match=r"float_nodes switch off every calibration node \(4 names given\)"):
+        calibrate(tiny_path, feeds, tmp_path / "all", method="max", float_nodes=everything)
+    assert not (tmp_path / "all").exists() or not any((tmp_path / "all").iterdir())
+
+
 def test_opset_11_with_per_channel_weights_is_upgraded(tmp_path: Path) -> None:
     path = tmp_path / "old.onnx"
     onnx.save(tiny_cnn(opset=11), str(path))

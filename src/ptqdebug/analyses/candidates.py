@@ -61,9 +61,11 @@ def candidates_for(model: CalibratedModel, node_type: str, interested_nodes: obj
     """The candidates of a sweep (reference §3.3 step 1).
 
     ``node``: every ordinary node with calibration nodes on its inputs, all of them switched on
-    together; ``weight`` / ``activation``: each calibration node of that kind; ``tae``: each
-    activation calibration node that a Conv, MatMul, Gemm or ConvTranspose reads. ``interested_nodes``
-    replaces the list: each name is a candidate, each nested list one candidate group.
+    together, then each activation calibration node that no ordinary node finds (one on a model
+    output: :attr:`~ptqdebug.model.CalibratedModel.unowned_quantizers`) alone; ``weight`` /
+    ``activation``: each calibration node of that kind; ``tae``: each activation calibration node
+    that a Conv, MatMul, Gemm or ConvTranspose reads. ``interested_nodes`` replaces the list: each
+    name is a candidate, each nested list one candidate group.
     """
     check_node_type(node_type)
     fixed = model.fixed_quantizers
@@ -77,7 +79,8 @@ def candidates_for(model: CalibratedModel, node_type: str, interested_nodes: obj
             out.append(Candidate("+".join(names), quantizers))
         return out
     if node_type == "node":
-        return [Candidate(n, model.node_quantizers[n]) for n in model.sensitivity_nodes]
+        return [*(Candidate(n, model.node_quantizers[n]) for n in model.sensitivity_nodes),
+                *(Candidate(q, (q,)) for q in model.unowned_quantizers)]
     if node_type == "tae":
         ops = {n.name: n.op_type for n in model.proto.graph.node}
         return [Candidate(q.name, (q.name,)) for q in model.activation_quantizers if q.name not in fixed

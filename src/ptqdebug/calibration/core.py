@@ -135,14 +135,15 @@ def _int16_tensors(prepared: PreparedModel, names: Iterable[str] | None, all_int
 
 
 def _float_nodes(prepared: PreparedModel, names: Sequence[str] | str | None, int16: Iterable[str] | None) -> list[str]:
-    """The ordinary nodes to keep float, checked against the prepared model (see :func:`calibrate`)."""
+    """The names to keep float, checked against the prepared model (see :func:`calibrate`): its
+    ordinary nodes, and the calibration nodes the written model will have (``<tensor>_QuantizeLinear``)."""
     if names is None:
         return []
     names = [str(n) for n in ([names] if isinstance(names, str) else names)]
-    nodes = [n.name for n in prepared.proto.graph.node]
-    unknown = [n for n in names if n not in nodes]
+    known = [*(n.name for n in prepared.proto.graph.node), *(f"{t}_QuantizeLinear" for t in prepared.tensors)]
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise UnknownNodeError(unknown, "float_nodes", nodes)
+        raise UnknownNodeError(unknown, "float_nodes", known)
     both = sorted(set(names) & {str(n) for n in ([int16] if isinstance(int16, str) else int16 or [])})
     if both:
         raise OptionError(f"{both[0]!r} is in both float_nodes and int16_nodes; expected each node in at most one of them")
@@ -307,7 +308,9 @@ def calibrate(
         float_nodes: ordinary nodes to keep in float, e.g. the nodes ``runall`` recommends keeping
             in higher precision (the original's ``run_on_cpu``): their calibration nodes, as ptqdebug
             finds them, are switched off in the written model, which is then the configuration partial
-            quantization scored (:func:`ptqdebug.engine.build.standalone_model`).
+            quantization scored (:func:`ptqdebug.engine.build.standalone_model`). A calibration node
+            name (``<tensor>_QuantizeLinear``, e.g. a model output's, which no node owns) switches
+            off that one.
         preprocess: image preprocessing (:class:`ImagePreprocess` or a dict of its fields).
         data_num: use only the first ``data_num`` samples (None: all).
         optimize: run ONNX Runtime's ``quant_pre_process`` (BatchNorm folding etc.) first.
@@ -405,7 +408,7 @@ def calibrate(
             logger.info("Select %s method.", chosen)
         path = work / f"calibrated_{chosen}.onnx"
         proto = onnx.load(str(path))
-        _check_written(proto, prepared, int16)
+        _check_written(proto, prepared, int16, keep_float)
         deployed_n = min(n, DEPLOYED_SAMPLES)
         runner = None  # its float session
         cosine, defined_cosine, deployed_cosine = _final_scores(proto, data, n, deployed_n, provider_list, tick)
@@ -459,10 +462,13 @@ def _body_nodes(graph: onnx.GraphProto) -> int:
     return sum(len(body.node) + _body_nodes(body) for node in graph.node for _, body in bodies_of(node))
 
 
-def _check_written(proto: onnx.ModelProto, prepared: PreparedModel, int16: set[str]) -> None:
+def _check_written(proto: onnx.ModelProto, prepared: PreparedModel, int16: set[str], float_nodes: Sequence[str] = ()) -> None:
     """Refuse a model without calibration nodes; warn about what ORT left float or set itself."""
     inner = _body_nodes(proto.graph)
     if not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in proto.graph.node):
+        if float_nodes:
+            raise OptionError(f"float_nodes switch off every calibration node ({len(float_nodes)} names given), so the "
+                              "written model would be the float model; expected fewer nodes to keep in float")
         why = (f"the model's {inner} nodes lie inside If/Loop/Scan bodies, which it does not quantize" if inner
                else "the model has none of the operators it quantizes (Conv, MatMul, Gemm, ...)")
         raise ModelError(f"ONNX Runtime's quantizer inserted no calibration nodes: {why}; expected a model whose "

@@ -439,6 +439,10 @@ def _info(args: argparse.Namespace) -> int:
     print(f"\nordinary nodes with calibration nodes ({len(nodes)}):")
     for n in nodes:
         print(f"  {n} ({model.node_types[n]}): {', '.join(model.node_quantizers[n])}")
+    if model.unowned_quantizers:
+        print(f"\ncalibration nodes no node owns, each a node sweep candidate of its own ({len(model.unowned_quantizers)}):")
+        for name in model.unowned_quantizers:
+            print(f"  {name}")
     for note in model.notes:
         print(f"\nnote: {note}")
     return 0
