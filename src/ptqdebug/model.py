@@ -79,6 +79,9 @@ class CalibratedModel:
         relu_fused: activation calibration nodes whose preceding Relu ONNX Runtime's default
             optimizations delete although they keep negative values (see
             :func:`ptqdebug.formats.qdq.relu_wrongly_fused`).
+        float_path: the float model's file, where one was given as a path.
+        auto_named: nodes the file left unnamed, named by ptqdebug (``<op_type>_<index>`` in this
+            file): the float model does not know these names.
     """
 
     proto: onnx.ModelProto = field(repr=False)
@@ -94,6 +97,8 @@ class CalibratedModel:
     path: str | None = None
     notes: tuple[str, ...] = ()
     relu_fused: tuple[str, ...] = ()
+    float_path: str | None = None
+    auto_named: frozenset[str] = frozenset()
 
     def __reduce__(self) -> tuple[object, tuple[dict[str, object]]]:
         """Picklable (read-only mapping views are not), for worker processes."""
@@ -287,8 +292,9 @@ def load_model(
     path = None if isinstance(model_or_file, onnx.ModelProto) else str(model_or_file)
     proto = read_onnx(model_or_file, "calibrated model")
     what = "calibrated model" if path is None else f"calibrated model {path!r}"
+    auto_named: list[str] = []
     if proto.HasField("graph") and bad_text(proto.graph) is None:
-        name_nodes(proto.graph)  # named in file order, before any reordering
+        auto_named = name_nodes(proto.graph)  # named in file order, before any reordering
     check_model(proto, what)
     graph = proto.graph
     constants_to_initializers(graph)
@@ -311,7 +317,8 @@ def load_model(
             f"the model contains horizon operators {', '.join(other_hz)} that have no public definition; "
             "export the calibrated model with only HzCalibration nodes, or run the float graph through ptqdebug calibrate"
         )
-    return _assemble(proto, index, found, inner, path, float_model is not None)
+    float_path = str(float_model) if isinstance(float_model, (str, os.PathLike)) else None
+    return _assemble(proto, index, found, inner, path, float_model is not None, float_path, frozenset(auto_named))
 
 
 def _all_nodes(graph: onnx.GraphProto) -> Iterable[onnx.NodeProto]:
@@ -323,7 +330,7 @@ def _all_nodes(graph: onnx.GraphProto) -> Iterable[onnx.NodeProto]:
 
 def _assemble(
     proto: onnx.ModelProto, index: GraphIndex, found: Sequence[Found], inner: BodyQuantizers, path: str | None,
-    has_float: bool,
+    has_float: bool, float_path: str | None = None, auto_named: frozenset[str] = frozenset(),
 ) -> CalibratedModel:
     graph = proto.graph
     # own copies of the few protos calibration nodes keep, so the file's model can be freed
@@ -417,6 +424,8 @@ def _assemble(
         path=path,
         notes=tuple(notes),
         relu_fused=tuple(fused),
+        float_path=float_path,
+        auto_named=auto_named,
         **maps,
     )
 

@@ -111,9 +111,10 @@ def default_opset(proto: onnx.ModelProto) -> int:
     return 1
 
 
-def name_nodes(graph: onnx.GraphProto) -> None:
-    """Give unnamed nodes stable names; refuse duplicate names."""
+def name_nodes(graph: onnx.GraphProto) -> list[str]:
+    """Give unnamed nodes stable names (``<op_type>_<index>``), and return them; refuse duplicate names."""
     seen: dict[str, int] = {}
+    given: list[str] = []
     for i, node in enumerate(graph.node):
         if node.name:
             if node.name in seen:
@@ -131,6 +132,8 @@ def name_nodes(graph: onnx.GraphProto) -> None:
                 name = f"{base}_{k}"
             node.name = name
             seen[name] = i
+            given.append(name)
+    return given
 
 
 def constants_to_initializers(graph: onnx.GraphProto) -> None:

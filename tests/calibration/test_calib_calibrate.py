@@ -173,7 +173,7 @@ def test_float_nodes_give_the_configuration_partial_quantization_scored(tmp_path
 
     with pytest.raises(UnknownNodeError, match=r"float_nodes: 'conv3' is not in the model; did you mean 'conv[12]'"):
         calibrate(tiny_path, feeds, tmp_path / "bad", float_nodes=["conv3"])
-    with pytest.raises(OptionError, match="'conv2' is in both float_nodes and int16_nodes"):
+    with pytest.raises(OptionError, match="'conv2' in float_nodes switches off the calibration node of 'r1', which int16_nodes"):
         calibrate(tiny_path, feeds, tmp_path / "bad", float_nodes="conv2", int16_nodes=["conv2"])
 
 
@@ -184,6 +184,8 @@ def test_float_nodes_take_the_output_calibration_node(tmp_path: Path, tiny_path:
     out = calibrate(tiny_path, feeds, tmp_path / "out", method="max", float_nodes=["y_QuantizeLinear"])
     assert "y_QuantizeLinear" not in {q.name for q in ptqdebug.load_model(out.model_path).quantizers}
     assert any(q.name == "c1_QuantizeLinear" for q in ptqdebug.load_model(out.model_path).quantizers)
+    with pytest.raises(OptionError, match="'y_QuantizeLinear' in float_nodes switches off the calibration node of 'y'"):
+        calibrate(tiny_path, feeds, tmp_path / "both", float_nodes=["y_QuantizeLinear"], int16_nodes=["y"])
     everything = ["conv1", "conv2", "relu1", "y_QuantizeLinear"]
     with pytest.raises(OptionError, match=r"float_nodes switch off every calibration node \(4 names given\)"):
         calibrate(tiny_path, feeds, tmp_path / "all", method="max", float_nodes=everything)

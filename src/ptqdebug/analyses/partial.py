@@ -24,8 +24,10 @@ from .sensitivity import Progress, score_configurations
 
 if TYPE_CHECKING:  # the engine (ONNX Runtime) is not needed to read or draw a result
     from ..context import Context
+    from ..model import CalibratedModel
 
-__all__ = ["ORDERS", "QTYPES", "PartialQuantizationResult", "apply_commands", "best_prefix", "partial_quantization", "prune"]
+__all__ = ["ORDERS", "QTYPES", "PartialQuantizationResult", "apply_commands", "best_prefix", "partial_quantization", "prune",
+           "short_of_float", "unknown_to_float_model"]
 
 
 @dataclass(frozen=True)
@@ -40,9 +42,9 @@ class PartialQuantizationResult:
     qtype: str = "float32"  # what nodes 1..k become in ``partial``: float32 (off) or int16
     order: str = "sensitivity"  # how nodes are ordered: as given (worst single sensitivity first) or greedy
 
-    def best_prefix(self) -> tuple[str, ...]:
-        """Nodes 1..k of the best ``partial`` score, empty when none beats the baseline."""
-        return best_prefix(self.nodes, self.partial, self.baseline, self.metric)
+    def best_prefix(self, limit: int | None = None) -> tuple[str, ...]:
+        """Nodes 1..k (k ≤ ``limit``) of the best ``partial`` score, empty when none beats the baseline."""
+        return best_prefix(self.nodes[:limit], self.partial[:limit], self.baseline, self.metric)
 
     def recovery(self) -> tuple[float, ...]:
         """What un-quantizing each node adds to the ones before it (in metric units)."""
@@ -80,6 +82,20 @@ def best_prefix(nodes: Sequence[str], partial: Sequence[float], baseline: float,
     return tuple(nodes[:best + 1]) if judge.worse(baseline, partial[best]) else ()
 
 
+def short_of_float(model: CalibratedModel, nodes: Sequence[str], qtype: str = "float32") -> int:
+    """How many of ``nodes``, from the first, can be kept in ``qtype`` while some calibration node
+    stays on: keeping the next one too in float would switch off the last of them, which is the
+    float model itself rather than a recommendation (in int16, all can)."""
+    if qtype != "float32":
+        return len(nodes)
+    calibrated, off = model.calibrated_configuration, set[str]()
+    for k, node in enumerate(nodes):
+        off.update(model.expand(node, "sensitive_nodes"))
+        if calibrated <= off:
+            return k
+    return len(nodes)
+
+
 def _higher_precision(ctx: Context, nodes: Sequence[str], qtype: str
                       ) -> tuple[Context, Callable[[Sequence[str]], frozenset[str]]]:
     """The context that scores "these of ``nodes`` in higher precision", and the configuration
@@ -106,15 +122,16 @@ def _higher_precision(ctx: Context, nodes: Sequence[str], qtype: str
     return score_ctx, higher
 
 
-def prune(ctx: Context, result: PartialQuantizationResult, data_num: int | None = 1) -> tuple[tuple[str, ...], float]:
-    """The best prefix without the nodes it does not need, and its score.
+def prune(ctx: Context, result: PartialQuantizationResult, data_num: int | None = 1,
+          limit: int | None = None) -> tuple[tuple[str, ...], float]:
+    """The best prefix (of at most ``limit`` nodes) without the nodes it does not need, and its score.
 
     A node of the best prefix that recovered nothing on top of the ones before it (its score is not
     better than theirs: recovery ≤ 0 for cosine similarity) is dropped where the prefix without it
     scores no worse (scored exactly, one configuration per such node, the last first); nodes that
     recovered something stay. On a real classifier this
     took out a node that recovered 0.0 and one that cost 0.0044 of cosine similarity."""
-    keep = list(result.best_prefix())
+    keep = list(result.best_prefix(limit))
     if not keep:
         return (), result.baseline
     judge = get_metrics(result.metric)[0]
@@ -133,14 +150,23 @@ def prune(ctx: Context, result: PartialQuantizationResult, data_num: int | None 
     return tuple(keep), score
 
 
-def apply_commands(nodes: Sequence[str], model: str | None = None, qtype: str = "float32") -> tuple[str, str]:
+def apply_commands(nodes: Sequence[str], model: str | None = None, qtype: str = "float32",
+                   float_model: str | None = None) -> tuple[str, str]:
     """The shell commands that keep ``nodes`` in higher precision (``qtype``: float, or their
     activations in int16): ``ptqdebug export`` on the calibrated ``model`` (exactly the
-    configuration partial quantization scored), and ``ptqdebug calibrate`` from the float model."""
+    configuration partial quantization scored: with the ``float_model`` it was scored with, if
+    any), and ``ptqdebug calibrate`` from the float model."""
     option = "--int16-nodes" if qtype == "int16" else "--float-nodes"
     listed = shlex.quote("[" + ",".join(nodes) + "]")
-    return (f"ptqdebug export {shlex.quote(model) if model else 'MODEL'} -o partial.onnx {option} {listed}",
-            f"ptqdebug calibrate FLOAT_MODEL INPUTS -o OUT {option} {listed}")
+    floated = f" --float-model {shlex.quote(float_model)}" if float_model else ""
+    return (f"ptqdebug export {shlex.quote(model) if model else 'MODEL'}{floated} -o partial.onnx {option} {listed}",
+            f"ptqdebug calibrate {shlex.quote(float_model) if float_model else 'FLOAT_MODEL'} INPUTS -o OUT {option} {listed}")
+
+
+def unknown_to_float_model(model: CalibratedModel, nodes: Sequence[str]) -> list[str]:
+    """Those of ``nodes`` the file left unnamed (ptqdebug named them): ``calibrate`` from the
+    float model cannot know these names, so only ``export`` can apply them."""
+    return [n for n in nodes if n in model.auto_named]
 
 
 def partial_quantization(

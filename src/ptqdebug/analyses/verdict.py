@@ -5,9 +5,11 @@ float): the calibrated model, only weights quantized, only activations quantized
 ``loss = 1 - cosine``: no real loss below 1e-4; otherwise the side whose loss is at least twice the
 other's is the cause, else both. Where weights are stored as integers and no float model was
 given, they stay quantized in every configuration, the reference included: the cause is then
-``"unknown"`` and the summary says that only the activations were measured. Recommendations come from the partial quantization step: the
-sensitive nodes in order, each with the score once it and the ones before it are un-quantized;
-the summary names the shortest prefix that recovers half of the best prefix's gain, and the best.
+``"unknown"`` and the summary says that only the activations were measured. Recommendations come
+from the partial quantization step: the sensitive nodes in order, each with the score once it and
+the ones before it are un-quantized, up to the last prefix that leaves some calibration node on
+(keeping every one in float is the float model, not a recommendation); the summary names the
+shortest prefix that recovers half of the best prefix's gain, and the best.
 
 Everything rests on the first ``data_num`` samples (the original's default is one). Where the data
 holds more, the calibrated model is also scored on the first :data:`CHECK_SAMPLES`, and the summary
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..metrics import METRICS
-from .partial import PartialQuantizationResult, best_prefix, prune
+from .partial import PartialQuantizationResult, best_prefix, prune, short_of_float
 from .sensitivity import score_configurations
 
 if TYPE_CHECKING:  # the engine (ONNX Runtime) is not needed to read or draw a result
@@ -146,15 +148,19 @@ def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data
     negligible = cause == "none" or (cause == "unknown" and not 1 - c > NEGLIGIBLE_LOSS)
     if partial is not None and not negligible:
         wider = partial_int16.partial if partial_int16 is not None else [math.nan] * len(partial.nodes)
-        for node, after, gain, after16 in zip(partial.nodes, partial.partial, partial.recovery(), wider):
+        rows = zip(partial.nodes, partial.partial, partial.recovery(), wider)
+        for node, after, gain, after16 in list(rows)[:short_of_float(model, partial.nodes, partial.qtype)]:
             recs.append(Recommendation(node, model.expand(node), after, gain, after16))
     kept: dict[str, tuple[tuple[str, ...], float]] = {}
     if recs:
         for result in (partial, partial_int16):
-            if result is not None and result.best_prefix():
-                kept[result.qtype] = prune(ctx, result, data_num)
+            if result is not None:
+                pruned = prune(ctx, result, data_num, len(recs))
+                if pruned[0]:
+                    kept[result.qtype] = pruned
     threshold = partial.pick_threshold if partial is not None else None
-    summary = _summary(cause, c, w, a, recs, kept, threshold) + _blind_sentence(ctx, data_num)
+    picked = len(partial.nodes) if partial is not None and recs else len(recs)
+    summary = _summary(cause, c, w, a, recs, kept, threshold, picked) + _blind_sentence(ctx, data_num)
     used, more = len(ctx.samples(data_num)), min(len(ctx.data), CHECK_SAMPLES)
     check = None
     if more > used:  # scores of the first samples are reused where they ran one at a time
@@ -195,7 +201,11 @@ def _check_sentence(c: float, used: int, more: int, wide: float) -> str:
 
 
 def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation],
-             kept: Mapping[str, tuple[tuple[str, ...], float]] | None = None, threshold: float | None = None) -> str:
+             kept: Mapping[str, tuple[tuple[str, ...], float]] | None = None, threshold: float | None = None,
+             picked: int | None = None) -> str:
+    """The verdict's sentences; ``picked``: the sensitive nodes, of which ``recs`` are the first
+    (fewer where keeping them all in float would be the float model)."""
+    picked = len(recs) if picked is None else picked
     head = f"Quantization brings the output cosine similarity to {c:.6f} (float = 1)"
     if cause == "none":
         return head + ": the loss is negligible; nothing needs higher precision."
@@ -223,9 +233,12 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
         half = next(i for i in range(best + 1) if recs[i].score_after - c >= gain / 2)
         text += f" Keeping {_first(recs, half)} in higher precision brings it to {recs[half].score_after:.6f}"
         if half < best:
-            which = f"all {len(recs)}" if best + 1 == len(recs) else f"the first {best + 1} of the {len(recs)}"
+            which = f"all {picked}" if best + 1 == picked else f"the first {best + 1} of the {picked}"
             text += f" (half the best recovery); the best, {recs[best].score_after:.6f}, keeps {which} sensitive nodes"
         text += "."
+        if len(recs) < picked:
+            text += (f" Keeping all {picked} in float would switch off every calibration node: that is the float model, "
+                     "not a recommendation.")
         keep = tuple(r.node for r in recs[:best + 1])
         if "float32" in kept and len(kept["float32"][0]) < len(keep):
             dropped = [n for n in keep if n not in kept["float32"][0]]

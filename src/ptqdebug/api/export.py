@@ -41,6 +41,9 @@ class ExportedModel:
     #: weight calibration nodes of the named nodes that stay on: stored as integers, no float model
     #: (every configuration ptqdebug scored had them on too)
     stayed: tuple[str, ...] = ()
+    #: every calibration node is off: the file is the float model (as ptqdebug runs it: deleted
+    #: Relu/Clip restored), which no recommendation is
+    all_off: bool = False
 
 
 def export_model(
@@ -138,7 +141,7 @@ def export_model(
         _save_with_external_data(proto, target)
     else:
         write_atomic(target, lambda f: f.write(proto.SerializeToString()), binary=True)
-    return ExportedModel(target, switched_off, made_int16, stayed)
+    return ExportedModel(target, switched_off, made_int16, stayed, not configuration)
 
 
 def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:

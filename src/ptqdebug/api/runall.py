@@ -38,7 +38,7 @@ from ..analyses.distribution import (
     distributions,
 )
 from ..analyses.local import LocalErrorResult, local_errors
-from ..analyses.partial import PartialQuantizationResult, partial_quantization
+from ..analyses.partial import PartialQuantizationResult, partial_quantization, unknown_to_float_model
 from ..analyses.sensitivity import Progress, SensitivityResult
 from ..analyses.verdict import Verdict, verdict
 from ..context import Context
@@ -377,7 +377,10 @@ def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
         "ptqdebug_version": __version__,
         "model": {"path": ctx.model.path, "format": ctx.model.source_format,
                   "calibration_nodes": {"weight": len(ctx.model.weight_quantizers), "activation": len(ctx.model.activation_quantizers)},
-                  "notes": notes, "inputs": [f"{s.name} {s.describe()}" for s in ctx.model.inputs], "outputs": list(ctx.model.outputs)},
+                  "notes": notes, "inputs": [f"{s.name} {s.describe()}" for s in ctx.model.inputs], "outputs": list(ctx.model.outputs),
+                  "float_model": ctx.model.float_path,
+                  # recommended nodes the file left unnamed: calibrate from the float model cannot take them
+                  "unnamed": unknown_to_float_model(ctx.model, judged.keep_float)},
         "data": {"source": ctx.data.source.strip("'"), "samples_used": len(ctx.samples(data_num)), "samples_total": len(ctx.data)},
         "verdict": judged.to_dict(),
         "sensitivity": {k: v.to_dict() for k, v in all_sens.items()},

@@ -134,19 +134,23 @@ def _int16_tensors(prepared: PreparedModel, names: Iterable[str] | None, all_int
     return out
 
 
-def _float_nodes(prepared: PreparedModel, names: Sequence[str] | str | None, int16: Iterable[str] | None) -> list[str]:
+def _float_nodes(prepared: PreparedModel, names: Sequence[str] | str | None, int16: set[str]) -> list[str]:
     """The names to keep float, checked against the prepared model (see :func:`calibrate`): its
-    ordinary nodes, and the calibration nodes the written model will have (``<tensor>_QuantizeLinear``)."""
+    ordinary nodes, and the calibration nodes the written model can have (``<tensor>_QuantizeLinear``);
+    none may switch off a tensor that ``int16`` (the tensors int16_nodes names) widens."""
     if names is None:
         return []
     names = [str(n) for n in ([names] if isinstance(names, str) else names)]
-    known = [*(n.name for n in prepared.proto.graph.node), *(f"{t}_QuantizeLinear" for t in prepared.tensors)]
+    qnames = {f"{t}_QuantizeLinear": t for t in prepared.tensors}
+    known = [*(n.name for n in prepared.proto.graph.node), *qnames]
     unknown = [n for n in names if n not in known]
     if unknown:
         raise UnknownNodeError(unknown, "float_nodes", known)
-    both = sorted(set(names) & {str(n) for n in ([int16] if isinstance(int16, str) else int16 or [])})
-    if both:
-        raise OptionError(f"{both[0]!r} is in both float_nodes and int16_nodes; expected each node in at most one of them")
+    for name in names:
+        both = sorted(({qnames[name]} if name in qnames else set(prepared.node_inputs.get(name, ()))) & int16)
+        if both:
+            raise OptionError(f"{name!r} in float_nodes switches off the calibration node of {both[0]!r}, which int16_nodes "
+                              "widens to int16; expected each node and tensor in at most one of them")
     return list(dict.fromkeys(names))
 
 
@@ -342,7 +346,7 @@ def calibrate(
         work = Path(tmp)
         prepared = prepare_model(float_model, work, per_channel=per_channel, int16=int16_wanted, optimize=optimize)
         int16 = _int16_tensors(prepared, int16_nodes, all_int16)
-        keep_float = _float_nodes(prepared, float_nodes, int16_nodes)
+        keep_float = _float_nodes(prepared, float_nodes, _int16_tensors(prepared, int16_nodes, False))
         data_dir = out / "calibration_data"
         source = open_source(inputs, prepared.inputs, pre, destination=data_dir)
         if source.folder is None:

@@ -36,7 +36,7 @@ import onnx
 from onnx import numpy_helper
 
 from ..engine.build import standalone_model
-from ..errors import ModelError
+from ..errors import ModelError, OptionError
 from ..formats.params import qtype_of_onnx
 from ..model import TensorSpec, input_specs, load_model
 from ..onnxfile import constants_to_initializers, default_opset, read_onnx
@@ -321,6 +321,11 @@ def write_qdq(prepared: PreparedModel, out_path: Path, params: Mapping[str, tupl
     name_nodes(proto.graph)
     if float_nodes:
         model = load_model(proto)
+        missing = [n for n in float_nodes if not model.is_node(n)]
+        if missing:  # a <tensor>_QuantizeLinear name whose tensor ONNX Runtime's quantizer left float
+            raise OptionError(f"float_nodes: {missing[0]!r} is not a calibration node of the written model (ONNX Runtime's "
+                              "quantizer left its tensor in float); expected a node name, or a calibration node "
+                              "`ptqdebug info` lists for the calibrated model")
         proto = standalone_model(model, model.calibrated_configuration - set(model.expand(float_nodes, "float node")))
     onnx.save(proto, str(out_path))
     return proto

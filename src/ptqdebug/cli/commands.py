@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import api
-from ..analyses.partial import apply_commands
+from ..analyses.partial import apply_commands, unknown_to_float_model
 from ..analyses.verdict import Verdict
 from ..api.checks import check_metric, check_pick_threshold, pick_direction
 from ..api.figures import check_acc_nodes
 from ..errors import OptionError
-from ..model import load_model
+from ..model import CalibratedModel, load_model
 from ..report.sensitivity_files import write_sensitivity
 from ..report.tables import info_table, sensitivity_rows, shown
 from .args import add_model_and_data, add_runtime, list_value, names_value, parse_bool
@@ -270,6 +270,8 @@ def _channelwise(args: argparse.Namespace) -> int:
 
 
 def _partial(args: argparse.Namespace) -> int:
+    from ..analyses.partial import short_of_float
+
     check_pick_threshold(args.pick_threshold, check_metric(args.metric))  # before the model is read
     bars = ProgressBars()
     try:
@@ -290,10 +292,10 @@ def _partial(args: argparse.Namespace) -> int:
         where, move = pick_direction(r.metric)
         print(f"note: no node's {r.metric} is {where} pick_threshold {r.pick_threshold:g}; {move} it (-p) to pick some",
               file=sys.stderr)
-    best = r.best_prefix()
+    best = r.best_prefix(short_of_float(ctx.model, r.nodes, r.qtype))
     if best:
         print(f"best with nodes 1..{len(best)} {'in int16' if r.qtype == 'int16' else 'in float'}: "
-              + _how(best, r.qtype, ctx.model.source_format, str(args.model_or_file)))
+              + _how(best, r.qtype, ctx.model, str(args.model_or_file)))
     _written([Path(args.save_dir) / "partial_quantization.png", Path(args.save_dir) / "partial_quantization.json"])
     return 0
 
@@ -355,38 +357,43 @@ def _runall(args: argparse.Namespace) -> int:
     print(run.verdict.summary)
     _few_samples(ctx, args.data_num)
     _notes(run.notes[len(ctx.model.notes):])  # what this run skipped (the model's notes came first)
-    _print_how_to_apply(run.verdict, run.results["model"]["format"], str(args.model_or_file))
+    _print_how_to_apply(run.verdict, ctx.model, str(args.model_or_file))
     if run.deployment is not None:
         print(run.deployment.summary())
     for kind, result in run.sensitivities.items():
         top = ", ".join(f"{e.name} ({shown(e.scores[result.metrics[0]], result.metrics[0])})" for e in result.top(3))
-        print(f"most sensitive {'ordinary' if kind == 'node' else kind} nodes: {top or 'none (no such calibration nodes)'}")
+        print(f"most sensitive {'' if kind == 'node' else kind + ' '}nodes: {top or 'none (no such calibration nodes)'}")
     print(f"wrote {len(run.files)} files under {run.save_dir}")
     if args.report:
         print(f"report: {run.save_dir / 'index.html'}")
     return 0
 
 
-def _how(nodes: Sequence[str], qtype: str, source_format: str, model: str) -> str:
+def _how(nodes: Sequence[str], qtype: str, model: CalibratedModel, path: str) -> str:
     """How to keep ``nodes`` in float or their activations in int16: the ``export`` command (and
-    ``calibrate`` for float), or for Horizon models the original toolchain's setting, since
-    ``export`` and ``calibrate`` write QDQ models."""
-    if "horizon" in source_format:
+    ``calibrate`` for float, where the float model knows the names), or for Horizon models the
+    original toolchain's setting, since ``export`` and ``calibrate`` write QDQ models."""
+    if "horizon" in model.source_format:
         if qtype == "int16":
             return f"give them InputType: int16 in the original toolchain's node_info: {', '.join(nodes)}"
         return f"list them in the original toolchain's run_on_cpu: {', '.join(nodes)}"
-    export, calibrate = apply_commands(nodes, model, qtype)
-    return export if qtype == "int16" else f"{export}   (or from the float model: {calibrate})"
+    export, calibrate = apply_commands(nodes, path, qtype, model.float_path)
+    if qtype == "int16":
+        return export
+    unnamed = unknown_to_float_model(model, nodes)
+    if unnamed:
+        return f"{export}   ({unnamed[0]!r} is unnamed in the file, a name ptqdebug gave it: calibrate cannot take it)"
+    return f"{export}   (or from the float model: {calibrate})"
 
 
-def _print_how_to_apply(verdict: Verdict, source_format: str, model: str) -> None:
+def _print_how_to_apply(verdict: Verdict, model: CalibratedModel, path: str) -> None:
     """How to keep the recommended nodes in float or int16."""
     keep, keep16 = verdict.keep_float, verdict.keep_int16
     if keep:
-        print(f"to keep the recommended nodes in float: {_how(keep, 'float32', source_format, model)}")
+        print(f"to keep the recommended nodes in float: {_how(keep, 'float32', model, path)}")
     if keep16:
         lead = "or their activations in int16" if keep else "to keep the recommended nodes' activations in int16"
-        print(f"{lead}: {_how(keep16, 'int16', source_format, model)}")
+        print(f"{lead}: {_how(keep16, 'int16', model, path)}")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -415,6 +422,9 @@ def _export(args: argparse.Namespace) -> int:
     parts = [f"{len(names)} calibration node{'' if len(names) == 1 else 's'} {what}{': ' + ', '.join(names) if names else ''}"
              for what, names in (("off", done.switched_off), ("in int16", done.int16)) if names or what == "off"]
     print(f"wrote {done.path} ({'; '.join(parts)})")
+    if done.all_off:
+        _notes(["every calibration node is off: the file is the float model (with any Relu/Clip the quantizer deleted "
+                "restored), not a quantized one"])
     if done.stayed:
         _notes([f"{len(done.stayed)} weight calibration node{'s' * (len(done.stayed) != 1)} of those nodes stay quantized: "
                 "their weights are stored as integers and no float model was given (--float-model switches them too)"])

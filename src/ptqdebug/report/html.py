@@ -134,19 +134,23 @@ def _apply(v: Mapping[str, Any], model: Mapping[str, Any]) -> str:
                    f'<code>InputType: int16</code> in <code>node_info</code>:</p><code class="mono">{esc(", ".join(names16))}</code>']
                   if names16 else [])
         return f'<div class="apply">{"".join(parts)}</div>'
-    path = get(model, "path")
-    path = path if isinstance(path, str) and path else None
+    path, float_path = (p if isinstance(p, str) and p else None for p in (get(model, "path"), get(model, "float_model")))
     parts = []
     if names:
-        export, calibrate = apply_commands(names, path)
+        export, calibrate = apply_commands(names, path, "float32", float_path)
         parts.append(f"<p>To apply the best score ({rows(names, 'float32')}), write this model with {them(len(names))} in "
                      "float, exactly the configuration scored (run as ptqdebug runs it; check-deployment says how "
-                     f"ONNX Runtime's defaults run it):</p><code class=\"mono\">{esc(export)}</code>"
-                     f"<p>or calibrate the float model again with {them(len(names))} kept in float (in Python "
-                     f"<code>float_nodes=</code>; the original toolchain's <code>run_on_cpu</code>):</p>"
-                     f'<code class="mono">{esc(calibrate)}</code>')
+                     f"ONNX Runtime's defaults run it):</p><code class=\"mono\">{esc(export)}</code>")
+        unnamed = [str(n) for n in as_list(get(model, "unnamed"))]
+        if unnamed:
+            parts.append(f"<p>({esc(unnamed[0])} is unnamed in the file, a name ptqdebug gave it: calibrating the float "
+                         "model again cannot take it.)</p>")
+        else:
+            parts.append(f"<p>or calibrate the float model again with {them(len(names))} kept in float (in Python "
+                         f"<code>float_nodes=</code>; the original toolchain's <code>run_on_cpu</code>):</p>"
+                         f'<code class="mono">{esc(calibrate)}</code>')
     if names16:
-        export16, _ = apply_commands(names16, path, "int16")
+        export16, _ = apply_commands(names16, path, "int16", float_path)
         parts.append(f"<p>With activations in int16 instead (the best int16 score, {rows(names16, 'int16')}):</p>"
                      f'<code class="mono">{esc(export16)}</code>')
     return f'<div class="apply">{"".join(parts)}</div>'
@@ -264,6 +268,9 @@ def _sensitivity(sens: Mapping[str, Any]) -> str:
                 cells.append(f'<td class="small">{", ".join(esc(q) for q in qs[:3])}{f" … (+{len(qs) - 3})" if len(qs) > 3 else ""}</td>')
             rows.append(f'<tr{" class=nonfinite" if bad else ""}>{"".join(cells)}</tr>')
         info = [f"{count(len(entries), 'entry', 'entries')}, worst first"]
+        alone = sum(typ == "node" and as_list(get(e, "quantizers")) == [get(e, "name")] for e in entries)
+        if alone:  # candidates_for: a calibration node no node reads (a model output's), scored alone
+            info.append(f"{count(alone, 'output calibration node')} among them, which no node reads, scored alone")
         if get(res, "samples") is not None:
             info.append(count(get(res, "samples"), "sample"))
         compared = as_list(get(res, "compared"))
