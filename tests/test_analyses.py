@@ -135,6 +135,12 @@ def test_channel_boxes_match_numpy(ctx, samples) -> None:
     assert [b.name for b in channel_boxes(ctx, node)] == list(m.node_quantizers[node])
     with pytest.raises(OptionError, match="out of range"):
         channel_boxes(ctx, [act.name], axis=7)
+    spread = rows.max(axis=1) - rows.min(axis=1)
+    assert ab.summary()["range_ratio_max_to_median"] == pytest.approx(spread.max() / np.median(spread), rel=1e-6)
+    # one value per channel (a pooled output, one sample): no range to compare, not "0x"
+    logits = next(q for q in m.activation_quantizers if q.name == "logits_QuantizeLinear")
+    (one,) = channel_boxes(ctx, [logits.name])
+    assert one.summary()["range_ratio_max_to_median"] is None
 
 
 def test_channel_boxes_on_threads_equal_one_by_one(ctx, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -61,6 +61,9 @@ def test_info(cnn_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "info", cnn_dir / "pc_int8_stored.onnx")
     assert code == 0
     assert "weight calibration nodes (4)" in out and "fixed: weights stored as integers" in out
+    # the output's calibration node: read by no node, and a node sweep candidate of its own
+    assert "logits_QuantizeLinear  int8 per-tensor -> (no node reads it)" in out
+    assert "calibration nodes no node owns, each a node sweep candidate of its own (1):\n  logits_QuantizeLinear" in out
 
 
 def test_local_error_table_worst_first(cnn_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

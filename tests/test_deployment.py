@@ -212,3 +212,20 @@ def test_the_first_calibration_node_where_deployment_departs_is_found(tmp_path: 
         simulated = ort.InferenceSession(str(exported), so, providers=["CPUExecutionProvider"]).run(None, samples[0])[0]
         deployed = ort.InferenceSession(str(exported), providers=["CPUExecutionProvider"]).run(None, samples[0])[0]
         assert (compare(get_metrics("cosine-similarity"), simulated, deployed)[0] > 0.999) == agree
+
+
+def test_a_disagreement_with_an_error_of_the_same_size_is_told_apart() -> None:
+    """Deployed and simulated both lose about 0.0045 against float, yet differ from each other
+    as much (the rapidocr classifier): the loss holds; single scores may not carry over."""
+    from ptqdebug.analyses.deployment import OutputAgreement
+
+    def check(deployed: float, simulated: float, between: float, metric: str = "cosine-similarity") -> str:
+        out = OutputAgreement("y", {metric: deployed}, {metric: simulated}, {metric: between})
+        return DeploymentCheck((metric,), 4, ("CPUExecutionProvider",), (out,)).summary()
+
+    same = check(0.995530, 0.995508, 0.995400)
+    assert "differs from ptqdebug's simulation" in same and "of the same size (within a tenth)" in same
+    assert "can differ from every score" not in same
+    apart = check(0.990, 0.995508, 0.995400)  # 0.0100 against 0.0045 lost: not the same size
+    assert "can differ from every score of the analyses" in apart and "same size" not in apart
+    assert "same size" not in check(0.2, 0.1, 0.05, "mse")  # judged for cosine similarity only

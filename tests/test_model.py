@@ -139,9 +139,15 @@ def test_a_float_model_with_other_weights_is_refused(cnn_dir: Path, tmp_path: Pa
         if w.ndim == 4:  # the convolutions' weights, retrained
             other.graph.initializer[i].CopyFrom(numpy_helper.from_array(rng.normal(0, w.std(), w.shape).astype(w.dtype), t.name))
     onnx.save(other, tmp_path / "other.onnx")
-    with pytest.raises(ModelError, match=r"the float model's weight '.*' is typically [\d.]+ quantization steps away from "
-                                         r"what the calibrated model stores .*expected the float model this model was calibrated from"):
+    with pytest.raises(ModelError, match=r"the float model's weight '(.*)' is typically [\d.]+ quantization steps away from "
+                                         r"what the calibrated model stores as '(.*)' .*expected the float model this model "
+                                         r"was calibrated from .*quant_pre_process") as caught:
         load_model(cnn_dir / "pc_int8_stored.onnx", float_model=tmp_path / "other.onnx")
+    import re
+
+    float_name, stored_name = re.search(r"weight '(.*?)' .* stores as '(.*?)'", str(caught.value)).groups()
+    assert float_name in {t.name for t in other.graph.initializer}  # each model's own name for it
+    assert stored_name in {t.name for t in onnx.load(cnn_dir / "pc_int8_stored.onnx").graph.initializer}
 
 
 def test_int32_biases_with_the_float_model_are_weight_calibration_nodes(cnn_dir: Path, samples: list) -> None:

@@ -51,7 +51,8 @@ class OptionError(PtqDebugError, ValueError):
 class UnknownNodeError(OptionError):
     """A node name given by the user does not exist in the model."""
 
-    def __init__(self, names: Iterable[str], what: str, known: Iterable[str]) -> None:
+    def __init__(self, names: Iterable[str], what: str, known: Iterable[str],
+                 listing: str = "list the names with `ptqdebug info MODEL`") -> None:
         self.names = tuple(names)
         known = list(known)
         first = self.names[0]
@@ -61,9 +62,9 @@ class UnknownNodeError(OptionError):
         msg = f"{what}: {shown} {'is' if len(self.names) == 1 else 'are'} not in the model"
         if len(parts) > 1 and all(p in known_set for p in parts):  # a list written without its brackets
             msg += f"; did you mean the list [{','.join(parts)}]?"
-        else:
-            hint = _closest(first, known)
-            msg += f"; did you mean {hint!r}?" if hint else "; list the names with `ptqdebug info MODEL`"
+        else:  # a tensor named for its calibration node, else the closest name
+            hint = f"{first}_QuantizeLinear" if f"{first}_QuantizeLinear" in known_set else _closest(first, known)
+            msg += f"; did you mean {hint!r}?" if hint else f"; {listing}"
         super().__init__(msg)
 
 

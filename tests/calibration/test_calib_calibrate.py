@@ -173,6 +173,10 @@ def test_float_nodes_give_the_configuration_partial_quantization_scored(tmp_path
 
     with pytest.raises(UnknownNodeError, match=r"float_nodes: 'conv3' is not in the model; did you mean 'conv[12]'"):
         calibrate(tiny_path, feeds, tmp_path / "bad", float_nodes=["conv3"])
+    with pytest.raises(UnknownNodeError, match=r"'y' is not in the model; did you mean 'y_QuantizeLinear'"):
+        calibrate(tiny_path, feeds, tmp_path / "bad", float_nodes=["y"])  # the output tensor
+    with pytest.raises(UnknownNodeError, match=r"'zzzzzz' is not in the model; calibrate without --float-nodes, then list"):
+        calibrate(tiny_path, feeds, tmp_path / "bad", float_nodes=["zzzzzz"])
     with pytest.raises(OptionError, match="'conv2' in float_nodes switches off the calibration node of 'r1', which int16_nodes"):
         calibrate(tiny_path, feeds, tmp_path / "bad", float_nodes="conv2", int16_nodes=["conv2"])
 
@@ -351,3 +355,15 @@ def test_nodes_left_float_in_bodies_are_named(tmp_path: Path, caplog: pytest.Log
 def test_data_num_all_as_on_the_command_line(tmp_path: Path, tiny_path: Path) -> None:
     r = calibrate(tiny_path, make_samples(5), tmp_path / "out", method="max", data_num="all")
     assert r.num_samples == 5
+
+
+def test_preprocessing_options_on_tensors_are_said_to_do_nothing(tmp_path: Path, tiny_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    feeds = make_samples(2)
+    with caplog.at_level("WARNING"):
+        plain = calibrate(tiny_path, feeds, tmp_path / "a", method="max")
+    assert "preprocessing options" not in caplog.text
+    with caplog.at_level("WARNING"):
+        meant = calibrate(tiny_path, feeds, tmp_path / "b", method="max", preprocess={"mean": [1.0, 2.0, 3.0]})
+    assert "the preprocessing options apply to images; the sample list holds tensors already, used as they are" in caplog.text
+    assert meant.cosine == plain.cosine

@@ -136,10 +136,13 @@ class ChannelBoxes:
         return int(self.median.size)
 
     def summary(self) -> dict[str, Any]:
+        """Name, size and range facts; the widest channel range over the median one is None where
+        every channel holds a single value (one sample of a pooled output: no range to compare)."""
         spread = self.maximum - self.minimum
+        ratio = float(spread.max() / max(np.median(spread), 1e-12)) if spread.max() > 0 else None
         return {"name": self.name, "kind": self.kind, "tensor": self.tensor, "axis": self.axis, "channels": self.channels,
                 "max_abs": float(max(np.abs(self.minimum).max(), np.abs(self.maximum).max())),
-                "range_ratio_max_to_median": float(spread.max() / max(np.median(spread), 1e-12))}
+                "range_ratio_max_to_median": ratio}
 
 
 def _per_row(reduce: Any, rows: np.ndarray, mask: np.ndarray, neutral: float) -> np.ndarray:

@@ -145,7 +145,8 @@ def _float_nodes(prepared: PreparedModel, names: Sequence[str] | str | None, int
     known = [*(n.name for n in prepared.proto.graph.node), *qnames]
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise UnknownNodeError(unknown, "float_nodes", known)
+        raise UnknownNodeError(unknown, "float_nodes", known, "calibrate without --float-nodes, then list the calibrated "
+                               "model's names with `ptqdebug info`: calibrate takes those")
     for name in names:
         both = sorted(({qnames[name]} if name in qnames else set(prepared.node_inputs.get(name, ()))) & int16)
         if both:
@@ -349,6 +350,9 @@ def calibrate(
         keep_float = _float_nodes(prepared, float_nodes, _int16_tensors(prepared, int16_nodes, False))
         data_dir = out / "calibration_data"
         source = open_source(inputs, prepared.inputs, pre, destination=data_dir)
+        if pre != ImagePreprocess() and not source.images:
+            logger.warning("the preprocessing options apply to images; %s holds tensors already, used as they are",
+                           source.description)
         if source.folder is None:
             check_replaceable(data_dir)
         # everything is written into a staging folder first and moved into place at the very end:

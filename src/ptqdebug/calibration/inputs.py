@@ -58,6 +58,8 @@ class Source:
     count: int | None = None
     #: set when the source already is the destination folder (nothing to write)
     folder: Path | None = None
+    #: images, which the preprocessing options turn into tensors (other sources are tensors already)
+    images: bool = False
 
 
 def _natural(name: str) -> list[object]:
@@ -167,7 +169,7 @@ def _image_source(files: list[Path], specs: Sequence[TensorSpec], pre: ImagePrep
                 message = str(exc)
                 raise DataError(message if str(f) in message else f"image {f.name!r}: {message}") from None
 
-    return Source(f"{len(files)} images in {where}", samples, len(files))
+    return Source(f"{len(files)} images in {where}", samples, len(files), images=True)
 
 
 def _array_source(arr: np.ndarray, specs: Sequence[TensorSpec]) -> Source:

@@ -442,7 +442,7 @@ def _info(args: argparse.Namespace) -> int:
         for q in qs:
             extra = "" if q.exact else "  (fixed: weights stored as integers)"
             state = "" if q.enabled else "  (switch OFF)"
-            readers = ";".join(model.quantizer_consumers.get(q.name, ())) or (f"(inside {q.scope})" if q.scope else "")
+            readers = ";".join(model.quantizer_consumers.get(q.name, ())) or (f"(inside {q.scope})" if q.scope else "(no node reads it)")
             blocks = f" of {q.block_size}" if q.block_size else ""
             print(f"  {q.name}  {q.qtype} {q.granularity}{blocks} -> {readers}{extra}{state}")
     nodes = model.sensitivity_nodes

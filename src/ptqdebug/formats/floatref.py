@@ -38,13 +38,18 @@ class FloatModel:
         t = self._inits.get(name)
         return None if t is None else numpy_helper.to_array(t)
 
-    def weight(self, consumer: str, slot: int, stored: str) -> np.ndarray | None:
-        """The float value read by node ``consumer`` at input ``slot`` (or named like ``stored``)."""
+    def weight(self, consumer: str, slot: int, stored: str) -> tuple[str, np.ndarray] | None:
+        """The float value read by node ``consumer`` at input ``slot`` (or named like ``stored``),
+        with its name in the float model."""
         node = self._nodes.get(consumer) or self._nodes.get(_RENAMED_NODE.sub("", consumer))
         if node is not None and 0 <= slot < len(node.input) and node.input[slot] in self._inits:
-            return self.constant(node.input[slot])
-        original = _RENAMED_WEIGHT.sub("", stored)
-        return self.constant(original) if original != stored else None
+            name = node.input[slot]
+        else:
+            name = _RENAMED_WEIGHT.sub("", stored)
+            if name == stored:
+                return None
+        value = self.constant(name)
+        return None if value is None else (name, value)
 
     def producer(self, tensor: str) -> onnx.NodeProto | None:
         return self._producer.get(tensor)

@@ -201,11 +201,12 @@ def _lone_dq(index: GraphIndex, dq: onnx.NodeProto, float_model: FloatModel | No
     scale, zero_point, qtype, axis, block_size, protos = _params(index, dq)
     readers = index.consumers.get(dq.output[0], [])
     slot_of = [(n.name, list(n.input).index(dq.output[0])) for n in readers if dq.output[0] in n.input]
-    float_value = None
+    float_value, float_name = None, ""
     if float_model is not None:
         for consumer, slot in slot_of or [("", -1)]:
-            float_value = float_model.weight(consumer, slot, dq.input[0])
-            if float_value is not None:
+            found = float_model.weight(consumer, slot, dq.input[0])
+            if found is not None:
+                float_name, float_value = found
                 break
     stored = numpy_helper.to_array(stored_proto)
     if float_value is not None and float_value.shape != stored.shape:
@@ -218,7 +219,7 @@ def _lone_dq(index: GraphIndex, dq: onnx.NodeProto, float_model: FloatModel | No
             f"{dq.input[0]!r} has shape {list(stored.shape)}; expected one scale per channel along that axis"
         )
     if float_value is not None and (qtype in QTYPE_RANGES or bias):  # (float8 steps grow with the value)
-        _check_float_weight(dq, float_value, stored, scale, zero_point, axis, block_size)
+        _check_float_weight(dq, float_name, float_value, stored, scale, zero_point, axis, block_size)
     exact = float_value is not None
     if float_value is None:
         float_value = dequantize(stored, scale, zero_point, axis, block_size)
@@ -249,7 +250,7 @@ def _lone_dq(index: GraphIndex, dq: onnx.NodeProto, float_model: FloatModel | No
 FOREIGN_WEIGHT_STEPS = 4.0
 
 
-def _check_float_weight(dq: onnx.NodeProto, float_value: np.ndarray, stored: np.ndarray, scale: np.ndarray,
+def _check_float_weight(dq: onnx.NodeProto, float_name: str, float_value: np.ndarray, stored: np.ndarray, scale: np.ndarray,
                         zero_point: np.ndarray, axis: int | None, block_size: int | None) -> None:
     """Refuse a float model whose weight is not the one this calibration node quantized."""
     step = np.abs(dequantize(np.ones(stored.shape, np.int64), scale, np.zeros_like(zero_point), axis, block_size))
@@ -258,9 +259,10 @@ def _check_float_weight(dq: onnx.NodeProto, float_value: np.ndarray, stored: np.
     typical = float(np.median(steps)) if steps.size else 0.0
     if typical > FOREIGN_WEIGHT_STEPS:
         raise ModelError(
-            f"the float model's weight {dq.input[0]!r} is typically {typical:.3g} quantization steps away from what the "
-            f"calibrated model stores (DequantizeLinear {dq.name!r}); expected the float model this model was "
-            "calibrated from (--float-model)"
+            f"the float model's weight {float_name!r} is typically {typical:.3g} quantization steps away from what the "
+            f"calibrated model stores as {dq.input[0]!r} (DequantizeLinear {dq.name!r}); expected the float model this "
+            "model was calibrated from (--float-model; where it went through ONNX Runtime's quant_pre_process, which "
+            "folds BatchNorm into the weights, the preprocessed model)"
         )
 
 
