@@ -174,14 +174,17 @@ def test_local_errors_match_brute_force(ctx, cnn_dir: Path, samples) -> None:
     path = cnn_dir / f"{NAME}.onnx"
     m = ctx.model
     result = local_errors(ctx, metrics=("cosine-similarity", "mse"), data_num=2)
-    assert [e.node for e in result.entries] == list(m.sensitivity_nodes) and result.samples == 2
+    # then the output's calibration node, which no node reads: compared at its own output
+    assert [e.node for e in result.entries] == [*m.sensitivity_nodes, "logits_QuantizeLinear"] and result.samples == 2
     mse = METRICS["mse"]
     for e in result.entries:
-        outs = list(m.node_outputs[e.node])
+        own = m.node_quantizers.get(e.node, (e.node,))
+        outs = list(m.node_outputs[e.node]) if e.node in m.node_outputs else [m.quantizer_map[e.node].output]
+        assert e.quantizers == tuple(own) and e.outputs == tuple(outs)
         cos_vals, mse_vals = [], []
         for s in samples[:2]:
             ref = oracle_from_file(path, (), s, outputs=outs)
-            got = oracle_from_file(path, m.node_quantizers[e.node], s, outputs=outs)
+            got = oracle_from_file(path, own, s, outputs=outs)
             for t in outs:
                 cos_vals.append(compare([COS], ref[t], got[t])[0])
                 mse_vals.append(compare([mse], ref[t], got[t])[0])
@@ -201,6 +204,8 @@ def test_local_errors_api(cnn_dir: Path) -> None:
     assert result.entries[0].scores["cosine-similarity"] == whole[node].scores["cosine-similarity"]
     with pytest.raises(OptionError, match="not an ordinary node with calibration nodes"):
         dbg.local_errors(path, data, nodes=m.quantizers[0].name)
+    alone = dbg.local_errors(path, data, nodes="logits_QuantizeLinear", data_num=2)
+    assert alone.entries[0].scores == whole["logits_QuantizeLinear"].scores
     with pytest.raises(UnknownNodeError):
         dbg.local_errors(path, data, nodes="no_such_node")
 

@@ -22,18 +22,31 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..metrics import compare, get_metrics, per_tensor_only
+from .candidates import candidates_for
 from .sensitivity import Progress, decode_float, encode_float
 
 if TYPE_CHECKING:
     from ..context import Context
+    from ..model import CalibratedModel
 
-__all__ = ["LocalError", "LocalErrorResult", "local_errors"]
+__all__ = ["LocalError", "LocalErrorResult", "local_errors", "local_units"]
+
+
+def local_units(model: CalibratedModel) -> dict[str, tuple[str, ...]]:
+    """What has a local error: the node-level sweep's candidates (ordinary nodes, and calibration
+    nodes no node reads), each with its calibration nodes."""
+    return {c.name: c.quantizers for c in candidates_for(model, "node")}
+
+
+def _outputs(model: CalibratedModel, name: str) -> tuple[str, ...]:
+    """An ordinary node's output tensors; a calibration node's (its placeholder's) output."""
+    return model.node_outputs[name] if name in model.node_outputs else (model.quantizer_map[name].output,)
 
 
 @dataclass(frozen=True)
 class LocalError:
-    """One ordinary node: ``scores[metric]`` at its outputs with ``quantizers`` (its own
-    calibration nodes) on and everything upstream float."""
+    """One ordinary node (or calibration node no node reads): ``scores[metric]`` at its outputs
+    with ``quantizers`` (its own calibration nodes) on and everything upstream float."""
 
     node: str
     quantizers: tuple[str, ...]
@@ -52,7 +65,7 @@ class LocalError:
 
 @dataclass(frozen=True)
 class LocalErrorResult:
-    """Local errors of ordinary nodes, in graph order."""
+    """Local errors of ordinary nodes (then calibration nodes no node reads), in graph order."""
 
     metrics: tuple[str, ...]
     samples: int
@@ -72,15 +85,16 @@ class LocalErrorResult:
 
 def local_errors(ctx: Context, nodes: Sequence[str] | None = None, metrics: Sequence[str] = ("cosine-similarity",),
                  data_num: int | None = 1, progress: Progress | None = None) -> LocalErrorResult:
-    """Local error of each of ``nodes`` (default: every ordinary node with calibration nodes).
+    """Local error of each of ``nodes`` (default: every :func:`local_units` one).
 
     A node none of whose outputs is floating point (shapes, indices) has no entry.
     """
     model, engine = ctx.model, ctx.engine
     chosen = get_metrics(list(metrics))
     per_tensor_only(chosen, "local errors")
-    names = list(model.sensitivity_nodes if nodes is None else nodes)
-    outputs = {n: tuple(t for t in model.node_outputs[n] if t in engine.plan.producer_segment) for n in names}
+    units = local_units(model)
+    names = list(units if nodes is None else nodes)
+    outputs = {n: tuple(t for t in _outputs(model, n) if t in engine.plan.producer_segment) for n in names}
     by_segment: dict[int, list[str]] = {}
     for n in names:
         if outputs[n]:
@@ -96,7 +110,7 @@ def local_errors(ctx: Context, nodes: Sequence[str] | None = None, metrics: Sequ
             tensors = sorted({t for n in group for t in outputs[n] if engine.plan.producer_segment[t] == seg})
             floats = engine.local(ref, (), tensors)
             for n in group:
-                actual = engine.local(ref, model.node_quantizers[n], tensors)
+                actual = engine.local(ref, units[n], tensors)
                 for t in outputs[n]:
                     if t not in floats or floats[t].dtype.kind != "f":
                         continue
@@ -106,7 +120,7 @@ def local_errors(ctx: Context, nodes: Sequence[str] | None = None, metrics: Sequ
                 done += 1
                 if progress is not None:
                     progress(done, total)
-    entries = tuple(LocalError(n, tuple(model.node_quantizers[n]), outputs[n],
+    entries = tuple(LocalError(n, units[n], outputs[n],
                                MappingProxyType({m.name: float(v) for m, v in zip(chosen, sums[n] / counts[n])}))
                     for n in names if n in sums)
     return LocalErrorResult(tuple(m.name for m in chosen), samples, entries)

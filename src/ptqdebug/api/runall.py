@@ -37,7 +37,7 @@ from ..analyses.distribution import (
     channel_boxes,
     distributions,
 )
-from ..analyses.local import LocalErrorResult, local_errors
+from ..analyses.local import LocalErrorResult, local_errors, local_units
 from ..analyses.partial import PartialQuantizationResult, partial_quantization, unknown_to_float_model
 from ..analyses.sensitivity import Progress, SensitivityResult
 from ..analyses.verdict import Verdict, verdict
@@ -359,7 +359,8 @@ def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
     # the local error of each node the verdict recommends (a segment run each; none when nothing is
     # recommended): is the node's own quantization lossy, or does the network amplify a small error?
     t = time.perf_counter()
-    recommended = [r.node for r in judged.recommendations if r.node in ctx.model.node_quantizers]
+    units = local_units(ctx.model)
+    recommended = [r.node for r in judged.recommendations if r.node in units]
     local = local_errors(ctx, recommended, (judged.metric,), data_num, step_progress(progress, "Local error")) if recommended else None
     timing["local_error_s"] = time.perf_counter() - t
     deployment = None

@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 
 from ..analyses.candidates import candidates_for, check_node_type, flat_names, normalize_node_list
-from ..analyses.local import LocalErrorResult
+from ..analyses.local import LocalErrorResult, local_units
 from ..analyses.local import local_errors as _local_errors
 from ..analyses.sensitivity import Progress, SensitivityResult, node_sensitivity
 from ..context import Context
@@ -157,7 +157,8 @@ def local_errors(
     :mod:`ptqdebug.analyses.local`.
 
     Args:
-        nodes: ordinary nodes (default: every node with calibration nodes).
+        nodes: ordinary nodes, or calibration nodes no node reads (default: every candidate of a
+            ``node_type="node"`` sweep).
         metrics, data_num, float_model, providers, progress: as for :func:`get_sensitivity_of_nodes`.
 
     Returns:
@@ -172,10 +173,11 @@ def local_errors(
     if nodes is not None:
         check_node_list(ctx.model, nodes, "nodes", expand=False)
         names = flat_names(nodes, "nodes")
-        plain = [n for n in names if n not in ctx.model.node_outputs or not ctx.model.node_quantizers.get(n)]
+        units = list(local_units(ctx.model))
+        plain = [n for n in names if n not in units]
         if plain:
-            raise OptionError(f"nodes: {plain[0]!r} is not an ordinary node with calibration nodes; expected one of "
-                              f"{', '.join(ctx.model.sensitivity_nodes[:5])}{', ...' if len(ctx.model.sensitivity_nodes) > 5 else ''}")
+            raise OptionError(f"nodes: {plain[0]!r} is not an ordinary node with calibration nodes (nor a calibration node "
+                              f"no node reads); expected one of {', '.join(units[:5])}{', ...' if len(units) > 5 else ''}")
     ctx.samples(data_num)
     with runtime_errors(ctx, data_num):
         return _local_errors(ctx, names, mets, data_num, progress)
