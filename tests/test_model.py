@@ -150,6 +150,31 @@ def test_a_float_model_with_other_weights_is_refused(cnn_dir: Path, tmp_path: Pa
     assert stored_name in {t.name for t in onnx.load(cnn_dir / "pc_int8_stored.onnx").graph.initializer}
 
 
+def test_a_float_model_is_checked_against_weights_stored_as_floats_too(cnn_dir: Path, tmp_path: Path) -> None:
+    """With Q→DQ weight pairs the calibrated model keeps its float weights, so the float model
+    is needed only for a deleted Relu and biases, and a wrong one used to pass unnoticed."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    from tests.calibration.models import tiny_cnn
+
+    pairs = cnn_dir / "pc_int8_pairs.onnx"
+    dbg.load_model(pairs, float_model=cnn_dir / "float.onnx")  # the right one
+    onnx.save(tiny_cnn(), tmp_path / "unrelated.onnx")
+    with pytest.raises(ModelError, match=r"the float model holds none of this model's \d+ weights .*expected the float "
+                                         r"model this model was calibrated from"):
+        dbg.load_model(pairs, float_model=tmp_path / "unrelated.onnx")
+    other = onnx.load(cnn_dir / "float.onnx")
+    rng = np.random.default_rng(1)
+    for i, t in enumerate(other.graph.initializer):
+        w = numpy_helper.to_array(t)
+        if w.ndim == 4:  # the same graph, retrained convolutions
+            other.graph.initializer[i].CopyFrom(numpy_helper.from_array(rng.normal(0, w.std(), w.shape).astype(w.dtype), t.name))
+    onnx.save(other, tmp_path / "retrained.onnx")
+    with pytest.raises(ModelError, match=r"quantization steps away from what the calibrated model stores"):
+        dbg.load_model(pairs, float_model=tmp_path / "retrained.onnx")
+
+
 def test_int32_biases_with_the_float_model_are_weight_calibration_nodes(cnn_dir: Path, samples: list) -> None:
     """ONNX Runtime quantizes biases to int32. With the float model each is a weight calibration
     node, so all-off is the float model and what its rounding costs is scored (brute force: the

@@ -46,8 +46,6 @@ class FloatModel:
             name = node.input[slot]
         else:
             name = _RENAMED_WEIGHT.sub("", stored)
-            if name == stored:
-                return None
         value = self.constant(name)
         return None if value is None else (name, value)
 

@@ -142,6 +142,7 @@ def find_qdq(index: GraphIndex, float_model: FloatModel | None) -> list[Found]:
         )
     found: list[Found] = []
     paired: set[str] = set()
+    weights = matched = 0  # weights, and those the float model holds (where one is given)
     for q in index.nodes:
         if not _is(q, "QuantizeLinear"):
             continue
@@ -178,6 +179,15 @@ def find_qdq(index: GraphIndex, float_model: FloatModel | None) -> list[Found]:
         )
         if kind == "activation":
             quantizer = _with_deleted_activation(index, quantizer, float_model)
+        elif float_model is not None:
+            weights += 1
+            weight = numpy_helper.to_array(index.initializers[src])
+            found_float = _float_weight(index, dqs[0], float_model, src, weight.shape)
+            if found_float is not None:
+                matched += 1
+                if params.qtype in QTYPE_RANGES:
+                    _check_float_weight(dqs[0].name, src, *found_float, weight,
+                                        _step(weight.shape, params.scale, params.axis, params.block_size))
         aliases = tuple((quantizer.output, d.output[0]) for d in dqs[1:])
         found.append(Found(nodes=(q, *dqs), quantizer=quantizer, aliases=aliases))
 
@@ -190,6 +200,14 @@ def find_qdq(index: GraphIndex, float_model: FloatModel | None) -> list[Found]:
         item = _lone_dq(index, dq, float_model)
         if item is not None:
             found.append(item)
+            if float_model is not None and item.quantizer is not None and index.initializers[stored].data_type != onnx.TensorProto.INT32:
+                weights += 1
+                matched += item.quantizer.exact
+    if weights and not matched:
+        raise ModelError(
+            f"the float model holds none of this model's {weights} weights (looked up through the nodes reading them and "
+            "their names); expected the float model this model was calibrated from (--float-model)"
+        )
     return found
 
 
@@ -199,18 +217,9 @@ def _lone_dq(index: GraphIndex, dq: onnx.NodeProto, float_model: FloatModel | No
     if bias and float_model is None:
         return None  # a quantized bias with no float value to switch to: an ordinary node
     scale, zero_point, qtype, axis, block_size, protos = _params(index, dq)
-    readers = index.consumers.get(dq.output[0], [])
-    slot_of = [(n.name, list(n.input).index(dq.output[0])) for n in readers if dq.output[0] in n.input]
-    float_value, float_name = None, ""
-    if float_model is not None:
-        for consumer, slot in slot_of or [("", -1)]:
-            found = float_model.weight(consumer, slot, dq.input[0])
-            if found is not None:
-                float_name, float_value = found
-                break
     stored = numpy_helper.to_array(stored_proto)
-    if float_value is not None and float_value.shape != stored.shape:
-        float_value = None  # not this weight (a name matched by chance)
+    found = _float_weight(index, dq, float_model, dq.input[0], stored.shape) if float_model is not None else None
+    float_name, float_value = found if found is not None else ("", None)
     if bias and float_value is None:
         return None
     if axis is not None and not block_size and (not -stored.ndim <= axis < stored.ndim or stored.shape[axis] != scale.size):
@@ -219,7 +228,8 @@ def _lone_dq(index: GraphIndex, dq: onnx.NodeProto, float_model: FloatModel | No
             f"{dq.input[0]!r} has shape {list(stored.shape)}; expected one scale per channel along that axis"
         )
     if float_value is not None and (qtype in QTYPE_RANGES or bias):  # (float8 steps grow with the value)
-        _check_float_weight(dq, float_name, float_value, stored, scale, zero_point, axis, block_size)
+        _check_float_weight(dq.name, dq.input[0], float_name, float_value,
+                            dequantize(stored, scale, zero_point, axis, block_size), _step(stored.shape, scale, axis, block_size))
     exact = float_value is not None
     if float_value is None:
         float_value = dequantize(stored, scale, zero_point, axis, block_size)
@@ -250,17 +260,34 @@ def _lone_dq(index: GraphIndex, dq: onnx.NodeProto, float_model: FloatModel | No
 FOREIGN_WEIGHT_STEPS = 4.0
 
 
-def _check_float_weight(dq: onnx.NodeProto, float_name: str, float_value: np.ndarray, stored: np.ndarray, scale: np.ndarray,
-                        zero_point: np.ndarray, axis: int | None, block_size: int | None) -> None:
-    """Refuse a float model whose weight is not the one this calibration node quantized."""
-    step = np.abs(dequantize(np.ones(stored.shape, np.int64), scale, np.zeros_like(zero_point), axis, block_size))
-    diff = np.abs(float_value.astype(np.float64) - dequantize(stored, scale, zero_point, axis, block_size))
+def _float_weight(index: GraphIndex, dq: onnx.NodeProto, float_model: FloatModel, stored: str,
+                  shape: tuple[int, ...]) -> tuple[str, np.ndarray] | None:
+    """The float model's name and value of the weight ``dq`` dequantizes (stored as ``stored``),
+    found through a node reading it, else by name; None where none has the weight's shape."""
+    readers = index.consumers.get(dq.output[0], [])
+    for consumer, slot in [(n.name, list(n.input).index(dq.output[0])) for n in readers] or [("", -1)]:
+        found = float_model.weight(consumer, slot, stored)
+        if found is not None:
+            return found if found[1].shape == shape else None  # else a name matched by chance
+    return None
+
+
+def _step(shape: tuple[int, ...], scale: np.ndarray, axis: int | None, block_size: int | None) -> np.ndarray:
+    """The quantization step at every value of a weight of ``shape``."""
+    return np.abs(dequantize(np.ones(shape, np.int64), scale, np.zeros(scale.shape, np.int64), axis, block_size))
+
+
+def _check_float_weight(dq: str, stored: str, float_name: str, float_value: np.ndarray, calibrated: np.ndarray,
+                        step: np.ndarray) -> None:
+    """Refuse a float model whose weight is not the one calibration node ``dq`` quantized: the
+    ``calibrated`` model's value (stored as ``stored``) typically more than a few steps away."""
+    diff = np.abs(float_value.astype(np.float64) - calibrated.astype(np.float64))
     steps = np.where(step > 0, diff / np.where(step > 0, step, 1.0), np.where(diff == 0, 0.0, np.inf))
     typical = float(np.median(steps)) if steps.size else 0.0
     if typical > FOREIGN_WEIGHT_STEPS:
         raise ModelError(
             f"the float model's weight {float_name!r} is typically {typical:.3g} quantization steps away from what the "
-            f"calibrated model stores as {dq.input[0]!r} (DequantizeLinear {dq.name!r}); expected the float model this "
+            f"calibrated model stores as {stored!r} (DequantizeLinear {dq!r}); expected the float model this "
             "model was calibrated from (--float-model; where it went through ONNX Runtime's quant_pre_process, which "
             "folds BatchNorm into the weights, the preprocessed model)"
         )
