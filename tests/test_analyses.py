@@ -256,8 +256,8 @@ def test_scores_already_run_are_reused_exactly(cnn_dir: Path) -> None:
     fresh.remember_score = lambda key, values: None  # type: ignore[method-assign]  # nothing reused
     before = fresh.engine.runs
     want = partial_quantization(fresh, nodes, data_num=2)
-    assert (r.baseline, r.single, r.partial) == (want.baseline, want.single, want.partial)
-    assert r.single == tuple(sweep.as_mapping()[n]["cosine-similarity"] for n in nodes)
+    assert (r.baseline, r.single, r.partial, r.left_out) == (want.baseline, want.single, want.partial, want.left_out)
+    assert r.single == tuple(sweep.as_mapping()[n]["cosine-similarity"] for n in r.nodes)
     assert reused_runs < (fresh.engine.runs - before) / 2
     before = shared.engine.runs
     assert partial_quantization(shared, nodes, data_num=2) == r

@@ -4,15 +4,17 @@ calibration node at once (that is the float model)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 import ptqdebug as dbg
 from ptqdebug.analyses.candidates import candidates_for
-from ptqdebug.analyses.partial import short_of_float
+from ptqdebug.analyses.partial import PartialQuantizationResult
 from ptqdebug.calibration import calibrate
 from ptqdebug.cli import main
 from tests.calibration.models import make_samples, tiny_cnn
@@ -29,24 +31,78 @@ def test_the_recommendation_stops_short_of_the_float_model(tiny, tmp_path: Path,
     run = dbg.runall(tiny.model_path, tiny.data_dir, tmp_path / "debug", node_type="node", data_num=None,
                      pick_threshold=0.99999)
     model = dbg.load_model(tiny.model_path)
-    nodes = run.partial.nodes
-    covered = [set().union(*(model.expand(n) for n in nodes[:k + 1])) for k in range(len(nodes))]
+    picked = [e.name for e in run.sensitivities["node"].entries if e.scores["cosine-similarity"] <= 0.99999]
+    covered = [set().union(*(model.expand(n) for n in picked[:k + 1])) for k in range(len(picked))]
     # the premise: all 4 sensitive nodes together hold every calibration node, the first 3 do not
-    assert len(nodes) == 4 and "y_QuantizeLinear" in nodes
+    assert len(picked) == 4 and "y_QuantizeLinear" in picked
     assert covered[3] == set(model.calibrated_configuration) and covered[2] < set(model.calibrated_configuration)
-    assert run.partial.partial[3] == 1.0  # scored: the float model
-    assert short_of_float(model, nodes) == 3 and short_of_float(model, nodes, "int16") == 4
-    assert [r.node for r in run.verdict.recommendations] == list(nodes[:3])
-    assert run.verdict.keep_float and set(run.verdict.keep_float) <= set(nodes[:3])
-    assert "the best, 0.999961, keeps the first 3 of the 4 sensitive nodes" in run.verdict.summary
-    assert "Keeping all 4 in float would switch off every calibration node: that is the float model" in run.verdict.summary
+    assert run.partial.nodes == tuple(picked[:3]) and run.partial.left_out == (picked[3],)
+    assert len(run.partial.partial) == 3  # the float model is not scored as a partial quantization
+    assert [r.node for r in run.verdict.recommendations] == picked[:3]
+    assert run.verdict.keep_float and set(run.verdict.keep_float) <= set(picked[:3])
+    assert "the best, 0.999961, keeps all 3 sensitive nodes" in run.verdict.summary
+    assert (f"Keeping {picked[3]} in float too would switch off every calibration node: that is the float model"
+            in run.verdict.summary)
+    # int16 is no float model: there all 4 are scored
+    assert run.partial_int16 is not None and run.partial_int16.nodes == tuple(picked)
+    results = json.loads((tmp_path / "debug" / "results.json").read_text())
+    assert results["partial_quantization"]["left_out"] == [picked[3]]
+    assert PartialQuantizationResult.from_dict(results["partial_quantization"]) == run.partial
     page = (tmp_path / "debug" / "index.html").read_text()
     assert "1 output calibration node among them, which no node reads, scored alone" in page
+    assert "Timing: analyses <b>" in page  # the footer's time is the analyses' (figures finish later)
 
     assert main(["sensitivity-analysis", tiny.model_path, tiny.data_dir, "-p", "0.99999", "-d", "all",
                  "-sd", str(tmp_path / "sa")]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "best with nodes 1..3 in float: ptqdebug export" in out
+    assert f"note: {picked[3]} left out: with it too in float, no calibration node would be on" in err
+    for order in ("greedy",):  # greedy never picks the node that would switch the last one off
+        greedy = dbg.sensitivity_analysis(tiny.model_path, tiny.data_dir, 0.99999, None, save_dir=None, order=order)
+        assert len(greedy.nodes) == 3 and len(greedy.left_out) == 1 and 1.0 not in greedy.partial
+
+
+def test_a_lone_node_holding_every_calibration_node(tmp_path: Path) -> None:
+    """x → Q/DQ → MatMul(W Q/DQ) → y: the only candidate holds every calibration node."""
+    rng = np.random.default_rng(0)
+    w = rng.normal(0, 0.5, (16, 8)).astype(np.float32)
+    f = lambda a, n: numpy_helper.from_array(np.asarray(a), n)  # noqa: E731
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"], name="x_QuantizeLinear"),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"], name="x_DequantizeLinear"),
+             helper.make_node("QuantizeLinear", ["w", "ws", "wz"], ["wq"], name="w_QuantizeLinear"),
+             helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], name="w_DequantizeLinear"),
+             helper.make_node("MatMul", ["xd", "wd"], ["y"], name="mm")]
+    inits = [f(w, "w"), f(np.float32(0.1), "xs"), f(np.int8(0), "xz"), f(np.float32(np.abs(w).max() / 127), "ws"),
+             f(np.int8(0), "wz")]
+    g = helper.make_graph(nodes, "one", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    samples = [{"x": rng.normal(0, 0.3, (1, 16)).astype(np.float32)} for _ in range(4)]
+    run = dbg.runall(m, samples, tmp_path / "debug", node_type="node", data_num=None, pick_threshold=0.9999, report=False)
+    assert run.partial.nodes == () and run.partial.left_out == ("mm",) and not run.verdict.recommendations
+    assert ("Keeping the sensitive node, mm, in float would switch off every calibration node: that is the float model, "
+            "not a partial quantization" in run.verdict.summary)
+
+
+def test_with_weights_stored_as_integers_the_end_is_the_reference(cnn_dir: Path, tmp_path: Path) -> None:
+    """Without the float model, integer-stored weights stay quantized in every configuration, the
+    reference included: switching every other calibration node off is that reference (score 1),
+    left out as the float model is, and said so (it is not the float model)."""
+    path, data = cnn_dir / "pc_int8_stored.onnx", cnn_dir / "calibration_data"
+    model = dbg.load_model(path)
+    assert model.fixed_quantizers  # the premise
+    run = dbg.runall(path, data, tmp_path / "debug", node_type="node", data_num=2, pick_threshold=1.0, report=False)
+    assert run.partial.left_out and 1.0 not in run.partial.partial
+    from ptqdebug.analyses.verdict import Recommendation, _summary
+
+    recs = [Recommendation("a", ("qa",), 0.995, 0.005), Recommendation("b", ("qb",), 0.997, 0.002)]
+    text = _summary("unknown", 0.99, 1.0, 0.99, recs, None, 0.999, ("c",), weights_fixed=True)
+    assert ("Keeping c in float too would switch off every calibration node that can be: that is the reference "
+            "(weights as stored), not a recommendation.") in text
+    everything = [*run.partial.nodes, *run.partial.left_out]
+    exported = dbg.export_model(path, tmp_path / "e.onnx", everything)
+    assert not exported.all_off and exported.stayed  # the weights as stored: not the float model
 
 
 def test_export_says_when_every_calibration_node_is_off(tiny, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -61,7 +117,7 @@ def test_export_says_when_every_calibration_node_is_off(tiny, tmp_path: Path, ca
     assert out.switched_off == ("y_QuantizeLinear",) and not out.all_off
 
 
-def test_horizon_models_have_no_such_candidate(tiny, tmp_path: Path) -> None:
+def test_horizon_models_have_no_such_candidate(tiny, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The original toolchain's settings name operators; a recommendation of a calibration node
     could not be applied there."""
     from tests.support.horizon import hz_twin
@@ -69,9 +125,11 @@ def test_horizon_models_have_no_such_candidate(tiny, tmp_path: Path) -> None:
     hz, _ = hz_twin(onnx.load(tiny.model_path))
     onnx.save(hz, tmp_path / "hz.onnx")
     model = dbg.load_model(tmp_path / "hz.onnx")
-    assert model.unowned_quantizers  # the output's HzCalibration
-    names = [c.name for c in candidates_for(model, "node")]
-    assert names == list(model.sensitivity_nodes)
+    assert any(not model.quantizer_nodes.get(q.name) for q in model.activation_quantizers)  # the output's HzCalibration
+    assert model.unowned_quantizers == ()
+    assert [c.name for c in candidates_for(model, "node")] == list(model.sensitivity_nodes)
+    assert main(["info", str(tmp_path / "hz.onnx")]) == 0
+    assert "no node owns" not in capsys.readouterr().out
 
 
 def test_the_printed_commands_work_for_the_model_given(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -84,7 +142,7 @@ def test_the_printed_commands_work_for_the_model_given(tmp_path: Path, capsys: p
     qdq = quantize_qdq(tmp_path / "float.onnx", tmp_path / "qdq.onnx", samples[:3], per_channel=False, keep_activations=True,
                        weight_pairs=False)  # weights stored as integers: the float model is needed
     model = dbg.load_model(qdq, tmp_path / "float.onnx")
-    assert model.float_path == str(tmp_path / "float.onnx")
+    assert model.float_source == str(tmp_path / "float.onnx")
     assert set(model.sensitivity_nodes) <= model.auto_named  # the premise: ORT kept the float model's unnamed nodes
     data = tmp_path / "data" / "x"
     data.mkdir(parents=True)
@@ -96,7 +154,50 @@ def test_the_printed_commands_work_for_the_model_given(tmp_path: Path, capsys: p
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("to keep the recommended nodes in float: "))
     assert f"ptqdebug export {qdq} --float-model {tmp_path / 'float.onnx'} -o partial.onnx --float-nodes" in line
-    assert "is unnamed in the file, a name ptqdebug gave it: calibrate cannot take it" in line
+    assert "is unnamed in the file, a name ptqdebug gave it: calibrating the float model again cannot take it" in line
     assert "ptqdebug calibrate" not in line
     page = (tmp_path / "debug" / "index.html").read_text()
     assert "--float-model" in page and "calibrating the float model again cannot take it" in page
+
+
+def test_a_float_model_given_in_memory_is_asked_for_in_the_command(tiny, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.support.builders import quantize_qdq
+
+    samples = make_samples(4)
+    onnx.save(tiny_cnn(seed=1), tmp_path / "float.onnx")
+    qdq = quantize_qdq(tmp_path / "float.onnx", tmp_path / "qdq.onnx", samples[:3], per_channel=False, keep_activations=True,
+                       weight_pairs=False)
+    run = dbg.runall(qdq, samples, tmp_path / "debug", node_type="node", data_num=None, pick_threshold=0.99999,
+                     float_model=onnx.load(tmp_path / "float.onnx"))
+    assert run.verdict.keep_float  # the premise
+    assert run.results["model"]["float_model"] == "FLOAT_MODEL"
+    assert f"ptqdebug export {qdq} --float-model FLOAT_MODEL -o partial.onnx" in (tmp_path / "debug" / "index.html").read_text()
+
+
+def test_the_report_counts_only_calibration_nodes_no_node_reads(tiny, tmp_path: Path) -> None:
+    """Candidates named by interested_nodes may be calibration nodes that nodes do read."""
+    run = dbg.runall(tiny.model_path, tiny.data_dir, tmp_path / "debug", node_type="node",
+                     interested_nodes=["conv1", "r1_QuantizeLinear", "w1_QuantizeLinear"], pick_threshold=0.5)
+    assert [e.name for e in run.sensitivities["node"].entries]  # the premise
+    assert "output calibration node" not in (tmp_path / "debug" / "index.html").read_text()
+
+
+def test_calibrate_names_a_tensor_ort_left_float(tmp_path: Path) -> None:
+    """The graph input feeds a MaxPool, which ONNX Runtime's quantizer leaves in float: its
+    calibration node name is plausible up front and refused, in one line, once the model is written."""
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("MaxPool", ["input"], ["mp"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Conv", ["mp", "w0"], ["y"], name="conv0", pads=[1] * 4)]
+    g = helper.make_graph(nodes, "m", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 16, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 8, 8])],
+                          [numpy_helper.from_array(rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32), "w0")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 9
+    onnx.save(m, tmp_path / "float.onnx")
+    feeds = [{"input": rng.normal(0, 1, (1, 3, 16, 16)).astype(np.float32)} for _ in range(3)]
+    from ptqdebug.errors import OptionError
+
+    with pytest.raises(OptionError, match=r"float_nodes: 'input_QuantizeLinear' is not a calibration node of the written "
+                                          r"model \(ONNX Runtime's quantizer left its tensor in float\)"):
+        calibrate(tmp_path / "float.onnx", feeds, tmp_path / "out", method="max", float_nodes=["input_QuantizeLinear"])
+    assert not (tmp_path / "out").exists()

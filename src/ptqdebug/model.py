@@ -79,7 +79,8 @@ class CalibratedModel:
         relu_fused: activation calibration nodes whose preceding Relu ONNX Runtime's default
             optimizations delete although they keep negative values (see
             :func:`ptqdebug.formats.qdq.relu_wrongly_fused`).
-        float_path: the float model's file, where one was given as a path.
+        float_source: where the float model came from: its path, or ``FLOAT_MODEL`` where it
+            was given in memory; None where none was given.
         auto_named: nodes the file left unnamed, named by ptqdebug (``<op_type>_<index>`` in this
             file): the float model does not know these names.
     """
@@ -97,7 +98,7 @@ class CalibratedModel:
     path: str | None = None
     notes: tuple[str, ...] = ()
     relu_fused: tuple[str, ...] = ()
-    float_path: str | None = None
+    float_source: str | None = None
     auto_named: frozenset[str] = frozenset()
 
     def __reduce__(self) -> tuple[object, tuple[dict[str, object]]]:
@@ -177,7 +178,11 @@ class CalibratedModel:
         """Activation calibration nodes that no ordinary node finds on its inputs, such as the
         Q→DQ pair ONNX Runtime puts on a model output. No node's candidate switches them on, so
         node-level sweeps score each one alone (:func:`~ptqdebug.analyses.candidates.candidates_for`):
-        partial quantization and the verdict can then name one to keep in float."""
+        partial quantization and the verdict can then name one to keep in float. None in Horizon
+        models: the original lists no such candidate, and its toolchain's settings (``run_on_cpu``,
+        ``node_info``) name operators, so a recommendation of one could not be applied there."""
+        if "horizon" in self.source_format:
+            return ()
         return tuple(q.name for q in self.activation_quantizers
                      if q.exact and q.scope is None and not self.quantizer_nodes.get(q.name))
 
@@ -317,8 +322,8 @@ def load_model(
             f"the model contains horizon operators {', '.join(other_hz)} that have no public definition; "
             "export the calibrated model with only HzCalibration nodes, or run the float graph through ptqdebug calibrate"
         )
-    float_path = str(float_model) if isinstance(float_model, (str, os.PathLike)) else None
-    return _assemble(proto, index, found, inner, path, float_model is not None, float_path, frozenset(auto_named))
+    source = None if float_model is None else str(float_model) if isinstance(float_model, (str, os.PathLike)) else "FLOAT_MODEL"
+    return _assemble(proto, index, found, inner, path, source, frozenset(auto_named))
 
 
 def _all_nodes(graph: onnx.GraphProto) -> Iterable[onnx.NodeProto]:
@@ -330,7 +335,7 @@ def _all_nodes(graph: onnx.GraphProto) -> Iterable[onnx.NodeProto]:
 
 def _assemble(
     proto: onnx.ModelProto, index: GraphIndex, found: Sequence[Found], inner: BodyQuantizers, path: str | None,
-    has_float: bool, float_path: str | None = None, auto_named: frozenset[str] = frozenset(),
+    float_source: str | None, auto_named: frozenset[str],
 ) -> CalibratedModel:
     graph = proto.graph
     # own copies of the few protos calibration nodes keep, so the file's model can be freed
@@ -398,7 +403,7 @@ def _assemble(
 
     restored = [q.name for q in quantizers if q.off_node is not None]
     if restored:
-        how = ("from the float model" if has_float else
+        how = ("from the float model" if float_source is not None else
                "inferred from a range starting at 0 right after an op that can be negative; pass --float-model to confirm")
         notes.append(
             f"the quantizer deleted the Relu/Clip before {_count(len(restored), 'activation calibration node')} (ONNX "
@@ -424,7 +429,7 @@ def _assemble(
         path=path,
         notes=tuple(notes),
         relu_fused=tuple(fused),
-        float_path=float_path,
+        float_source=float_source,
         auto_named=auto_named,
         **maps,
     )

@@ -62,7 +62,7 @@ def candidates_for(model: CalibratedModel, node_type: str, interested_nodes: obj
 
     ``node``: every ordinary node with calibration nodes on its inputs, all of them switched on
     together, then each activation calibration node that no ordinary node finds (one on a model
-    output: :attr:`~ptqdebug.model.CalibratedModel.unowned_quantizers`; not in Horizon models) alone; ``weight`` /
+    output: :attr:`~ptqdebug.model.CalibratedModel.unowned_quantizers`) alone; ``weight`` /
     ``activation``: each calibration node of that kind; ``tae``: each activation calibration node
     that a Conv, MatMul, Gemm or ConvTranspose reads. ``interested_nodes`` replaces the list: each
     name is a candidate, each nested list one candidate group.
@@ -79,11 +79,8 @@ def candidates_for(model: CalibratedModel, node_type: str, interested_nodes: obj
             out.append(Candidate("+".join(names), quantizers))
         return out
     if node_type == "node":
-        # not for Horizon models: the original lists no such candidate, and its toolchain's settings
-        # (run_on_cpu, node_info) name operators, so a recommendation of one could not be applied
-        unowned = () if "horizon" in model.source_format else model.unowned_quantizers
         return [*(Candidate(n, model.node_quantizers[n]) for n in model.sensitivity_nodes),
-                *(Candidate(q, (q,)) for q in unowned)]
+                *(Candidate(q, (q,)) for q in model.unowned_quantizers)]
     if node_type == "tae":
         ops = {n.name: n.op_type for n in model.proto.graph.node}
         return [Candidate(q.name, (q.name,)) for q in model.activation_quantizers if q.name not in fixed

@@ -38,11 +38,6 @@ def local_units(model: CalibratedModel) -> dict[str, tuple[str, ...]]:
     return {c.name: c.quantizers for c in candidates_for(model, "node")}
 
 
-def _outputs(model: CalibratedModel, name: str) -> tuple[str, ...]:
-    """An ordinary node's output tensors; a calibration node's (its placeholder's) output."""
-    return model.node_outputs[name] if name in model.node_outputs else (model.quantizer_map[name].output,)
-
-
 @dataclass(frozen=True)
 class LocalError:
     """One ordinary node (or calibration node no node reads): ``scores[metric]`` at its outputs
@@ -65,7 +60,7 @@ class LocalError:
 
 @dataclass(frozen=True)
 class LocalErrorResult:
-    """Local errors of ordinary nodes (then calibration nodes no node reads), in graph order."""
+    """Local errors of ordinary nodes (and calibration nodes no node reads), in the order asked."""
 
     metrics: tuple[str, ...]
     samples: int
@@ -94,7 +89,7 @@ def local_errors(ctx: Context, nodes: Sequence[str] | None = None, metrics: Sequ
     per_tensor_only(chosen, "local errors")
     units = local_units(model)
     names = list(units if nodes is None else nodes)
-    outputs = {n: tuple(t for t in _outputs(model, n) if t in engine.plan.producer_segment) for n in names}
+    outputs = {n: tuple(t for t in model.tensors_of(n) if t in engine.plan.producer_segment) for n in names}
     by_segment: dict[int, list[str]] = {}
     for n in names:
         if outputs[n]:

@@ -14,7 +14,7 @@ is the calibrated model with the activation calibration nodes of n1..n_k in int1
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,8 +26,8 @@ if TYPE_CHECKING:  # the engine (ONNX Runtime) is not needed to read or draw a r
     from ..context import Context
     from ..model import CalibratedModel
 
-__all__ = ["ORDERS", "QTYPES", "PartialQuantizationResult", "apply_commands", "best_prefix", "partial_quantization", "prune",
-           "short_of_float", "unknown_to_float_model"]
+__all__ = ["ORDERS", "QTYPES", "UNNAMED", "PartialQuantizationResult", "apply_commands", "best_prefix", "partial_quantization",
+           "prune"]
 
 
 @dataclass(frozen=True)
@@ -41,10 +41,13 @@ class PartialQuantizationResult:
     samples: int
     qtype: str = "float32"  # what nodes 1..k become in ``partial``: float32 (off) or int16
     order: str = "sensitivity"  # how nodes are ordered: as given (worst single sensitivity first) or greedy
+    #: sensitive nodes not scored (float32 only): with them too in float, every calibration node that
+    #: can be switched off would be off, which is the float model, not a partial quantization
+    left_out: tuple[str, ...] = ()
 
-    def best_prefix(self, limit: int | None = None) -> tuple[str, ...]:
-        """Nodes 1..k (k ≤ ``limit``) of the best ``partial`` score, empty when none beats the baseline."""
-        return best_prefix(self.nodes[:limit], self.partial[:limit], self.baseline, self.metric)
+    def best_prefix(self) -> tuple[str, ...]:
+        """Nodes 1..k of the best ``partial`` score, empty when none beats the baseline."""
+        return best_prefix(self.nodes, self.partial, self.baseline, self.metric)
 
     def recovery(self) -> tuple[float, ...]:
         """What un-quantizing each node adds to the ones before it (in metric units)."""
@@ -58,13 +61,13 @@ class PartialQuantizationResult:
         return {"metric": self.metric, "pick_threshold": self.pick_threshold, "nodes": list(self.nodes),
                 "baseline": self.baseline, "single": list(self.single), "partial": list(self.partial),
                 "recovery": list(self.recovery()), "samples": self.samples, "qtype": self.qtype,
-                "order": self.order}
+                "order": self.order, "left_out": list(self.left_out)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> PartialQuantizationResult:
         return cls(d["metric"], float(d["pick_threshold"]), tuple(d["nodes"]), float(d["baseline"]),
                    tuple(float(v) for v in d["single"]), tuple(float(v) for v in d["partial"]), int(d["samples"]),
-                   str(d.get("qtype", "float32")), str(d.get("order", "sensitivity")))
+                   str(d.get("qtype", "float32")), str(d.get("order", "sensitivity")), tuple(d.get("left_out", ())))
 
 
 QTYPES = ("float32", "int16")
@@ -82,18 +85,11 @@ def best_prefix(nodes: Sequence[str], partial: Sequence[float], baseline: float,
     return tuple(nodes[:best + 1]) if judge.worse(baseline, partial[best]) else ()
 
 
-def short_of_float(model: CalibratedModel, nodes: Sequence[str], qtype: str = "float32") -> int:
-    """How many of ``nodes``, from the first, can be kept in ``qtype`` while some calibration node
-    stays on: keeping the next one too in float would switch off the last of them, which is the
-    float model itself rather than a recommendation (in int16, all can)."""
-    if qtype != "float32":
-        return len(nodes)
-    calibrated, off = model.calibrated_configuration, set[str]()
-    for k, node in enumerate(nodes):
-        off.update(model.expand(node, "sensitive_nodes"))
-        if calibrated <= off:
-            return k
-    return len(nodes)
+def _all_off(model: CalibratedModel, off: frozenset[str]) -> bool:
+    """Whether switching ``off`` off leaves no calibration node on that could be switched off
+    (integer-stored weights without their float model stay on regardless): the float model."""
+    switchable = model.calibrated_configuration - model.fixed_quantizers
+    return bool(switchable) and switchable <= off
 
 
 def _higher_precision(ctx: Context, nodes: Sequence[str], qtype: str
@@ -122,16 +118,15 @@ def _higher_precision(ctx: Context, nodes: Sequence[str], qtype: str
     return score_ctx, higher
 
 
-def prune(ctx: Context, result: PartialQuantizationResult, data_num: int | None = 1,
-          limit: int | None = None) -> tuple[tuple[str, ...], float]:
-    """The best prefix (of at most ``limit`` nodes) without the nodes it does not need, and its score.
+def prune(ctx: Context, result: PartialQuantizationResult, data_num: int | None = 1) -> tuple[tuple[str, ...], float]:
+    """The best prefix without the nodes it does not need, and its score.
 
     A node of the best prefix that recovered nothing on top of the ones before it (its score is not
     better than theirs: recovery ≤ 0 for cosine similarity) is dropped where the prefix without it
     scores no worse (scored exactly, one configuration per such node, the last first); nodes that
     recovered something stay. On a real classifier this
     took out a node that recovered 0.0 and one that cost 0.0044 of cosine similarity."""
-    keep = list(result.best_prefix(limit))
+    keep = list(result.best_prefix())
     if not keep:
         return (), result.baseline
     judge = get_metrics(result.metric)[0]
@@ -151,22 +146,23 @@ def prune(ctx: Context, result: PartialQuantizationResult, data_num: int | None 
 
 
 def apply_commands(nodes: Sequence[str], model: str | None = None, qtype: str = "float32",
-                   float_model: str | None = None) -> tuple[str, str]:
+                   float_model: str | None = None, renamed: Collection[str] = ()) -> tuple[str, str | None]:
     """The shell commands that keep ``nodes`` in higher precision (``qtype``: float, or their
     activations in int16): ``ptqdebug export`` on the calibrated ``model`` (exactly the
     configuration partial quantization scored: with the ``float_model`` it was scored with, if
-    any), and ``ptqdebug calibrate`` from the float model."""
+    any), and ``ptqdebug calibrate`` from the float model, None where one of ``nodes`` is among
+    ``renamed`` (names ptqdebug gave nodes the file left unnamed, which the float model does not
+    know: :data:`UNNAMED`)."""
     option = "--int16-nodes" if qtype == "int16" else "--float-nodes"
     listed = shlex.quote("[" + ",".join(nodes) + "]")
     floated = f" --float-model {shlex.quote(float_model)}" if float_model else ""
-    return (f"ptqdebug export {shlex.quote(model) if model else 'MODEL'}{floated} -o partial.onnx {option} {listed}",
-            f"ptqdebug calibrate {shlex.quote(float_model) if float_model else 'FLOAT_MODEL'} INPUTS -o OUT {option} {listed}")
+    calibrate = None if any(n in renamed for n in nodes) else (
+        f"ptqdebug calibrate {shlex.quote(float_model) if float_model else 'FLOAT_MODEL'} INPUTS -o OUT {option} {listed}")
+    return f"ptqdebug export {shlex.quote(model) if model else 'MODEL'}{floated} -o partial.onnx {option} {listed}", calibrate
 
 
-def unknown_to_float_model(model: CalibratedModel, nodes: Sequence[str]) -> list[str]:
-    """Those of ``nodes`` the file left unnamed (ptqdebug named them): ``calibrate`` from the
-    float model cannot know these names, so only ``export`` can apply them."""
-    return [n for n in nodes if n in model.auto_named]
+#: Why :func:`apply_commands` offers no ``calibrate`` command (formatted with the first such node).
+UNNAMED = "{} is unnamed in the file, a name ptqdebug gave it: calibrating the float model again cannot take it"
 
 
 def partial_quantization(
@@ -186,7 +182,11 @@ def partial_quantization(
     already chosen, gives the best score (ties: the earlier in ``nodes``). Interactions between
     nodes make this reach a given score with fewer nodes than the single-sensitivity order (YOLOv8n:
     the static order's best with 12 nodes, 0.999854, in 8), at the cost of scoring n(n+1)/2
-    configurations instead of n."""
+    configurations instead of n.
+
+    In float32, a node that would switch off the last calibration node still on (with those
+    before it) ends the list: it and the ones after it are ``left_out``, since that configuration
+    is the float model."""
     if qtype not in QTYPES:
         raise OptionError(f"qtype {qtype!r} is not supported; expected one of {', '.join(QTYPES)}")
     if order not in ORDERS:
@@ -196,6 +196,10 @@ def partial_quantization(
     calibrated = model.calibrated_configuration
     expanded = {n: frozenset(model.expand(n, "sensitive_nodes")) for n in nodes}
     score_ctx, higher = _higher_precision(ctx, nodes, qtype)
+
+    def everything(chosen: Sequence[str]) -> bool:
+        """Whether keeping ``chosen`` in float leaves no calibration node on: the float model."""
+        return qtype == "float32" and _all_off(model, frozenset().union(*(expanded[n] for n in chosen)))
 
     def scored(configs: list[frozenset[str]], report: Progress | None = None) -> list[float]:
         values, _ = score_configurations(score_ctx, configs, metrics=mets, compare_at=model.outputs, data_num=data_num,
@@ -210,28 +214,38 @@ def partial_quantization(
         return [float(v) for v in values[:, 0]]
 
     partial: list[float]
+    left_out: list[str] = []
     if order == "greedy":
         baseline = alone([])[0]
         ranked: list[str] = []
         partial, remaining = [], list(nodes)
         while remaining:
-            values = scored([higher([*ranked, n]) for n in remaining])
+            allowed = [n for n in remaining if not everything([*ranked, n])]
+            if not allowed:
+                left_out = remaining
+                break
+            values = scored([higher([*ranked, n]) for n in allowed])
             best = max(range(len(values)), key=lambda i: (mets[0].badness(values[i]), -i))
-            ranked.append(remaining.pop(best))
+            ranked.append(allowed[best])
+            remaining.remove(allowed[best])
             partial.append(values[best])
             if progress is not None:
                 progress(len(ranked), len(nodes))
         nodes = ranked
         single = alone(nodes)[1:]
-    elif score_ctx is ctx:  # one call: the partial runs start from the calibrated run
-        baseline, *rest = scored([calibrated, *(expanded[n] for n in nodes), *(higher(nodes[:k + 1]) for k in range(len(nodes)))],
-                                 progress)
-        single, partial = rest[:len(nodes)], rest[len(nodes):]
     else:
-        baseline, *single = alone(nodes)
-        partial = scored([higher(nodes[:k + 1]) for k in range(len(nodes))], progress)
+        end = next((k for k in range(len(nodes)) if everything(nodes[:k + 1])), len(nodes))
+        nodes, left_out = list(nodes[:end]), list(nodes[end:])
+        if score_ctx is ctx:  # one call: the partial runs start from the calibrated run
+            baseline, *rest = scored([calibrated, *(expanded[n] for n in nodes),
+                                      *(higher(nodes[:k + 1]) for k in range(len(nodes)))], progress)
+            single, partial = rest[:len(nodes)], rest[len(nodes):]
+        else:
+            baseline, *single = alone(nodes)
+            partial = scored([higher(nodes[:k + 1]) for k in range(len(nodes))], progress)
     return PartialQuantizationResult(
         metric=mets[0].name, pick_threshold=float(pick_threshold), nodes=tuple(nodes), baseline=baseline,
         single=tuple(single), partial=tuple(partial), samples=len(ctx.samples(data_num)),
-        qtype=qtype, order=order,
+        qtype=qtype, order=order, left_out=tuple(left_out),
     )
+

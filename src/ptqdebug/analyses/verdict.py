@@ -7,9 +7,9 @@ other's is the cause, else both. Where weights are stored as integers and no flo
 given, they stay quantized in every configuration, the reference included: the cause is then
 ``"unknown"`` and the summary says that only the activations were measured. Recommendations come
 from the partial quantization step: the sensitive nodes in order, each with the score once it and
-the ones before it are un-quantized, up to the last prefix that leaves some calibration node on
-(keeping every one in float is the float model, not a recommendation); the summary names the
-shortest prefix that recovers half of the best prefix's gain, and the best.
+the ones before it are un-quantized (up to the last that leaves some calibration node on: its
+``left_out``); the summary names the shortest prefix that recovers half of the best prefix's
+gain, and the best.
 
 Everything rests on the first ``data_num`` samples (the original's default is one). Where the data
 holds more, the calibrated model is also scored on the first :data:`CHECK_SAMPLES`, and the summary
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..metrics import METRICS
-from .partial import PartialQuantizationResult, best_prefix, prune, short_of_float
+from .partial import PartialQuantizationResult, best_prefix, prune
 from .sensitivity import score_configurations
 
 if TYPE_CHECKING:  # the engine (ONNX Runtime) is not needed to read or draw a result
@@ -42,8 +42,9 @@ CHECK_SAMPLES = 8
 
 @dataclass(frozen=True)
 class Recommendation:
-    """One row of "what to keep in higher precision": ``node`` (an ordinary node, or what the
-    user named) and its ``calibration_nodes``, in partial quantization's order."""
+    """One row of "what to keep in higher precision": ``node`` (an ordinary node, a calibration
+    node no node reads, or what the user named) and its ``calibration_nodes``, in partial
+    quantization's order."""
 
     node: str
     calibration_nodes: tuple[str, ...]
@@ -148,19 +149,16 @@ def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data
     negligible = cause == "none" or (cause == "unknown" and not 1 - c > NEGLIGIBLE_LOSS)
     if partial is not None and not negligible:
         wider = partial_int16.partial if partial_int16 is not None else [math.nan] * len(partial.nodes)
-        rows = zip(partial.nodes, partial.partial, partial.recovery(), wider)
-        for node, after, gain, after16 in list(rows)[:short_of_float(model, partial.nodes, partial.qtype)]:
+        for node, after, gain, after16 in zip(partial.nodes, partial.partial, partial.recovery(), wider):
             recs.append(Recommendation(node, model.expand(node), after, gain, after16))
     kept: dict[str, tuple[tuple[str, ...], float]] = {}
     if recs:
         for result in (partial, partial_int16):
-            if result is not None:
-                pruned = prune(ctx, result, data_num, len(recs))
-                if pruned[0]:
-                    kept[result.qtype] = pruned
+            if result is not None and result.best_prefix():
+                kept[result.qtype] = prune(ctx, result, data_num)
     threshold = partial.pick_threshold if partial is not None else None
-    picked = len(partial.nodes) if partial is not None and recs else len(recs)
-    summary = _summary(cause, c, w, a, recs, kept, threshold, picked) + _blind_sentence(ctx, data_num)
+    left_out = partial.left_out if partial is not None and not negligible else ()
+    summary = _summary(cause, c, w, a, recs, kept, threshold, left_out, weights_fixed) + _blind_sentence(ctx, data_num)
     used, more = len(ctx.samples(data_num)), min(len(ctx.data), CHECK_SAMPLES)
     check = None
     if more > used:  # scores of the first samples are reused where they ran one at a time
@@ -202,10 +200,12 @@ def _check_sentence(c: float, used: int, more: int, wide: float) -> str:
 
 def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation],
              kept: Mapping[str, tuple[tuple[str, ...], float]] | None = None, threshold: float | None = None,
-             picked: int | None = None) -> str:
-    """The verdict's sentences; ``picked``: the sensitive nodes, of which ``recs`` are the first
-    (fewer where keeping them all in float would be the float model)."""
-    picked = len(recs) if picked is None else picked
+             left_out: Sequence[str] = (), weights_fixed: bool = False) -> str:
+    """The verdict's sentences; ``left_out``: sensitive nodes after ``recs`` that partial
+    quantization left out (with them too in float, no calibration node would be on that can be
+    switched off: the float model, or with ``weights_fixed`` the reference, weights as stored)."""
+    end = ("every calibration node that can be: that is the reference (weights as stored)" if weights_fixed
+           else "every calibration node: that is the float model")
     head = f"Quantization brings the output cosine similarity to {c:.6f} (float = 1)"
     if cause == "none":
         return head + ": the loss is negligible; nothing needs higher precision."
@@ -224,7 +224,10 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
     gain = recs[best].score_after - c if recs else math.nan
     kept = kept or {}
     keep: tuple[str, ...] = ()
-    if not recs and threshold is not None and c > threshold:
+    if not recs and left_out:
+        text += (f" Keeping the sensitive {'node' if len(left_out) == 1 else 'nodes'}, {_listed(left_out)}, in float "
+                 f"would switch off {end}, not a partial quantization.")
+    elif not recs and threshold is not None and c > threshold:
         text += (f" No single node scores at or below the pick threshold {threshold:g}, which the whole model is above "
                  "too: raise the threshold (pick_threshold, -pt) to see which nodes to keep in higher precision.")
     elif not recs:
@@ -233,12 +236,11 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
         half = next(i for i in range(best + 1) if recs[i].score_after - c >= gain / 2)
         text += f" Keeping {_first(recs, half)} in higher precision brings it to {recs[half].score_after:.6f}"
         if half < best:
-            which = f"all {picked}" if best + 1 == picked else f"the first {best + 1} of the {picked}"
+            which = f"all {len(recs)}" if best + 1 == len(recs) else f"the first {best + 1} of the {len(recs)}"
             text += f" (half the best recovery); the best, {recs[best].score_after:.6f}, keeps {which} sensitive nodes"
         text += "."
-        if len(recs) < picked:
-            text += (f" Keeping all {picked} in float would switch off every calibration node: that is the float model, "
-                     "not a recommendation.")
+        if left_out:
+            text += f" Keeping {_listed(left_out)} in float too would switch off {end}, not a recommendation."
         keep = tuple(r.node for r in recs[:best + 1])
         if "float32" in kept and len(kept["float32"][0]) < len(keep):
             dropped = [n for n in keep if n not in kept["float32"][0]]

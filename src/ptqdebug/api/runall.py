@@ -38,7 +38,7 @@ from ..analyses.distribution import (
     distributions,
 )
 from ..analyses.local import LocalErrorResult, local_errors, local_units
-from ..analyses.partial import PartialQuantizationResult, partial_quantization, unknown_to_float_model
+from ..analyses.partial import PartialQuantizationResult, partial_quantization
 from ..analyses.sensitivity import Progress, SensitivityResult
 from ..analyses.verdict import Verdict, verdict
 from ..context import Context
@@ -345,9 +345,9 @@ def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
     # remedy): only where partial quantization has nodes, and only where int16 can describe them
     t = time.perf_counter()
     partial16 = None
-    if partial.nodes:
+    if partial.nodes:  # (in int16, the nodes float leaves out are a partial quantization still)
         try:
-            partial16 = partial_quantization(ctx, partial.nodes, pick_threshold=pick_threshold, data_num=data_num,
+            partial16 = partial_quantization(ctx, [*partial.nodes, *partial.left_out], pick_threshold=pick_threshold, data_num=data_num,
                                              progress=step_progress(progress, "int16"), qtype="int16")
         except OptionError as exc:
             notes.append(f"int16 scores skipped: {exc}")
@@ -379,9 +379,9 @@ def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
         "model": {"path": ctx.model.path, "format": ctx.model.source_format,
                   "calibration_nodes": {"weight": len(ctx.model.weight_quantizers), "activation": len(ctx.model.activation_quantizers)},
                   "notes": notes, "inputs": [f"{s.name} {s.describe()}" for s in ctx.model.inputs], "outputs": list(ctx.model.outputs),
-                  "float_model": ctx.model.float_path,
-                  # recommended nodes the file left unnamed: calibrate from the float model cannot take them
-                  "unnamed": unknown_to_float_model(ctx.model, judged.keep_float)},
+                  "float_model": ctx.model.float_source, "unowned": list(ctx.model.unowned_quantizers),
+                  # names ptqdebug gave unnamed nodes, among those recommended (calibrate cannot take them)
+                  "renamed": sorted(ctx.model.auto_named.intersection(judged.keep_float))},
         "data": {"source": ctx.data.source.strip("'"), "samples_used": len(ctx.samples(data_num)), "samples_total": len(ctx.data)},
         "verdict": judged.to_dict(),
         "sensitivity": {k: v.to_dict() for k, v in all_sens.items()},

@@ -104,15 +104,19 @@ def _check_options(percentile: object, data_num: object) -> int | None:
     return check_data_num(data_num)
 
 
-def _int16_tensors(prepared: PreparedModel, names: Iterable[str] | None, all_int16: bool) -> set[str]:
-    """Tensors to quantize to int16: all, or those the names stand for (see :func:`calibrate`)."""
-    if all_int16:
-        return set(prepared.tensors)
+def _qnames(prepared: PreparedModel) -> dict[str, str]:
+    """The calibration node names the written model can have (ONNX Runtime's
+    ``<tensor>_QuantizeLinear``) → their tensors."""
+    return {f"{t}_QuantizeLinear": t for t in prepared.tensors}
+
+
+def _int16_tensors(prepared: PreparedModel, names: Iterable[str] | None) -> set[str]:
+    """The tensors int16_nodes names stand for (see :func:`calibrate`)."""
     if names is None:
         return set()
     if isinstance(names, str):
         names = [names]
-    qnames = {f"{t}_QuantizeLinear": t for t in prepared.tensors}
+    qnames = _qnames(prepared)
     tensors = set(prepared.tensors)
     out: set[str] = set()
     unknown = []
@@ -141,7 +145,7 @@ def _float_nodes(prepared: PreparedModel, names: Sequence[str] | str | None, int
     if names is None:
         return []
     names = [str(n) for n in ([names] if isinstance(names, str) else names)]
-    qnames = {f"{t}_QuantizeLinear": t for t in prepared.tensors}
+    qnames = _qnames(prepared)
     known = [*(n.name for n in prepared.proto.graph.node), *qnames]
     unknown = [n for n in names if n not in known]
     if unknown:
@@ -346,8 +350,9 @@ def calibrate(
     with tempfile.TemporaryDirectory(prefix="ptqdebug-calibrate-") as tmp, contextlib.ExitStack() as stack:
         work = Path(tmp)
         prepared = prepare_model(float_model, work, per_channel=per_channel, int16=int16_wanted, optimize=optimize)
-        int16 = _int16_tensors(prepared, int16_nodes, all_int16)
-        keep_float = _float_nodes(prepared, float_nodes, _int16_tensors(prepared, int16_nodes, False))
+        named16 = _int16_tensors(prepared, int16_nodes)
+        int16 = set(prepared.tensors) if all_int16 else named16
+        keep_float = _float_nodes(prepared, float_nodes, named16)
         data_dir = out / "calibration_data"
         source = open_source(inputs, prepared.inputs, pre, destination=data_dir)
         if pre != ImagePreprocess() and not source.images:

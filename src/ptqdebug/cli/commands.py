@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import api
-from ..analyses.partial import apply_commands, unknown_to_float_model
+from ..analyses.partial import UNNAMED, apply_commands
 from ..analyses.verdict import Verdict
 from ..api.checks import check_metric, check_pick_threshold, pick_direction
 from ..api.figures import check_acc_nodes
@@ -270,8 +270,6 @@ def _channelwise(args: argparse.Namespace) -> int:
 
 
 def _partial(args: argparse.Namespace) -> int:
-    from ..analyses.partial import short_of_float
-
     check_pick_threshold(args.pick_threshold, check_metric(args.metric))  # before the model is read
     bars = ProgressBars()
     try:
@@ -292,7 +290,10 @@ def _partial(args: argparse.Namespace) -> int:
         where, move = pick_direction(r.metric)
         print(f"note: no node's {r.metric} is {where} pick_threshold {r.pick_threshold:g}; {move} it (-p) to pick some",
               file=sys.stderr)
-    best = r.best_prefix(short_of_float(ctx.model, r.nodes, r.qtype))
+    if r.left_out:
+        print(f"note: {', '.join(r.left_out)} left out: with {'it' if len(r.left_out) == 1 else 'them'} too in float, no "
+              "calibration node would be on (the float model)", file=sys.stderr)
+    best = r.best_prefix()
     if best:
         print(f"best with nodes 1..{len(best)} {'in int16' if r.qtype == 'int16' else 'in float'}: "
               + _how(best, r.qtype, ctx.model, str(args.model_or_file)))
@@ -377,12 +378,11 @@ def _how(nodes: Sequence[str], qtype: str, model: CalibratedModel, path: str) ->
         if qtype == "int16":
             return f"give them InputType: int16 in the original toolchain's node_info: {', '.join(nodes)}"
         return f"list them in the original toolchain's run_on_cpu: {', '.join(nodes)}"
-    export, calibrate = apply_commands(nodes, path, qtype, model.float_path)
+    export, calibrate = apply_commands(nodes, path, qtype, model.float_source, model.auto_named)
     if qtype == "int16":
         return export
-    unnamed = unknown_to_float_model(model, nodes)
-    if unnamed:
-        return f"{export}   ({unnamed[0]!r} is unnamed in the file, a name ptqdebug gave it: calibrate cannot take it)"
+    if calibrate is None:
+        return f"{export}   ({UNNAMED.format(next(n for n in nodes if n in model.auto_named))})"
     return f"{export}   (or from the float model: {calibrate})"
 
 

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..analyses.partial import apply_commands
+from ..analyses.partial import UNNAMED, apply_commands
 from ..metrics import METRICS, known_metric
 from .assets import REPORT_CSS, SORT_JS
 from .files import ensure_dir, write_atomic
@@ -135,16 +135,15 @@ def _apply(v: Mapping[str, Any], model: Mapping[str, Any]) -> str:
                   if names16 else [])
         return f'<div class="apply">{"".join(parts)}</div>'
     path, float_path = (p if isinstance(p, str) and p else None for p in (get(model, "path"), get(model, "float_model")))
+    renamed = [str(n) for n in as_list(get(model, "renamed"))]
     parts = []
     if names:
-        export, calibrate = apply_commands(names, path, "float32", float_path)
+        export, calibrate = apply_commands(names, path, "float32", float_path, renamed)
         parts.append(f"<p>To apply the best score ({rows(names, 'float32')}), write this model with {them(len(names))} in "
                      "float, exactly the configuration scored (run as ptqdebug runs it; check-deployment says how "
                      f"ONNX Runtime's defaults run it):</p><code class=\"mono\">{esc(export)}</code>")
-        unnamed = [str(n) for n in as_list(get(model, "unnamed"))]
-        if unnamed:
-            parts.append(f"<p>({esc(unnamed[0])} is unnamed in the file, a name ptqdebug gave it: calibrating the float "
-                         "model again cannot take it.)</p>")
+        if calibrate is None:
+            parts.append(f"<p>({esc(UNNAMED.format(next(n for n in names if n in renamed)))}.)</p>")
         else:
             parts.append(f"<p>or calibrate the float model again with {them(len(names))} kept in float (in Python "
                          f"<code>float_nodes=</code>; the original toolchain's <code>run_on_cpu</code>):</p>"
@@ -233,7 +232,8 @@ def _verdict(v: Mapping[str, Any], local: Mapping[str, Any], deployment: Mapping
     return "".join(out)
 
 
-def _sensitivity(sens: Mapping[str, Any]) -> str:
+def _sensitivity(sens: Mapping[str, Any], unowned: Sequence[Any] = ()) -> str:
+    """The sweeps' tables; ``unowned``: calibration nodes no node reads (node sweep candidates of their own)."""
     parts = []
     for typ in [t for t in ("weight", "activation", "node") if t in sens] + [t for t in sens if t not in ("weight", "activation", "node")]:
         res = sens[typ]
@@ -268,7 +268,7 @@ def _sensitivity(sens: Mapping[str, Any]) -> str:
                 cells.append(f'<td class="small">{", ".join(esc(q) for q in qs[:3])}{f" … (+{len(qs) - 3})" if len(qs) > 3 else ""}</td>')
             rows.append(f'<tr{" class=nonfinite" if bad else ""}>{"".join(cells)}</tr>')
         info = [f"{count(len(entries), 'entry', 'entries')}, worst first"]
-        alone = sum(typ == "node" and as_list(get(e, "quantizers")) == [get(e, "name")] for e in entries)
+        alone = sum(typ == "node" and get(e, "name") in unowned for e in entries)
         if alone:  # candidates_for: a calibration node no node reads (a model output's), scored alone
             info.append(f"{count(alone, 'output calibration node')} among them, which no node reads, scored alone")
         if get(res, "samples") is not None:
@@ -421,7 +421,7 @@ def render_report(results: Mapping[str, Any], save_dir: str | os.PathLike[str]) 
         add("verdict", "Verdict", _verdict(r["verdict"], mapping(r, "local_error"), mapping(r, "deployment"),
                                           mapping(r, "model")))
     if isinstance(get(r, "sensitivity"), Mapping):
-        add("sensitivity", "Sensitivity", _sensitivity(r["sensitivity"]))
+        add("sensitivity", "Sensitivity", _sensitivity(r["sensitivity"], as_list(get(mapping(r, "model"), "unowned"))))
     add("accumulate-error", "Cumulative error", _accumulate(as_list(get(r, "accumulate_error")), root))
     add("distributions", "Distributions", _distributions(as_list(get(r, "distributions")), root))
     add("channelwise", "Channel-wise", _channelwise(as_list(get(r, "channelwise")), root))
