@@ -51,6 +51,7 @@ def test_the_recommendation_stops_short_of_the_float_model(tiny, tmp_path: Path,
     page = (tmp_path / "debug" / "index.html").read_text()
     assert "1 output calibration node among them, which no node reads, scored alone" in page
     assert "Timing: analyses <b>" in page  # the footer's time is the analyses' (figures finish later)
+    assert f"left out: {picked[3]} (with it too in float, no calibration node would be on)" in page
 
     assert main(["sensitivity-analysis", tiny.model_path, tiny.data_dir, "-p", "0.99999", "-d", "all",
                  "-sd", str(tmp_path / "sa")]) == 0

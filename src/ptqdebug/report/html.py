@@ -379,6 +379,10 @@ def _partial(p: Mapping[str, Any], save_dir: Path) -> str:
         info.append(f"nodes picked at ≤ {esc(fmt(get(p, 'pick_threshold')))}")
     if get(p, "samples") is not None:
         info.append(count(get(p, "samples"), "sample"))
+    left_out = [str(n) for n in as_list(get(p, "left_out"))]
+    if left_out:
+        info.append(f"left out: {esc(', '.join(left_out))} (with {'it' if len(left_out) == 1 else 'them'} too in float, "
+                    "no calibration node would be on)")
     figure = img_tag(save_dir, get(p, "image"), "partial quantization figure") if get(p, "image") else ""
     return (f'<section class="card" id="partial-quantization"><h2>Partial quantization</h2><p class="muted small">{" · ".join(info)}</p>'
             f'{f"<figure>{figure}</figure>" if figure else ""}<h3>Scores</h3>{table(head, rows, "sortable")}</section>')
