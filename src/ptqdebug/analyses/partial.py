@@ -248,4 +248,3 @@ def partial_quantization(
         single=tuple(single), partial=tuple(partial), samples=len(ctx.samples(data_num)),
         qtype=qtype, order=order, left_out=tuple(left_out),
     )
-
