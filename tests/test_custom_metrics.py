@@ -545,3 +545,29 @@ def test_a_metric_over_all_outputs_is_not_called_on_undefined_values() -> None:
     assert got.shape == (2, 2) and got[:, 0].tolist() == [1.5, 1.5] and got[:, 1].tolist() == [0.125, 1.0]
     got = compare_sample(metrics, ["a", "b"], ref, {"a": np.array([1.0, np.inf]), "b": np.array([[4.0]], np.float32)}, 0)
     assert np.isnan(got[:, 0]).all() and np.isnan(got[0, 1]) and got[1, 1] == 1.0 and len(calls) == 1
+
+
+def test_a_users_metric_runs_with_numpy_blas_on_one_thread(cnn_dir: Path) -> None:
+    """BLAS threads a metric starts (np.dot) would spin beside ONNX Runtime's: while it runs, numpy's
+    BLAS has one thread, and its setting is given back afterwards."""
+    from threadpoolctl import threadpool_info
+
+    def blas_threads() -> list[int]:
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    seen: list[list[int]] = []
+
+    def dot_cosine(reference, actual):  # noqa: ANN001, ANN202
+        seen.append(blas_threads())
+        a, b = reference.ravel(), actual.ravel()
+        return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+    before = blas_threads()
+    got = dbg.get_sensitivity_of_nodes(cnn_dir / "pc_int8_pairs.onnx", dot_cosine, cnn_dir / "calibration_data",
+                                       node_type="weight", cache=False)
+    assert seen and all(threads == [1] * len(threads) for threads in seen)
+    assert blas_threads() == before
+    builtin = dbg.get_sensitivity_of_nodes(cnn_dir / "pc_int8_pairs.onnx", "cosine-similarity", cnn_dir / "calibration_data",
+                                           node_type="weight", cache=False)
+    for name, scores in builtin.items():
+        assert got[name]["dot_cosine"] == pytest.approx(scores["cosine-similarity"], abs=1e-9)

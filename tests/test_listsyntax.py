@@ -36,3 +36,20 @@ def test_never_evaluates_code() -> None:
     assert parse_list("[__import__('os').system('echo hi')]") == ["__import__(os).system(echo hi)"]
     value = parse_list("[__import__, os]")
     assert value == ["__import__", "os"]
+
+
+def test_printed_commands_read_back_every_name() -> None:
+    """The export command runall prints must give back the nodes it names, through the shell and
+    the list syntax: names with quotes, commas, brackets and spaces are quoted (a node named
+    ``<img …> it's $HOME & "q"`` came back without its quotes)."""
+    import shlex
+
+    from ptqdebug.analyses.partial import apply_commands
+    from ptqdebug.cli.args import names_value
+
+    for nodes in (["a", "/conv1/Conv"], ["<img src=x onerror=alert(1)> it's $HOME & q", "x,y", "[z]", " sp "],
+                  ['say "hi"', "plain"]):
+        for qtype, option in (("float32", "--float-nodes"), ("int16", "--int16-nodes")):
+            export, _ = apply_commands(nodes, "m.onnx", qtype)
+            argv = shlex.split(export)
+            assert names_value(option)(argv[argv.index(option) + 1]) == nodes

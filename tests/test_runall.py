@@ -51,6 +51,13 @@ def test_runall_with_interested_nodes_and_groups_shows_their_calibration_nodes(c
     want = list(dict.fromkeys([*model.expand("Conv_1"), a, b]))
     assert sorted(d.name for d in run.distributions) == sorted(want)
     assert sorted(x.name for x in run.channelwise) == sorted(want)
+    # with node_type="node", a group at or below pick_threshold stands for its members in partial
+    # quantization (its name "a+b" is no node: it crashed)
+    run = dbg.runall(path, cnn_dir / "calibration_data", tmp_path / "n", node_type="node", pick_threshold=1.0,
+                     interested_nodes=["Conv_1", [a, b]], report=False)
+    picked = [e.name for e in run.sensitivities["node"].entries]
+    want = [n for name in picked for n in ([a, b] if name == f"{a}+{b}" else [name])]
+    assert [*run.partial.nodes, *run.partial.left_out] == want
 
 
 def test_script_without_main_guard_runs_once(cnn_dir: Path, tmp_path: Path) -> None:

@@ -154,11 +154,19 @@ def apply_commands(nodes: Sequence[str], model: str | None = None, qtype: str = 
     ``renamed`` (names ptqdebug gave nodes the file left unnamed, which the float model does not
     know: :data:`UNNAMED`)."""
     option = "--int16-nodes" if qtype == "int16" else "--float-nodes"
-    listed = shlex.quote("[" + ",".join(nodes) + "]")
+    listed = shlex.quote("[" + ",".join(map(_listed_name, nodes)) + "]")
     floated = f" --float-model {shlex.quote(float_model)}" if float_model else ""
     calibrate = None if any(n in renamed for n in nodes) else (
         f"ptqdebug calibrate {shlex.quote(float_model) if float_model else 'FLOAT_MODEL'} INPUTS -o OUT {option} {listed}")
     return f"ptqdebug export {shlex.quote(model) if model else 'MODEL'}{floated} -o partial.onnx {option} {listed}", calibrate
+
+
+def _listed_name(name: str) -> str:
+    """``name`` as an element of the list syntax (:mod:`ptqdebug.listsyntax`): bare where that reads
+    back the same, else in the quotes it does not contain (a name holding both has no spelling)."""
+    if name == name.strip() and not any(c in name for c in ",[]'\""):
+        return name
+    return f'"{name}"' if "'" in name else f"'{name}'"
 
 
 #: Why :func:`apply_commands` offers no ``calibrate`` command (formatted with the first such node).

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..metrics import METRICS
+from .lost import lost_channels
 from .partial import PartialQuantizationResult, best_prefix, prune
 from .sensitivity import score_configurations
 
@@ -158,7 +159,8 @@ def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data
                 kept[result.qtype] = prune(ctx, result, data_num)
     threshold = partial.pick_threshold if partial is not None else None
     left_out = partial.left_out if partial is not None and not negligible else ()
-    summary = _summary(cause, c, w, a, recs, kept, threshold, left_out, weights_fixed) + _blind_sentence(ctx, data_num)
+    summary = (_summary(cause, c, w, a, recs, kept, threshold, left_out, weights_fixed) + _blind_sentence(ctx, data_num)
+               + _lost_sentence(ctx, data_num))
     used, more = len(ctx.samples(data_num)), min(len(ctx.data), CHECK_SAMPLES)
     check = None
     if more > used:  # scores of the first samples are reused where they ran one at a time
@@ -185,6 +187,18 @@ def _blind_sentence(ctx: Context, data_num: int | None) -> str:
     return (f" Output{'s' * (len(blind) > 1)} {names} hold{'s' * (len(blind) == 1)} one value per sample, whose cosine "
             "similarity is 1 whatever the error (unless the sign flips): these scores rest on the other outputs; judge "
             f"{'it' if len(blind) == 1 else 'them'} with mse or sqnr, or your own metric (metrics=, --ns_metrics).")
+
+
+def _lost_sentence(ctx: Context, data_num: int | None) -> str:
+    """A warning about output channels a calibration node rounds to 0 entirely (see
+    :mod:`ptqdebug.analyses.lost`), which a score over the whole output can hide."""
+    out = ""
+    for x in lost_channels(ctx, ctx.sample_groups(data_num)[0][0]):
+        out += (f" Careful: {x.quantizer} rounds {x.lost} of the {x.channels} channels of output {x.tensor} (axis 1) "
+                f"entirely to 0 on the first sample (values up to {x.largest:.3g}; its step is {x.step:.3g}), which a "
+                f"score over the whole output hides where its other channels are larger: keep {x.quantizer} in float "
+                "(export --float-nodes), or judge with your task's metric.")
+    return out
 
 
 def _check_sentence(c: float, used: int, more: int, wide: float) -> str:

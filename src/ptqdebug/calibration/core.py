@@ -206,9 +206,14 @@ def _final_scores(proto: onnx.ModelProto, data: Dataset, count: int, deployed: i
     """The written model's output cosine against float on ``count`` samples as ptqdebug's engine
     computes it (so ``runall --data_num all`` on the result reports the same number), and on the
     first ``deployed`` samples as defined and as ONNX Runtime deploys it (NaN where it cannot)."""
+    from ..analyses.lost import lost_channels
     from ..context import open_context
 
     ctx = open_context(proto, data.head(count), providers=providers, cache=False)
+    for x in lost_channels(ctx, 0):  # what the output cosine below can hide
+        logger.warning("%s rounds %d of the %d channels of output %s (axis 1) entirely to 0 on the first sample (values up "
+                       "to %.3g; its step is %.3g): keep it in float (--float-nodes %s) or check with your task's metric",
+                       x.quantizer, x.lost, x.channels, x.tensor, x.largest, x.step, x.quantizer)
     on, outputs = ctx.model.calibrated_configuration, list(ctx.model.outputs)
     shipped = None
     if deployed:

@@ -1,0 +1,79 @@
+"""Output channels a calibration node rounds to 0 entirely (ptqdebug.analyses.lost): found
+exactly, and said in the verdict even where every score looks fine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import ptqdebug as dbg
+from ptqdebug.analyses.lost import lost_channels
+from tests.support.builders import quantize_qdq
+
+
+def _packed_output(tmp_path: Path, gains: list[float]) -> tuple[Path, list[dict[str, np.ndarray]]]:
+    """x → Conv(4) → ×gains per channel → y[N, 4, 8, 8]: a detector-like output that packs large
+    and small channels under one per-tensor scale."""
+    rng = np.random.default_rng(0)
+    w = rng.normal(0, 0.3, (4, 3, 3, 3)).astype(np.float32)
+    g = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1] * 4),
+         helper.make_node("Mul", ["c", "gain"], ["y"], name="gain")],
+        "packed", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 8, 8])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array(gains, np.float32).reshape(1, 4, 1, 1), "gain")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 9
+    onnx.save(m, tmp_path / "float.onnx")
+    samples = [{"x": rng.normal(0, 1, (1, 3, 8, 8)).astype(np.float32)} for _ in range(4)]
+    return quantize_qdq(tmp_path / "float.onnx", tmp_path / "qdq.onnx", samples[:3], keep_activations=True), samples
+
+
+def _brute_force_lost(qdq: Path, float_path: Path, sample: dict[str, np.ndarray]) -> tuple[int, float]:
+    """The output's channels whose values all dequantize to 0, from the file's own scale, by hand."""
+    proto = onnx.load(qdq)
+    inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    q = next(n for n in proto.graph.node if n.op_type == "QuantizeLinear" and n.name == "y_QuantizeLinear")
+    scale, zero = float(inits[q.input[1]]), int(inits[q.input[2]])
+    y = ort.InferenceSession(str(float_path), providers=["CPUExecutionProvider"]).run(["y"], sample)[0]
+    levels = np.clip(np.rint(y / scale) + zero, -128, 127)
+    per_channel = [np.all(levels[:, c] == zero) and np.any(y[:, c] != 0) for c in range(y.shape[1])]
+    return sum(per_channel), scale
+
+
+def test_channels_rounded_away_are_found_and_said(tmp_path: Path) -> None:
+    qdq, samples = _packed_output(tmp_path, [300.0, 300.0, 0.05, 0.05])
+    ctx = dbg.open_context(qdq, samples, cache=False)
+    found = lost_channels(ctx, 0)
+    want, step = _brute_force_lost(qdq, tmp_path / "float.onnx", samples[0])
+    assert want == 2  # the premise: the two small channels are gone
+    assert len(found) == 1 and (found[0].quantizer, found[0].tensor) == ("y_QuantizeLinear", "y")
+    assert (found[0].lost, found[0].channels) == (2, 4) and found[0].step == pytest.approx(step)
+    run = dbg.runall(qdq, samples, tmp_path / "debug", report=False)
+    assert run.verdict.scores["calibrated"] > 0.999  # the premise: the output's cosine hardly shows it
+    assert ("Careful: y_QuantizeLinear rounds 2 of the 4 channels of output y (axis 1) entirely to 0 on the first sample"
+            in run.verdict.summary)
+
+
+def test_no_warning_where_every_channel_keeps_levels(tmp_path: Path) -> None:
+    qdq, samples = _packed_output(tmp_path, [3.0, 2.0, 1.0, 1.5])
+    ctx = dbg.open_context(qdq, samples, cache=False)
+    assert _brute_force_lost(qdq, tmp_path / "float.onnx", samples[0])[0] == 0
+    assert lost_channels(ctx, 0) == ()
+
+
+def test_calibrate_warns_about_them(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from ptqdebug.calibration import calibrate
+
+    _packed_output(tmp_path, [300.0, 300.0, 0.05, 0.05])
+    feeds = [{"x": np.random.default_rng(1).normal(0, 1, (1, 3, 8, 8)).astype(np.float32)} for _ in range(3)]
+    with caplog.at_level("WARNING"):
+        done = calibrate(tmp_path / "float.onnx", feeds, tmp_path / "out", method="max")
+    assert "y_QuantizeLinear rounds 2 of the 4 channels of output y (axis 1) entirely to 0 on the first sample" in caplog.text
+    kept = calibrate(tmp_path / "float.onnx", feeds, tmp_path / "kept", method="max", float_nodes=["y_QuantizeLinear"])
+    assert kept.cosine > done.cosine  # the advice helps
