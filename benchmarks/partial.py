@@ -33,12 +33,16 @@ def partial_cost(qpath: Path, samples: list[dict[str, np.ndarray]], threads: int
 
     ctx = open_context(qpath, samples[:1], threads=threads, cache=False)
     sweep = node_sensitivity(ctx, candidates_for(ctx.model, "node"))
-    nodes = [e.name for e in sweep.entries]
+    sweep_keys = set(ctx.scored)
+    # every node but the last, which would switch off the last calibration node (the float model)
+    nodes = list(partial_quantization(ctx, [e.name for e in sweep.entries], pick_threshold=1.0).nodes)
+    for key in set(ctx.scored) - sweep_keys:
+        del ctx.scored[key]
     model, cos = ctx.model, METRICS["cosine-similarity"]
     calibrated = model.calibrated_configuration
     configs, off = [calibrated], set()
     for n in nodes:
-        qs = frozenset(model.node_quantizers[n])
+        qs = frozenset(model.expand(n))
         off |= qs
         configs += [qs, calibrated - off]
     sweep_scores = sweep.as_mapping()
@@ -53,7 +57,6 @@ def partial_cost(qpath: Path, samples: list[dict[str, np.ndarray]], threads: int
             del ctx.scored[key]
         return partial_quantization(ctx, nodes, pick_threshold=1.0)
 
-    sweep_keys = set(ctx.scored)
     want, got = from_float(), now()
     times: dict[str, list[float]] = {"from float": [], "now": []}
     runs: dict[str, int] = {}
