@@ -571,3 +571,24 @@ def test_a_users_metric_runs_with_numpy_blas_on_one_thread(cnn_dir: Path) -> Non
                                            node_type="weight", cache=False)
     for name, scores in builtin.items():
         assert got[name]["dot_cosine"] == pytest.approx(scores["cosine-similarity"], abs=1e-9)
+
+
+def test_overlapping_metric_calls_give_the_blas_setting_back() -> None:
+    """Overlapping calls (metrics running in threads): the first limits BLAS, the last gives the
+    user's setting back; a call ending while another runs leaves it at one (each call saving and
+    restoring its own left BLAS at one thread for good)."""
+    from threadpoolctl import threadpool_info
+
+    from ptqdebug.metrics import _one_blas_thread
+
+    def blas_threads() -> list[int]:
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    before = blas_threads()
+    first, second = _one_blas_thread(), _one_blas_thread()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # the first ends while the second still runs
+    assert blas_threads() == [1] * len(before)
+    second.__exit__(None, None, None)
+    assert blas_threads() == before

@@ -16,17 +16,29 @@ from ptqdebug.analyses.lost import lost_channels
 from tests.support.builders import quantize_qdq
 
 
-def _packed_output(tmp_path: Path, gains: list[float]) -> tuple[Path, list[dict[str, np.ndarray]]]:
-    """x → Conv(4) → ×gains per channel → y[N, 4, 8, 8]: a detector-like output that packs large
-    and small channels under one per-tensor scale."""
+def _packed_output(tmp_path: Path, gains: list[float], tail: str = "") -> tuple[Path, list[dict[str, np.ndarray]]]:
+    """x → Conv(C) → ×gains per channel → y[N, C, 8, 8]: a detector-like output that packs large
+    and small channels under one per-tensor scale; ``tail="last"``: y[1, 64, C], channels last
+    (Reshape, Transpose); ``tail="softmax"``: y = Softmax over the channels."""
     rng = np.random.default_rng(0)
-    w = rng.normal(0, 0.3, (4, 3, 3, 3)).astype(np.float32)
-    g = helper.make_graph(
-        [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1] * 4),
-         helper.make_node("Mul", ["c", "gain"], ["y"], name="gain")],
-        "packed", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 8, 8])],
-        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array(gains, np.float32).reshape(1, 4, 1, 1), "gain")])
+    c = len(gains)
+    w = rng.normal(0, 0.3, (c, 3, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1] * 4),
+             helper.make_node("Mul", ["c", "gain"], ["g" if tail else "y"], name="gain")]
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array(gains, np.float32).reshape(1, c, 1, 1), "gain")]
+    shape: list[object] = ["N", c, 8, 8]
+    if tail == "last":
+        nodes += [helper.make_node("Reshape", ["g", "shape"], ["r"], name="flat"),
+                  helper.make_node("Transpose", ["r"], ["y"], name="last", perm=[0, 2, 1])]
+        inits.append(numpy_helper.from_array(np.array([1, c, 64], np.int64), "shape"))
+        shape = [1, 64, c]
+    elif tail == "softmax":  # classes 3.. far behind: absent
+        nodes += [helper.make_node("Add", ["g", "offset"], ["o"], name="offset"),
+                  helper.make_node("Softmax", ["o"], ["y"], name="probs", axis=1)]
+        offset = np.array([0.0, 0.0] + [-20.0] * (c - 2), np.float32).reshape(1, c, 1, 1)
+        inits.append(numpy_helper.from_array(offset, "offset"))
+    g = helper.make_graph(nodes, "packed", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)], inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 9
     onnx.save(m, tmp_path / "float.onnx")
@@ -58,6 +70,23 @@ def test_channels_rounded_away_are_found_and_said(tmp_path: Path) -> None:
     assert run.verdict.scores["calibrated"] > 0.999  # the premise: the output's cosine hardly shows it
     assert ("Careful: y_QuantizeLinear rounds 2 of the 4 channels of output y (axis 1) entirely to 0 on the first sample"
             in run.verdict.summary)
+
+
+def test_channels_last_outputs_are_searched_along_their_channel_axis(tmp_path: Path) -> None:
+    """[1, anchors, C] (YOLOv5's layout): every anchor holds a large box value, so only the last
+    axis shows the lost class channels."""
+    qdq, samples = _packed_output(tmp_path, [300.0, 300.0, 0.05, 0.05], tail="last")
+    (found,) = lost_channels(dbg.open_context(qdq, samples, cache=False), 0)
+    assert (found.axis, found.lost, found.channels) == (2, 2, 4)
+
+
+def test_probabilities_near_zero_are_absent_classes_not_lost(tmp_path: Path) -> None:
+    qdq, samples = _packed_output(tmp_path, [1.0] * 6, tail="softmax")
+    ctx = dbg.open_context(qdq, samples, cache=False)
+    y = ctx.reference(0, ["y"])["y"]
+    step = float(ctx.model.quantizer_map["y_QuantizeLinear"].scale.reshape(-1)[0])
+    assert (np.abs(y).max(axis=(0, 2, 3)) < step / 2).any()  # the premise: some classes round to 0 everywhere
+    assert lost_channels(ctx, 0) == ()
 
 
 def test_no_warning_where_every_channel_keeps_levels(tmp_path: Path) -> None:

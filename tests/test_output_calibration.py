@@ -84,6 +84,10 @@ def test_a_lone_node_holding_every_calibration_node(tmp_path: Path) -> None:
     assert run.partial.nodes == () and run.partial.left_out == ("mm",) and not run.verdict.recommendations
     assert ("Keeping the sensitive node, mm, in float would switch off every calibration node: that is the float model, "
             "not a partial quantization" in run.verdict.summary)
+    # in int16 it is a partial quantization still: scored, and offered
+    assert run.partial_int16 is not None and run.partial_int16.nodes == ("mm",)
+    assert run.partial_int16.partial[0] > run.partial.baseline and run.verdict.keep_int16 == ("mm",)
+    assert f"With activations in int16 instead, keeping mm brings it to {run.partial_int16.partial[0]:.6f}." in run.verdict.summary
 
 
 def test_with_weights_stored_as_integers_the_end_is_the_reference(cnn_dir: Path, tmp_path: Path) -> None:

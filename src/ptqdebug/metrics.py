@@ -79,7 +79,8 @@ import inspect
 import itertools
 import math
 import reprlib
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
@@ -282,19 +283,31 @@ def _user_metric(fn: Callable[..., object], name: str, ref: str, fingerprint: st
                   bool(getattr(fn, "all_outputs", False)))
 
 
-_BLAS: Any = None  # threadpoolctl's view of the BLAS libraries loaded, made once
+_BLAS: dict[str, Any] = {"controller": None, "limiter": None, "depth": 0}  # see _one_blas_thread
+_BLAS_LOCK = threading.Lock()
 
 
-def _one_blas_thread() -> contextlib.AbstractContextManager[object]:
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
     """numpy's BLAS on one thread while a user's metric runs: its threads otherwise stay spinning
     beside ONNX Runtime's (``np.dot`` over a detector's outputs doubled a sweep's time, and cost
-    a fifth on a CNN's feature map)."""
-    global _BLAS
-    if _BLAS is None:
-        from threadpoolctl import ThreadpoolController
+    a fifth on a CNN's feature map). Limited by the first of overlapping calls (metrics run in
+    threads) and given back by the last, so the user's own setting always comes back."""
+    with _BLAS_LOCK:
+        if _BLAS["depth"] == 0:
+            if _BLAS["controller"] is None:
+                from threadpoolctl import ThreadpoolController
 
-        _BLAS = ThreadpoolController()
-    return _BLAS.limit(limits=1, user_api="blas")  # type: ignore[no-any-return]
+                _BLAS["controller"] = ThreadpoolController()
+            _BLAS["limiter"] = _BLAS["controller"].limit(limits=1, user_api="blas")
+        _BLAS["depth"] += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS["depth"] -= 1
+            if _BLAS["depth"] == 0:
+                _BLAS["limiter"].restore_original_limits()
 
 
 def _takes_sample(fn: Callable[..., object]) -> bool:

@@ -153,7 +153,7 @@ def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data
         for node, after, gain, after16 in zip(partial.nodes, partial.partial, partial.recovery(), wider):
             recs.append(Recommendation(node, model.expand(node), after, gain, after16))
     kept: dict[str, tuple[tuple[str, ...], float]] = {}
-    if recs:
+    if recs or (partial is not None and partial.left_out and not negligible):  # (int16 may keep those float left out)
         for result in (partial, partial_int16):
             if result is not None and result.best_prefix():
                 kept[result.qtype] = prune(ctx, result, data_num)
@@ -194,10 +194,11 @@ def _lost_sentence(ctx: Context, data_num: int | None) -> str:
     :mod:`ptqdebug.analyses.lost`), which a score over the whole output can hide."""
     out = ""
     for x in lost_channels(ctx, ctx.sample_groups(data_num)[0][0]):
-        out += (f" Careful: {x.quantizer} rounds {x.lost} of the {x.channels} channels of output {x.tensor} (axis 1) "
-                f"entirely to 0 on the first sample (values up to {x.largest:.3g}; its step is {x.step:.3g}), which a "
-                f"score over the whole output hides where its other channels are larger: keep {x.quantizer} in float "
-                "(export --float-nodes), or judge with your task's metric.")
+        out += (f" Careful: {x.quantizer} rounds {x.lost} of the {x.channels} channels of output {x.tensor} (axis "
+                f"{x.axis}) entirely to 0 on the first sample (values up to {x.largest:.3g}; its step is {x.step:.3g}), "
+                "which a score over the whole output hides where its other channels are larger. If they carry "
+                "information (class scores beside box coordinates), keep it in float (export --float-nodes) or in int16 "
+                "(--int16-nodes), and judge with your task's metric.")
     return out
 
 
@@ -241,6 +242,8 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
     if not recs and left_out:
         text += (f" Keeping the sensitive {'node' if len(left_out) == 1 else 'nodes'}, {_listed(left_out)}, in float "
                  f"would switch off {end}, not a partial quantization.")
+        if "int16" in kept:
+            text += f" With activations in int16 instead, keeping {_listed(kept['int16'][0])} brings it to {kept['int16'][1]:.6f}."
     elif not recs and threshold is not None and c > threshold:
         text += (f" No single node scores at or below the pick threshold {threshold:g}, which the whole model is above "
                  "too: raise the threshold (pick_threshold, -pt) to see which nodes to keep in higher precision.")

@@ -349,7 +349,7 @@ def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
     # remedy): only where partial quantization has nodes, and only where int16 can describe them
     t = time.perf_counter()
     partial16 = None
-    if partial.nodes:  # (in int16, the nodes float leaves out are a partial quantization still)
+    if partial.nodes or partial.left_out:  # (in int16, the nodes float leaves out are a partial quantization still)
         try:
             partial16 = partial_quantization(ctx, [*partial.nodes, *partial.left_out], pick_threshold=pick_threshold, data_num=data_num,
                                              progress=step_progress(progress, "int16"), qtype="int16")

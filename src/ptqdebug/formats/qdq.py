@@ -206,7 +206,8 @@ def find_qdq(index: GraphIndex, float_model: FloatModel | None) -> list[Found]:
     if weights and not matched:
         raise ModelError(
             f"the float model holds none of this model's {weights} weights (looked up through the nodes reading them and "
-            "their names); expected the float model this model was calibrated from (--float-model)"
+            "their names); expected the float model this model was calibrated from (--float-model; where it went "
+            "through ONNX Runtime's quant_pre_process, the preprocessed model)"
         )
     return found
 
