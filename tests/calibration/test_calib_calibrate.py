@@ -16,7 +16,7 @@ import pytest
 import ptqdebug
 from ptqdebug.calibration import CalibrationResult, calibrate
 from ptqdebug.calibration.methods import KL_BINS, kl_threshold
-from ptqdebug.errors import ModelError, OptionError, UnknownNodeError
+from ptqdebug.errors import DataError, ModelError, OptionError, UnknownNodeError
 from ptqdebug.metrics import METRICS, compare
 from tests.calibration.models import float_tensors, make_samples, scalar_input, tiny_cnn, two_input_bn
 
@@ -367,3 +367,19 @@ def test_preprocessing_options_on_tensors_are_said_to_do_nothing(tmp_path: Path,
         meant = calibrate(tiny_path, feeds, tmp_path / "b", method="max", preprocess={"mean": [1.0, 2.0, 3.0]})
     assert "the preprocessing options apply to images; the sample list holds tensors already, used as they are" in caplog.text
     assert meant.cosine == plain.cosine
+
+
+def test_another_models_calibration_data_is_not_replaced(tmp_path: Path, tiny_path: Path) -> None:
+    """An output folder holding another model's run: its data (an input this model does not have)
+    is refused in one line and kept; this model's own earlier run is replaced."""
+    import numpy as np
+
+    other = tmp_path / "out" / "calibration_data" / "image"
+    other.mkdir(parents=True)
+    np.save(other / "0.npy", np.zeros((1, 1, 8, 8), np.float32))
+    with pytest.raises(DataError, match=r"holds data for input 'image', which this model does not have \(another model's"):
+        calibrate(tiny_path, make_samples(2), tmp_path / "out", method="max")
+    assert (other / "0.npy").is_file()
+    first = calibrate(tiny_path, make_samples(2), tmp_path / "mine", method="max")
+    again = calibrate(tiny_path, make_samples(3), tmp_path / "mine", method="max")
+    assert Path(first.data_dir) == Path(again.data_dir) and len(list((Path(again.data_dir) / "x").glob("*.npy"))) == 3

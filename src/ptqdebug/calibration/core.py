@@ -365,7 +365,7 @@ def calibrate(
             logger.warning("the preprocessing options apply to images; %s holds tensors already, used as they are",
                            source.description)
         if source.folder is None:
-            check_replaceable(data_dir)
+            check_replaceable(data_dir, {s.name for s in prepared.inputs})
         # everything is written into a staging folder first and moved into place at the very end:
         # a failure or Ctrl-C leaves the output folder as it was
         missing = [f for f in (out.absolute(), *out.absolute().parents) if not f.exists()]

@@ -27,7 +27,7 @@ import itertools
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -248,13 +248,17 @@ def _coerce(sample: object, specs: Sequence[TensorSpec], where: str) -> Sample:
     return out
 
 
-def check_replaceable(folder: Path) -> None:
-    """Refuse an existing ``calibration_data`` folder that holds anything ptqdebug did not write."""
+def check_replaceable(folder: Path, inputs: Collection[str] | None = None) -> None:
+    """Refuse an existing ``calibration_data`` folder that holds anything ptqdebug did not write,
+    or (given the model's ``inputs``) data of an input this model does not have: another model's."""
     if not folder.exists():
         return
     if not folder.is_dir():
         raise DataError(f"{str(folder)!r} exists and is not a folder; remove it or choose another output folder")
     for entry in folder.iterdir():
+        if inputs is not None and entry.is_dir() and entry.name not in inputs:
+            raise DataError(f"{str(folder)!r} holds data for input {entry.name!r}, which this model does not have (another "
+                            "model's calibration data); remove it or choose another output folder")
         files = list(entry.iterdir()) if entry.is_dir() else [entry]
         strays = [p for p in files if not (entry.is_dir() and p.is_file() and re.fullmatch(r"\d+\.npy", p.name))]
         if strays:
