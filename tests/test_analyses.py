@@ -376,6 +376,8 @@ def test_verdict_summary_says_which_nodes_add_nothing() -> None:
     assert both.endswith("With their activations in int16 instead of float, the same nodes bring it to 0.998000.")
     other = _summary("activation", 0.99, 0.999, 0.991, recs16, {"float32": (("a", "c"), 0.9991), "int16": (("c",), 0.9981)})
     assert other.endswith("With their activations in int16 instead of float, another selection, c, brings it to 0.998100.")
+    more = _summary("activation", 0.99, 0.999, 0.991, recs16, {"float32": (("a", "c"), 0.9991), "int16": (("a", "b", "c"), 0.9982)})
+    assert more.endswith("With their activations in int16 instead of float, the same nodes and b bring it to 0.998200.")
 
 
 def test_verdict_summary_offers_int16_when_float_recovers_nothing() -> None:

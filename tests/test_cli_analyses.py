@@ -111,3 +111,16 @@ def test_bad_options_one_line(cmd: str, message: str, workdir: Path) -> None:
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("ptqdebug: error:") and message in lines[0], proc.stderr
+
+
+def test_runall_says_where_a_sweep_compared(cnn_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With -o the weight and activation sweeps compare there, partial quantization's node sweep at
+    the model outputs: each printed ranking says where it compared when not at the outputs."""
+    from ptqdebug.cli import main
+
+    assert main(["runall", str(cnn_dir / "pc_int8_pairs_keep.onnx"), str(cnn_dir / "calibration_data"), "-s",
+                 str(tmp_path / "d"), "-o", "Conv_1", "--no-report"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split(":")[0]: line for line in out.splitlines() if line.startswith("most sensitive")}
+    assert set(lines) == {"most sensitive weight nodes (compared at Conv_1_out)",
+                          "most sensitive activation nodes (compared at Conv_1_out)", "most sensitive nodes"}

@@ -283,8 +283,12 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
         elif keep16 == keep:
             text += f" With their activations in int16 instead of float, the same nodes bring it to {after16:.6f}."
         else:
-            which = f"another selection, {_listed(keep16)}," if keep else f"keeping {_listed(keep16)}"
-            text += f" With their activations in int16 instead of float, {which} brings it to {after16:.6f}."
+            extra = [n for n in keep16 if n not in keep]
+            which = (f"keeping {_listed(keep16)}" if not keep else
+                     f"the same nodes and {_listed(extra)}" if set(keep) <= set(keep16) else
+                     f"another selection, {_listed(keep16)},")
+            verb = "bring" if which.startswith("the same") else "brings"
+            text += f" With their activations in int16 instead of float, {which} {verb} it to {after16:.6f}."
     return text
 
 

@@ -363,7 +363,9 @@ def _runall(args: argparse.Namespace) -> int:
         print(run.deployment.summary())
     for kind, result in run.sensitivities.items():
         top = ", ".join(f"{e.name} ({shown(e.scores[result.metrics[0]], result.metrics[0])})" for e in result.top(3))
-        print(f"most sensitive {'' if kind == 'node' else kind + ' '}nodes: {top or 'none (no such calibration nodes)'}")
+        at = "" if tuple(result.compared) == tuple(ctx.model.outputs) else (  # an output_node (-o): say where
+            f" (compared at {', '.join(result.compared[:3])}{', ...' if len(result.compared) > 3 else ''})")
+        print(f"most sensitive {'' if kind == 'node' else kind + ' '}nodes{at}: {top or 'none (no such calibration nodes)'}")
     print(f"wrote {len(run.files)} files under {run.save_dir}")
     if args.report:
         print(f"report: {run.save_dir / 'index.html'}")
