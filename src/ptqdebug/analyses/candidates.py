@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from ..errors import ModelError, OptionError
 from ..model import CalibratedModel
 
-__all__ = ["NODE_TYPES", "SWEEP_TYPES", "Candidate", "NodeList", "candidates_for", "check_node_type", "flat_names", "normalize_node_list"]
+__all__ = ["NODE_TYPES", "SWEEP_TYPES", "Candidate", "NodeList", "candidates_for", "check_node_type", "flat_names", "group_members",
+           "group_name", "normalize_node_list"]
 
 NODE_TYPES = ("node", "weight", "activation")
 #: what a single sweep also takes: the original's undocumented ``tae`` (reference §2.1), the
@@ -51,6 +52,18 @@ def flat_names(value: object, what: str) -> list[str]:
     return list(dict.fromkeys(n for item in names for n in ([item] if isinstance(item, str) else item)))
 
 
+def group_name(names: Sequence[str]) -> str:
+    """The result key of a candidate group of ``interested_nodes``: its names joined with ``+``."""
+    return "+".join(names)
+
+
+def group_members(interested_nodes: object) -> dict[str, list[str]]:
+    """The groups of an ``interested_nodes`` option by :func:`group_name` (empty for None)."""
+    if interested_nodes is None:
+        return {}
+    return {group_name(g): g for g in normalize_node_list(interested_nodes, "interested_nodes") if isinstance(g, list)}
+
+
 def check_node_type(node_type: object) -> str:
     if not isinstance(node_type, str) or node_type not in SWEEP_TYPES:
         raise OptionError(f"unknown node_type {node_type!r}; expected one of {', '.join(SWEEP_TYPES)}")
@@ -76,7 +89,7 @@ def candidates_for(model: CalibratedModel, node_type: str, interested_nodes: obj
             if not names:
                 raise OptionError("interested_nodes contains an empty group []; expected at least one name per group")
             quantizers = model.expand(names, "interested_nodes")
-            out.append(Candidate("+".join(names), quantizers))
+            out.append(Candidate(group_name(names), quantizers))
         return out
     if node_type == "node":
         return [*(Candidate(n, model.node_quantizers[n]) for n in model.sensitivity_nodes),

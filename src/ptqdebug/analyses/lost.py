@@ -51,6 +51,12 @@ class LostChannels:
     largest: float
     step: float
 
+    def describe(self) -> str:
+        """What was found, as the verdict and ``calibrate`` say it."""
+        return (f"{self.quantizer} rounds {self.lost} of the {self.channels} channels of output {self.tensor} (axis "
+                f"{self.axis}) entirely to 0 on the first sample (values up to {self.largest:.3g}; its step is "
+                f"{self.step:.3g})")
+
 
 def lost_channels(ctx: Context, sample: int = 0) -> tuple[LostChannels, ...]:
     """The output calibration nodes (no node reads them) of ``ctx``'s model that round whole

@@ -26,8 +26,8 @@ if TYPE_CHECKING:  # the engine (ONNX Runtime) is not needed to read or draw a r
     from ..context import Context
     from ..model import CalibratedModel
 
-__all__ = ["ORDERS", "QTYPES", "UNNAMED", "PartialQuantizationResult", "apply_commands", "best_prefix", "partial_quantization",
-           "prune"]
+__all__ = ["ORDERS", "QTYPES", "PartialQuantizationResult", "apply_commands", "best_prefix", "partial_quantization",
+           "prune", "unnamed_reason"]
 
 
 @dataclass(frozen=True)
@@ -152,11 +152,11 @@ def apply_commands(nodes: Sequence[str], model: str | None = None, qtype: str = 
     configuration partial quantization scored: with the ``float_model`` it was scored with, if
     any), and ``ptqdebug calibrate`` from the float model, None where one of ``nodes`` is among
     ``renamed`` (names ptqdebug gave nodes the file left unnamed, which the float model does not
-    know: :data:`UNNAMED`)."""
+    know: :func:`unnamed_reason`)."""
     option = "--int16-nodes" if qtype == "int16" else "--float-nodes"
     listed = shlex.quote("[" + ",".join(map(_listed_name, nodes)) + "]")
     floated = f" --float-model {shlex.quote(float_model)}" if float_model else ""
-    calibrate = None if any(n in renamed for n in nodes) else (
+    calibrate = None if unnamed_reason(nodes, renamed) else (
         f"ptqdebug calibrate {shlex.quote(float_model) if float_model else 'FLOAT_MODEL'} INPUTS -o OUT {option} {listed}")
     return f"ptqdebug export {shlex.quote(model) if model else 'MODEL'}{floated} -o partial.onnx {option} {listed}", calibrate
 
@@ -169,8 +169,12 @@ def _listed_name(name: str) -> str:
     return f'"{name}"' if "'" in name else f"'{name}'"
 
 
-#: Why :func:`apply_commands` offers no ``calibrate`` command (formatted with the first such node).
-UNNAMED = "{} is unnamed in the file, a name ptqdebug gave it: calibrating the float model again cannot take it"
+def unnamed_reason(nodes: Sequence[str], renamed: Collection[str]) -> str | None:
+    """Why :func:`apply_commands` offers no ``calibrate`` command for ``nodes``, or None: the first
+    of them that is among ``renamed``."""
+    name = next((n for n in nodes if n in renamed), None)
+    return None if name is None else (
+        f"{name} is unnamed in the file, a name ptqdebug gave it: calibrating the float model again cannot take it")
 
 
 def partial_quantization(

@@ -194,9 +194,8 @@ def _lost_sentence(ctx: Context, data_num: int | None) -> str:
     :mod:`ptqdebug.analyses.lost`), which a score over the whole output can hide."""
     out = ""
     for x in lost_channels(ctx, ctx.sample_groups(data_num)[0][0]):
-        out += (f" Careful: {x.quantizer} rounds {x.lost} of the {x.channels} channels of output {x.tensor} (axis "
-                f"{x.axis}) entirely to 0 on the first sample (values up to {x.largest:.3g}; its step is {x.step:.3g}), "
-                "which a score over the whole output hides where its other channels are larger. If they carry "
+        out += (f" Careful: {x.describe()}, which a score over the whole output hides where its other channels are "
+                "larger. If they carry "
                 "information (class scores beside box coordinates), keep it in float (export --float-nodes) or in int16 "
                 "(--int16-nodes), and judge with your task's metric.")
     return out

@@ -27,7 +27,7 @@ from typing import Any
 
 from .. import __version__
 from ..analyses.accumulate import AccumulateErrorResult
-from ..analyses.candidates import NODE_TYPES, normalize_node_list
+from ..analyses.candidates import NODE_TYPES, group_members
 from ..analyses.deployment import DeploymentCheck, deployable
 from ..analyses.deployment import check_deployment as run_deployment_check
 from ..analyses.distribution import (
@@ -331,9 +331,7 @@ def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
     # 5. partial quantization (reusing the node sweep when there is one)
     t = time.perf_counter()
     if "node" in sens and "cosine-similarity" in metrics and not sensitive_nodes:
-        # a group of interested_nodes ("a+b") stands for its members
-        groups = {"+".join(g): g for g in normalize_node_list(interested_nodes, "interested_nodes") if isinstance(g, list)
-                  } if interested_nodes is not None else {}
+        groups = group_members(interested_nodes)  # a group picked ("a+b") stands for its members
         picked = pick_sensitive(sens["node"], "cosine-similarity", pick_threshold)
         sensitive_nodes = list(dict.fromkeys(n for name in picked for n in groups.get(name, [name]))) or None
     node_sweep = sens.get("node")

@@ -211,10 +211,8 @@ def _final_scores(proto: onnx.ModelProto, data: Dataset, count: int, deployed: i
 
     ctx = open_context(proto, data.head(count), providers=providers, cache=False)
     for x in lost_channels(ctx, 0):  # what the output cosine below can hide
-        logger.warning("%s rounds %d of the %d channels of output %s (axis %d) entirely to 0 on the first sample (values "
-                       "up to %.3g; its step is %.3g): if they carry information (class scores beside box coordinates), "
-                       "keep it in float (--float-nodes %s) or in int16 (--int16-nodes %s)", x.quantizer, x.lost,
-                       x.channels, x.tensor, x.axis, x.largest, x.step, x.quantizer, x.quantizer)
+        logger.warning("%s: if they carry information (class scores beside box coordinates), keep it in float "
+                       "(--float-nodes %s) or in int16 (--int16-nodes %s)", x.describe(), x.quantizer, x.quantizer)
     on, outputs = ctx.model.calibrated_configuration, list(ctx.model.outputs)
     shipped = None
     if deployed:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import api
-from ..analyses.partial import UNNAMED, apply_commands
+from ..analyses.partial import apply_commands, unnamed_reason
 from ..analyses.verdict import Verdict
 from ..api.checks import check_metric, check_pick_threshold, pick_direction
 from ..api.figures import check_acc_nodes
@@ -384,7 +384,7 @@ def _how(nodes: Sequence[str], qtype: str, model: CalibratedModel, path: str) ->
     if qtype == "int16":
         return export
     if calibrate is None:
-        return f"{export}   ({UNNAMED.format(next(n for n in nodes if n in model.auto_named))})"
+        return f"{export}   ({unnamed_reason(nodes, model.auto_named)})"
     return f"{export}   (or from the float model: {calibrate})"
 
 

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..analyses.partial import UNNAMED, apply_commands
+from ..analyses.partial import apply_commands, unnamed_reason
 from ..metrics import METRICS, known_metric
 from .assets import REPORT_CSS, SORT_JS
 from .files import ensure_dir, write_atomic
@@ -143,7 +143,7 @@ def _apply(v: Mapping[str, Any], model: Mapping[str, Any]) -> str:
                      "float, exactly the configuration scored (run as ptqdebug runs it; check-deployment says how "
                      f"ONNX Runtime's defaults run it):</p><code class=\"mono\">{esc(export)}</code>")
         if calibrate is None:
-            parts.append(f"<p>({esc(UNNAMED.format(next(n for n in names if n in renamed)))}.)</p>")
+            parts.append(f"<p>({esc(unnamed_reason(names, renamed))}.)</p>")
         else:
             parts.append(f"<p>or calibrate the float model again with {them(len(names))} kept in float (in Python "
                          f"<code>float_nodes=</code>; the original toolchain's <code>run_on_cpu</code>):</p>"
