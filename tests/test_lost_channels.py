@@ -61,22 +61,24 @@ def _brute_force_lost(qdq: Path, float_path: Path, sample: dict[str, np.ndarray]
 def test_channels_rounded_away_are_found_and_said(tmp_path: Path) -> None:
     qdq, samples = _packed_output(tmp_path, [300.0, 300.0, 0.05, 0.05])
     ctx = dbg.open_context(qdq, samples, cache=False)
-    found = lost_channels(ctx, 0)
+    found = lost_channels(ctx)
     want, step = _brute_force_lost(qdq, tmp_path / "float.onnx", samples[0])
     assert want == 2  # the premise: the two small channels are gone
     assert len(found) == 1 and (found[0].quantizer, found[0].tensor) == ("y_QuantizeLinear", "y")
     assert (found[0].lost, found[0].channels) == (2, 4) and found[0].step == pytest.approx(step)
     run = dbg.runall(qdq, samples, tmp_path / "debug", report=False)
     assert run.verdict.scores["calibrated"] > 0.999  # the premise: the output's cosine hardly shows it
-    assert ("Careful: y_QuantizeLinear rounds 2 of the 4 channels of output y (axis 1) entirely to 0 on the first sample"
+    assert ("Careful: y_QuantizeLinear rounds 2 of the 4 channels of output y (axis 1) entirely to 0 on the sample"
             in run.verdict.summary)
+    more = dbg.runall(qdq, samples, tmp_path / "more", report=False, data_num=3)
+    assert "entirely to 0 on all 3 samples" in more.verdict.summary
 
 
 def test_channels_last_outputs_are_searched_along_their_channel_axis(tmp_path: Path) -> None:
     """[1, anchors, C] (YOLOv5's layout): every anchor holds a large box value, so only the last
     axis shows the lost class channels."""
     qdq, samples = _packed_output(tmp_path, [300.0, 300.0, 0.05, 0.05], tail="last")
-    (found,) = lost_channels(dbg.open_context(qdq, samples, cache=False), 0)
+    (found,) = lost_channels(dbg.open_context(qdq, samples, cache=False))
     assert (found.axis, found.lost, found.channels) == (2, 2, 4)
 
 
@@ -86,14 +88,14 @@ def test_probabilities_near_zero_are_absent_classes_not_lost(tmp_path: Path) -> 
     y = ctx.reference(0, ["y"])["y"]
     step = float(ctx.model.quantizer_map["y_QuantizeLinear"].scale.reshape(-1)[0])
     assert (np.abs(y).max(axis=(0, 2, 3)) < step / 2).any()  # the premise: some classes round to 0 everywhere
-    assert lost_channels(ctx, 0) == ()
+    assert lost_channels(ctx, range(4)) == ()
 
 
 def test_no_warning_where_every_channel_keeps_levels(tmp_path: Path) -> None:
     qdq, samples = _packed_output(tmp_path, [3.0, 2.0, 1.0, 1.5])
     ctx = dbg.open_context(qdq, samples, cache=False)
     assert _brute_force_lost(qdq, tmp_path / "float.onnx", samples[0])[0] == 0
-    assert lost_channels(ctx, 0) == ()
+    assert lost_channels(ctx, range(4)) == ()
 
 
 def test_calibrate_warns_about_them(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -103,6 +105,20 @@ def test_calibrate_warns_about_them(tmp_path: Path, caplog: pytest.LogCaptureFix
     feeds = [{"x": np.random.default_rng(1).normal(0, 1, (1, 3, 8, 8)).astype(np.float32)} for _ in range(3)]
     with caplog.at_level("WARNING"):
         done = calibrate(tmp_path / "float.onnx", feeds, tmp_path / "out", method="max")
-    assert "y_QuantizeLinear rounds 2 of the 4 channels of output y (axis 1) entirely to 0 on the first sample" in caplog.text
+    assert "y_QuantizeLinear rounds 2 of the 4 channels of output y (axis 1) entirely to 0 on all 3 samples" in caplog.text
     kept = calibrate(tmp_path / "float.onnx", feeds, tmp_path / "kept", method="max", float_nodes=["y_QuantizeLinear"])
     assert kept.cosine > done.cosine  # the advice helps
+
+
+def test_a_channel_any_sample_keeps_is_not_lost(tmp_path: Path) -> None:
+    """Over several samples, a channel is lost only where none of them keeps a level of it: here
+    the small channels' input is scaled up in one sample, and they survive there."""
+    qdq, samples = _packed_output(tmp_path, [300.0, 300.0, 0.05, 0.05])
+    loud = [dict(samples[0]), {"x": samples[1]["x"] * 40}]
+    want = [_brute_force_lost(qdq, tmp_path / "float.onnx", s)[0] for s in loud]
+    assert want == [2, 0]  # the premise: only the first sample loses them
+    ctx = dbg.open_context(qdq, loud, cache=False)
+    assert [x.lost for x in lost_channels(ctx, [0])] == [2]
+    assert lost_channels(ctx, [0, 1]) == ()
+    (both,) = lost_channels(ctx, [0, 0])
+    assert (both.lost, both.samples) == (2, 2)

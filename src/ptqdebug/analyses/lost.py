@@ -18,6 +18,7 @@ not a single logit, which rounding to zero is no sign of trouble for), and not a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -40,8 +41,8 @@ NORMALIZED = frozenset({"Softmax", "LogSoftmax"})
 @dataclass(frozen=True)
 class LostChannels:
     """``lost`` of the ``channels`` channels (along ``axis``) of model output ``tensor`` that
-    calibration node ``quantizer`` (of quantization step ``step``) turns entirely to 0 on one
-    sample; their float values reach ``largest`` in magnitude."""
+    calibration node ``quantizer`` (of quantization step ``step``) turns entirely to 0 on every
+    one of ``samples`` samples; their float values reach ``largest`` in magnitude."""
 
     quantizer: str
     tensor: str
@@ -50,43 +51,60 @@ class LostChannels:
     channels: int
     largest: float
     step: float
+    samples: int = 1
 
     def describe(self) -> str:
         """What was found, as the verdict and ``calibrate`` say it."""
+        on = "the sample" if self.samples == 1 else f"all {self.samples} samples"
         return (f"{self.quantizer} rounds {self.lost} of the {self.channels} channels of output {self.tensor} (axis "
-                f"{self.axis}) entirely to 0 on the first sample (values up to {self.largest:.3g}; its step is "
-                f"{self.step:.3g})")
+                f"{self.axis}) entirely to 0 on {on} (values up to {self.largest:.3g}; its step is {self.step:.3g})")
 
 
-def lost_channels(ctx: Context, sample: int = 0) -> tuple[LostChannels, ...]:
+def lost_channels(ctx: Context, samples: Sequence[int] = (0,)) -> tuple[LostChannels, ...]:
     """The output calibration nodes (no node reads them) of ``ctx``'s model that round whole
-    channels of their output to 0 on ``sample``, but not every channel (that, the score shows).
+    channels of their output to 0 on every one of ``samples``, but not every channel (that, the
+    score shows). A channel counts as lost where no sample keeps a level of it and some sample
+    has a float value in it that is not 0.
 
     A channel is a slice along a non-batch axis holding at least :data:`MIN_VALUES_PER_CHANNEL`
-    values (``[N, C, anchors]`` and channels-last ``[N, anchors, C]`` alike); of the axes that
-    lose channels, the one losing the most is reported."""
+    values in each sample (``[N, C, anchors]`` and channels-last ``[N, anchors, C]`` alike; an
+    axis whose length varies between the samples is not one); of the axes that lose channels,
+    the one losing the most is reported."""
     model = ctx.model
     producers = {o: n.op_type for n in model.proto.graph.node for o in n.output}
-    found = []
-    for name in model.unowned_quantizers:
-        q = model.quantizer_map[name]
-        if q.qtype not in QTYPE_RANGES or q.scale.size != 1 or producers.get(q.input) in NORMALIZED:
-            continue  # per-tensor integer scales only: one step for every channel
-        values = ctx.reference(sample, [q.input])[q.input].astype(np.float64)
-        if values.ndim < 3:
+    checked = [model.quantizer_map[name] for name in model.unowned_quantizers]
+    checked = [q for q in checked  # per-tensor integer scales only: one step for every channel
+               if q.qtype in QTYPE_RANGES and q.scale.size == 1 and producers.get(q.input) not in NORMALIZED]
+    fetch = list(dict.fromkeys(q.input for q in checked))
+    # per (quantizer, axis), over the samples so far: channels that kept no level, channels with a
+    # float value that is not 0, the largest |value| per channel; None where the axis holds no channels
+    seen: dict[tuple[str, int], tuple[np.ndarray, np.ndarray, np.ndarray] | None] = {}
+    for i in samples if checked else ():
+        ref = ctx.reference(i, fetch)
+        for q in checked:
+            values = ref[q.input].astype(np.float64)
+            step, zero = float(q.scale.reshape(-1)[0]), float(np.asarray(q.zero_point).reshape(-1)[0])
+            low, high = QTYPE_RANGES[q.qtype]
+            levels = np.clip(np.rint(values / step) + zero, low, high)  # np.rint rounds half to even, as ONNX does
+            for axis in range(1, values.ndim if values.ndim >= 3 else 0):
+                key, rest = (q.name, axis), tuple(a for a in range(values.ndim) if a != axis)
+                if values.size < MIN_VALUES_PER_CHANNEL * values.shape[axis]:
+                    seen[key] = None
+                    continue
+                now = (np.all(levels == zero, axis=rest), np.any(values != 0, axis=rest), np.abs(values).max(axis=rest))
+                if key not in seen:
+                    seen[key] = now
+                elif (was := seen[key]) is not None:
+                    same = was[0].shape == now[0].shape
+                    seen[key] = (was[0] & now[0], was[1] | now[1], np.maximum(was[2], now[2])) if same else None
+    found: dict[str, LostChannels] = {}
+    for (name, axis), acc in seen.items():
+        if acc is None:
             continue
-        step, zero = float(q.scale.reshape(-1)[0]), float(np.asarray(q.zero_point).reshape(-1)[0])
-        low, high = QTYPE_RANGES[q.qtype]
-        levels = np.clip(np.rint(values / step) + zero, low, high)  # np.rint rounds half to even, as ONNX does
-        best = None
-        for axis in range(1, values.ndim):
-            if values.size < MIN_VALUES_PER_CHANNEL * values.shape[axis]:
-                continue
-            rest = tuple(a for a in range(values.ndim) if a != axis)
-            gone = np.all(levels == zero, axis=rest) & np.any(values != 0, axis=rest)
-            if gone.any() and not gone.all() and (best is None or gone.sum() > best.lost):
-                largest = float(np.abs(np.compress(gone, values, axis=axis)).max())
-                best = LostChannels(name, q.output, axis, int(gone.sum()), int(gone.size), largest, step)
-        if best is not None:
-            found.append(best)
-    return tuple(found)
+        gone = acc[0] & acc[1]
+        best = found.get(name)
+        if gone.any() and not gone.all() and (best is None or gone.sum() > best.lost):
+            q = model.quantizer_map[name]
+            found[name] = LostChannels(name, q.output, axis, int(gone.sum()), int(gone.size), float(acc[2][gone].max()),
+                                       float(q.scale.reshape(-1)[0]), len(samples))
+    return tuple(found.values())

@@ -210,7 +210,7 @@ def _final_scores(proto: onnx.ModelProto, data: Dataset, count: int, deployed: i
     from ..context import open_context
 
     ctx = open_context(proto, data.head(count), providers=providers, cache=False)
-    for x in lost_channels(ctx, 0):  # what the output cosine below can hide
+    for x in lost_channels(ctx, range(count)):  # what the output cosine below can hide
         logger.warning("%s: if they carry information (class scores beside box coordinates), keep it in float "
                        "(--float-nodes %s) or in int16 (--int16-nodes %s)", x.describe(), x.quantizer, x.quantizer)
     on, outputs = ctx.model.calibrated_configuration, list(ctx.model.outputs)
