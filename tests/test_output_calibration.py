@@ -15,6 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 import ptqdebug as dbg
 from ptqdebug.analyses.candidates import candidates_for
 from ptqdebug.analyses.partial import PartialQuantizationResult
+from ptqdebug.analyses.verdict import Verdict
 from ptqdebug.calibration import calibrate
 from ptqdebug.cli import main
 from tests.calibration.models import make_samples, tiny_cnn
@@ -38,7 +39,7 @@ def test_the_recommendation_stops_short_of_the_float_model(tiny, tmp_path: Path,
     assert covered[3] == set(model.calibrated_configuration) and covered[2] < set(model.calibrated_configuration)
     assert run.partial.nodes == tuple(picked[:3]) and run.partial.left_out == (picked[3],)
     assert len(run.partial.partial) == 3  # the float model is not scored as a partial quantization
-    assert [r.node for r in run.verdict.recommendations] == picked[:3]
+    assert [r.node for r in run.verdict.recommendations if not r.left_out] == picked[:3]
     assert run.verdict.keep_float and set(run.verdict.keep_float) <= set(picked[:3])
     assert "the best, 0.999961, keeps all 3 sensitive nodes" in run.verdict.summary
     assert (f"Keeping {picked[3]} in float too would switch off every calibration node: that is the float model"
@@ -63,7 +64,7 @@ def test_the_recommendation_stops_short_of_the_float_model(tiny, tmp_path: Path,
         assert len(greedy.nodes) == 3 and len(greedy.left_out) == 1 and 1.0 not in greedy.partial
 
 
-def test_a_lone_node_holding_every_calibration_node(tmp_path: Path) -> None:
+def _lone_matmul() -> tuple[onnx.ModelProto, list[dict[str, np.ndarray]]]:
     """x → Q/DQ → MatMul(W Q/DQ) → y: the only candidate holds every calibration node."""
     rng = np.random.default_rng(0)
     w = rng.normal(0, 0.5, (16, 8)).astype(np.float32)
@@ -79,15 +80,20 @@ def test_a_lone_node_holding_every_calibration_node(tmp_path: Path) -> None:
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8])], inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
-    samples = [{"x": rng.normal(0, 0.3, (1, 16)).astype(np.float32)} for _ in range(4)]
+    return m, [{"x": rng.normal(0, 0.3, (1, 16)).astype(np.float32)} for _ in range(4)]
+
+
+def test_a_lone_node_holding_every_calibration_node(tmp_path: Path) -> None:
+    m, samples = _lone_matmul()
     run = dbg.runall(m, samples, tmp_path / "debug", node_type="node", data_num=None, pick_threshold=0.9999, report=False)
-    assert run.partial.nodes == () and run.partial.left_out == ("mm",) and not run.verdict.recommendations
+    assert run.partial.nodes == () and run.partial.left_out == ("mm",) and run.verdict.keep_float == ()
     assert ("Keeping the sensitive node, mm, in float would switch off every calibration node: that is the float model, "
             "not a partial quantization" in run.verdict.summary)
     # in int16 it is a partial quantization still: scored, and offered
     assert run.partial_int16 is not None and run.partial_int16.nodes == ("mm",)
     assert run.partial_int16.partial[0] > run.partial.baseline and run.verdict.keep_int16 == ("mm",)
-    assert f"With activations in int16 instead, keeping mm brings it to {run.partial_int16.partial[0]:.6f}." in run.verdict.summary
+    assert (f"With their activations in int16 instead of float, keeping mm brings it to {run.partial_int16.partial[0]:.6f}."
+            in run.verdict.summary)
 
 
 def test_with_weights_stored_as_integers_the_end_is_the_reference(cnn_dir: Path, tmp_path: Path) -> None:
@@ -206,3 +212,33 @@ def test_calibrate_names_a_tensor_ort_left_float(tmp_path: Path) -> None:
                                           r"model \(ONNX Runtime's quantizer left its tensor in float\)"):
         calibrate(tmp_path / "float.onnx", feeds, tmp_path / "out", method="max", float_nodes=["input_QuantizeLinear"])
     assert not (tmp_path / "out").exists()
+
+
+def test_int16_rows_for_the_nodes_float_leaves_out(tiny, tmp_path: Path) -> None:
+    """int16 scores the node partial quantization in float leaves out: it gets a row of its own
+    (float: left out), so what keep_int16 names is in the table, and the report applies it."""
+    run = dbg.runall(tiny.model_path, tiny.data_dir, tmp_path / "debug", node_type="node", data_num=None,
+                     pick_threshold=0.99999)
+    assert run.partial_int16 is not None and run.partial.left_out
+    rows = run.verdict.recommendations
+    assert [r.node for r in rows] == [*run.partial.nodes, *run.partial.left_out]
+    assert [r.left_out for r in rows] == [False] * len(run.partial.nodes) + [True] * len(run.partial.left_out)
+    assert [r.score_int16 for r in rows] == list(run.partial_int16.partial)
+    last = rows[-1]
+    assert np.isnan(last.score_after) and np.isnan(last.recovery)
+    assert set(run.verdict.keep_int16) <= {r.node for r in rows}
+    results = json.loads((tmp_path / "debug" / "results.json").read_text())
+    assert Verdict.from_dict(results["verdict"]).recommendations[-1].left_out
+    page = (tmp_path / "debug" / "index.html").read_text()
+    assert 'title="with this row too in float, no calibration node would be on">left out</td>' in page
+    assert "<em>Left out</em>: with that row too in float" in page
+
+
+def test_a_lone_left_out_node_gets_its_int16_command_in_the_report(tmp_path: Path) -> None:
+    m, samples = _lone_matmul()
+    run = dbg.runall(m, samples, tmp_path / "debug", node_type="node", data_num=None, pick_threshold=0.9999)
+    assert [(r.node, r.left_out) for r in run.verdict.recommendations] == [("mm", True)]
+    assert run.verdict.keep_int16 == ("mm",) and run.verdict.keep_float == ()
+    page = (tmp_path / "debug" / "index.html").read_text()
+    assert "With activations in int16 instead (the best int16 score, row 1" in page
+    assert "Keeping these nodes in float recovers nothing" not in page

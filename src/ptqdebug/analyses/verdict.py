@@ -45,13 +45,16 @@ CHECK_SAMPLES = 8
 class Recommendation:
     """One row of "what to keep in higher precision": ``node`` (an ordinary node, a calibration
     node no node reads, or what the user named) and its ``calibration_nodes``, in partial
-    quantization's order."""
+    quantization's order. A ``left_out`` row is scored in int16 only: with it too in float, no
+    calibration node would be on (:attr:`PartialQuantizationResult.left_out`), so its
+    ``score_after`` and ``recovery`` are NaN."""
 
     node: str
     calibration_nodes: tuple[str, ...]
     score_after: float  # with this node and the ones before it in float
     recovery: float
     score_int16: float = math.nan  # with their activations in int16 instead (NaN: not computed)
+    left_out: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,8 @@ class Verdict:
     def to_dict(self) -> dict[str, Any]:
         return {"metric": self.metric, "cause": self.cause, "scores": dict(self.scores), "summary": self.summary,
                 "recommendations": [{"node": r.node, "calibration_nodes": list(r.calibration_nodes),
-                                     "score_after": r.score_after, "recovery": r.recovery, "score_int16": r.score_int16}
+                                     "score_after": r.score_after, "recovery": r.recovery, "score_int16": r.score_int16,
+                                     "left_out": r.left_out}
                                     for r in self.recommendations],
                 "keep_float": list(self.keep_float), "keep_int16": list(self.keep_int16),
                 "kept": {q: {"nodes": list(nodes), "score": score} for q, (nodes, score) in self.kept.items()},
@@ -110,7 +114,7 @@ class Verdict:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Verdict:
         recs = tuple(Recommendation(r["node"], tuple(r["calibration_nodes"]), float(r["score_after"]), float(r["recovery"]),
-                                    float(r.get("score_int16", math.nan)))
+                                    float(r.get("score_int16", math.nan)), bool(r.get("left_out", False)))
                      for r in d["recommendations"])
         check = d.get("check")
         kept = {q: (tuple(k["nodes"]), float(k["score"])) for q, k in d.get("kept", {}).items()}
@@ -152,6 +156,9 @@ def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data
         wider = partial_int16.partial if partial_int16 is not None else [math.nan] * len(partial.nodes)
         for node, after, gain, after16 in zip(partial.nodes, partial.partial, partial.recovery(), wider):
             recs.append(Recommendation(node, model.expand(node), after, gain, after16))
+        if partial_int16 is not None:  # the nodes float leaves out, where int16 scored them after the others
+            for node, after16 in zip(partial.left_out, wider[len(partial.nodes):]):
+                recs.append(Recommendation(node, model.expand(node), math.nan, math.nan, after16, left_out=True))
     kept: dict[str, tuple[tuple[str, ...], float]] = {}
     if recs or (partial is not None and partial.left_out and not negligible):  # (int16 may keep those float left out)
         for result in (partial, partial_int16):
@@ -193,7 +200,7 @@ def _lost_sentence(ctx: Context, data_num: int | None) -> str:
     """A warning about output channels a calibration node rounds to 0 entirely (see
     :mod:`ptqdebug.analyses.lost`), which a score over the whole output can hide."""
     out = ""
-    for x in lost_channels(ctx, ctx.sample_groups(data_num)[0][0]):
+    for x in lost_channels(ctx, range(len(ctx.samples(data_num)))):
         out += (f" Careful: {x.describe()}, which a score over the whole output hides where its other channels are "
                 "larger. If they carry "
                 "information (class scores beside box coordinates), keep it in float (export --float-nodes) or in int16 "
@@ -234,6 +241,7 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
                "both": "Weights and activations contribute together"}[cause]
         text = f"{head}. {who}: only weights quantized gives {w:.6f}, only activations {a:.6f}."
     # the best prefix, and the shortest one that recovers half as much (often far shorter)
+    scored, recs = recs, [r for r in recs if not r.left_out]  # (the rows scored in float; ``scored`` has int16's too)
     best = max(range(len(recs)), key=lambda i: recs[i].score_after) if recs else -1
     gain = recs[best].score_after - c if recs else math.nan
     kept = kept or {}
@@ -241,8 +249,6 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
     if not recs and left_out:
         text += (f" Keeping the sensitive {'node' if len(left_out) == 1 else 'nodes'}, {_listed(left_out)}, in float "
                  f"would switch off {end}, not a partial quantization.")
-        if "int16" in kept:
-            text += f" With activations in int16 instead, keeping {_listed(kept['int16'][0])} brings it to {kept['int16'][1]:.6f}."
     elif not recs and threshold is not None and c > threshold:
         text += (f" No single node scores at or below the pick threshold {threshold:g}, which the whole model is above "
                  "too: raise the threshold (pick_threshold, -pt) to see which nodes to keep in higher precision.")
@@ -270,12 +276,12 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
                  "partly cancel each other.")
     else:
         text += f" Keeping any of the {len(recs)} sensitive nodes in float recovers nothing."
-    scored16 = [r.score_int16 for r in recs]
-    if recs and not any(math.isnan(v) for v in scored16):  # int16 was scored: what Verdict.keep_int16 recommends
+    scored16 = [r.score_int16 for r in scored]
+    if scored and not any(math.isnan(v) for v in scored16):  # int16 was scored: what Verdict.keep_int16 recommends
         if "int16" in kept:
             keep16, after16 = kept["int16"]
         else:
-            keep16 = best_prefix([r.node for r in recs], scored16, c)
+            keep16 = best_prefix([r.node for r in scored], scored16, c)
             after16 = scored16[len(keep16) - 1] if keep16 else c
         if not keep16:
             text += " Their activations in int16 instead of float recover nothing."

@@ -210,9 +210,12 @@ def _verdict(v: Mapping[str, Any], local: Mapping[str, Any], deployment: Mapping
             cal_td = f'<td class="small">{cal_html}</td>' if show_cals else ""
             own_td = num_td(own.get(get(rec, "node"))) if own else ""
             int16_td = num_td(get(rec, "score_int16")) if wider else ""
+            float_tds = (f'{num_td(get(rec, "score_after"))}{num_td(get(rec, "recovery"), sign=True)}'
+                         if get(rec, "left_out") is not True else  # scored in int16 only
+                         '<td class="num small muted" data-v="" title="with this row too in float, no calibration node '
+                         'would be on">left out</td><td class="num" data-v="">–</td>')
             rows.append(f'<tr><td class="num" data-v="{i}">{i}</td>{text_td(get(rec, "node"), "name mono")}{cal_td}'
-                        f'{num_td(get(rec, "score_after"))}{num_td(get(rec, "recovery"), sign=True)}{int16_td}{own_td}'
-                        f'<td>{bar}</td></tr>')
+                        f'{float_tds}{int16_td}{own_td}<td>{bar}</td></tr>')
         head = [("#", "num"), ("keep in higher precision", "text")] + ([("its calibration nodes", "text")] if show_cals else []) + [
                 (f"score after keeping 1..k{_direction(metric)}", "num"), ("recovers", "num")] + (
                 [(f"1..k in int16 instead{_direction(metric)}", "num")] if wider else []) + (
@@ -220,7 +223,11 @@ def _verdict(v: Mapping[str, Any], local: Mapping[str, Any], deployment: Mapping
         out.append("<h3>What to keep in higher precision</h3>"
                    "<p class=\"muted small\">" + ("Un-quantize the nodes in this order; each row is the score with rows 1..k kept in float."
                    if any((num(get(r, "recovery")) or 0) > 0 for r in recs) else
-                   "Keeping these nodes in float recovers nothing here (each row is the score with rows 1..k kept in float).")
+                   "Keeping these nodes in float recovers nothing here (each row is the score with rows 1..k kept in float)."
+                   if not all(get(r, "left_out") is True for r in recs) else "")
+                   + (" <em>Left out</em>: with that row too in float, no calibration node would be on (the float model, "
+                      "not a partial quantization), so it is scored in int16 only."
+                      if any(get(r, "left_out") is True for r in recs) else "")
                    + (" <em>Its own score</em>: the node's error by itself (only its calibration nodes on, everything upstream "
                       "float, compared at its outputs); a good own score with a large recovery means the network amplifies a "
                       "small error."
