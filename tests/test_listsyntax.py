@@ -21,6 +21,8 @@ from ptqdebug.listsyntax import parse_list
     ("[/model/conv1/Conv, 317_HzCalibration]", ["/model/conv1/Conv", "317_HzCalibration"]),
     ('["名字 with space"]', ["名字 with space"]),
     ("[1]", ["1"]),
+    ("['it''s', \"say \"\"hi\"\"\"]", ["it's", 'say "hi"']),  # a doubled quote stands for one
+    ("['both '' and \"', '']", ["both ' and \"", ""]),
 ])
 def test_parses(text: str, expected: object) -> None:
     assert parse_list(text) == expected
@@ -48,7 +50,7 @@ def test_printed_commands_read_back_every_name() -> None:
     from ptqdebug.cli.args import names_value
 
     for nodes in (["a", "/conv1/Conv"], ["<img src=x onerror=alert(1)> it's $HOME & q", "x,y", "[z]", " sp "],
-                  ['say "hi"', "plain"]):
+                  ['say "hi"', "plain"], ["both ' and \"", "'''", "''"]):
         for qtype, option in (("float32", "--float-nodes"), ("int16", "--int16-nodes")):
             export, _ = apply_commands(nodes, "m.onnx", qtype)
             argv = shlex.split(export)

@@ -7,6 +7,8 @@ same strings with a small grammar::
     list  := "[" [ value ("," value)* [","] ] "]"
     name  := 'quoted text' | "quoted text" | bare text up to , [ ] (trimmed)
 
+(in quoted text, the quote doubled stands for itself: ``'it''s'``)
+
 So ``[a,b]``, ``['a', 'b']``, ``[[a,b],[c]]`` and ``weight`` all work; a value that does not start
 with ``[`` is a plain name, taken as it is (``features[0]``, ``a'b``, ``x,y``). Quotes let a name hold commas, brackets or spaces (``['a, b']``). The
 shell removes quotes it sees, so ``-q ['weight','activation']`` reaches ptqdebug as
@@ -68,10 +70,15 @@ def _parse_value(s: str, i: int, what: str, text: str) -> tuple[ListValue, int]:
                 return items, i + 1
             raise OptionError(f"{what}: unexpected {s[i]!r} at position {i} of {text!r}; expected ',' or ']'")
     if s[i] in "'\"":
-        end = s.find(s[i], i + 1)
-        if end < 0:
-            raise OptionError(f"{what}: {text!r} has an unclosed quote; expected a matching {s[i]}")
-        return s[i + 1:end], end + 1
+        quote, parts, start = s[i], [], i + 1
+        while True:  # a doubled quote stands for one: 'it''s'
+            end = s.find(quote, start)
+            if end < 0:
+                raise OptionError(f"{what}: {text!r} has an unclosed quote; expected a matching {quote}")
+            parts.append(s[start:end])
+            if not s.startswith(quote, end + 1):
+                return quote.join(parts), end + 1
+            start = end + 2
     j = i
     while j < len(s) and s[j] not in ",[]":
         j += 1

@@ -163,10 +163,12 @@ def apply_commands(nodes: Sequence[str], model: str | None = None, qtype: str = 
 
 def _listed_name(name: str) -> str:
     """``name`` as an element of the list syntax (:mod:`ptqdebug.listsyntax`): bare where that reads
-    back the same, else in the quotes it does not contain (a name holding both has no spelling)."""
+    back the same, else in the quotes it does not contain, or in single quotes with its own doubled."""
     if name == name.strip() and not any(c in name for c in ",[]'\""):
         return name
-    return f'"{name}"' if "'" in name else f"'{name}'"
+    if "'" in name and '"' not in name:
+        return f'"{name}"'
+    return "'" + name.replace("'", "''") + "'"
 
 
 def unnamed_reason(nodes: Sequence[str], renamed: Collection[str]) -> str | None:
