@@ -462,3 +462,25 @@ def test_curves_end_at_the_model_output_after_its_qdq_pair(cnn_dir: Path, sample
     want = compare([METRICS["cosine-similarity"]], oracle_from_file(path, set(), samples[0])["logits"],
                    oracle_from_file(path, model.calibrated_configuration, samples[0])["logits"])[0]
     assert curve.values[-1] == pytest.approx(want, abs=1e-9) and want < 1 - 1e-6
+
+
+def test_stats_with_visualize_return_the_originals_display_strings(cnn_dir: Path, tmp_path: Path) -> None:
+    """Reference §7.2: with visualize=True the original returns (and prints) display strings —
+    per channel the first value and ",..." — while the file keeps the numbers."""
+    import json
+
+    path, data = cnn_dir / f"{NAME}.onnx", cnn_dir / "calibration_data"
+    numbers = dbg.get_calibration_nodes_stat_info(path, data, save_dir=tmp_path / "n")
+    shown = dbg.get_calibration_nodes_stat_info(path, data, save_dir=tmp_path / "v", visualize=True)
+    assert set(shown) == set(numbers)
+    for name, row in shown.items():
+        raw = numbers[name]
+        assert set(row) == {"Tensor_type", "Granularity", "Thresholds", "Scales", "Max_vals", "Min_nz_vals"}
+        if raw["Granularity"] == "per-channel":
+            assert row["Max_vals"] == f"{raw['Max_vals'][0]:.6f},..." and row["Scales"] == f"{raw['Scales'][0]:.6f},..."
+            assert row["Min_nz_vals"] == f"{raw['Min_nz_vals'][0]:.6e},..."
+        else:
+            assert row["Thresholds"] == f"{raw['Thresholds'][0]:.6f}" and row["Max_vals"] == f"{max(raw['Max_vals']):.6f}"
+    assert {r["Granularity"] for r in shown.values()} == {"per-channel", "per-tensor"}
+    assert json.loads((tmp_path / "v" / "cali_nodes_stat_info.json").read_text()) == json.loads(
+        (tmp_path / "n" / "cali_nodes_stat_info.json").read_text())

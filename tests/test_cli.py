@@ -49,6 +49,26 @@ def test_a_boolean_flag_followed_by_another_word(argv: list[str], capsys: pytest
     assert code == 2 and "unrecognized arguments: stray" in err
 
 
+def test_an_unknown_flag_points_at_the_subcommands_help(capsys: pytest.CaptureFixture[str]) -> None:
+    """argparse's top-level parser reports it, so it pointed at `ptqdebug --help`, which does not
+    list runall's options (a migration trial typed runall -m, which is -nm there)."""
+    code, _, err = run(capsys, "runall", "m.onnx", "d", "-m", "mse")
+    assert code == 2 and err == "ptqdebug: error: unrecognized arguments: -m mse (see `ptqdebug runall --help`)\n"
+    code, _, err = run(capsys, "get_sensitivity_of_nodes", "m.onnx", "d", "--nope")
+    assert code == 2 and err.endswith("(see `ptqdebug get-sensitivity-of-nodes --help`)\n")
+
+
+def test_plot_acc_error_takes_runalls_spelling_too(cnn_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """runall names these options -qn/-nqn, plot-acc-error -q/-nq: both spellings work there
+    (-qn read as `-q n` and left a stray list)."""
+    code, _, err = run(capsys, "plot-acc-error", cnn_dir / "pc_int8_pairs.onnx", cnn_dir / "calibration_data",
+                       "-qn", "[Conv_0]", "-nqn", "[Gemm_0]", "-s", tmp_path)
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == [
+        "non_quantize_node_accumulate_err_of_node_cosine-similarity.png",
+        "quantize_node_accumulate_err_of_node_cosine-similarity.png"]
+
+
 def test_interested_groups(cnn_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "get-sensitivity-of-nodes", cnn_dir / "pc_int8_pairs.onnx", cnn_dir / "calibration_data",
                          "-i", "[[Conv_0,Conv_1],[Gemm_0]]")

@@ -11,6 +11,7 @@ from pathlib import Path
 import onnx
 import pytest
 
+import ptqdebug as dbg
 from tests.support.horizon import hz_twin
 
 ARTICLE = [
@@ -124,3 +125,27 @@ def test_runall_says_where_a_sweep_compared(cnn_dir: Path, tmp_path: Path, capsy
     lines = {line.split(":")[0]: line for line in out.splitlines() if line.startswith("most sensitive")}
     assert set(lines) == {"most sensitive weight nodes (compared at Conv_1_out)",
                           "most sensitive activation nodes (compared at Conv_1_out)", "most sensitive nodes"}
+
+
+def test_runall_verbose_prints_its_closing_lines_once(cnn_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """-v True shows the tables as they come; the closing lines (most sensitive nodes, what was
+    written) come once, from the command line, not also from the API's log."""
+    import logging
+
+    from ptqdebug.cli import main
+
+    with caplog.at_level(logging.INFO, logger="ptqdebug"):
+        assert main(["runall", str(cnn_dir / "pc_int8_pairs_keep.onnx"), str(cnn_dir / "calibration_data"), "-s",
+                     str(tmp_path / "d"), "-v", "True", "--no-report"]) == 0
+    out, err = capsys.readouterr()
+    shown = out + err + caplog.text
+    assert "node sensitivity" in shown  # the verbose tables
+    assert shown.count("most sensitive weight nodes") == 1 and shown.count("wrote ") == 1
+    assert "node nodes" not in shown
+    # from Python, the API says them itself (once), and the command line left its logger as it was
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="ptqdebug"):
+        dbg.runall(str(cnn_dir / "pc_int8_pairs_keep.onnx"), str(cnn_dir / "calibration_data"), tmp_path / "api",
+                   node_type="node", report=False)
+    assert caplog.text.count("most sensitive nodes: ") == 1 and "wrote " in caplog.text

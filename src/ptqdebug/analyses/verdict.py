@@ -166,8 +166,12 @@ def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data
                 kept[result.qtype] = prune(ctx, result, data_num)
     threshold = partial.pick_threshold if partial is not None else None
     left_out = partial.left_out if partial is not None and not negligible else ()
-    summary = (_summary(cause, c, w, a, recs, kept, threshold, left_out, weights_fixed) + _blind_sentence(ctx, data_num)
-               + _lost_sentence(ctx, data_num))
+    summary = _summary(cause, c, w, a, recs, kept, threshold, left_out, weights_fixed)
+    if negligible and partial is not None and (partial.nodes or partial.left_out):  # a threshold the user raised
+        n = len(partial.nodes) + len(partial.left_out)
+        summary += (f" Partial quantization's table still lists the {n} node{'s' * (n > 1)} at or below the pick "
+                    f"threshold {partial.pick_threshold:g}, for reference.")
+    summary += _blind_sentence(ctx, data_num) + _lost_sentence(ctx, data_num)
     used, more = len(ctx.samples(data_num)), min(len(ctx.data), CHECK_SAMPLES)
     check = None
     if more > used:  # scores of the first samples are reused where they ran one at a time

@@ -183,9 +183,11 @@ def get_calibration_nodes_stat_info(
 ) -> dict[str, dict[str, Any]]:
     """Thresholds, scales, per-channel max and smallest non-zero |value| of calibration nodes (reference §7.2).
 
-    Saved as ``cali_nodes_stat_info.json`` (the original wrote a pickled ``.npy``). With
-    ``visualize``, also logs the table and draws ``weight_stat_info.png`` / ``feature_stat_info.png``.
-    Activation statistics use every sample (``data_num`` to limit), in the float model.
+    Saved as ``cali_nodes_stat_info.json`` (the original wrote a pickled ``.npy``). Returns the
+    numbers per node, or with ``visualize``, as the original, their display strings (first value
+    and ``",..."`` per channel; the table it logs) and draws ``weight_stat_info.png`` /
+    ``feature_stat_info.png``; the JSON file holds the numbers either way. Activation statistics
+    use every sample (``data_num`` to limit), in the float model.
     """
     data_num = check_data_num(data_num)
     visualize = check_bool(visualize, "visualize")
@@ -198,5 +200,7 @@ def get_calibration_nodes_stat_info(
         stats = calibration_node_stats(ctx, nodes_list, data_num)
     write_stats(stats, save_dir, visualize)
     if visualize:
-        show_info(info_table("calibration nodes stat info", "node", {s.name: display_row(s) for s in stats}))
+        shown: dict[str, dict[str, Any]] = {s.name: display_row(s) for s in stats}
+        show_info(info_table("calibration nodes stat info", "node", shown))
+        return shown
     return {s.name: s.to_dict() for s in stats}

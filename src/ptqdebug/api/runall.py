@@ -17,6 +17,7 @@ twice. Output tree::
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -66,7 +67,6 @@ from .common import (
     ModelArg,
     ProgressFactory,
     context_for,
-    logger,
     runtime_errors,
     show_info,
     step_progress,
@@ -85,6 +85,10 @@ __all__ = ["RunResult", "runall"]
 
 TOP_K = 5
 
+
+#: runall's closing lines (what it wrote, the most sensitive nodes): the command line prints its
+#: own, fuller ones and silences this logger
+closing = logging.getLogger("ptqdebug.summary")
 
 @dataclass(frozen=True, eq=False, repr=False)
 class RunResult:
@@ -212,7 +216,7 @@ def runall(
             previous = _previous_files(stage.final)
             files = stage.commit()
             _remove_stale(stage.final, previous - set(run.results["files"]))
-    logger.info("wrote %d files under %s", len(files), stage.final)
+    closing.info("wrote %d files under %s", len(files), stage.final)
     return replace(run, save_dir=stage.final, files=tuple(stage.final / f for f in run.results["files"]))
 
 
@@ -406,8 +410,9 @@ def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
 
         written.append(write_report(results, root))
     for kind, r in all_sens.items():
-        logger.info("most sensitive %s nodes: %s", kind, ", ".join(e.name for e in r.top(3)) or "none")
+        closing.info("most sensitive %snodes: %s", "" if kind == "node" else kind + " ",
+                     ", ".join(e.name for e in r.top(3)) or "none")
     if deployment is not None:
-        logger.info("%s", deployment.summary())
+        closing.info("%s", deployment.summary())
     return RunResult(root, all_sens, tuple(dis), tuple(cw), tuple(acc), partial, judged, tuple(written), results, tuple(notes),
                      ctx.cache.hits, local, partial16, deployment)

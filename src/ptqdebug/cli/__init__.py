@@ -21,7 +21,7 @@ from types import FrameType
 from typing import Any
 
 from ..errors import PtqDebugError
-from .args import UsageError, bool_value_hint, build_parser, normalize_argv
+from .args import UsageError, build_parser, normalize_argv, unrecognized_hint
 
 __all__ = ["main"]
 
@@ -80,7 +80,7 @@ def _main(argv: Sequence[str] | None) -> int:
             return 2
         return int(args.func(args) or 0)
     except UsageError as exc:
-        print(f"ptqdebug: error: {bool_value_hint(str(exc), args_in)}", file=sys.stderr)
+        print(f"ptqdebug: error: {unrecognized_hint(str(exc), args_in)}", file=sys.stderr)
         return 2
     except PtqDebugError as exc:
         print(f"ptqdebug: error: {exc}", file=sys.stderr)

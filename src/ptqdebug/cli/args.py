@@ -18,7 +18,7 @@ from typing import NoReturn
 from ..errors import OptionError
 from ..listsyntax import ListValue, parse_list
 
-__all__ = ["BOOL_FLAGS", "UsageError", "bool_value_hint", "build_parser", "names_value", "normalize_argv", "parse_bool"]
+__all__ = ["BOOL_FLAGS", "UsageError", "build_parser", "names_value", "normalize_argv", "parse_bool", "unrecognized_hint"]
 
 _TRUE = {"true", "1", "yes", "y", "t", "on"}
 _FALSE = {"false", "0", "no", "n", "f", "off"}
@@ -123,22 +123,24 @@ def normalize_argv(argv: Sequence[str], commands: Collection[str] = ()) -> list[
     return out
 
 
-def bool_value_hint(message: str, argv: Sequence[str]) -> str:
-    """``message`` with a hint when argparse found an unrecognized word that follows a boolean
-    flag: ``-v maybe`` reads as a bare ``-v`` and a stray ``maybe``."""
+def unrecognized_hint(message: str, argv: Sequence[str]) -> str:
+    """argparse's "unrecognized arguments" ``message``, which the top-level parser raises, pointed
+    at the subcommand's help, with a hint when the word follows a boolean flag: ``-v maybe``
+    reads as a bare ``-v`` and a stray ``maybe``."""
     head, see, tail = message.partition(" (see ")
     if not head.startswith("unrecognized arguments:"):
         return message
-    if not head.removeprefix("unrecognized arguments:").strip():  # only empty words: `-s ''` or a stray ''
-        return f"unrecognized empty argument ''; expected none there: remove it, or put there the value it stands for{see}{tail}"
-    stray = set(head.removeprefix("unrecognized arguments:").split())
     given = next((a for a in argv if not a.startswith("-")), "")
     command = PYTHON_NAMES.get(given, given.replace("_", "-"))
+    see = f" (see `ptqdebug {command} --help`)" if command else see + tail
+    if not head.removeprefix("unrecognized arguments:").strip():  # only empty words: `-s ''` or a stray ''
+        return f"unrecognized empty argument ''; expected none there: remove it, or put there the value it stands for{see}"
+    stray = set(head.removeprefix("unrecognized arguments:").split())
     flags = BOOL_FLAGS.get(command, set())
     for flag, word in zip(argv, argv[1:]):
         if flag in flags and word in stray:
-            return f"{flag} is true or false (bare {flag} means true), not {word!r} (see `ptqdebug {command} --help`)"
-    return message
+            return f"{flag} is true or false (bare {flag} means true), not {word!r}{see}"
+    return head + see
 
 
 class _Parser(argparse.ArgumentParser):

@@ -7,6 +7,7 @@ Flags follow the original ``hmct-debugger`` (reference §8.2), with ``--float-mo
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import sys
 from collections.abc import Sequence
@@ -67,9 +68,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                                    "give -q, -nq or both, e.g. -q \"['weight','activation']\".")
     add_model_and_data(p)
     p.add_argument("-s", "--save_dir", default="./debug_result/", help="output folder (default ./debug_result/)")
-    p.add_argument("-q", "--quantize_node", type=list_value("--quantize_node"),
+    # (-qn and -nqn as well: runall's spelling of the same options)
+    p.add_argument("-q", "-qn", "--quantize_node", type=list_value("--quantize_node"),
                    help="['weight','activation'], names, or groups [[a],[a,b]] (-q or -nq is required)")
-    p.add_argument("-nq", "--non_quantize_node", type=list_value("--non_quantize_node"),
+    p.add_argument("-nq", "-nqn", "--non_quantize_node", type=list_value("--non_quantize_node"),
                    help="names or groups to un-quantize (-q or -nq is required)")
     p.add_argument("-m", "--metric", default="cosine-similarity", help=f"{_METRICS} (default cosine-similarity)")
     p.add_argument("-a", "--average_mode", type=parse_bool, default=False, help="plot running means (default false)")
@@ -346,6 +348,9 @@ def _check_deployment(args: argparse.Namespace) -> int:
 def _runall(args: argparse.Namespace) -> int:
     bars = ProgressBars()
     ctx = _ctx(args)
+    closing = logging.getLogger("ptqdebug.summary")  # runall's closing lines: printed below, with the scores
+    level = closing.level
+    closing.setLevel(logging.CRITICAL + 1)
     try:
         run = api.runall(
             ctx, args.calibrated_data, args.save_dir, args.ns_metrics, args.output_node, args.node_type, args.data_num,
@@ -354,6 +359,7 @@ def _runall(args: argparse.Namespace) -> int:
             progress=bars, report=args.report, check_deployment=args.check_deployment,
         )
     finally:
+        closing.setLevel(level)
         bars.close()
     print(run.verdict.summary)
     _few_samples(ctx, args.data_num)
