@@ -21,7 +21,8 @@ from .errors import ModelError, OptionError
 from .graph import topological_order
 
 __all__ = [
-    "RUNNABLE_DOMAINS", "bad_text", "check_model", "constants_to_initializers", "default_opset", "name_nodes",
+    "RUNNABLE_DOMAINS", "bad_text", "check_model", "constants_to_initializers", "default_opset", "initializers_not_inputs",
+    "name_nodes",
     "read_onnx", "skeleton", "sort_nodes", "unsupported_ops",
 ]
 
@@ -158,6 +159,21 @@ def constants_to_initializers(graph: onnx.GraphProto) -> None:
         keep.append(node)
     del graph.node[:]
     graph.node.extend(keep)
+
+
+def initializers_not_inputs(proto: onnx.ModelProto) -> None:
+    """Take initializers out of the graph inputs and raise IR 3 to 4. Until IR 4 every
+    initializer had to be listed as a graph input (onnx's older test models are like that);
+    listed, they look like inputs the model takes data for to tools that merge or add
+    initializers (ONNX Runtime's ``quant_pre_process`` merges duplicates and leaves the inputs
+    listed; ``quantize_static`` adds initializers that are not inputs, which IR 3 forbids)."""
+    if proto.ir_version >= 4:
+        return
+    inits = {t.name for t in proto.graph.initializer}
+    keep = [i for i in proto.graph.input if i.name not in inits]
+    del proto.graph.input[:]
+    proto.graph.input.extend(keep)
+    proto.ir_version = 4
 
 
 def sort_nodes(graph: onnx.GraphProto, what: str) -> None:

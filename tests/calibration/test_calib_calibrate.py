@@ -383,3 +383,31 @@ def test_another_models_calibration_data_is_not_replaced(tmp_path: Path, tiny_pa
     first = calibrate(tiny_path, make_samples(2), tmp_path / "mine", method="max")
     again = calibrate(tiny_path, make_samples(3), tmp_path / "mine", method="max")
     assert Path(first.data_dir) == Path(again.data_dir) and len(list((Path(again.data_dir) / "x").glob("*.npy"))) == 3
+
+
+@pytest.mark.parametrize("optimize", [True, False])
+def test_ir3_models_list_initializers_as_inputs(tmp_path: Path, optimize: bool) -> None:
+    """IR 3 (onnx's own older test models) lists every initializer as a graph input. ORT's
+    quant_pre_process merged the two equal weights and left the dropped one listed, so ptqdebug
+    asked for data for it; without it, quantize_static's new scales broke IR 3's rule."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(0, 0.3, (4, 3, 3, 3)).astype(np.float32)
+    inits = [numpy_helper.from_array(w, "w1"), numpy_helper.from_array(w.copy(), "w2")]  # equal: merged
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], name="c1", pads=[1] * 4),
+             helper.make_node("Relu", ["a"], ["r"], name="relu"),
+             helper.make_node("Conv", ["x", "w2"], ["b"], name="c2", pads=[1] * 4),
+             helper.make_node("Add", ["r", "b"], ["y"], name="add")]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    listed = [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(w.shape)) for n in ("w1", "w2")]
+    g = helper.make_graph(nodes, "ir3", [x, *listed], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 8)])
+    m.ir_version = 3
+    onnx.save(m, tmp_path / "ir3.onnx")
+    samples = [{"x": rng.normal(0, 1, (1, 3, 8, 8)).astype(np.float32)} for _ in range(4)]
+    done = calibrate(tmp_path / "ir3.onnx", samples, tmp_path / "out", method="max", optimize=optimize)
+    assert done.cosine > 0.99
+    q = onnx.load(done.model_path)
+    assert [i.name for i in q.graph.input] == ["x"]
+    ort.InferenceSession(done.model_path, providers=["CPUExecutionProvider"]).run(None, samples[0])

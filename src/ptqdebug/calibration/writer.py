@@ -39,7 +39,7 @@ from ..engine.build import standalone_model
 from ..errors import ModelError, OptionError
 from ..formats.params import qtype_of_onnx
 from ..model import TensorSpec, input_specs, load_model
-from ..onnxfile import constants_to_initializers, default_opset, read_onnx
+from ..onnxfile import constants_to_initializers, default_opset, initializers_not_inputs, read_onnx
 
 __all__ = ["ActivationQuantizer", "PreparedModel", "prepare_model", "read_activation_quantizers", "stats_model", "write_qdq"]
 
@@ -175,6 +175,7 @@ def prepare_model(float_model: str | os.PathLike[str] | onnx.ModelProto, workdir
     if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in graph.node) or any(n.domain == "horizon" for n in graph.node):
         raise ModelError("the model already has calibration nodes (QuantizeLinear/DequantizeLinear or HzCalibration); expected the float model")
     constants_to_initializers(graph)
+    initializers_not_inputs(proto)
     renamed = name_nodes(graph)
     if renamed:
         logger.info("named %d unnamed or repeated nodes", renamed)
