@@ -385,7 +385,12 @@ def test_verdict_summary_offers_int16_when_float_recovers_nothing() -> None:
 
     recs = [Recommendation("a", ("qa",), 0.988, -0.002, 0.995), Recommendation("b", ("qb",), 0.987, -0.001, 0.999)]
     text = _summary("activation", 0.99, 0.999, 0.991, recs)
-    assert "Keeping any of the 2 sensitive nodes in float recovers nothing." in text
+    assert ("Keeping the sensitive nodes in float makes it worse: every prefix of the 2 scores below the calibrated "
+            "model (at best 0.988000, with the first 1).") in text
+    one = _summary("activation", 0.99, 0.999, 0.991, recs[:1])
+    assert "Keeping the sensitive node, a, in float makes it worse: 0.988000." in one
+    level = [Recommendation("a", ("qa",), 0.99, 0.0)]  # exactly the calibrated score: no change, not worse
+    assert "Keeping the sensitive node, a, in float recovers nothing." in _summary("activation", 0.99, 0.999, 0.991, level)
     assert text.endswith("With their activations in int16 instead of float, keeping a, b brings it to 0.999000.")
 
 

@@ -278,8 +278,14 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
         text += (f" Keeping the sensitive nodes in float recovers nothing: in their order every prefix scores below the "
                  f"calibrated model (at best {recs[best].score_after:.6f}, with the first {best + 1}), whose errors "
                  "partly cancel each other.")
+    elif recs[best].score_after < c:  # every prefix makes it worse: say so, it is not "no change"
+        text += (f" Keeping the sensitive node, {recs[0].node}, in float makes it worse: {recs[0].score_after:.6f}."
+                 if len(recs) == 1 else
+                 f" Keeping the sensitive nodes in float makes it worse: every prefix of the {len(recs)} scores below "
+                 f"the calibrated model (at best {recs[best].score_after:.6f}, with the first {best + 1}).")
     else:
-        text += f" Keeping any of the {len(recs)} sensitive nodes in float recovers nothing."
+        text += (f" Keeping the sensitive node, {recs[0].node}, in float recovers nothing." if len(recs) == 1 else
+                 f" Keeping any of the {len(recs)} sensitive nodes in float recovers nothing.")
     scored16 = [r.score_int16 for r in scored]
     if scored and not any(math.isnan(v) for v in scored16):  # int16 was scored: what Verdict.keep_int16 recommends
         if "int16" in kept:
