@@ -411,3 +411,19 @@ def test_ir3_models_list_initializers_as_inputs(tmp_path: Path, optimize: bool) 
     q = onnx.load(done.model_path)
     assert [i.name for i in q.graph.input] == ["x"]
     ort.InferenceSession(done.model_path, providers=["CPUExecutionProvider"]).run(None, samples[0])
+
+
+def test_a_calibration_that_loses_the_output_is_said(tmp_path: Path, tiny_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """One outlier in the data stretches max's input range until every other value rounds to 0:
+    the output cosine collapses, and calibrate says so (a trial's KL model read 0.27 silently)."""
+    samples = make_samples(4)
+    samples[0]["x"][0, 0, 0, 0] = 1e4
+    with caplog.at_level("WARNING"):
+        lossy = calibrate(tiny_path, samples, tmp_path / "max", method="max")
+    assert lossy.cosine < 0.9  # the premise
+    assert (f"the calibrated model's output cosine similarity against float is {lossy.cosine:.6f} with the max method: "
+            "it loses much of the output. Compare the methods (method 'default'), check that the data") in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        fine = calibrate(tiny_path, make_samples(4), tmp_path / "fine", method="max")
+    assert fine.cosine > 0.99 and "loses much of the output" not in caplog.text

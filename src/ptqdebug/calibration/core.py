@@ -73,6 +73,10 @@ METHODS = ("default", "max", "percentile", "kl", "min-max")
 _ALIASES = {"max-percentile": "percentile", "entropy": "kl", "minmax": "min-max", "min_max": "min-max"}
 #: The methods ``default`` tries, in order (ties keep the earlier one).
 DEFAULT_CANDIDATES = ("max", "percentile", "kl")
+#: Below this float-vs-calibrated output cosine similarity, ``calibrate`` warns that the model loses
+#: much of its output (a collapsed KL range on an OCR model gave 0.27, with no word read right)
+LOW_COSINE = 0.9
+
 #: How many of the first samples ``default`` compares the candidates on (4 chose a method that
 #: scored 0.90 on them and 0.87 on all 24 samples of a real classifier, where another scored 0.96)
 SELECT_SAMPLES = 8
@@ -437,6 +441,12 @@ def calibrate(
 
     if len(candidates) == 1:
         scores = {chosen: cosine}
+    if cosine < LOW_COSINE:  # (NaN is not below: the deployment note says what failed)
+        which = f"the {chosen} method" if len(candidates) == 1 else f"{chosen}, the best of {len(candidates)} methods"
+        check = "Compare the methods (method 'default'), check" if len(candidates) == 1 else "Check"
+        logger.warning("the calibrated model's output cosine similarity against float is %.6f with %s: it loses much of "
+                       "the output. %s that the data is preprocessed as the model expects, and find the nodes to keep in "
+                       "higher precision with ptqdebug runall", cosine, which, check)
     logger.info("float vs calibrated output cosine similarity: %.6f (first %d samples: %.6f, as ONNX Runtime deploys it %.6f)",
                 cosine, deployed_n, defined_cosine, deployed_cosine)
     return CalibrationResult(
