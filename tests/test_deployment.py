@@ -229,3 +229,21 @@ def test_a_disagreement_with_an_error_of_the_same_size_is_told_apart() -> None:
     apart = check(0.990, 0.995508, 0.995400)  # 0.0100 against 0.0045 lost: not the same size
     assert "can differ from every score of the analyses" in apart and "same size" not in apart
     assert "same size" not in check(0.2, 0.1, 0.05, "mse")  # judged for cosine similarity only
+
+
+def test_a_narrow_agreement_is_said_to_be_narrow() -> None:
+    """deployed-vs-simulated 0.998214 against a simulated 0.998 (a trial on an OCR model): closer
+    than quantization's own error, but by little; the summary no longer says the analyses simply
+    describe the deployed model."""
+    from ptqdebug.analyses.deployment import OutputAgreement
+
+    def check(deployed: float, simulated: float, between: float) -> DeploymentCheck:
+        out = OutputAgreement("y", {"cosine-similarity": deployed}, {"cosine-similarity": simulated},
+                              {"cosine-similarity": between})
+        return DeploymentCheck(("cosine-similarity",), 4, ("CPUExecutionProvider",), (out,))
+
+    narrow = check(0.9979, 0.998, 0.998214)
+    assert narrow.agrees and "agrees with ptqdebug's simulation, narrowly" in narrow.summary()
+    assert "what separates them is 89% of quantization's own error" in narrow.summary()
+    wide = check(0.9979, 0.998, 0.99995)  # 2.5% of the loss
+    assert wide.agrees and "so the analyses describe the deployed model." in wide.summary() and "narrowly" not in wide.summary()
