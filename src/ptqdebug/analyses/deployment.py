@@ -13,8 +13,9 @@ against the float model, the simulation (every calibration node as in the file) 
 model, and the deployed model against the simulation. The deployment *agrees* when, for the first
 metric at every output, the deployed model is at least as close to the simulation as the
 simulation is to float: what separates them is smaller than the quantization error being
-analysed (said to be narrow where it is more than half of it). A model ONNX Runtime cannot load or run with its fusions on (a fused kernel it lacks) is
-a finding too (``failure``), not an error: the analyses turn those fusions off.
+analysed (narrowly where it is more than half of it). A model ONNX Runtime cannot load or run
+with its fusions on (a fused kernel it lacks) is a finding too (``failure``), not an error: the
+analyses turn those fusions off.
 """
 
 from __future__ import annotations
