@@ -200,3 +200,13 @@ def test_subcommands_take_the_python_spelling(cnn_dir: Path, tmp_path: Path, cap
     model, data = str(cnn_dir / "pc_int8_pairs.onnx"), str(cnn_dir / "calibration_data")
     assert main(["local_errors", model, data]) == 0 and "local error" in capsys.readouterr().out
     assert main(["export_model", model, "-o", str(tmp_path / "p.onnx"), "-f", "Conv_0"]) == 0
+
+
+@pytest.mark.parametrize("command", ["runall", "get-sensitivity-of-nodes", "plot-acc-error"])
+def test_data_before_the_model_is_said_in_one_line(command: str, cnn_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """plot_acc_error(data, model) takes the data first in Python; on the command line the model
+    comes first in every command. Swapped, the message said only that the model is a folder."""
+    extra = ["-q", "weight"] if command == "plot-acc-error" else []
+    code, _, err = run(capsys, command, cnn_dir / "calibration_data", cnn_dir / "pc_int8_pairs.onnx", *extra)
+    assert code == 2 and err.count("\n") == 1
+    assert "the model comes first on the command line, then the calibration data" in err and "swap the two" in err

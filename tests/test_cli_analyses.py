@@ -124,7 +124,8 @@ def test_runall_says_where_a_sweep_compared(cnn_dir: Path, tmp_path: Path, capsy
     out = capsys.readouterr().out
     lines = {line.split(":")[0]: line for line in out.splitlines() if line.startswith("most sensitive")}
     assert set(lines) == {"most sensitive weight nodes (compared at Conv_1_out)",
-                          "most sensitive activation nodes (compared at Conv_1_out)", "most sensitive nodes"}
+                          "most sensitive activation nodes (compared at Conv_1_out)",
+                          "most sensitive nodes (compared at the model outputs)"}
 
 
 def test_runall_verbose_prints_its_closing_lines_once(cnn_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],

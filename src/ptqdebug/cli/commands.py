@@ -209,6 +209,10 @@ def _written(paths) -> None:  # noqa: ANN001
 
 
 def _ctx(args: argparse.Namespace):  # noqa: ANN202
+    model, data = Path(str(args.model_or_file)), Path(str(args.calibrated_data))
+    if model.is_dir() and data.is_file() and data.suffix.lower() == ".onnx":  # the Python functions' order differs
+        raise OptionError(f"the model comes first on the command line, then the calibration data: got the folder {str(model)!r} "
+                          f"first and the model {str(data)!r} second; swap the two")
     if getattr(args, "save_dir", None):  # a bad save_dir fails before the model is read, and nothing is created yet
         from ..api.checks import check_save_dir
 
@@ -369,8 +373,10 @@ def _runall(args: argparse.Namespace) -> int:
         print(run.deployment.summary())
     for kind, result in run.sensitivities.items():
         top = ", ".join(f"{e.name} ({shown(e.scores[result.metrics[0]], result.metrics[0])})" for e in result.top(3))
-        at = "" if tuple(result.compared) == tuple(ctx.model.outputs) else (  # an output_node (-o): say where
-            f" (compared at {', '.join(result.compared[:3])}{', ...' if len(result.compared) > 3 else ''})")
+        if tuple(result.compared) != tuple(ctx.model.outputs):  # an output_node (-o): say where
+            at = f" (compared at {', '.join(result.compared[:3])}{', ...' if len(result.compared) > 3 else ''})"
+        else:  # with -o, partial quantization's node sweep still compares at the outputs: say so too
+            at = " (compared at the model outputs)" if args.output_node else ""
         print(f"most sensitive {'' if kind == 'node' else kind + ' '}nodes{at}: {top or 'none (no such calibration nodes)'}")
     print(f"wrote {len(run.files)} files under {run.save_dir}")
     if args.report:
