@@ -186,6 +186,25 @@ class CalibratedModel:
         return tuple(q.name for q in self.activation_quantizers
                      if q.exact and q.scope is None and not self.quantizer_nodes.get(q.name))
 
+    def node_edges(self) -> tuple[tuple[str, str], ...]:
+        """``(producer, consumer)`` for every ordinary node that reads another's output, directly or
+        through calibration nodes (looked through: the float model's own graph), and for every
+        calibration node no node reads (:attr:`unowned_quantizers`) from the node whose output it
+        quantizes; in topological order of the consumers."""
+        graph = self.proto.graph
+        producer = {o: n for n in graph.node for o in n.output}
+        qmap, edges, unowned = self.quantizer_map, {}, set(self.unowned_quantizers)
+        for n in graph.node:
+            if n.name not in self.node_outputs and n.name not in unowned:
+                continue
+            for t in node_inputs(n)[:1] if n.name in unowned else node_inputs(n):
+                p = producer.get(t)
+                while p is not None and p.name in qmap:  # a placeholder: its input is the float tensor
+                    p = producer.get(p.input[0])
+                if p is not None and p.name in self.node_outputs:
+                    edges[(p.name, n.name)] = None
+        return tuple(edges)
+
     def is_node(self, name: str) -> bool:
         return name in self.node_outputs or name in self.quantizer_map
 

@@ -44,6 +44,7 @@ from ..analyses.sensitivity import Progress, SensitivityResult
 from ..analyses.verdict import Verdict, verdict
 from ..context import Context
 from ..metrics import MetricLike
+from ..model import CalibratedModel
 from ..errors import OptionError
 from ..plots.render import Renderer
 from ..report.files import StagedOutput, dump_json
@@ -233,6 +234,15 @@ _OWN_FOLDERS = ("node_sensitivity", "data_distribution", "channelwise_distributi
 _OWN_SUFFIXES = (".png", ".json", ".log", ".html")
 
 
+def _graph(model: CalibratedModel) -> dict[str, Any]:
+    """The graph for the report's map: ``nodes`` as ``[name, op_type]``, the ordinary nodes in
+    topological order then the calibration nodes no node reads (node-sweep candidates too, as
+    ``QuantizeLinear``), ``edges`` as index pairs (:meth:`CalibratedModel.node_edges`)."""
+    nodes = [[n, model.node_types[n]] for n in model.node_outputs] + [[q, "QuantizeLinear"] for q in model.unowned_quantizers]
+    index = {n: i for i, (n, _) in enumerate(nodes)}
+    return {"nodes": nodes, "edges": [[index[a], index[b]] for a, b in model.node_edges()]}
+
+
 def _previous_files(root: Path) -> set[str]:
     """The files an earlier runall recorded in ``root/results.json`` (empty if none or unreadable)."""
     try:
@@ -391,6 +401,7 @@ def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
         "data": {"source": ctx.data.source.strip("'"), "samples_used": len(ctx.samples(data_num)), "samples_total": len(ctx.data)},
         "verdict": judged.to_dict(),
         "sensitivity": {k: v.to_dict() for k, v in all_sens.items()},
+        "graph": _graph(ctx.model),
         "accumulate_error": [{**r.to_dict(), "image": f"accumulate_error/{acc_error_png(r.prefix, r.metric, average_mode)}"} for r in acc],
         "partial_quantization": {**partial.to_dict(), "image": "sensitivity_analysis/partial_quantization.png"},
         "partial_quantization_int16": partial16.to_dict() if partial16 is not None else None,

@@ -47,6 +47,7 @@ from .htmlparts import (  # noqa: F401  (fmt and CURVE_COLORS are re-exported fo
     table,
     text_td,
 )
+from .graphmap import graph_map
 from .svg import svg_chart
 
 __all__ = ["render_report", "write_report"]
@@ -294,6 +295,20 @@ def _sensitivity(sens: Mapping[str, Any], unowned: Sequence[Any] = ()) -> str:
             "outputs when only this node is quantized (everything else float).</p>" + "".join(parts) + "</section>")
 
 
+def _graph(graph: Mapping[str, Any], node_sweep: Mapping[str, Any], verdict: Mapping[str, Any]) -> str:
+    """The model's graph coloured by the node sweep (:mod:`ptqdebug.report.graphmap`), or nothing."""
+    if not node_sweep:
+        return ""
+    body = graph_map(graph, node_sweep, [str(n) for n in as_list(get(verdict, "keep_float"))])
+    if not body:
+        return ""
+    compared = as_list(get(node_sweep, "compared"))
+    at = (" at " + ", ".join(f"<code>{esc(c)}</code>" for c in compared[:3]) + (" …" if len(compared) > 3 else "")) if compared else ""
+    return ('<section class="card" id="graph"><h2>Where in the graph</h2><p class="muted small">Every ordinary node, inputs '
+            f"at the top, coloured by what quantizing only that node costs{at} (the node sweep). Hover a node for its "
+            "name and score; scroll to follow the graph.</p>" + body + "</section>")
+
+
 def _accumulate(items: Sequence[Any], save_dir: Path) -> str:
     parts = []
     for acc in items:
@@ -433,6 +448,7 @@ def render_report(results: Mapping[str, Any], save_dir: str | os.PathLike[str]) 
                                           mapping(r, "model")))
     if isinstance(get(r, "sensitivity"), Mapping):
         add("sensitivity", "Sensitivity", _sensitivity(r["sensitivity"], as_list(get(mapping(r, "model"), "unowned"))))
+    add("graph", "Graph", _graph(mapping(r, "graph"), mapping(mapping(r, "sensitivity"), "node"), mapping(r, "verdict")))
     add("accumulate-error", "Cumulative error", _accumulate(as_list(get(r, "accumulate_error")), root))
     add("distributions", "Distributions", _distributions(as_list(get(r, "distributions")), root))
     add("channelwise", "Channel-wise", _channelwise(as_list(get(r, "channelwise")), root))

@@ -84,6 +84,21 @@ table.recs thead th { white-space: normal; min-width: 5rem; } table.recs thead t
 .chart svg .grid { stroke: #e6eaef; } .chart svg .axis { stroke: #8c959f; }
 .chart svg circle { stroke: #fff; stroke-width: .8; } .chart svg circle:hover { r: 5; }
 .chart svg .nfm { stroke: var(--bad); stroke-width: 2; }
+.gmap { max-height: 80vh; overflow: auto; border: 1px solid var(--line); border-radius: 6px; background: #fff; margin-top: 6px; }
+.gmap svg { display: block; margin: 0 auto; }
+.gmap svg text { font: 10px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; text-anchor: middle; pointer-events: none; }
+.gmap svg text.rank { font-size: 9px; font-weight: 700; text-anchor: end; fill: var(--muted); }
+.gmap svg .edges path { fill: none; stroke: #8c959f; stroke-width: 1; opacity: .55; }
+.gmap svg .gnode rect { stroke: #8c959f; stroke-width: .8; }
+.gmap svg .gnode.none rect { stroke-dasharray: 3 2; }
+.gmap svg .gnode.kept rect { stroke: var(--accent); stroke-width: 2.5; }
+.gmap svg .gnode.nf rect { stroke: var(--bad); stroke-width: 2.5; }
+.gmap svg .gnode:hover rect { stroke: var(--fg); stroke-width: 2; }
+.gmap-legend .ramp { display: inline-block; width: 90px; height: 10px; vertical-align: middle; margin-right: 6px; border-radius: 2px;
+  background: linear-gradient(90deg, #f1f5f9, #fde68a 35%, #f97316 70%, #991b1b); border: 1px solid var(--line); }
+.gmap-legend .swatch { display: inline-block; width: 16px; height: 10px; vertical-align: middle; margin-right: 4px; border-radius: 2px;
+  border: 1px dashed #8c959f; background: #fff; }
+.gmap-legend .swatch.kept { border: 2.5px solid var(--accent); }
 ul.legend { list-style: none; padding: 0; margin: 4px 0 0; display: flex; flex-wrap: wrap; gap: 4px 18px; font-size: .88rem; }
 ul.legend i { display: inline-block; width: 18px; height: 3px; vertical-align: middle; margin-right: 6px; border-radius: 2px; }
 ul.legend i.x { width: auto; height: auto; color: var(--bad); font-style: normal; font-weight: 700; }

@@ -1,0 +1,112 @@
+"""The report's graph map: the ordinary nodes' own graph (the float model's), a layered layout
+whose edges all point down, and boxes coloured by the node sweep."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import ptqdebug as dbg
+from ptqdebug.report.graphmap import MAX_NODES, graph_map, layout
+from tests.support.builders import image_samples, quantize_qdq, resnet18
+
+
+def _float_edges(model: onnx.ModelProto) -> set[tuple[str, str]]:
+    """Brute force: producer → consumer between the float model's nodes, by tensor name."""
+    producer = {o: n.name for n in model.graph.node for o in n.output}
+    return {(producer[t], n.name) for n in model.graph.node for t in n.input if t in producer}
+
+
+def test_node_edges_are_the_float_models_graph(tmp_path: Path) -> None:
+    """Calibration nodes looked through: the QDQ model's ordinary-node edges are exactly the
+    float model's (a ResNet: residual adds, branches), plus one edge to the output's own
+    calibration node from the node it quantizes."""
+    float_model = resnet18(seed=0, size=32, width=8)
+    onnx.save(float_model, tmp_path / "float.onnx")
+    quantize_qdq(tmp_path / "float.onnx", tmp_path / "qdq.onnx", image_samples(2, 32, seed=1), per_channel=True,
+                 keep_activations=True)
+    model = dbg.load_model(tmp_path / "qdq.onnx")
+    edges = set(model.node_edges())
+    unowned = set(model.unowned_quantizers)
+    assert unowned  # the premise: ONNX Runtime quantized the output too
+    ours = {n.name for n in float_model.graph.node}  # (not the int32 biases' DequantizeLinear nodes ORT adds)
+    assert {e for e in edges if e[1] not in unowned and e[0] in ours} == _float_edges(float_model)
+    producer = {o: n.name for n in float_model.graph.node for o in n.output}
+    assert {e for e in edges if e[1] in unowned} == {(producer[model.quantizer_map[q].output], q) for q in unowned}  # (the float name)
+    order = {n: i for i, n in enumerate([*model.node_outputs, *unowned])}
+    assert all(order[a] < order[b] for a, b in edges)
+
+
+def test_layout_points_every_edge_down_and_keeps_chains_straight() -> None:
+    rng = np.random.default_rng(0)
+    n = 60
+    edges = sorted({(int(a), int(b)) for a, b in rng.integers(0, n, (150, 2)) if a < b})
+    where = layout(n, edges)
+    assert all(where[a][0] < where[b][0] for a, b in edges)
+    spots = [(layer, slot) for layer, slot in where]
+    assert len(set(spots)) == n  # no two boxes on one spot
+    for j in range(n):  # a node's layer is its longest path from a node without inputs
+        preds = [a for a, b in edges if b == j]
+        assert where[j][0] == (1 + max(where[a][0] for a in preds) if preds else 0)
+    chain = layout(5, [(0, 1), (1, 2), (2, 3), (3, 4)])
+    assert chain == [(k, 0.0) for k in range(5)]
+    branch = layout(4, [(0, 1), (0, 2), (1, 3), (2, 3)])  # a diamond: the two middle nodes side by side
+    assert branch[1][0] == branch[2][0] == 1 and branch[1][1] != branch[2][1] and branch[3][1] == branch[0][1]
+
+
+def _sweep(scores: dict[str, float], metric: str = "cosine-similarity") -> dict[str, object]:
+    ranked = sorted(scores, key=scores.get)  # type: ignore[arg-type]
+    return {"metrics": [metric], "entries": [{"name": n, "scores": {metric: scores[n]}} for n in ranked]}
+
+
+def test_boxes_are_coloured_by_loss_and_names_are_escaped() -> None:
+    graph = {"nodes": [["<img src=x onerror=alert(1)>", "Conv"], ["b", "Relu"], ["k", "Constant"], ["c", "Gemm"], ["d", "Add"]],
+             "edges": [[0, 1], [1, 3], [2, 3], [0, 4], [3, 4]]}
+    html = graph_map(graph, _sweep({"<img src=x onerror=alert(1)>": 0.9, "b": 0.99999, "c": 0.999}), keep=["c"])
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    boxes = re.findall(r'<g class="(gnode[^"]*)"><title>([^<]*)</title><rect [^>]*style="fill:(#[0-9a-f]{6})"', html)
+    assert len(boxes) == 4  # the Constant is not drawn
+    by_name = {title.split(" (")[0]: (cls, fill) for cls, title, fill in boxes}
+    assert by_name["&lt;img src=x onerror=alert(1)&gt;"][1] == "#991b1b"  # the largest loss: darkest
+    assert by_name["b"][1] == "#f1f5f9"  # the smallest: lightest
+    assert by_name["c"][0] == "gnode kept" and by_name["d"] == ("gnode none", "#ffffff")  # recommended; no calibration node
+    assert html.count("<path ") == 4  # the edge from the Constant is gone with it
+    assert "log scale from 1e-05 (light) to 0.1 (dark)" in html
+
+
+def test_a_metric_without_a_known_best_is_shaded_by_rank_and_big_graphs_are_not_drawn() -> None:
+    graph = {"nodes": [["a", "Conv"], ["b", "Relu"], ["c", "Gemm"]], "edges": [[0, 1], [1, 2]]}
+    sweep = {"metrics": ["my_metric.py:task_loss"], "entries": [{"name": n, "scores": {"my_metric.py:task_loss": v}}
+                                                              for n, v in (("b", 3.0), ("c", 2.0), ("a", 1.0))]}
+    html = graph_map(graph, sweep)  # its direction unknown here: the sweep's order (most sensitive first) rules
+    fills = dict(re.findall(r"<title>(\w) [^<]*</title><rect [^>]*style=\"fill:(#[0-9a-f]{6})\"", html))
+    assert fills["b"] == "#991b1b" and fills["a"] == "#f1f5f9"
+    assert "rank: the most sensitive darkest" in html
+    big = {"nodes": [[f"n{i}", "Relu"] for i in range(MAX_NODES + 1)], "edges": []}
+    assert f"The graph has {MAX_NODES + 1} nodes" in graph_map(big, _sweep({"n0": 0.5}))
+    assert graph_map({"nodes": []}, _sweep({})) == ""
+
+
+def test_runall_draws_the_map_from_results_json(cnn_dir: Path, tmp_path: Path) -> None:
+    run = dbg.runall(cnn_dir / "pc_int8_pairs_keep.onnx", cnn_dir / "calibration_data", tmp_path / "d", pick_threshold=1.0)
+    results = json.loads((tmp_path / "d" / "results.json").read_text())
+    model = dbg.load_model(cnn_dir / "pc_int8_pairs_keep.onnx")
+    names = [n for n, _ in results["graph"]["nodes"]]
+    assert names == [*model.node_outputs, *model.unowned_quantizers]
+    assert {(names[a], names[b]) for a, b in results["graph"]["edges"]} == set(model.node_edges())
+    page = (tmp_path / "d" / "index.html").read_text()
+    section = page[page.index('<section class="card" id="graph">'):]
+    section = section[:section.index("</section>")]
+    drawn = [n for n, op in results["graph"]["nodes"] if op != "Constant"]
+    assert section.count('<g class="gnode') == len(drawn)
+    swept = run.sensitivities["node"]
+    assert section.count('class="rank">#') == min(10, len(swept.entries))
+    worst = swept.entries[0].name
+    assert re.search(rf"<title>{re.escape(worst)} \([^)]*\): cosine-similarity [^<]*, #1 of", section)
+    assert section.count('<g class="gnode kept') == len([n for n in run.verdict.keep_float if n in drawn])
+    assert '<a href="#graph">Graph</a>' in page
