@@ -245,7 +245,7 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
                "both": "Weights and activations contribute together"}[cause]
         text = f"{head}. {who}: only weights quantized gives {w:.6f}, only activations {a:.6f}."
     # the best prefix, and the shortest one that recovers half as much (often far shorter)
-    scored, recs = recs, [r for r in recs if not r.left_out]  # (the rows scored in float; ``scored`` has int16's too)
+    rows, recs = recs, [r for r in recs if not r.left_out]  # every row; the rows scored in float
     best = max(range(len(recs)), key=lambda i: recs[i].score_after) if recs else -1
     gain = recs[best].score_after - c if recs else math.nan
     kept = kept or {}
@@ -286,12 +286,12 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
     else:
         text += (f" Keeping the sensitive node, {recs[0].node}, in float recovers nothing." if len(recs) == 1 else
                  f" Keeping any of the {len(recs)} sensitive nodes in float recovers nothing.")
-    scored16 = [r.score_int16 for r in scored]
-    if scored and not any(math.isnan(v) for v in scored16):  # int16 was scored: what Verdict.keep_int16 recommends
+    scored16 = [r.score_int16 for r in rows]
+    if rows and not any(math.isnan(v) for v in scored16):  # int16 was scored: what Verdict.keep_int16 recommends
         if "int16" in kept:
             keep16, after16 = kept["int16"]
         else:
-            keep16 = best_prefix([r.node for r in scored], scored16, c)
+            keep16 = best_prefix([r.node for r in rows], scored16, c)
             after16 = scored16[len(keep16) - 1] if keep16 else c
         if not keep16:
             text += " Their activations in int16 instead of float recover nothing."
