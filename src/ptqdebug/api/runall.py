@@ -91,6 +91,7 @@ TOP_K = 5
 #: own, fuller ones and silences this logger
 closing = logging.getLogger("ptqdebug.summary")
 
+
 @dataclass(frozen=True, eq=False, repr=False)
 class RunResult:
     """Everything ``runall`` computed and wrote; ``results`` is what ``results.json`` holds.
