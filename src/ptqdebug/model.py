@@ -193,7 +193,8 @@ class CalibratedModel:
         quantizes; in topological order of the consumers."""
         graph = self.proto.graph
         producer = {o: n for n in graph.node for o in n.output}
-        qmap, edges, unowned = self.quantizer_map, {}, set(self.unowned_quantizers)
+        qmap, unowned = self.quantizer_map, set(self.unowned_quantizers)
+        edges: dict[tuple[str, str], None] = {}
         for n in graph.node:
             if n.name not in self.node_outputs and n.name not in unowned:
                 continue
