@@ -32,9 +32,10 @@ def _packed_output(tmp_path: Path, gains: list[float], tail: str = "") -> tuple[
                   helper.make_node("Transpose", ["r"], ["y"], name="last", perm=[0, 2, 1])]
         inits.append(numpy_helper.from_array(np.array([1, c, 64], np.int64), "shape"))
         shape = [1, 64, c]
-    elif tail == "softmax":  # classes 3.. far behind: absent
+    elif tail in ("softmax", "sigmoid"):  # classes 3.. far behind: absent
         nodes += [helper.make_node("Add", ["g", "offset"], ["o"], name="offset"),
-                  helper.make_node("Softmax", ["o"], ["y"], name="probs", axis=1)]
+                  helper.make_node("Softmax", ["o"], ["y"], name="probs", axis=1) if tail == "softmax" else
+                  helper.make_node("Sigmoid", ["o"], ["y"], name="probs")]
         offset = np.array([0.0, 0.0] + [-20.0] * (c - 2), np.float32).reshape(1, c, 1, 1)
         inits.append(numpy_helper.from_array(offset, "offset"))
     g = helper.make_graph(nodes, "packed", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
@@ -82,8 +83,10 @@ def test_channels_last_outputs_are_searched_along_their_channel_axis(tmp_path: P
     assert (found.axis, found.lost, found.channels) == (2, 2, 4)
 
 
-def test_probabilities_near_zero_are_absent_classes_not_lost(tmp_path: Path) -> None:
-    qdq, samples = _packed_output(tmp_path, [1.0] * 6, tail="softmax")
+@pytest.mark.parametrize("tail", ["softmax", "sigmoid"])
+def test_probabilities_near_zero_are_absent_classes_not_lost(tmp_path: Path, tail: str) -> None:
+    """A Softmax's classes, or a Sigmoid map's (a text detector's blank edge columns), near 0."""
+    qdq, samples = _packed_output(tmp_path, [1.0] * 6, tail=tail)
     ctx = dbg.open_context(qdq, samples, cache=False)
     y = ctx.reference(0, ["y"])["y"]
     step = float(ctx.model.quantizer_map["y_QuantizeLinear"].scale.reshape(-1)[0])

@@ -12,7 +12,8 @@ saturate) on the float values the calibration node receives: channels whose ever
 dequantizes to 0 although some float value is not 0. It looks only at outputs of three dimensions
 or more, along axes whose channels hold at least :data:`MIN_VALUES_PER_CHANNEL` values (a map,
 not a single logit, which rounding to zero is no sign of trouble for), and not at probabilities
-(a Softmax's output: a class near 0 there is absent).
+(a Softmax's or a Sigmoid's output: a class or a pixel near 0 there is absent; a text detector's
+Sigmoid map has blank columns at its edges).
 """
 
 from __future__ import annotations
@@ -28,14 +29,14 @@ from ..quantizer import QTYPE_RANGES
 if TYPE_CHECKING:
     from ..context import Context
 
-__all__ = ["MIN_VALUES_PER_CHANNEL", "NORMALIZED", "LostChannels", "lost_channels"]
+__all__ = ["MIN_VALUES_PER_CHANNEL", "PROBABILITIES", "LostChannels", "lost_channels"]
 
 #: values per channel (per sample) an output needs for its channels to count as maps
 MIN_VALUES_PER_CHANNEL = 16
 
 
-#: outputs of these operators are probabilities over axis 1: a class near 0 is absent, not lost
-NORMALIZED = frozenset({"Softmax", "LogSoftmax"})
+#: outputs of these operators are probabilities: a class (or a map's pixel) near 0 is absent, not lost
+PROBABILITIES = frozenset({"Softmax", "LogSoftmax", "Sigmoid", "HardSigmoid"})
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def lost_channels(ctx: Context, samples: Sequence[int] = (0,)) -> tuple[LostChan
     producers = {o: n.op_type for n in model.proto.graph.node for o in n.output}
     checked = [model.quantizer_map[name] for name in model.unowned_quantizers]
     checked = [q for q in checked  # per-tensor integer scales only: one step for every channel
-               if q.qtype in QTYPE_RANGES and q.scale.size == 1 and producers.get(q.input) not in NORMALIZED]
+               if q.qtype in QTYPE_RANGES and q.scale.size == 1 and producers.get(q.input) not in PROBABILITIES]
     fetch = list(dict.fromkeys(q.input for q in checked))
     # per (quantizer, axis), over the samples so far: channels that kept no level, channels with a
     # float value that is not 0, the largest |value| per channel; None where the axis holds no channels
