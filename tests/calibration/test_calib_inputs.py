@@ -59,6 +59,12 @@ def test_image_errors(tmp_path: Path) -> None:
     Image.fromarray(np.zeros((8, 6, 3), np.uint8)).save(sized / "b.png")
     with pytest.raises(DataError, match=r"^image 'b\.png': the image is 6x8 \(width x height\), the model takes 4x4"):
         write(sized, IMG, tmp_path / "o5", ImagePreprocess(resize="none"))
+    (sized / "sub").mkdir()  # a stray folder beside images: said as such (it read "images and .npy data/folders")
+    with pytest.raises(DataError, match=r"holds images and the folder 'sub'; expected images only, or only per-input folders"):
+        write(sized, IMG, tmp_path / "o6")
+    np.save(sized / "x.npy", np.zeros((1, 3, 4, 4), np.float32))
+    with pytest.raises(DataError, match=r"holds images and the folder 'sub' and 1 \.npy file \('x\.npy'\)"):
+        write(sized, IMG, tmp_path / "o7")
 
 
 def test_arrays_npy_npz_and_memory(tmp_path: Path) -> None:

@@ -104,12 +104,13 @@ def run(args: argparse.Namespace) -> int:
         result = calibrate(float_model, inputs, out_dir, progress=progress, **_options(args, cfg))
     print(f"wrote {result.model_path}")
     if Path(str(inputs)).is_dir() and Path(str(inputs)).resolve() == Path(result.data_dir).resolve():
-        print(f"read {result.data_dir} in place ({result.num_samples} samples)")
+        print(f"read {result.data_dir} in place ({_samples(result.num_samples)})")
     else:
-        print(f"wrote {result.data_dir} ({result.num_samples} samples)")
+        print(f"wrote {result.data_dir} ({_samples(result.num_samples)})")
     if len(result.candidates) > 1:
         for name, score in result.candidates.items():
-            print(f"  {name:<10} output cosine {score:.6f} (first {min(result.num_samples, SELECT_SAMPLES)} samples)")
+            first = min(result.num_samples, SELECT_SAMPLES)
+            print(f"  {name:<10} output cosine {score:.6f} ({'the sample' if first == 1 else f'first {first} samples'})")
         print(f"Select {result.method} method.")
     else:
         print(f"method: {result.method}")
@@ -120,3 +121,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"float vs calibrated output cosine similarity: {result.cosine:.6f} (on the first {k} samples {defined:.6f}, "
               f"{deployed:.6f} as ONNX Runtime deploys it)")
     return 0
+
+
+def _samples(n: int) -> str:
+    return "1 sample" if n == 1 else f"{n} samples"

@@ -139,11 +139,16 @@ def _path_source(path: Path, specs: Sequence[TensorSpec], pre: ImagePreprocess, 
     images = sorted((p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: _natural(p.name))
     arrays = [p for p in entries if p.is_dir() or p.suffix.lower() == ".npy"]
     if images and arrays:
-        raise DataError(f"{str(path)!r} holds both images and .npy data/folders; expected one kind: move one of them elsewhere")
+        folders, npys = [p.name for p in arrays if p.is_dir()], [p.name for p in arrays if not p.is_dir()]
+        other = " and ".join(part for part in (
+            f"the folder{'s' * (len(folders) > 1)} {', '.join(map(repr, folders[:3]))}{' ...' * (len(folders) > 3)}" if folders else "",
+            f"{len(npys)} .npy file{'s' * (len(npys) > 1)} ({npys[0]!r}{', ...' * (len(npys) > 1)})" if npys else "") if part)
+        raise DataError(f"{str(path)!r} holds images and {other}; expected images only, or only per-input folders of .npy "
+                        "data: move the other kind elsewhere")
     if images:
         skipped = len(entries) - len(images)
         if skipped:
-            logger.warning("%d files in %s are not images (.jpg/.jpeg/.png/.bmp) and are ignored", skipped, path)
+            logger.warning("ignoring %s in %s: not .jpg/.jpeg/.png/.bmp images", "1 file" if skipped == 1 else f"{skipped} files", path)
         return _image_source(images, specs, pre, repr(str(path)))
     if arrays:
         data = load_data(path, specs)
