@@ -51,6 +51,8 @@ def test_max_scales_are_max_abs_over_all_samples(tmp_path: Path, tiny_path: Path
     rng_r1 = r.range_of("r1")
     assert rng_r1.minimum == 0.0 and rng_r1.maximum == pytest.approx(ref["r1"].max())
     assert rng_r1.hi == pytest.approx(np.abs(ref["r1"]).max(), rel=1e-6)
+    with pytest.raises(UnknownNodeError, match=r"range_of: 'r1x' is not in the model; did you mean 'r1'\?"):
+        r.range_of("r1x")  # (a KeyError before)
 
 
 def test_percentile_scales_are_quantiles(tmp_path: Path, tiny_path: Path) -> None:

@@ -111,11 +111,15 @@ class CalibrationResult:
         object.__setattr__(self, "ranges", tuple(self.ranges))
 
     def range_of(self, name: str) -> TensorRange:
-        """The range of a calibration node, looked up by node name or by tensor name."""
+        """The range of a calibration node, looked up by node name or by tensor name (an unknown
+        name is an :class:`~ptqdebug.errors.UnknownNodeError` with a suggestion)."""
         for r in self.ranges:
             if name in (r.node, r.tensor):
                 return r
-        raise KeyError(name)
+        from ..errors import UnknownNodeError
+
+        raise UnknownNodeError([name], "range_of", [n for r in self.ranges for n in (r.node, r.tensor)],
+                               "the calibrated tensors are in .ranges")
 
     def to_dict(self) -> dict[str, Any]:
         return {
