@@ -61,6 +61,9 @@ def test_the_recommended_model_scores_what_runall_predicted(tmp_path: Path, caps
     assert f"--int16-nodes '[{','.join(run.verdict.keep_int16)}]'" in out
 
     assert f"ptqdebug export {full.model_path} -o partial.onnx --float-nodes '[{','.join(keep)}]'" in out
+    # and how to check what export writes, as deployed and on held-out samples (a trial's int16 fix deployed worse)
+    assert ("then check the written model as ONNX Runtime deploys it, on these samples and on held-out ones: "
+            f"ptqdebug check-deployment partial.onnx {full.data_dir}") in out
     kept, predicted = run.verdict.kept["float32"]
     assert kept == keep and set(keep) <= set(run.partial.best_prefix())
     applied = calibrate(tmp_path / "float.onnx", samples, tmp_path / "applied", method="max", float_nodes=list(keep))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -368,7 +369,7 @@ def _runall(args: argparse.Namespace) -> int:
     print(run.verdict.summary)
     _few_samples(ctx, args.data_num)
     _notes(run.notes[len(ctx.model.notes):])  # what this run skipped (the model's notes came first)
-    _print_how_to_apply(run.verdict, ctx.model, str(args.model_or_file))
+    _print_how_to_apply(run.verdict, ctx.model, str(args.model_or_file), str(args.calibrated_data))
     if run.deployment is not None:
         print(run.deployment.summary())
     for kind, result in run.sensitivities.items():
@@ -400,14 +401,17 @@ def _how(nodes: Sequence[str], qtype: str, model: CalibratedModel, path: str) ->
     return f"{export}   (or from the float model: {calibrate})"
 
 
-def _print_how_to_apply(verdict: Verdict, model: CalibratedModel, path: str) -> None:
-    """How to keep the recommended nodes in float or int16."""
+def _print_how_to_apply(verdict: Verdict, model: CalibratedModel, path: str, data: str) -> None:
+    """How to keep the recommended nodes in float or int16, and to check the model written."""
     keep, keep16 = verdict.keep_float, verdict.keep_int16
     if keep:
         print(f"to keep the recommended nodes in float: {_how(keep, 'float32', model, path)}")
     if keep16:
         lead = "or their activations in int16" if keep else "to keep the recommended nodes' activations in int16"
         print(f"{lead}: {_how(keep16, 'int16', model, path)}")
+    if (keep or keep16) and "horizon" not in model.source_format:  # scores are ONNX's; ONNX Runtime's defaults may differ
+        print(f"then check the written model as ONNX Runtime deploys it, on these samples and on held-out ones: "
+              f"ptqdebug check-deployment partial.onnx {shlex.quote(data)}")
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -153,6 +153,8 @@ def _apply(v: Mapping[str, Any], model: Mapping[str, Any]) -> str:
         export16, _ = apply_commands(names16, path, "int16", float_path)
         parts.append(f"<p>With activations in int16 instead (the best int16 score, {rows(names16, 'int16')}):</p>"
                      f'<code class="mono">{esc(export16)}</code>')
+    parts.append("<p>Then check the written model as ONNX Runtime deploys it, on these samples and on held-out ones "
+                 "(the nodes were chosen on these): <code>ptqdebug check-deployment partial.onnx DATA</code></p>")
     return f'<div class="apply">{"".join(parts)}</div>'
 
 
