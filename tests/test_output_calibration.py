@@ -241,4 +241,5 @@ def test_a_lone_left_out_node_gets_its_int16_command_in_the_report(tmp_path: Pat
     assert run.verdict.keep_int16 == ("mm",) and run.verdict.keep_float == ()
     page = (tmp_path / "debug" / "index.html").read_text()
     assert "With activations in int16 instead (the best int16 score, row 1" in page
+    assert "Then check the written model as ONNX Runtime deploys it, on these samples and on held-out ones" in page
     assert "Keeping these nodes in float recovers nothing" not in page
