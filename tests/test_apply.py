@@ -162,9 +162,11 @@ def test_cli_offers_int16_alone_when_float_recovers_nothing(capsys: pytest.Captu
     v = Verdict("cosine-similarity", "activation", {"calibrated": 0.99}, "", recs)
     assert v.keep_float == () and v.keep_int16 == ("a",)
     model = lambda fmt: SimpleNamespace(source_format=fmt, float_source=None, auto_named=frozenset())  # noqa: E731
-    _print_how_to_apply(v, model("qdq"), "m.onnx")
+    _print_how_to_apply(v, model("qdq"), "m.onnx", "my data")
     assert capsys.readouterr().out == ("to keep the recommended nodes' activations in int16: "
-                                       "ptqdebug export m.onnx -o partial.onnx --int16-nodes '[a]'\n")
-    _print_how_to_apply(v, model("horizon"), "m.onnx")
+                                       "ptqdebug export m.onnx -o partial.onnx --int16-nodes '[a]'\n"
+                                       "then check the written model as ONNX Runtime deploys it, on these samples and on "
+                                       "held-out ones: ptqdebug check-deployment partial.onnx 'my data'\n")
+    _print_how_to_apply(v, model("horizon"), "m.onnx", "d")
     assert capsys.readouterr().out == ("to keep the recommended nodes' activations in int16: give them InputType: int16 "
                                        "in the original toolchain's node_info: a\n")
