@@ -18,8 +18,8 @@ Sigmoid map has blank columns at its edges).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -27,9 +27,12 @@ import numpy as np
 from ..quantizer import QTYPE_RANGES
 
 if TYPE_CHECKING:
-    from ..context import Context
+    import onnx
 
-__all__ = ["MIN_VALUES_PER_CHANNEL", "PROBABILITIES", "LostChannels", "lost_channels"]
+    from ..context import Context
+    from ..model import CalibratedModel
+
+__all__ = ["MIN_VALUES_PER_CHANNEL", "PROBABILITIES", "ChannelScan", "LostChannels", "lost_channels"]
 
 #: values per channel (per sample) an output needs for its channels to count as maps
 MIN_VALUES_PER_CHANNEL = 16
@@ -37,6 +40,8 @@ MIN_VALUES_PER_CHANNEL = 16
 
 #: outputs of these operators are probabilities: a class (or a map's pixel) near 0 is absent, not lost
 PROBABILITIES = frozenset({"Softmax", "LogSoftmax", "Sigmoid", "HardSigmoid"})
+#: operators that move values without changing them (the engine's placeholders are Identity nodes)
+_LAYOUT_ONLY = frozenset({"Identity", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze"})
 
 
 @dataclass(frozen=True)
@@ -61,51 +66,82 @@ class LostChannels:
                 f"{self.axis}) entirely to 0 on {on} (values up to {self.largest:.3g}; its step is {self.step:.3g})")
 
 
-def lost_channels(ctx: Context, samples: Sequence[int] = (0,)) -> tuple[LostChannels, ...]:
-    """The output calibration nodes (no node reads them) of ``ctx``'s model that round whole
-    channels of their output to 0 on every one of ``samples``, but not every channel (that, the
-    score shows). A channel counts as lost where no sample keeps a level of it and some sample
-    has a float value in it that is not 0.
+class ChannelScan:
+    """Lost channels accumulated over samples: give each sample's float run (fetching at least
+    :attr:`fetch`) to :meth:`add`, then ask :meth:`found`. ``calibrate`` feeds it from the runs
+    that score the model, :func:`lost_channels` from runs of its own.
 
     A channel is a slice along a non-batch axis holding at least :data:`MIN_VALUES_PER_CHANNEL`
-    values in each sample (``[N, C, anchors]`` and channels-last ``[N, anchors, C]`` alike; an
-    axis whose length varies between the samples is not one); of the axes that lose channels,
-    the one losing the most is reported."""
-    model = ctx.model
-    producers = {o: n.op_type for n in model.proto.graph.node for o in n.output}
-    checked = [model.quantizer_map[name] for name in model.unowned_quantizers]
-    checked = [q for q in checked  # per-tensor integer scales only: one step for every channel
-               if q.qtype in QTYPE_RANGES and q.scale.size == 1 and producers.get(q.input) not in PROBABILITIES]
-    fetch = list(dict.fromkeys(q.input for q in checked))
-    # per (quantizer, axis), over the samples so far: channels that kept no level, channels with a
-    # float value that is not 0, the largest |value| per channel; None where the axis holds no channels
-    seen: dict[tuple[str, int], tuple[np.ndarray, np.ndarray, np.ndarray] | None] = {}
-    for i in samples if checked else ():
-        ref = ctx.reference(i, fetch)
-        for q in checked:
-            values = ref[q.input].astype(np.float64)
+    values in each sample (``[N, C, anchors]`` and channels-last ``[N, anchors, C]`` alike; an axis
+    whose length varies between the samples is not one). It is lost where no sample keeps a level
+    of it and some sample has a float value in it that is not 0."""
+
+    def __init__(self, model: CalibratedModel) -> None:
+        self.model = model
+        producers = {o: n for n in model.proto.graph.node for o in n.output}
+        self.checked = [q for q in (model.quantizer_map[name] for name in model.unowned_quantizers)
+                        if q.qtype in QTYPE_RANGES and q.scale.size == 1  # one step for every channel
+                        and _source_op(q.input, producers) not in PROBABILITIES]
+        #: the tensors a sample's float run must hold
+        self.fetch = tuple(dict.fromkeys(q.input for q in self.checked))
+        self.samples = 0
+        # per (quantizer, axis): channels that kept no level, channels with a float value that is
+        # not 0, the largest |value| per channel; None where the axis holds no channels
+        self._seen: dict[tuple[str, int], tuple[np.ndarray, np.ndarray, np.ndarray] | None] = {}
+
+    def add(self, ref: Mapping[str, np.ndarray]) -> None:
+        """One sample's float values (a float run holding :attr:`fetch`)."""
+        first, self.samples = self.samples == 0, self.samples + 1
+        for q in self.checked:
+            values = np.asarray(ref[q.input], np.float64)
             step, zero = float(q.scale.reshape(-1)[0]), float(np.asarray(q.zero_point).reshape(-1)[0])
             low, high = QTYPE_RANGES[q.qtype]
             levels = np.clip(np.rint(values / step) + zero, low, high)  # np.rint rounds half to even, as ONNX does
-            for axis in range(1, values.ndim if values.ndim >= 3 else 0):
+            axes = range(1, values.ndim) if values.ndim >= 3 else range(0)
+            for key in [k for k in self._seen if k[0] == q.name and k[1] not in axes]:
+                self._seen[key] = None  # (the rank changed between samples)
+            for axis in axes:
                 key, rest = (q.name, axis), tuple(a for a in range(values.ndim) if a != axis)
-                if values.size < MIN_VALUES_PER_CHANNEL * values.shape[axis]:
-                    seen[key] = None
+                was = self._seen.get(key)
+                if values.size < MIN_VALUES_PER_CHANNEL * values.shape[axis] or (not first and was is None):
+                    self._seen[key] = None
                     continue
                 now = (np.all(levels == zero, axis=rest), np.any(values != 0, axis=rest), np.abs(values).max(axis=rest))
-                if key not in seen:
-                    seen[key] = now
-                elif (was := seen[key]) is not None:
-                    same = was[0].shape == now[0].shape
-                    seen[key] = (was[0] & now[0], was[1] | now[1], np.maximum(was[2], now[2])) if same else None
-    found: dict[str, LostChannels] = {}
-    for (name, axis), acc in seen.items():
-        if acc is None:
-            continue
-        gone = acc[0] & acc[1]
-        best = found.get(name)
-        if gone.any() and not gone.all() and (best is None or gone.sum() > best.lost):
-            q = model.quantizer_map[name]
-            found[name] = LostChannels(name, q.output, axis, int(gone.sum()), int(gone.size), float(acc[2][gone].max()),
-                                       float(q.scale.reshape(-1)[0]), len(samples))
-    return tuple(found.values())
+                if was is None:
+                    self._seen[key] = now
+                elif was[0].shape != now[0].shape:
+                    self._seen[key] = None
+                else:
+                    self._seen[key] = (was[0] & now[0], was[1] | now[1], np.maximum(was[2], now[2]))
+
+    def found(self) -> tuple[LostChannels, ...]:
+        """The output calibration nodes that round whole channels to 0 on every sample added, but
+        not every channel (that, the score shows); per node, the axis losing the most."""
+        best: dict[str, LostChannels] = {}
+        for (name, axis), acc in self._seen.items():
+            if acc is None:
+                continue
+            gone = acc[0] & acc[1]
+            if gone.any() and not gone.all() and (name not in best or gone.sum() > best[name].lost):
+                q = self.model.quantizer_map[name]
+                best[name] = LostChannels(name, q.output, axis, int(gone.sum()), int(gone.size), float(acc[2][gone].max()),
+                                          float(q.scale.reshape(-1)[0]), self.samples)
+        return tuple(best.values())
+
+
+def _source_op(tensor: str, producers: Mapping[str, onnx.NodeProto]) -> str | None:
+    """The operator that computes ``tensor``'s values, looking through operators that only move
+    them (a Sigmoid's probabilities reshaped or transposed are probabilities still)."""
+    node = producers.get(tensor)
+    while node is not None and node.op_type in _LAYOUT_ONLY and node.input:
+        node = producers.get(node.input[0])
+    return None if node is None else node.op_type
+
+
+def lost_channels(ctx: Context, samples: int | Sequence[int] = (0,)) -> tuple[LostChannels, ...]:
+    """The output calibration nodes (no node reads them) of ``ctx``'s model that round whole
+    channels of their output to 0 on every one of ``samples`` (see :class:`ChannelScan`)."""
+    scan = ChannelScan(ctx.model)
+    for i in ((samples,) if isinstance(samples, int) else samples) if scan.fetch else ():
+        scan.add(ctx.reference(i, scan.fetch))
+    return scan.found()

@@ -210,14 +210,13 @@ def _final_scores(proto: onnx.ModelProto, data: Dataset, count: int, deployed: i
     """The written model's output cosine against float on ``count`` samples as ptqdebug's engine
     computes it (so ``runall --data_num all`` on the result reports the same number), and on the
     first ``deployed`` samples as defined and as ONNX Runtime deploys it (NaN where it cannot)."""
-    from ..analyses.lost import lost_channels
+    from ..analyses.lost import ChannelScan
     from ..context import open_context
 
     ctx = open_context(proto, data.head(count), providers=providers, cache=False)
-    for x in lost_channels(ctx, range(count)):  # what the output cosine below can hide
-        logger.warning("%s: if they carry information (class scores beside box coordinates), keep it in float "
-                       "(--float-nodes %s) or in int16 (--int16-nodes %s)", x.describe(), x.quantizer, x.quantizer)
     on, outputs = ctx.model.calibrated_configuration, list(ctx.model.outputs)
+    scan = ChannelScan(ctx.model)  # output channels rounded away: what the output cosine can hide
+    fetch = list(dict.fromkeys([*outputs, *scan.fetch]))
     shipped = None
     if deployed:
         try:
@@ -227,12 +226,16 @@ def _final_scores(proto: onnx.ModelProto, data: Dataset, count: int, deployed: i
     defined: list[float] = []
     as_deployed: list[float] = []
     for i in range(count):
-        ref = ctx.reference(i, outputs)
+        ref = ctx.reference(i, fetch)
+        scan.add(ref)
         floats, simulated = [ref[t] for t in outputs], ctx.engine.run(ref, on, outputs)  # one run for every output
         defined.append(_output_cosine(floats, [simulated[t] for t in outputs]))
         if shipped is not None and i < deployed:
             as_deployed.append(_output_cosine(floats, shipped.run(outputs, dict(data[i]))))
         tick()
+    for x in scan.found():
+        logger.warning("%s: if they carry information (class scores beside box coordinates), keep it in float "
+                       "(--float-nodes %s) or in int16 (--int16-nodes %s)", x.describe(), x.quantizer, x.quantizer)
     return _mean(defined), _mean(defined[:len(as_deployed)]), _mean(as_deployed)
 
 
