@@ -25,8 +25,9 @@ def test_a_negligible_loss_without_the_float_model_recommends_nothing(cnn_dir: P
     assert "The activations' loss is negligible." in run.verdict.summary
     # the user's threshold picked nodes all the same: the verdict says where they are (a trial read a contradiction)
     n = len(run.partial.nodes) + len(run.partial.left_out)
-    assert n and (f"Partial quantization's table still lists the {n} nodes at or below the pick threshold 1, for reference."
-                  in run.verdict.summary)
+    assert n and f"Partial quantization's table still lists {n} sensitive nodes, for reference." in run.verdict.summary
+    named = dbg.runall(cnn_dir / "pc_int8_stored.onnx", cnn_dir / "calibration_data", tmp_path / "n", sensitive_nodes=["Conv_0"])
+    assert "still lists 1 sensitive node, for reference." in named.verdict.summary  # named, not picked by a threshold
     assert not run.verdict.recommendations and run.verdict.keep_float == () and not run.verdict.kept
 
 

@@ -37,7 +37,7 @@ def test_runall_node_type_node_expands_top_nodes(cnn_dir: Path, tmp_path: Path) 
     # a negligible loss recommends nothing, so no local error is computed
     assert run.verdict.cause == "none" and not run.verdict.recommendations
     assert run.verdict.summary.startswith("Quantization brings the output cosine similarity to ")
-    assert f"the loss is negligible; nothing needs higher precision. Partial quantization's table still lists the {len(ranked)} nodes" in run.verdict.summary
+    assert f"the loss is negligible; nothing needs higher precision. Partial quantization's table still lists {len(ranked)} sensitive nodes" in run.verdict.summary
     assert run.local_error is None and json.loads((tmp_path / "o" / "results.json").read_text())["local_error"] is None
 
 

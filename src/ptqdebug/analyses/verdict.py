@@ -7,9 +7,9 @@ other's is the cause, else both. Where weights are stored as integers and no flo
 given, they stay quantized in every configuration, the reference included: the cause is then
 ``"unknown"`` and the summary says that only the activations were measured. Recommendations come
 from the partial quantization step: the sensitive nodes in order, each with the score once it and
-the ones before it are un-quantized (up to the last that leaves some calibration node on: its
-``left_out``); the summary names the shortest prefix that recovers half of the best prefix's
-gain, and the best.
+the ones before it are un-quantized (up to the last that leaves some calibration node on), then,
+where int16 was scored, the nodes float left out (``left_out`` rows, scored in int16 only); the
+summary names the shortest prefix that recovers half of the best prefix's gain, and the best.
 
 Everything rests on the first ``data_num`` samples (the original's default is one). Where the data
 holds more, the calibrated model is also scored on the first :data:`CHECK_SAMPLES`, and the summary
@@ -160,17 +160,16 @@ def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data
             for node, after16 in zip(partial.left_out, wider[len(partial.nodes):]):
                 recs.append(Recommendation(node, model.expand(node), math.nan, math.nan, after16, left_out=True))
     kept: dict[str, tuple[tuple[str, ...], float]] = {}
-    if recs or (partial is not None and partial.left_out and not negligible):  # (int16 may keep those float left out)
+    if recs:  # (with int16 scored, the nodes float leaves out are rows too)
         for result in (partial, partial_int16):
             if result is not None and result.best_prefix():
                 kept[result.qtype] = prune(ctx, result, data_num)
     threshold = partial.pick_threshold if partial is not None else None
     left_out = partial.left_out if partial is not None and not negligible else ()
     summary = _summary(cause, c, w, a, recs, kept, threshold, left_out, weights_fixed)
-    if negligible and partial is not None and (partial.nodes or partial.left_out):  # a threshold the user raised
+    if negligible and partial is not None and (partial.nodes or partial.left_out):  # picked or named all the same
         n = len(partial.nodes) + len(partial.left_out)
-        summary += (f" Partial quantization's table still lists the {n} node{'s' * (n > 1)} at or below the pick "
-                    f"threshold {partial.pick_threshold:g}, for reference.")
+        summary += f" Partial quantization's table still lists {n} sensitive node{'s' * (n > 1)}, for reference."
     summary += _blind_sentence(ctx, data_num) + _lost_sentence(ctx, data_num)
     used, more = len(ctx.samples(data_num)), min(len(ctx.data), CHECK_SAMPLES)
     check = None
