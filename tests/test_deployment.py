@@ -244,6 +244,11 @@ def test_a_narrow_agreement_is_said_to_be_narrow() -> None:
 
     narrow = check(0.9979, 0.998, 0.998214)
     assert narrow.agrees and "agrees with ptqdebug's simulation, narrowly" in narrow.summary()
-    assert "what separates them is 89% of quantization's own error" in narrow.summary()
+    assert "what separates them is up to 89% of quantization's own error at an output" in narrow.summary()
     wide = check(0.9979, 0.998, 0.99995)  # 2.5% of the loss
     assert wide.agrees and "so the analyses describe the deployed model." in wide.summary() and "narrowly" not in wide.summary()
+    # judged per output, as agreement is: one wide output does not hide a narrow one (the mean did)
+    outs = (OutputAgreement("a", {"cosine-similarity": 0.90}, {"cosine-similarity": 0.90}, {"cosine-similarity": 0.999}),
+            OutputAgreement("b", {"cosine-similarity": 0.9999}, {"cosine-similarity": 0.9999}, {"cosine-similarity": 0.99991}))
+    mixed = DeploymentCheck(("cosine-similarity",), 4, ("CPUExecutionProvider",), outs)
+    assert mixed.agrees and "narrowly" in mixed.summary() and "up to 90%" in mixed.summary()

@@ -104,11 +104,11 @@ class DeploymentCheck:
         reference = "the model with its stored integer weights (no float model given)" if self.weights_fixed else "float"
         numbers = (f"{m} against {reference} {mean['deployed']:.6f} deployed, {mean['simulated']:.6f} simulated; "
                    f"deployed against simulated {mean['between']:.6f}")
-        if self.agrees and self._narrow(mean["between"], mean["simulated"]):
-            share = (1 - mean["between"]) / (1 - mean["simulated"])
-            return (f"{where} agrees with ptqdebug's simulation, narrowly: {numbers}; what separates them is "
-                    f"{share:.0%} of quantization's own error, so the analyses' rankings should hold, but a deployed "
-                    "score can differ from the simulated one by about that much.")
+        share = self._narrow_share() if self.agrees else None
+        if share is not None:
+            return (f"{where} agrees with ptqdebug's simulation, narrowly: {numbers}; what separates them is up to "
+                    f"{share:.0%} of quantization's own error at an output, so the analyses' rankings should hold, but "
+                    "a deployed score can differ from the simulated one by about that much.")
         if self.agrees:
             return (f"{where} agrees with ptqdebug's simulation: {numbers}, closer than quantization's own error, so "
                     "the analyses describe the deployed model.")
@@ -138,12 +138,16 @@ class DeploymentCheck:
         loss = 1.0 - min(deployed, simulated)
         return loss > 0 and abs(deployed - simulated) <= 0.1 * loss
 
-    def _narrow(self, between: float, simulated: float) -> bool:
-        """Whether the deployed model departs from the simulation (cosine similarity) by more than
-        half of the simulation's own loss against float (other metrics: not judged)."""
-        if self.metrics[0] != "cosine-similarity" or not all(math.isfinite(v) for v in (between, simulated)):
-            return False
-        return simulated < 1 and 1 - between > 0.5 * (1 - simulated)
+    def _narrow_share(self) -> float | None:
+        """The largest share, over the outputs, of the simulation's own loss against float by which
+        the deployed model departs from the simulation (cosine similarity), where it is more than
+        half at some output; else None (other metrics: not judged)."""
+        m = self.metrics[0]
+        if m != "cosine-similarity":
+            return None
+        shares = [(1 - o.between[m]) / (1 - o.simulated[m]) for o in self.outputs
+                  if math.isfinite(o.between[m]) and math.isfinite(o.simulated[m]) and o.simulated[m] < 1]
+        return max(shares) if shares and max(shares) > 0.5 else None
 
     def to_dict(self) -> dict[str, Any]:
         return {"metrics": list(self.metrics), "samples": self.samples, "providers": list(self.providers),
