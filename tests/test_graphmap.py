@@ -51,8 +51,11 @@ def test_layout_points_every_edge_down_and_keeps_chains_straight() -> None:
     spots = [(layer, slot) for layer, slot in where]
     assert len(set(spots)) == n  # no two boxes on one spot
     for j in range(n):  # a node's layer is its longest path from a node without inputs
-        preds = [a for a, b in edges if b == j]
-        assert where[j][0] == (1 + max(where[a][0] for a in preds) if preds else 0)
+        preds, succs = [a for a, b in edges if b == j], [b for a, b in edges if a == j]
+        if preds:
+            assert where[j][0] == 1 + max(where[a][0] for a in preds)
+        else:  # which sits just above its nearest reader
+            assert where[j][0] == (min(where[b][0] for b in succs) - 1 if succs else 0)
     chain = layout(5, [(0, 1), (1, 2), (2, 3), (3, 4)])
     assert chain == [(k, 0.0) for k in range(5)]
     branch = layout(4, [(0, 1), (0, 2), (1, 3), (2, 3)])  # a diamond: the two middle nodes side by side
@@ -65,17 +68,19 @@ def _sweep(scores: dict[str, float], metric: str = "cosine-similarity") -> dict[
 
 
 def test_boxes_are_coloured_by_loss_and_names_are_escaped() -> None:
-    graph = {"nodes": [["<img src=x onerror=alert(1)>", "Conv"], ["b", "Relu"], ["k", "Constant"], ["c", "Gemm"], ["d", "Add"]],
-             "edges": [[0, 1], [1, 3], [2, 3], [0, 4], [3, 4]]}
+    graph = {"nodes": [["<img src=x onerror=alert(1)>", "Conv", True], ["b", "Relu", True], ["k", "Constant", False],
+                       ["c", "Gemm", True], ["d", "Add", False], ["e", "Mul", True]],
+             "edges": [[0, 1], [1, 3], [2, 3], [0, 4], [3, 4], [4, 5]]}
     html = graph_map(graph, _sweep({"<img src=x onerror=alert(1)>": 0.9, "b": 0.99999, "c": 0.999}), keep=["c"])
     assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
     boxes = re.findall(r'<g class="(gnode[^"]*)"><title>([^<]*)</title><rect [^>]*style="fill:(#[0-9a-f]{6})"', html)
-    assert len(boxes) == 4  # the Constant is not drawn
+    assert len(boxes) == 5  # the Constant is not drawn
     by_name = {title.split(" (")[0]: (cls, fill) for cls, title, fill in boxes}
     assert by_name["&lt;img src=x onerror=alert(1)&gt;"][1] == "#991b1b"  # the largest loss: darkest
     assert by_name["b"][1] == "#f1f5f9"  # the smallest: lightest
     assert by_name["c"][0] == "gnode kept" and by_name["d"] == ("gnode none", "#ffffff")  # recommended; no calibration node
-    assert html.count("<path ") == 4  # the edge from the Constant is gone with it
+    assert by_name["e"] == ("gnode", "#ffffff") and "e (Mul): not in the node sweep" in html  # (interested_nodes)
+    assert html.count("<path ") == 5  # the edge from the Constant is gone with it
     assert "log scale from 1e-05 (light) to 0.1 (dark)" in html
 
 
@@ -92,21 +97,29 @@ def test_a_metric_without_a_known_best_is_shaded_by_rank_and_big_graphs_are_not_
     assert graph_map({"nodes": []}, _sweep({})) == ""
 
 
-def test_runall_draws_the_map_from_results_json(cnn_dir: Path, tmp_path: Path) -> None:
-    run = dbg.runall(cnn_dir / "pc_int8_pairs_keep.onnx", cnn_dir / "calibration_data", tmp_path / "d", pick_threshold=1.0)
+def test_runall_draws_the_map_from_results_json(tmp_path: Path) -> None:
+    from ptqdebug.calibration import calibrate
+    from tests.calibration.models import make_samples, tiny_cnn
+
+    onnx.save(tiny_cnn(), tmp_path / "float.onnx")
+    cal = calibrate(tmp_path / "float.onnx", make_samples(4), tmp_path / "cal", method="max")
+    run = dbg.runall(cal.model_path, cal.data_dir, tmp_path / "d", node_type="node", data_num=None, pick_threshold=0.99999)
+    assert run.verdict.keep_float  # the premise: something is recommended, and outlined
     results = json.loads((tmp_path / "d" / "results.json").read_text())
-    model = dbg.load_model(cnn_dir / "pc_int8_pairs_keep.onnx")
-    names = [n for n, _ in results["graph"]["nodes"]]
+    model = dbg.load_model(cal.model_path)
+    names = [n for n, _, _ in results["graph"]["nodes"]]
+    assert [q for n, _, q in results["graph"]["nodes"]] == [bool(model.node_quantizers.get(n)) for n in model.node_outputs] + [
+        True] * len(model.unowned_quantizers)
     assert names == [*model.node_outputs, *model.unowned_quantizers]
     assert {(names[a], names[b]) for a, b in results["graph"]["edges"]} == set(model.node_edges())
     page = (tmp_path / "d" / "index.html").read_text()
     section = page[page.index('<section class="card" id="graph">'):]
     section = section[:section.index("</section>")]
-    drawn = [n for n, op in results["graph"]["nodes"] if op != "Constant"]
+    drawn = [n for n, op, _ in results["graph"]["nodes"] if op != "Constant"]
     assert section.count('<g class="gnode') == len(drawn)
     swept = run.sensitivities["node"]
     assert section.count('class="rank">#') == min(10, len(swept.entries))
     worst = swept.entries[0].name
     assert re.search(rf"<title>{re.escape(worst)} \([^)]*\): cosine-similarity [^<]*, #1 of", section)
-    assert section.count('<g class="gnode kept') == len([n for n in run.verdict.keep_float if n in drawn])
+    assert section.count('<g class="gnode kept') == len(run.verdict.keep_float) > 0
     assert '<a href="#graph">Graph</a>' in page

@@ -236,11 +236,13 @@ _OWN_SUFFIXES = (".png", ".json", ".log", ".html")
 
 
 def _graph(model: CalibratedModel) -> dict[str, Any]:
-    """The graph for the report's map: ``nodes`` as ``[name, op_type]``, the ordinary nodes in
-    topological order then the calibration nodes no node reads (node-sweep candidates too, as
-    ``QuantizeLinear``), ``edges`` as index pairs (:meth:`CalibratedModel.node_edges`)."""
-    nodes = [[n, model.node_types[n]] for n in model.node_outputs] + [[q, "QuantizeLinear"] for q in model.unowned_quantizers]
-    index = {n: i for i, (n, _) in enumerate(nodes)}
+    """The graph for the report's map: ``nodes`` as ``[name, op_type, has calibration nodes]``,
+    the ordinary nodes in topological order then the calibration nodes no node reads (node-sweep
+    candidates too, as ``QuantizeLinear``), ``edges`` as index pairs
+    (:meth:`CalibratedModel.node_edges`)."""
+    nodes = ([[n, model.node_types[n], bool(model.node_quantizers.get(n))] for n in model.node_outputs]
+             + [[q, "QuantizeLinear", True] for q in model.unowned_quantizers])
+    index = {n[0]: i for i, n in enumerate(nodes)}
     return {"nodes": nodes, "edges": [[index[a], index[b]] for a, b in model.node_edges()]}
 
 

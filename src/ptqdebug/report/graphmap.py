@@ -35,15 +35,22 @@ _DECADES = 4  # losses below 1/10^4 of the largest are drawn as none
 
 def layout(count: int, edges: Sequence[tuple[int, int]]) -> list[tuple[int, float]]:
     """``(layer, x slot)`` of nodes ``0..count-1`` given in topological order, ``edges`` as
-    ``(producer, consumer)`` index pairs. Layers are longest paths from a node without inputs,
-    so every edge goes to a later layer; slots are centred on the widest layer."""
+    ``(producer, consumer)`` index pairs. A node's layer is its longest path from a node without
+    inputs, so every edge goes to a later layer; a node without inputs sits just above its
+    nearest reader (a bias's DequantizeLinear, a Shape read deep down: not all in the first
+    layer with long edges down). Slots are centred on the widest layer."""
     preds: list[list[int]] = [[] for _ in range(count)]
+    succs: list[list[int]] = [[] for _ in range(count)]
     for a, b in edges:
         preds[b].append(a)
+        succs[a].append(b)
     layer = [0] * count
     for j in range(count):
         if preds[j]:
             layer[j] = 1 + max(layer[i] for i in preds[j])
+    for j in range(count):
+        if not preds[j] and succs[j]:
+            layer[j] = min(layer[b] for b in succs[j]) - 1
     rows: dict[int, list[int]] = {}
     for j in range(count):
         rows.setdefault(layer[j], []).append(j)
@@ -97,12 +104,15 @@ def graph_map(graph: Mapping[str, Any], sensitivity: Mapping[str, Any], keep: Se
     """The graph section's HTML: ``graph`` as results.json holds it (``nodes``: ``[name, op_type]``
     in topological order, ``edges``: index pairs), coloured by ``sensitivity`` (a node sweep's
     results), ``keep``: the nodes the verdict recommends keeping in float (outlined)."""
-    nodes = [(str(n[0]), str(n[1])) for n in as_list(get(graph, "nodes")) if isinstance(n, (list, tuple)) and len(n) == 2]
-    if not nodes:
+    # [name, op_type, has calibration nodes] (results of before the third field: not known)
+    nodes = [(str(n[0]), str(n[1]), n[2] if len(n) > 2 and isinstance(n[2], bool) else None)
+             for n in as_list(get(graph, "nodes")) if isinstance(n, (list, tuple)) and len(n) in (2, 3)]
+    drawn = [i for i, (_, op, _) in enumerate(nodes) if op != "Constant"]  # constants only clutter the picture
+    if not drawn:
         return ""
-    if len(nodes) > MAX_NODES:
-        return f'<p class="muted small">The graph has {len(nodes)} nodes; it is drawn up to {MAX_NODES}.</p>'
-    drawn = [i for i, (_, op) in enumerate(nodes) if op != "Constant"]  # constants only clutter the picture
+    if len(drawn) > MAX_NODES:
+        return f'<p class="muted small">The graph has {len(drawn)} nodes; it is drawn up to {MAX_NODES}.</p>'
+
     index = {i: k for k, i in enumerate(drawn)}
     edges = [(index[a], index[b]) for a, b in (e for e in as_list(get(graph, "edges")) if isinstance(e, (list, tuple)) and len(e) == 2)
              if isinstance(a, int) and isinstance(b, int) and a in index and b in index and a < b]
@@ -133,14 +143,16 @@ def graph_map(graph: Mapping[str, Any], sensitivity: Mapping[str, Any], keep: Se
             lines.append(f'<path d="M{x1:.0f} {y1:.0f}C{out:.0f} {y1:.0f} {out:.0f} {y2:.0f} {x2:.0f} {y2:.0f}"/>')
     boxes = []
     for k, i in enumerate(drawn):
-        name, op = nodes[i]
+        name, op, quantized = nodes[i]
         x, y = box(k)
         if name in shade:
             value = scores[name]
             fill, cls = _color(shade[name]), "gnode" + (" kept" if name in kept else "") + ("" if math.isfinite(value) else " nf")
             tip = f"{name} ({op}): {metric} {fmt(value)}, #{rank[name]} of {len(entries)}" + (" · keep in float" if name in kept else "")
-        else:
+        elif quantized is False:
             fill, cls, tip = "#ffffff", "gnode none", f"{name} ({op}): no calibration node of its own"
+        else:  # left out of the sweep (interested nodes), or not known
+            fill, cls, tip = "#ffffff", "gnode", f"{name} ({op}): not in the node sweep"
         ink = "#ffffff" if name in shade and shade[name] > 0.75 else "#1f2328"
         label = op if len(op) <= 15 else op[:14] + "…"
         tag = f'<text x="{x - 3:.0f}" y="{y + 14:.0f}" class="rank">#{rank[name]}</text>' if rank.get(name, 99) <= 10 else ""
