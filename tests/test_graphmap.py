@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import pytest
 
 import ptqdebug as dbg
 from ptqdebug.report.graphmap import MAX_NODES, graph_map, layout

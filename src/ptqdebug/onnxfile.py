@@ -173,7 +173,7 @@ def initializers_not_inputs(proto: onnx.ModelProto) -> None:
     keep = [i for i in proto.graph.input if i.name not in inits]
     del proto.graph.input[:]
     proto.graph.input.extend(keep)
-    proto.ir_version = 4
+    proto.ir_version = max(4, helper.find_min_ir_version_for(list(proto.opset_import), ignore_unknown=True))
 
 
 def sort_nodes(graph: onnx.GraphProto, what: str) -> None:

@@ -138,7 +138,10 @@ def name_nodes(graph: onnx.GraphProto) -> int:
 def _convert(proto: onnx.ModelProto, target: int, why: str) -> onnx.ModelProto:
     logger.info("converting the model from opset %d to %d (%s)", default_opset(proto), target, why)
     try:
-        return onnx.version_converter.convert_version(proto, target)
+        converted = onnx.version_converter.convert_version(proto, target)
+        # (the converter keeps the IR version, which an older model's may be too low for the new opset)
+        converted.ir_version = max(converted.ir_version, onnx.helper.find_min_ir_version_for(list(converted.opset_import), ignore_unknown=True))
+        return converted
     except Exception as exc:  # the converter raises RuntimeError/ValueError/ConvertError
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(
