@@ -140,11 +140,14 @@ def _path_source(path: Path, specs: Sequence[TensorSpec], pre: ImagePreprocess, 
     arrays = [p for p in entries if p.is_dir() or p.suffix.lower() == ".npy"]
     if images and arrays:
         folders, npys = [p.name for p in arrays if p.is_dir()], [p.name for p in arrays if not p.is_dir()]
-        other = " and ".join(part for part in (
-            f"the folder{'s' * (len(folders) > 1)} {', '.join(map(repr, folders[:3]))}{' ...' * (len(folders) > 3)}" if folders else "",
-            f"{len(npys)} .npy file{'s' * (len(npys) > 1)} ({npys[0]!r}{', ...' * (len(npys) > 1)})" if npys else "") if part)
-        raise DataError(f"{str(path)!r} holds images and {other}; expected images only, or only per-input folders of .npy "
-                        "data: move the other kind elsewhere")
+        found = []
+        if folders:
+            found.append(("the folders " if len(folders) > 1 else "the folder ") + ", ".join(map(repr, folders[:3]))
+                         + (" ..." if len(folders) > 3 else ""))
+        if npys:
+            found.append(f"{len(npys)} .npy file{'s' if len(npys) > 1 else ''} ({npys[0]!r}{', ...' if len(npys) > 1 else ''})")
+        raise DataError(f"{str(path)!r} holds images and {' and '.join(found)}; expected images only, or only per-input "
+                        "folders of .npy data: move the other kind elsewhere")
     if images:
         skipped = len(entries) - len(images)
         if skipped:

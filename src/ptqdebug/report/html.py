@@ -199,6 +199,7 @@ def _verdict(v: Mapping[str, Any], local: Mapping[str, Any], deployment: Mapping
         show_cals = any(as_list(get(rec, "calibration_nodes")) not in ([], [get(rec, "node")]) for rec in recs)
         own = {get(e, "node"): get(mapping(e, "scores"), metric) for e in as_list(get(local, "entries")) if isinstance(e, Mapping)}
         wider = any(isinstance(x, float) and math.isfinite(x) for x in (num(get(rec, "score_int16")) for rec in recs))
+        left_out = {k for k, rec in enumerate(recs) if get(rec, "left_out") is True}  # rows scored in int16 only
         rows = []
         for i, rec in enumerate(recs, 1):
             cals = as_list(get(rec, "calibration_nodes"))
@@ -214,7 +215,7 @@ def _verdict(v: Mapping[str, Any], local: Mapping[str, Any], deployment: Mapping
             own_td = num_td(own.get(get(rec, "node"))) if own else ""
             int16_td = num_td(get(rec, "score_int16")) if wider else ""
             float_tds = (f'{num_td(get(rec, "score_after"))}{num_td(get(rec, "recovery"), sign=True)}'
-                         if get(rec, "left_out") is not True else  # scored in int16 only
+                         if i - 1 not in left_out else  # scored in int16 only
                          '<td class="num small muted" data-v="" title="with this row too in float, no calibration node '
                          'would be on">left out</td><td class="num" data-v="">–</td>')
             rows.append(f'<tr><td class="num" data-v="{i}">{i}</td>{text_td(get(rec, "node"), "name mono")}{cal_td}'
@@ -223,14 +224,16 @@ def _verdict(v: Mapping[str, Any], local: Mapping[str, Any], deployment: Mapping
                 (f"score after keeping 1..k{_direction(metric)}", "num"), ("recovers", "num")] + (
                 [(f"1..k in int16 instead{_direction(metric)}", "num")] if wider else []) + (
                 [(f"its own score{_direction(metric)}", "num")] if own else []) + [("gap to float closed", "text")]
+        if any((num(get(r, "recovery")) or 0) > 0 for r in recs):
+            lead = "Un-quantize the nodes in this order; each row is the score with rows 1..k kept in float."
+        elif len(left_out) < len(recs):
+            lead = "Keeping these nodes in float recovers nothing here (each row is the score with rows 1..k kept in float)."
+        else:
+            lead = ""
         out.append("<h3>What to keep in higher precision</h3>"
-                   "<p class=\"muted small\">" + ("Un-quantize the nodes in this order; each row is the score with rows 1..k kept in float."
-                   if any((num(get(r, "recovery")) or 0) > 0 for r in recs) else
-                   "Keeping these nodes in float recovers nothing here (each row is the score with rows 1..k kept in float)."
-                   if not all(get(r, "left_out") is True for r in recs) else "")
+                   "<p class=\"muted small\">" + lead
                    + (" <em>Left out</em>: with that row too in float, no calibration node would be on (the float model, "
-                      "not a partial quantization), so it is scored in int16 only."
-                      if any(get(r, "left_out") is True for r in recs) else "")
+                      "not a partial quantization), so it is scored in int16 only." if left_out else "")
                    + (" <em>Its own score</em>: the node's error by itself (only its calibration nodes on, everything upstream "
                       "float, compared at its outputs); a good own score with a large recovery means the network amplifies a "
                       "small error."
