@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import onnx
 
     from ..context import Context
+    from ..engine.engine import Reference
     from ..model import CalibratedModel
 
 __all__ = ["MIN_VALUES_PER_CHANNEL", "PROBABILITIES", "ChannelScan", "LostChannels", "lost_channels"]
@@ -89,7 +90,7 @@ class ChannelScan:
         # not 0, the largest |value| per channel; None where the axis holds no channels
         self._seen: dict[tuple[str, int], tuple[np.ndarray, np.ndarray, np.ndarray] | None] = {}
 
-    def add(self, ref: Mapping[str, np.ndarray]) -> None:
+    def add(self, ref: Reference | Mapping[str, np.ndarray]) -> None:
         """One sample's float values (a float run holding :attr:`fetch`)."""
         first, self.samples = self.samples == 0, self.samples + 1
         for q in self.checked:
