@@ -252,3 +252,32 @@ def test_a_narrow_agreement_is_said_to_be_narrow() -> None:
             OutputAgreement("b", {"cosine-similarity": 0.9999}, {"cosine-similarity": 0.9999}, {"cosine-similarity": 0.99991}))
     mixed = DeploymentCheck(("cosine-similarity",), 4, ("CPUExecutionProvider",), outs)
     assert mixed.agrees and "narrowly" in mixed.summary() and "up to 90%" in mixed.summary()
+
+
+def test_runall_checks_the_recommended_models_as_deployed(tmp_path: Path) -> None:
+    """With check_deployment, runall also deploys the models it recommends (a trial's int16 fix
+    scored 0.996395 simulated and deployed at 0.980479): the same numbers as exporting each and
+    running check-deployment on the file, and the simulated score is the one the verdict predicts."""
+    from ptqdebug.calibration import calibrate
+    from tests.calibration.models import make_samples, tiny_cnn
+
+    onnx.save(tiny_cnn(), tmp_path / "float.onnx")
+    cal = calibrate(tmp_path / "float.onnx", make_samples(4), tmp_path / "cal", method="max")
+    run = dbg.runall(cal.model_path, cal.data_dir, tmp_path / "d", node_type="node", data_num=None,
+                     pick_threshold=0.99996, check_deployment=True)
+    keep = {"float32": run.verdict.keep_float, "int16": run.verdict.keep_int16}
+    assert keep["float32"] and keep["int16"] and set(run.fix_deployment) == {"float32", "int16"}  # the premise
+    for qtype, nodes in keep.items():
+        option = {"float_nodes": list(nodes)} if qtype == "float32" else {"int16_nodes": list(nodes)}
+        written = dbg.export_model(cal.model_path, tmp_path / f"{qtype}.onnx", **option).path
+        alone, got = dbg.check_deployment(written, cal.data_dir), run.fix_deployment[qtype]
+        assert [o.output for o in got.outputs] == [o.output for o in alone.outputs]
+        for a, b in zip(got.outputs, alone.outputs):
+            for kind in ("deployed", "simulated", "between"):
+                assert getattr(a, kind)["cosine-similarity"] == pytest.approx(getattr(b, kind)["cosine-similarity"], abs=1e-9)
+        assert got.outputs[0].simulated["cosine-similarity"] == pytest.approx(run.verdict.kept[qtype][1], abs=1e-9)
+    results = json.loads((tmp_path / "d" / "results.json").read_text())
+    assert set(results["fix_deployment"]) == {"float32", "int16"}
+    page = (tmp_path / "d" / "index.html").read_text()
+    assert "Deployment check of the model with them in float" in page
+    assert "Deployment check of the model with their activations in int16" in page

@@ -38,7 +38,7 @@ from .sensitivity import Progress, decode_float, encode_float
 if TYPE_CHECKING:
     from ..context import Context
 
-__all__ = ["DeploymentCheck", "OutputAgreement", "check_deployment", "deployable", "first_departure"]
+__all__ = ["DeploymentCheck", "OutputAgreement", "check_deployment", "check_recommendation", "deployable", "first_departure"]
 
 
 def _scores(d: Mapping[str, Any]) -> Mapping[str, float]:
@@ -175,12 +175,18 @@ def deployable(ctx: Context) -> str | onnx.ModelProto:
 
 
 def check_deployment(ctx: Context, metrics: tuple[str, ...] | list[str] = ("cosine-similarity",),
-                     data_num: int | None = None, progress: Progress | None = None) -> DeploymentCheck:
+                     data_num: int | None = None, progress: Progress | None = None, *,
+                     configuration: frozenset[str] | None = None) -> DeploymentCheck:
     """Run the calibrated model as deployed and as simulated on the first ``data_num`` samples
-    (all when None) and compare both with the float model at its floating-point outputs."""
+    (all when None) and compare both with the float model at its floating-point outputs.
+
+    With ``configuration`` (calibration nodes on), the model deployed is that configuration's,
+    as :func:`~ptqdebug.engine.build.standalone_model` (and ``ptqdebug export``) writes it, and
+    the simulation runs it; where the two part is then not searched (``departure`` None)."""
     chosen = get_metrics(list(metrics))
-    source = deployable(ctx)
     model, engine = ctx.model, ctx.engine
+    source = deployable(ctx) if configuration is None else standalone_model(model, configuration)
+    on = model.calibrated_configuration if configuration is None else configuration
     samples = len(ctx.samples(data_num))
     outputs = list(model.outputs)
     names = [m.name for m in chosen]
@@ -192,7 +198,7 @@ def check_deployment(ctx: Context, metrics: tuple[str, ...] | list[str] = ("cosi
     sums: dict[str, np.ndarray] = {}
     for s in range(samples):
         ref = ctx.reference(s, outputs)
-        simulated = engine.run(ref, model.calibrated_configuration, outputs)
+        simulated = engine.run(ref, on, outputs)
         try:
             deployed = dict(zip(outputs, session.run(outputs, dict(ctx.data[s]))))
         except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own types when a fused kernel fails
@@ -214,9 +220,25 @@ def check_deployment(ctx: Context, metrics: tuple[str, ...] | list[str] = ("cosi
         raise ModelError("none of the model's outputs is a floating-point tensor; expected at least one to compare")
     check = DeploymentCheck(tuple(names), samples, tuple(engine.providers), agreements, model.relu_fused,
                             weights_fixed=bool(model.fixed_quantizers))
-    if check.agrees:
+    if check.agrees or configuration is not None:
         return check
     return replace(check, departure=first_departure(ctx, samples, [o.output for o in agreements]))
+
+
+def check_recommendation(ctx: Context, nodes: Sequence[str], qtype: str = "float32",
+                         metrics: tuple[str, ...] | list[str] = ("cosine-similarity",), data_num: int | None = None,
+                         progress: Progress | None = None) -> DeploymentCheck:
+    """:func:`check_deployment` of the model that keeps ``nodes`` in higher precision (``qtype``:
+    float, or their activations in int16), as ``ptqdebug export`` writes it: partial quantization
+    scored it as simulated; this says whether ONNX Runtime deploys it the same (an int16 fix of a
+    classifier scored 0.996395 and deployed at 0.980479)."""
+    from .partial import higher_precision
+
+    deployable(ctx)  # (a Horizon model has nothing ONNX Runtime deploys)
+    scoring, configuration = higher_precision(ctx, nodes, qtype)
+    model = scoring.model  # integer-stored weights stay on, as export keeps them
+    on = configuration(nodes) | (model.calibrated_configuration & model.fixed_quantizers)
+    return check_deployment(scoring, metrics, data_num, progress, configuration=on)
 
 
 def first_departure(ctx: Context, samples: int, outputs: Sequence[str]) -> tuple[str, float] | None:

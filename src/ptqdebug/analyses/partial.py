@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # the engine (ONNX Runtime) is not needed to read or draw a r
     from ..context import Context
     from ..model import CalibratedModel
 
-__all__ = ["ORDERS", "QTYPES", "PartialQuantizationResult", "apply_commands", "best_prefix", "partial_quantization",
+__all__ = ["ORDERS", "QTYPES", "PartialQuantizationResult", "apply_commands", "best_prefix", "higher_precision", "partial_quantization",
            "prune", "unnamed_reason"]
 
 
@@ -92,7 +92,7 @@ def _all_off(model: CalibratedModel, off: frozenset[str]) -> bool:
     return bool(switchable) and switchable <= off
 
 
-def _higher_precision(ctx: Context, nodes: Sequence[str], qtype: str
+def higher_precision(ctx: Context, nodes: Sequence[str], qtype: str
                       ) -> tuple[Context, Callable[[Sequence[str]], frozenset[str]]]:
     """The context that scores "these of ``nodes`` in higher precision", and the configuration
     for a choice of them: their calibration nodes off (float32), or their activations swapped for
@@ -131,7 +131,7 @@ def prune(ctx: Context, result: PartialQuantizationResult, data_num: int | None 
         return (), result.baseline
     judge = get_metrics(result.metric)[0]
     score = result.partial[len(keep) - 1]
-    score_ctx, higher = _higher_precision(ctx, keep, result.qtype)
+    score_ctx, higher = higher_precision(ctx, keep, result.qtype)
     before = [result.baseline, *result.partial]
     recovered = {n: judge.worse(before[i], before[i + 1]) for i, n in enumerate(keep)}
     for node in reversed(list(keep)):
@@ -209,7 +209,7 @@ def partial_quantization(
     model = ctx.model
     calibrated = model.calibrated_configuration
     expanded = {n: frozenset(model.expand(n, "sensitive_nodes")) for n in nodes}
-    score_ctx, higher = _higher_precision(ctx, nodes, qtype)
+    score_ctx, higher = higher_precision(ctx, nodes, qtype)
 
     def everything(chosen: Sequence[str]) -> bool:
         """Whether keeping ``chosen`` in float leaves no calibration node on: the float model."""

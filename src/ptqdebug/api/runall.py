@@ -22,14 +22,14 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
 from ..analyses.accumulate import AccumulateErrorResult
 from ..analyses.candidates import NODE_TYPES, group_members
-from ..analyses.deployment import DeploymentCheck, deployable
+from ..analyses.deployment import DeploymentCheck, check_recommendation, deployable
 from ..analyses.deployment import check_deployment as run_deployment_check
 from ..analyses.distribution import (
     ChannelBoxes,
@@ -118,6 +118,9 @@ class RunResult:
     local_error: LocalErrorResult | None = None  # of the nodes the verdict recommends (None: none recommended)
     partial_int16: PartialQuantizationResult | None = None  # partial quantization's nodes in int16 (None: no nodes)
     deployment: DeploymentCheck | None = None  # with check_deployment=True
+    #: with check_deployment=True, the recommended models' checks: "float32" (verdict.keep_float in
+    #: float), "int16" (verdict.keep_int16's activations in int16), where recommended
+    fix_deployment: Mapping[str, DeploymentCheck] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # the full results run to hundreds of kilobytes
         sweeps = ", ".join(f"{k}: {len(v.entries)}" for k, v in self.sensitivities.items())
@@ -177,7 +180,9 @@ def runall(
 
     With ``check_deployment=True`` it also runs the model as ONNX Runtime deploys it and says
     whether that agrees with the simulation the analyses describe
-    (:func:`ptqdebug.api.check_deployment`, on the same samples).
+    (:func:`ptqdebug.api.check_deployment`, on the same samples), and does the same for the
+    models it recommends (``fix_deployment``: the model ``export`` writes for
+    ``verdict.keep_float``, and for ``verdict.keep_int16``).
     """
     t_start = time.perf_counter()
     # 1. every option that needs nothing else, before reading anything
@@ -382,10 +387,14 @@ def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
     recommended = [r.node for r in judged.recommendations if r.node in units]
     local = local_errors(ctx, recommended, (judged.metric,), data_num, step_progress(progress, "Local error")) if recommended else None
     timing["local_error_s"] = time.perf_counter() - t
-    deployment = None
+    deployment, fixes = None, {}
     if deploy:
         t = time.perf_counter()
         deployment = run_deployment_check(ctx, (judged.metric,), data_num, step_progress(progress, "Deployment check"))
+        for qtype, nodes in (("float32", judged.keep_float), ("int16", judged.keep_int16)):
+            if nodes:  # the fixes too: an int16 one can deploy unlike its simulation
+                fixes[qtype] = check_recommendation(ctx, nodes, qtype, (judged.metric,), data_num,
+                                                    step_progress(progress, f"Deployment check ({qtype} fix)"))
         timing["deployment_s"] = time.perf_counter() - t
     all_sens = dict(sens)
     if node_sweep is not None and "node" not in all_sens:
@@ -410,6 +419,7 @@ def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
         "partial_quantization_int16": partial16.to_dict() if partial16 is not None else None,
         "local_error": local.to_dict() if local is not None else None,
         "deployment": deployment.to_dict() if deployment is not None else None,
+        "fix_deployment": {qtype: check.to_dict() for qtype, check in fixes.items()},
         "distributions": [{**d.summary(), "image": f"data_distribution/{distribution_png(d, dis)}"} for d in dis],
         "channelwise": [{**b.summary(), "image": f"channelwise_distribution/{boxplot_png(b.name, [x.name for x in cw])}"}
                         for b in cw],
@@ -429,4 +439,4 @@ def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
     if deployment is not None:
         closing.info("%s", deployment.summary())
     return RunResult(root, all_sens, tuple(dis), tuple(cw), tuple(acc), partial, judged, tuple(written), results, tuple(notes),
-                     ctx.cache.hits, local, partial16, deployment)
+                     ctx.cache.hits, local, partial16, deployment, fixes)

@@ -372,6 +372,9 @@ def _runall(args: argparse.Namespace) -> int:
     _print_how_to_apply(run.verdict, ctx.model, str(args.model_or_file), str(args.calibrated_data))
     if run.deployment is not None:
         print(run.deployment.summary())
+    for qtype, check in run.fix_deployment.items():
+        what = "in float" if qtype == "float32" else "with their activations in int16"
+        print(f"the model with the recommended nodes {what}: {check.summary()}")
     for kind, result in run.sensitivities.items():
         top = ", ".join(f"{e.name} ({shown(e.scores[result.metrics[0]], result.metrics[0])})" for e in result.top(3))
         if tuple(result.compared) != tuple(ctx.model.outputs):  # an output_node (-o): say where

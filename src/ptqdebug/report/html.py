@@ -158,16 +158,16 @@ def _apply(v: Mapping[str, Any], model: Mapping[str, Any]) -> str:
     return f'<div class="apply">{"".join(parts)}</div>'
 
 
-def _deployment(d: Mapping[str, Any]) -> str:
-    """The deployment check's verdict (runall ``check_deployment=True``), or nothing."""
+def _deployment(d: Mapping[str, Any], title: str = "Deployment check") -> str:
+    """A deployment check's verdict (runall ``check_deployment=True``), or nothing."""
     if not get(d, "summary"):
         return ""
     state = "ok" if get(d, "agrees") is True else "bad"
-    return f'<div class="deploy {state}"><strong>Deployment check</strong> {esc(get(d, "summary"))}</div>'
+    return f'<div class="deploy {state}"><strong>{esc(title)}</strong> {esc(get(d, "summary"))}</div>'
 
 
 def _verdict(v: Mapping[str, Any], local: Mapping[str, Any], deployment: Mapping[str, Any],
-             model: Mapping[str, Any]) -> str:
+             model: Mapping[str, Any], fixes: Mapping[str, Any] | None = None) -> str:
     metric = str(get(v, "metric") or "cosine-similarity")
     cause = str(get(v, "cause") or "")
     ccls = f"cause-{cause}" if cause in CAUSES else ""
@@ -240,7 +240,9 @@ def _verdict(v: Mapping[str, Any], local: Mapping[str, Any], deployment: Mapping
                       if own else "")
                    + (" <em>1..k in int16 instead</em>: the same rows with their activations in int16 (weights stay 8-bit) "
                       "rather than float, the original toolchain's other remedy." if wider else "") + "</p>"
-                   + table(head, rows, "recs") + _apply(v, model))
+                   + table(head, rows, "recs") + _apply(v, model)
+                   + "".join(_deployment(mapping(fixes or {}, qtype), f"Deployment check of the model {what}")
+                             for qtype, what in (("float32", "with them in float"), ("int16", "with their activations in int16"))))
     out.append("</section>")
     return "".join(out)
 
@@ -450,7 +452,7 @@ def render_report(results: Mapping[str, Any], save_dir: str | os.PathLike[str]) 
 
     if isinstance(get(r, "verdict"), Mapping) and get(r, "verdict"):
         add("verdict", "Verdict", _verdict(r["verdict"], mapping(r, "local_error"), mapping(r, "deployment"),
-                                          mapping(r, "model")))
+                                          mapping(r, "model"), mapping(r, "fix_deployment")))
     if isinstance(get(r, "sensitivity"), Mapping):
         add("sensitivity", "Sensitivity", _sensitivity(r["sensitivity"], as_list(get(mapping(r, "model"), "unowned"))))
     add("graph", "Graph", _graph(mapping(r, "graph"), mapping(mapping(r, "sensitivity"), "node"), mapping(r, "verdict")))
