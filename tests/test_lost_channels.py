@@ -3,6 +3,7 @@ exactly, and said in the verdict even where every score looks fine."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import ptqdebug as dbg
 from ptqdebug.analyses.lost import lost_channels
+from ptqdebug.analyses.verdict import Verdict
 from tests.support.builders import quantize_qdq
 
 
@@ -75,8 +77,15 @@ def test_channels_rounded_away_are_found_and_said(tmp_path: Path) -> None:
     assert run.verdict.scores["calibrated"] > 0.999  # the premise: the output's cosine hardly shows it
     assert ("Careful: y_QuantizeLinear rounds 2 of the 4 channels of output y (axis 1) entirely to 0 on the sample"
             in run.verdict.summary)
-    more = dbg.runall(qdq, samples, tmp_path / "more", report=False, data_num=3)
+    more = dbg.runall(qdq, samples, tmp_path / "more", data_num=3)
     assert "entirely to 0 on all 3 samples" in more.verdict.summary
+    assert [(x.quantizer, x.lost, x.samples) for x in more.verdict.lost] == [("y_QuantizeLinear", 2, 3)]
+    results = json.loads((tmp_path / "more" / "results.json").read_text())
+    assert Verdict.from_dict(results["verdict"]).lost == more.verdict.lost
+    page = (tmp_path / "more" / "index.html").read_text()  # first in the verdict, in red, with the command
+    verdict_html = page[page.index('id="verdict"'):]
+    assert verdict_html.index("<strong>Output channels lost</strong>") < verdict_html.index('class="headline"')
+    assert f"ptqdebug export {qdq} -o partial.onnx --float-nodes &#x27;[y_QuantizeLinear]&#x27;" in verdict_html
 
 
 def test_channels_last_outputs_are_searched_along_their_channel_axis(tmp_path: Path) -> None:
@@ -139,3 +148,17 @@ def test_a_channel_any_sample_keeps_is_not_lost(tmp_path: Path) -> None:
     assert lost_channels(ctx, [0, 1]) == ()
     (both,) = lost_channels(ctx, [0, 0])
     assert (both.lost, both.samples) == (2, 2)
+
+
+def test_runall_prints_the_command_that_keeps_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ptqdebug.cli import main
+
+    qdq, samples = _packed_output(tmp_path, [300.0, 300.0, 0.05, 0.05])
+    data = tmp_path / "data" / "x"
+    data.mkdir(parents=True)
+    for i, s in enumerate(samples):
+        np.save(data / f"{i}.npy", s["x"])
+    assert main(["runall", str(qdq), str(tmp_path / "data"), "-s", str(tmp_path / "d"), "--no-report"]) == 0
+    out = capsys.readouterr().out
+    assert (f"to keep y_QuantizeLinear in float, whose output channels are lost: ptqdebug export {qdq} -o partial.onnx "
+            "--float-nodes '[y_QuantizeLinear]'") in out

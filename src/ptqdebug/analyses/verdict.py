@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..metrics import METRICS
-from .lost import lost_channels
+from .lost import LostChannels, lost_channels
 from .partial import PartialQuantizationResult, best_prefix, prune
 from .sensitivity import score_configurations
 
@@ -76,6 +76,9 @@ class Verdict:
     #: per qtype ("float32", "int16"): the best prefix without the nodes it does not need, and its
     #: score (:func:`~ptqdebug.analyses.partial.prune`); absent: the best prefix as it is
     kept: Mapping[str, tuple[tuple[str, ...], float]] = field(default_factory=dict)
+    #: output channels a calibration node rounds to 0 entirely, which the scores can hide
+    #: (:mod:`ptqdebug.analyses.lost`): the first thing to fix where there are any
+    lost: tuple[LostChannels, ...] = ()
 
     @property
     def keep_float(self) -> tuple[str, ...]:
@@ -109,7 +112,8 @@ class Verdict:
                                     for r in self.recommendations],
                 "keep_float": list(self.keep_float), "keep_int16": list(self.keep_int16),
                 "kept": {q: {"nodes": list(nodes), "score": score} for q, (nodes, score) in self.kept.items()},
-                "check": None if self.check is None else {"samples": self.check[0], "score": self.check[1]}}
+                "check": None if self.check is None else {"samples": self.check[0], "score": self.check[1]},
+                "lost": [asdict(x) for x in self.lost]}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Verdict:
@@ -119,7 +123,8 @@ class Verdict:
         check = d.get("check")
         kept = {q: (tuple(k["nodes"]), float(k["score"])) for q, k in d.get("kept", {}).items()}
         return cls(d["metric"], d["cause"], {k: float(v) for k, v in d["scores"].items()}, d["summary"], recs,
-                   None if check is None else (int(check["samples"]), float(check["score"])), kept)
+                   None if check is None else (int(check["samples"]), float(check["score"])), kept,
+                   tuple(LostChannels(**x) for x in d.get("lost", ())))
 
 
 def _cause(calibrated: float, only_w: float, only_a: float) -> str:
@@ -170,7 +175,8 @@ def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data
     if negligible and partial is not None and (partial.nodes or partial.left_out):  # picked or named all the same
         n = len(partial.nodes) + len(partial.left_out)
         summary += f" Partial quantization's table still lists {n} sensitive node{'s' * (n > 1)}, for reference."
-    summary += _blind_sentence(ctx, data_num) + _lost_sentence(ctx, data_num)
+    lost = lost_channels(ctx, range(len(ctx.samples(data_num))))
+    summary += _blind_sentence(ctx, data_num) + _lost_sentence(lost)
     used, more = len(ctx.samples(data_num)), min(len(ctx.data), CHECK_SAMPLES)
     check = None
     if more > used:  # scores of the first samples are reused where they ran one at a time
@@ -178,7 +184,7 @@ def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data
         check = (more, float(wide[0, 0]))
         summary += _check_sentence(c, used, *check)
     measured = {"calibrated": c, "only_activation": a} if weights_fixed else {"calibrated": c, "only_weight": w, "only_activation": a}
-    return Verdict(cos.name, cause, measured, summary, tuple(recs), check, kept)
+    return Verdict(cos.name, cause, measured, summary, tuple(recs), check, kept, lost)
 
 
 def _blind_sentence(ctx: Context, data_num: int | None) -> str:
@@ -199,11 +205,11 @@ def _blind_sentence(ctx: Context, data_num: int | None) -> str:
             f"{'it' if len(blind) == 1 else 'them'} with mse or sqnr, or your own metric (metrics=, --ns_metrics).")
 
 
-def _lost_sentence(ctx: Context, data_num: int | None) -> str:
+def _lost_sentence(lost: Sequence[LostChannels]) -> str:
     """A warning about output channels a calibration node rounds to 0 entirely (see
     :mod:`ptqdebug.analyses.lost`), which a score over the whole output can hide."""
     out = ""
-    for x in lost_channels(ctx, range(len(ctx.samples(data_num)))):
+    for x in lost:
         out += (f" Careful: {x.describe()}, which a score over the whole output hides where its other channels are "
                 "larger. If they carry "
                 "information (class scores beside box coordinates), keep it in float (export --float-nodes) or in int16 "

@@ -412,6 +412,8 @@ def _print_how_to_apply(verdict: Verdict, model: CalibratedModel, path: str, dat
     if keep16:
         lead = "or their activations in int16" if keep else "to keep the recommended nodes' activations in int16"
         print(f"{lead}: {_how(keep16, 'int16', model, path)}")
+    for x in verdict.lost:  # (said in the summary: here, the command)
+        print(f"to keep {x.quantizer} in float, whose output channels are lost: {_how([x.quantizer], 'float32', model, path)}")
     if (keep or keep16) and "horizon" not in model.source_format:  # scores are ONNX's; ONNX Runtime's defaults may differ
         print(f"then check the written model as ONNX Runtime deploys it, on these samples and on held-out ones: "
               f"ptqdebug check-deployment partial.onnx {shlex.quote(data)}")

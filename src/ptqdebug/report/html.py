@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..analyses.lost import LostChannels
 from ..analyses.partial import apply_commands, unnamed_reason
 from ..metrics import METRICS, known_metric
 from .assets import REPORT_CSS, SORT_JS
@@ -158,6 +159,24 @@ def _apply(v: Mapping[str, Any], model: Mapping[str, Any]) -> str:
     return f'<div class="apply">{"".join(parts)}</div>'
 
 
+def _lost_alert(v: Mapping[str, Any], model: Mapping[str, Any]) -> str:
+    """Output channels a calibration node rounds to 0 entirely (``Verdict.lost``), first and in
+    red: the scores can look fine while a detector finds nothing."""
+    out = []
+    for x in as_list(get(v, "lost")):
+        try:
+            found = LostChannels(**x)
+        except TypeError:  # (results edited by hand)
+            continue
+        path, float_path = (p if isinstance(p, str) and p else None for p in (get(model, "path"), get(model, "float_model")))
+        export, _ = apply_commands([found.quantizer], path, "float32", float_path)
+        out.append(f'<div class="deploy bad"><strong>Output channels lost</strong> {esc(found.describe())}. A score over '
+                   "the whole output hides it where the other channels are larger, yet the task can fail (a detector's "
+                   "class scores beside its box coordinates). If they carry information, keep that calibration node in "
+                   f'float:<br><code class="mono">{esc(export)}</code></div>')
+    return "".join(out)
+
+
 def _deployment(d: Mapping[str, Any], title: str = "Deployment check") -> str:
     """A deployment check's verdict (runall ``check_deployment=True``), or nothing."""
     if not get(d, "summary"):
@@ -171,7 +190,7 @@ def _verdict(v: Mapping[str, Any], local: Mapping[str, Any], deployment: Mapping
     metric = str(get(v, "metric") or "cosine-similarity")
     cause = str(get(v, "cause") or "")
     ccls = f"cause-{cause}" if cause in CAUSES else ""
-    out = [f'<section class="card verdict {ccls}" id="verdict"><h2>Verdict</h2>']
+    out = [f'<section class="card verdict {ccls}" id="verdict"><h2>Verdict</h2>', _lost_alert(v, model)]
     if get(v, "summary"):
         out.append(f'<p class="headline">{esc(get(v, "summary"))}</p>')
     if cause:
