@@ -63,7 +63,10 @@ def test_the_recommended_model_scores_what_runall_predicted(tmp_path: Path, caps
     assert f"ptqdebug export {full.model_path} -o partial.onnx --float-nodes '[{','.join(keep)}]'" in out
     # and how to check what export writes, as deployed and on held-out samples (a trial's int16 fix deployed worse)
     assert ("then check the written model as ONNX Runtime deploys it, on these samples and on held-out ones: "
-            f"ptqdebug check-deployment partial.onnx {full.data_dir}") in out
+            f"ptqdebug check-deployment partial.onnx {full.data_dir} (and the same for partial_int16.onnx)") in out
+    page = (tmp_path / "debug" / "index.html").read_text()  # the report's commands too, with the real paths
+    assert f"ptqdebug check-deployment partial.onnx {full.data_dir} (and the same for partial_int16.onnx)" in page
+    assert f"ptqdebug export {full.model_path} -o partial_int16.onnx --int16-nodes" in page
     kept, predicted = run.verdict.kept["float32"]
     assert kept == keep and set(keep) <= set(run.partial.best_prefix())
     applied = calibrate(tmp_path / "float.onnx", samples, tmp_path / "applied", method="max", float_nodes=list(keep))
@@ -164,9 +167,9 @@ def test_cli_offers_int16_alone_when_float_recovers_nothing(capsys: pytest.Captu
     model = lambda fmt: SimpleNamespace(source_format=fmt, float_source=None, auto_named=frozenset())  # noqa: E731
     _print_how_to_apply(v, model("qdq"), "m.onnx", "my data")
     assert capsys.readouterr().out == ("to keep the recommended nodes' activations in int16: "
-                                       "ptqdebug export m.onnx -o partial.onnx --int16-nodes '[a]'\n"
+                                       "ptqdebug export m.onnx -o partial_int16.onnx --int16-nodes '[a]'\n"
                                        "then check the written model as ONNX Runtime deploys it, on these samples and on "
-                                       "held-out ones: ptqdebug check-deployment partial.onnx 'my data'\n")
+                                       "held-out ones: ptqdebug check-deployment partial_int16.onnx 'my data'\n")
     _print_how_to_apply(v, model("horizon"), "m.onnx", "d")
     assert capsys.readouterr().out == ("to keep the recommended nodes' activations in int16: give them InputType: int16 "
                                        "in the original toolchain's node_info: a\n")

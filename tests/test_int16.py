@@ -95,7 +95,7 @@ def test_cli_int16(cnn_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "partial quantization (partial: nodes 1..k in int16)" in out
     saved = PartialQuantizationResult.from_dict(json.loads((tmp_path / "partial_quantization.json").read_text()))
     assert saved.qtype == "int16" and saved.nodes == ("Add_0",) and saved.best_prefix() == ("Add_0",)
-    assert f"ptqdebug export {path} -o partial.onnx --int16-nodes '[Add_0]'" in out
+    assert f"ptqdebug export {path} -o partial_int16.onnx --int16-nodes '[Add_0]'" in out
 
 
 def test_export_writes_the_int16_configuration(cnn_dir: Path, samples: list, tmp_path: Path,

@@ -174,7 +174,7 @@ def test_how_to_apply_the_recommendation(results: dict[str, Any], tmp_path: Path
                            tmp_path)
     text16 = Dom(page16).all_text
     assert "1..k in int16 instead" in text16 and "0.99123" in text16
-    assert f"ptqdebug export {model} -o partial.onnx --int16-nodes {shlex.quote('[' + HOSTILE + ']')}" in text16
+    assert f"ptqdebug export {model} -o partial_int16.onnx --int16-nodes {shlex.quote('[' + HOSTILE + ']')}" in text16
     assert "1..k in int16 instead" not in text  # not scored: no column
     horizon = results | {"verdict": verdict, "model": results["model"] | {"format": "horizon"}}
     text = Dom(render_report(encoded(horizon, tmp_path), tmp_path)).all_text

@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # the engine (ONNX Runtime) is not needed to read or draw a r
     from ..context import Context
     from ..model import CalibratedModel
 
-__all__ = ["ORDERS", "QTYPES", "PartialQuantizationResult", "apply_commands", "best_prefix", "higher_precision", "partial_quantization",
+__all__ = ["ORDERS", "QTYPES", "PartialQuantizationResult", "apply_commands", "best_prefix", "check_command", "higher_precision", "partial_quantization",
            "prune", "unnamed_reason"]
 
 
@@ -158,7 +158,16 @@ def apply_commands(nodes: Sequence[str], model: str | None = None, qtype: str = 
     floated = f" --float-model {shlex.quote(float_model)}" if float_model else ""
     calibrate = None if unnamed_reason(nodes, renamed) else (
         f"ptqdebug calibrate {shlex.quote(float_model) if float_model else 'FLOAT_MODEL'} INPUTS -o OUT {option} {listed}")
-    return f"ptqdebug export {shlex.quote(model) if model else 'MODEL'}{floated} -o partial.onnx {option} {listed}", calibrate
+    written = "partial_int16.onnx" if qtype == "int16" else "partial.onnx"  # (both printed: one must not overwrite the other)
+    return f"ptqdebug export {shlex.quote(model) if model else 'MODEL'}{floated} -o {written} {option} {listed}", calibrate
+
+
+def check_command(float_nodes: bool, int16_nodes: bool, data: str | None = None) -> str:
+    """The ``ptqdebug check-deployment`` command for what :func:`apply_commands`' export lines
+    write (``partial.onnx``, ``partial_int16.onnx``), on ``data`` (``DATA`` where unknown)."""
+    files = [f for f, given in (("partial.onnx", float_nodes), ("partial_int16.onnx", int16_nodes)) if given]
+    also = f" (and the same for {files[1]})" if len(files) > 1 else ""
+    return f"ptqdebug check-deployment {files[0] if files else 'partial.onnx'} {shlex.quote(data) if data else 'DATA'}{also}"
 
 
 def _listed_name(name: str) -> str:

@@ -9,13 +9,12 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from .. import api
-from ..analyses.partial import apply_commands, unnamed_reason
+from ..analyses.partial import apply_commands, check_command, unnamed_reason
 from ..analyses.verdict import Verdict
 from ..api.checks import check_metric, check_pick_threshold, pick_direction
 from ..api.figures import check_acc_nodes
@@ -415,8 +414,8 @@ def _print_how_to_apply(verdict: Verdict, model: CalibratedModel, path: str, dat
     for x in verdict.lost:  # (said in the summary: here, the command)
         print(f"to keep {x.quantizer} in float, whose output channels are lost: {_how([x.quantizer], 'float32', model, path)}")
     if (keep or keep16) and "horizon" not in model.source_format:  # scores are ONNX's; ONNX Runtime's defaults may differ
-        print(f"then check the written model as ONNX Runtime deploys it, on these samples and on held-out ones: "
-              f"ptqdebug check-deployment partial.onnx {shlex.quote(data)}")
+        print("then check the written model as ONNX Runtime deploys it, on these samples and on held-out ones: "
+              + check_command(bool(keep), bool(keep16), data))
 
 
 def _demo(args: argparse.Namespace) -> int:

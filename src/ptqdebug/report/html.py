@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..analyses.lost import LostChannels
-from ..analyses.partial import apply_commands, unnamed_reason
+from ..analyses.partial import apply_commands, check_command, unnamed_reason
 from ..metrics import METRICS, known_metric
 from .assets import REPORT_CSS, SORT_JS
 from .files import ensure_dir, write_atomic
@@ -106,7 +106,15 @@ def _header(r: Mapping[str, Any]) -> str:
             f'<dl class="meta">{meta}</dl>{notes_html}</header>')
 
 
-def _apply(v: Mapping[str, Any], model: Mapping[str, Any]) -> str:
+def _pasteable(path: object) -> str | None:
+    """A path from the results as the commands on the page give it: absolute where it exists
+    from here (the page is opened from anywhere), as recorded otherwise; None where there is none."""
+    if not isinstance(path, str) or not path:
+        return None
+    return os.path.abspath(path) if os.path.exists(path) else path
+
+
+def _apply(v: Mapping[str, Any], model: Mapping[str, Any], data: Mapping[str, Any] | None = None) -> str:
     """How to make the model with the recommended nodes in float (``Verdict.keep_float``) or their
     activations in int16 (``Verdict.keep_int16``), or nothing. Those are the table's rows up to the
     best score, less the rows that add nothing to it (``Verdict.kept``)."""
@@ -136,7 +144,7 @@ def _apply(v: Mapping[str, Any], model: Mapping[str, Any]) -> str:
                    f'<code>InputType: int16</code> in <code>node_info</code>:</p><code class="mono">{esc(", ".join(names16))}</code>']
                   if names16 else [])
         return f'<div class="apply">{"".join(parts)}</div>'
-    path, float_path = (p if isinstance(p, str) and p else None for p in (get(model, "path"), get(model, "float_model")))
+    path, float_path = _pasteable(get(model, "path")), _pasteable(get(model, "float_model"))
     renamed = [str(n) for n in as_list(get(model, "renamed"))]
     parts = []
     if names:
@@ -154,8 +162,10 @@ def _apply(v: Mapping[str, Any], model: Mapping[str, Any]) -> str:
         export16, _ = apply_commands(names16, path, "int16", float_path)
         parts.append(f"<p>With activations in int16 instead (the best int16 score, {rows(names16, 'int16')}):</p>"
                      f'<code class="mono">{esc(export16)}</code>')
+    source = _pasteable(get(data or {}, "source"))
+    check = check_command(bool(names), bool(names16), source if source and os.path.exists(source) else None)
     parts.append("<p>Then check the written model as ONNX Runtime deploys it, on these samples and on held-out ones "
-                 "(the nodes were chosen on these): <code>ptqdebug check-deployment partial.onnx DATA</code></p>")
+                 f'(the nodes were chosen on these):</p><code class="mono">{esc(check)}</code>')
     return f'<div class="apply">{"".join(parts)}</div>'
 
 
@@ -168,8 +178,7 @@ def _lost_alert(v: Mapping[str, Any], model: Mapping[str, Any]) -> str:
             found = LostChannels(**x)
         except TypeError:  # (results edited by hand)
             continue
-        path, float_path = (p if isinstance(p, str) and p else None for p in (get(model, "path"), get(model, "float_model")))
-        export, _ = apply_commands([found.quantizer], path, "float32", float_path)
+        export, _ = apply_commands([found.quantizer], _pasteable(get(model, "path")), "float32", _pasteable(get(model, "float_model")))
         out.append(f'<div class="deploy bad"><strong>Output channels lost</strong> {esc(found.describe())}. A score over '
                    "the whole output hides it where the other channels are larger, yet the task can fail (a detector's "
                    "class scores beside its box coordinates). If they carry information, keep that calibration node in "
@@ -186,7 +195,7 @@ def _deployment(d: Mapping[str, Any], title: str = "Deployment check") -> str:
 
 
 def _verdict(v: Mapping[str, Any], local: Mapping[str, Any], deployment: Mapping[str, Any],
-             model: Mapping[str, Any], fixes: Mapping[str, Any] | None = None) -> str:
+             model: Mapping[str, Any], fixes: Mapping[str, Any] | None = None, data: Mapping[str, Any] | None = None) -> str:
     metric = str(get(v, "metric") or "cosine-similarity")
     cause = str(get(v, "cause") or "")
     ccls = f"cause-{cause}" if cause in CAUSES else ""
@@ -259,7 +268,7 @@ def _verdict(v: Mapping[str, Any], local: Mapping[str, Any], deployment: Mapping
                       if own else "")
                    + (" <em>1..k in int16 instead</em>: the same rows with their activations in int16 (weights stay 8-bit) "
                       "rather than float, the original toolchain's other remedy." if wider else "") + "</p>"
-                   + table(head, rows, "recs") + _apply(v, model)
+                   + table(head, rows, "recs") + _apply(v, model, data)
                    + "".join(_deployment(mapping(fixes or {}, qtype), f"Deployment check of the model {what}")
                              for qtype, what in (("float32", "with them in float"), ("int16", "with their activations in int16"))))
     out.append("</section>")
@@ -471,7 +480,7 @@ def render_report(results: Mapping[str, Any], save_dir: str | os.PathLike[str]) 
 
     if isinstance(get(r, "verdict"), Mapping) and get(r, "verdict"):
         add("verdict", "Verdict", _verdict(r["verdict"], mapping(r, "local_error"), mapping(r, "deployment"),
-                                          mapping(r, "model"), mapping(r, "fix_deployment")))
+                                          mapping(r, "model"), mapping(r, "fix_deployment"), mapping(r, "data")))
     if isinstance(get(r, "sensitivity"), Mapping):
         add("sensitivity", "Sensitivity", _sensitivity(r["sensitivity"], as_list(get(mapping(r, "model"), "unowned"))))
     add("graph", "Graph", _graph(mapping(r, "graph"), mapping(mapping(r, "sensitivity"), "node"), mapping(r, "verdict")))
