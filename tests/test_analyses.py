@@ -289,14 +289,14 @@ def test_verdict_summary_names_a_few_nodes_and_counts_the_rest() -> None:
         return [Recommendation(f"node{i}", (f"q{i}",), v, v - b) for i, (v, b) in enumerate(zip(scores, before))]
 
     one = _summary("activation", 0.99, 0.999, 0.991, recs([0.995, 0.996, 0.999]))  # half the gain at once
-    assert "Keeping node0 in higher precision brings it to 0.995000 (half the best recovery); the best, 0.999000, keeps all 3 sensitive nodes." in one
+    assert "Keeping node0 in higher precision brings it to 0.995000 (at least half the best recovery); the best prefix, 0.999000, keeps all 3 sensitive nodes." in one
     few = _summary("activation", 0.99, 0.999, 0.991, recs([0.991, 0.992, 0.999]))  # only all three recover it
     assert few.endswith("Keeping node0, node1, node2 in higher precision brings it to 0.999000.")
     slow = [0.99 + i * 1e-4 for i in range(40)]  # half of the gain after 21 nodes, the best after 40
     many = _summary("activation", 0.99, 0.999, 0.991, recs(slow))
     names = ", ".join(f"node{i}" for i in range(NAMED_IN_SUMMARY))
     assert f"Keeping the first 21 sensitive nodes ({names}, …) in higher precision brings it to 0.992000" in many
-    assert "the best, 0.993900, keeps all 40 sensitive nodes." in many and "node39" not in many
+    assert "the best prefix, 0.993900, keeps all 40 sensitive nodes." in many and "node39" not in many
 
 
 def test_verdict_checks_the_calibrated_model_on_more_samples(cnn_dir: Path, samples: list) -> None:
@@ -368,7 +368,7 @@ def test_verdict_summary_says_which_nodes_add_nothing() -> None:
     recs = [Recommendation("a", ("qa",), 0.995, 0.005), Recommendation("b", ("qb",), 0.995, 0.0),
             Recommendation("c", ("qc",), 0.999, 0.004)]
     text = _summary("activation", 0.99, 0.999, 0.991, recs, {"float32": (("a", "c"), 0.9991)})
-    assert text.endswith("Leaving 1 of those quantized scores no worse (b): the other 2 bring it to 0.999100.")
+    assert text.endswith("Leaving 1 of those quantized scores as well or better (b): the other 2 bring it to 0.999100.")
     assert "Leaving" not in _summary("activation", 0.99, 0.999, 0.991, recs, {"float32": (("a", "b", "c"), 0.999)})
     recs16 = [Recommendation(r.node, r.calibration_nodes, r.score_after, r.recovery, s16)
               for r, s16 in zip(recs, (0.994, 0.994, 0.998))]

@@ -41,7 +41,7 @@ def test_the_recommendation_stops_short_of_the_float_model(tiny, tmp_path: Path,
     assert len(run.partial.partial) == 3  # the float model is not scored as a partial quantization
     assert [r.node for r in run.verdict.recommendations if not r.left_out] == picked[:3]
     assert run.verdict.keep_float and set(run.verdict.keep_float) <= set(picked[:3])
-    assert "the best, 0.999961, keeps all 3 sensitive nodes" in run.verdict.summary
+    assert "the best prefix, 0.999961, keeps all 3 sensitive nodes" in run.verdict.summary
     assert (f"Keeping {picked[3]} in float too would switch off every calibration node: that is the float model"
             in run.verdict.summary)
     # int16 is no float model: there all 4 are scored

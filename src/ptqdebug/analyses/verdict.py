@@ -268,7 +268,7 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
         text += f" Keeping {_first(recs, half)} in higher precision brings it to {recs[half].score_after:.6f}"
         if half < best:
             which = f"all {len(recs)}" if best + 1 == len(recs) else f"the first {best + 1} of the {len(recs)}"
-            text += f" (half the best recovery); the best, {recs[best].score_after:.6f}, keeps {which} sensitive nodes"
+            text += f" (at least half the best recovery); the best prefix, {recs[best].score_after:.6f}, keeps {which} sensitive nodes"
         text += "."
         if left_out:
             text += f" Keeping {_listed(left_out)} in float too would switch off {end}, not a recommendation."
@@ -276,7 +276,7 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
         if "float32" in kept and len(kept["float32"][0]) < len(keep):
             dropped = [n for n in keep if n not in kept["float32"][0]]
             names = ", ".join(dropped[:NAMED_IN_SUMMARY]) + (", …" if len(dropped) > NAMED_IN_SUMMARY else "")
-            text += (f" Leaving {len(dropped)} of those quantized scores no worse ({names}): the other "
+            text += (f" Leaving {len(dropped)} of those quantized scores as well or better ({names}): the other "
                      f"{len(kept['float32'][0])} bring it to {kept['float32'][1]:.6f}.")
             keep = kept["float32"][0]
     elif any(r.recovery > 0 for r in recs):  # some nodes help, on top of others that cost more
