@@ -268,7 +268,7 @@ def _verdict(v: Mapping[str, Any], local: Mapping[str, Any], deployment: Mapping
                       if own else "")
                    + (" <em>1..k in int16 instead</em>: the same rows with their activations in int16 (weights stay 8-bit) "
                       "rather than float, the original toolchain's other remedy." if wider else "") + "</p>"
-                   + table(head, rows, "recs") + _apply(v, model, data)
+                   + table(head, rows, "recs cals" if show_cals else "recs") + _apply(v, model, data)
                    + "".join(_deployment(mapping(fixes or {}, qtype), f"Deployment check of the model {what}")
                              for qtype, what in (("float32", "with them in float"), ("int16", "with their activations in int16"))))
     out.append("</section>")

@@ -118,6 +118,9 @@ footer ul.files { columns: 2 320px; margin: 4px 0 0; padding-left: 18px; }
   main { padding: 0 10px 30px; } .card { padding: 14px; } .headline { font-size: 1.12rem; }
   .figs { grid-template-columns: minmax(0, 1fr); }
 }
+@media (max-width: 900px) {  /* the calibration nodes' names (in the sensitivity tables too) would squeeze the scores out */
+  table.recs.cals th:nth-child(3), table.recs.cals td:nth-child(3) { display: none; }
+}
 @media print { nav.toc { display: none; } .table-wrap { max-height: none; } }
 """
 
