@@ -3,8 +3,10 @@
 Histograms follow the original's look: 1024 bins of raw counts, ``#99ffbb`` for the float (or
 input) data, ``#FA8072`` for the quantized data, ``#33A1C9`` for the error, a blue triangle at the
 float data's absolute maximum and, for activation calibration nodes, a red dashed line at the
-threshold. Exact zeros are left out of the float and quantized series (not of the error series).
-Differences, on purpose:
+threshold. Exact zeros are left out: of an activation's input, and of the float and quantized
+series where the *float* value is 0 (a Relu's dead outputs), so that values quantization rounds
+to 0 stay in the quantized series (dropping every exact zero left a spike of small float weights
+that the quantized series lacked); the error series keeps them all. Differences, on purpose:
 
 * the weight "After calibration" series is the weight exactly as the calibration node computes it
   (the original re-quantized it in Python with a rounding bug, §5.3);
@@ -115,8 +117,12 @@ def distribution_figure(d: Distribution) -> Figure:
     data: dict[str, np.ndarray] = {}
     dropped: dict[str, int] = {}
     has_negative = False
+    # where the float (or input) value is exactly 0, left out of every series that drops zeros
+    first = np.asarray(d.values[spec[0][0]]).ravel()
     for key, _, _, drop_zeros in spec:
         x = np.asarray(d.values[key]).ravel()
+        if drop_zeros:  # (paired series have the float's shape; otherwise each drops its own zeros)
+            x = x[first != 0] if x.shape == first.shape else x[x != 0]
         if x.dtype.kind not in "fc":
             x = x.astype(np.float64)
         if x.dtype.kind == "c":
@@ -125,8 +131,6 @@ def distribution_figure(d: Distribution) -> Figure:
         dropped[key] = int(x.size - np.count_nonzero(finite))
         if dropped[key]:
             x = x[finite]
-        if drop_zeros:
-            x = x[x != 0]
         has_negative |= bool(x.size and x.min() < 0)
         data[key] = x
     shared = _hist_range([data[k] for k, *_ in spec if k != "error"])

@@ -385,7 +385,8 @@ def _distributions(items: Sequence[Any], save_dir: Path) -> str:
     if not figs:
         return ""
     return ('<section class="card" id="distributions"><h2>Data distributions</h2><p class="muted small">Histograms of '
-            "float and quantized values of the most sensitive nodes (exact zeros left out): weights as stored, "
+            "float (\"before calibration\") and quantized (\"after\") values of the most sensitive nodes, where the "
+            "float value is not exactly 0 (values rounded to 0 stay): weights as stored, "
             "activations on the first calibration sample (as the original draws them).</p>"
             f'<div class="figs">{"".join(figs)}</div></section>')
 
