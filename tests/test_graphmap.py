@@ -76,7 +76,7 @@ def test_boxes_are_coloured_by_loss_and_names_are_escaped() -> None:
     assert len(boxes) == 5  # the Constant is not drawn
     by_name = {title.split(" (")[0]: (cls, fill) for cls, title, fill in boxes}
     assert by_name["&lt;img src=x onerror=alert(1)&gt;"][1] == "#991b1b"  # the largest loss: darkest
-    assert by_name["b"][1] == "#f1f5f9"  # the smallest: lightest
+    assert by_name["b"][1] == "#fef9c3"  # the smallest: lightest
     assert by_name["c"][0] == "gnode kept" and by_name["d"] == ("gnode none", "#ffffff")  # recommended; no calibration node
     assert by_name["e"] == ("gnode", "#ffffff") and "e (Mul): not in the node sweep" in html  # (interested_nodes)
     assert html.count("<path ") == 5  # the edge from the Constant is gone with it
@@ -89,7 +89,7 @@ def test_a_metric_without_a_known_best_is_shaded_by_rank_and_big_graphs_are_not_
                                                               for n, v in (("b", 3.0), ("c", 2.0), ("a", 1.0))]}
     html = graph_map(graph, sweep)  # its direction unknown here: the sweep's order (most sensitive first) rules
     fills = dict(re.findall(r"<title>(\w) [^<]*</title><rect [^>]*style=\"fill:(#[0-9a-f]{6})\"", html))
-    assert fills["b"] == "#991b1b" and fills["a"] == "#f1f5f9"
+    assert fills["b"] == "#991b1b" and fills["a"] == "#fef9c3"
     assert "rank: the most sensitive darkest" in html
     big = {"nodes": [[f"n{i}", "Relu"] for i in range(MAX_NODES + 1)], "edges": []}
     assert f"The graph has {MAX_NODES + 1} nodes" in graph_map(big, _sweep({"n0": 0.5}))

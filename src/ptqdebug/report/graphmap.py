@@ -28,8 +28,8 @@ MAX_NODES = 5000
 
 _W, _H, _GAP, _ROW, _PAD = 104, 20, 40, 34, 24  # box width and height, gap between boxes, layer pitch, margin
 _ARC = 14  # how far an edge that skips layers bulges right of its boxes (and 2 px more per layer skipped, up to 8)
-#: light (no loss) to dark red (the largest loss), interpolated in steps
-_RAMP = ((0.0, (241, 245, 249)), (0.35, (253, 230, 138)), (0.7, (249, 115, 22)), (1.0, (153, 27, 27)))
+#: pale yellow (the least loss; unscored nodes are white) to dark red (the largest), interpolated
+_RAMP = ((0.0, (254, 249, 195)), (0.35, (253, 230, 138)), (0.7, (249, 115, 22)), (1.0, (153, 27, 27)))
 _DECADES = 4  # losses below 1/10^4 of the largest are drawn as none
 
 

@@ -95,7 +95,7 @@ table.recs thead th { white-space: normal; min-width: 5rem; } table.recs thead t
 .gmap svg .gnode.nf rect { stroke: var(--bad); stroke-width: 2.5; }
 .gmap svg .gnode:hover rect { stroke: var(--fg); stroke-width: 2; }
 .gmap-legend .ramp { display: inline-block; width: 90px; height: 10px; vertical-align: middle; margin-right: 6px; border-radius: 2px;
-  background: linear-gradient(90deg, #f1f5f9, #fde68a 35%, #f97316 70%, #991b1b); border: 1px solid var(--line); }
+  background: linear-gradient(90deg, #fef9c3, #fde68a 35%, #f97316 70%, #991b1b); border: 1px solid var(--line); }
 .gmap-legend .swatch { display: inline-block; width: 16px; height: 10px; vertical-align: middle; margin-right: 4px; border-radius: 2px;
   border: 1px dashed #8c959f; background: #fff; }
 .gmap-legend .swatch.kept { border: 2.5px solid var(--accent); }
