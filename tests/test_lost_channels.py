@@ -86,6 +86,7 @@ def test_channels_rounded_away_are_found_and_said(tmp_path: Path) -> None:
     verdict_html = page[page.index('id="verdict"'):]
     assert verdict_html.index("<strong>Output channels lost</strong>") < verdict_html.index('class="headline"')
     assert f"ptqdebug export {qdq} -o partial.onnx --float-nodes &#x27;[y_QuantizeLinear]&#x27;" in verdict_html
+    assert '<g class="gnode lost"><title>y_QuantizeLinear (QuantizeLinear)' in page  # marked on the graph map too
 
 
 def test_channels_last_outputs_are_searched_along_their_channel_axis(tmp_path: Path) -> None:

@@ -100,10 +100,12 @@ def _shades(scores: Mapping[str, float], metric: str) -> tuple[dict[str, float],
     return out, (low, top)
 
 
-def graph_map(graph: Mapping[str, Any], sensitivity: Mapping[str, Any], keep: Sequence[str] = ()) -> str:
-    """The graph section's HTML: ``graph`` as results.json holds it (``nodes``: ``[name, op_type]``
-    in topological order, ``edges``: index pairs), coloured by ``sensitivity`` (a node sweep's
-    results), ``keep``: the nodes the verdict recommends keeping in float (outlined)."""
+def graph_map(graph: Mapping[str, Any], sensitivity: Mapping[str, Any], keep: Sequence[str] = (),
+              lost: Sequence[str] = ()) -> str:
+    """The graph section's HTML: ``graph`` as results.json holds it (``nodes``: ``[name, op_type,
+    has calibration nodes]`` in topological order, ``edges``: index pairs), coloured by
+    ``sensitivity`` (a node sweep's results); ``keep``: the nodes the verdict recommends keeping in
+    float (outlined), ``lost``: calibration nodes that round output channels away (dashed red)."""
     # [name, op_type, has calibration nodes] (results of before the third field: not known)
     nodes = [(str(n[0]), str(n[1]), n[2] if len(n) > 2 and isinstance(n[2], bool) else None)
              for n in as_list(get(graph, "nodes")) if isinstance(n, (list, tuple)) and len(n) in (2, 3)]
@@ -147,8 +149,11 @@ def graph_map(graph: Mapping[str, Any], sensitivity: Mapping[str, Any], keep: Se
         x, y = box(k)
         if name in shade:
             value = scores[name]
-            fill, cls = _color(shade[name]), "gnode" + (" kept" if name in kept else "") + ("" if math.isfinite(value) else " nf")
-            tip = f"{name} ({op}): {metric} {fmt(value)}, #{rank[name]} of {len(entries)}" + (" · keep in float" if name in kept else "")
+            fill = _color(shade[name])
+            cls = ("gnode" + (" kept" if name in kept else "") + ("" if math.isfinite(value) else " nf")
+                   + (" lost" if name in lost else ""))
+            tip = (f"{name} ({op}): {metric} {fmt(value)}, #{rank[name]} of {len(entries)}" + (" · keep in float" if name in kept else "")
+                   + (" · rounds whole output channels to 0" if name in lost else ""))
         elif quantized is False:
             fill, cls, tip = "#ffffff", "gnode none", f"{name} ({op}): no calibration node of its own"
         else:  # left out of the sweep (interested nodes), or not known

@@ -334,7 +334,8 @@ def _graph(graph: Mapping[str, Any], node_sweep: Mapping[str, Any], verdict: Map
     """The model's graph coloured by the node sweep (:mod:`ptqdebug.report.graphmap`), or nothing."""
     if not node_sweep:
         return ""
-    body = graph_map(graph, node_sweep, [str(n) for n in as_list(get(verdict, "keep_float"))])
+    lost = [str(get(x, "quantizer")) for x in as_list(get(verdict, "lost")) if isinstance(x, Mapping)]
+    body = graph_map(graph, node_sweep, [str(n) for n in as_list(get(verdict, "keep_float"))], lost)
     if not body:
         return ""
     compared = as_list(get(node_sweep, "compared"))

@@ -93,6 +93,7 @@ table.recs thead th { white-space: normal; min-width: 5rem; } table.recs thead t
 .gmap svg .gnode.none rect { stroke-dasharray: 3 2; }
 .gmap svg .gnode.kept rect { stroke: var(--accent); stroke-width: 2.5; }
 .gmap svg .gnode.nf rect { stroke: var(--bad); stroke-width: 2.5; }
+.gmap svg .gnode.lost rect { stroke: var(--bad); stroke-width: 2.5; stroke-dasharray: 5 2; }
 .gmap svg .gnode:hover rect { stroke: var(--fg); stroke-width: 2; }
 .gmap-legend .ramp { display: inline-block; width: 90px; height: 10px; vertical-align: middle; margin-right: 6px; border-radius: 2px;
   background: linear-gradient(90deg, #fef9c3, #fde68a 35%, #f97316 70%, #991b1b); border: 1px solid var(--line); }
