@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from ..metrics import METRICS
 from .lost import LostChannels, lost_channels
 from .partial import PartialQuantizationResult, best_prefix, prune
+from .rangefit import range_fits
 from .sensitivity import score_configurations
 
 if TYPE_CHECKING:  # the engine (ONNX Runtime) is not needed to read or draw a result
@@ -37,6 +38,8 @@ NEGLIGIBLE_LOSS = 1e-4
 DOMINANCE = 2.0
 #: nodes named in the summary sentence; beyond that it counts them
 NAMED_IN_SUMMARY = 5
+#: recommended nodes whose activation ranges the summary explains (and at most this many sentences)
+WHY_NODES = 2
 #: samples the calibrated model is also scored on when the verdict uses fewer and the data has more
 CHECK_SAMPLES = 8
 
@@ -176,7 +179,7 @@ def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data
         n = len(partial.nodes) + len(partial.left_out)
         summary += f" Partial quantization's table still lists {n} sensitive node{'s' * (n > 1)}, for reference."
     lost = lost_channels(ctx, range(len(ctx.samples(data_num))))
-    summary += _blind_sentence(ctx, data_num) + _lost_sentence(lost)
+    summary += _why_sentence(ctx, recs, data_num) + _blind_sentence(ctx, data_num) + _lost_sentence(lost)
     used, more = len(ctx.samples(data_num)), min(len(ctx.data), CHECK_SAMPLES)
     check = None
     if more > used:  # scores of the first samples are reused where they ran one at a time
@@ -203,6 +206,17 @@ def _blind_sentence(ctx: Context, data_num: int | None) -> str:
     return (f" Output{'s' * (len(blind) > 1)} {names} hold{'s' * (len(blind) == 1)} one value per sample, whose cosine "
             "similarity is 1 whatever the error (unless the sign flips): these scores rest on the other outputs; judge "
             f"{'it' if len(blind) == 1 else 'them'} with mse or sqnr, or your own metric (metrics=, --ns_metrics).")
+
+
+def _why_sentence(ctx: Context, recs: Sequence[Recommendation], data_num: int | None) -> str:
+    """Why the first recommended nodes lose, where their activations' ranges say it (see
+    :mod:`ptqdebug.analyses.rangefit`): values clipped, or a symmetric range on one-sided values.
+    Not for Horizon models, whose hardware takes symmetric ranges."""
+    if not recs or "horizon" in ctx.model.source_format:
+        return ""
+    first = [q for r in recs[:WHY_NODES] for q in r.calibration_nodes]
+    advice = [a for f in range_fits(ctx, first, range(len(ctx.samples(data_num)))) if (a := f.advice())]
+    return "".join(f" Why: {a}." for a in advice[:WHY_NODES])
 
 
 def _lost_sentence(lost: Sequence[LostChannels]) -> str:
