@@ -303,3 +303,10 @@ def test_report_in_a_headless_browser(tmp_path: Path) -> None:
 def test_malformed_results_still_render(results: dict[str, Any], tmp_path: Path) -> None:
     dom = Dom(render_report(results, tmp_path))
     assert dom.blocks[0] == "overview" and dom.blocks[-1] == "footer"
+
+
+def test_footer_times_of_steps_that_did_not_run() -> None:
+    """A step that did not run took 7.12e-07 s, which the footer printed as such."""
+    from ptqdebug.report.html import _seconds
+
+    assert [_seconds(v) for v in (7.12e-07, 0.0, 0.0305, 12.345, None)] == ["< 1 ms", "< 1 ms", "0.0305 s", "12.3 s", "– s"]

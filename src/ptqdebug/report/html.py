@@ -447,6 +447,12 @@ def _partial(p: Mapping[str, Any], save_dir: Path) -> str:
             f'{f"<figure>{figure}</figure>" if figure else ""}<h3>Scores</h3>{table(head, rows, "sortable")}</section>')
 
 
+def _seconds(v: object) -> str:
+    """A step's time: 3 significant digits, or "< 1 ms" for a step that did not run."""
+    x = num(v)
+    return "< 1 ms" if x is not None and 0 <= x < 1e-3 else f"{esc(fmt(v, 3))} s"
+
+
 def _footer(r: Mapping[str, Any]) -> str:
     parts = []
     files = [f for f in as_list(get(r, "files")) if f]
@@ -458,7 +464,7 @@ def _footer(r: Mapping[str, Any]) -> str:
         parts.append(f"<details><summary>Files written ({len(files)})</summary><ul class=files>{''.join(items)}</ul></details>")
     timing = mapping(r, "timing")
     if isinstance(timing, Mapping) and timing:
-        steps = ", ".join(f"{esc(str(k).removesuffix('_s').replace('_', ' '))} {esc(fmt(v, 3))} s"
+        steps = ", ".join(f"{esc(str(k).removesuffix('_s').replace('_', ' '))} {_seconds(v)}"
                           for k, v in timing.items() if k != "total_s")
         # total_s: the analyses, from the start of runall (its figures are drawn alongside, and may finish later)
         total = f"analyses <b>{esc(fmt(get(timing, 'total_s'), 3))} s</b>" if get(timing, "total_s") is not None else ""
