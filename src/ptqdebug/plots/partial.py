@@ -51,6 +51,7 @@ def partial_quantization_figure(result: PartialQuantizationResult) -> Figure:
     details = [d for d, on in (("int16", result.qtype == "int16"), ("greedy order", result.order == "greedy")) if on]
     ax.set_title("Partial Quantization Analysis" + (f" ({', '.join(details)})" if details else ""))
     ax.set_ylabel("Cosine Similarity" if result.metric == "cosine-similarity" else text(result.metric))
+    ax.ticklabel_format(axis="y", useOffset=False)  # scores near 1 read as such, not as offsets from "+1"
     ax.set_xlabel("node")
     legend_right(ax)
     return fig
