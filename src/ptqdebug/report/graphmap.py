@@ -21,10 +21,12 @@ from typing import Any
 from ..metrics import known_metric
 from .htmlparts import as_list, esc, fmt, get, mapping, num
 
-__all__ = ["MAX_NODES", "graph_map", "layout"]
+__all__ = ["MAX_NODES", "RANKED", "graph_map", "layout"]
 
 #: Larger graphs are not drawn (a note says so): an SVG of tens of thousands of boxes helps no one
 MAX_NODES = 5000
+#: the most sensitive nodes get their rank beside their box
+RANKED = 10
 
 _W, _H, _GAP, _ROW, _PAD = 104, 20, 40, 34, 24  # box width and height, gap between boxes, layer pitch, margin
 _ARC = 14  # how far an edge that skips layers bulges right of its boxes (and 2 px more per layer skipped, up to 8)
@@ -114,7 +116,6 @@ def graph_map(graph: Mapping[str, Any], sensitivity: Mapping[str, Any], keep: Se
         return ""
     if len(drawn) > MAX_NODES:
         return f'<p class="muted small">The graph has {len(drawn)} nodes; it is drawn up to {MAX_NODES}.</p>'
-
     index = {i: k for k, i in enumerate(drawn)}
     edges = [(index[a], index[b]) for a, b in (e for e in as_list(get(graph, "edges")) if isinstance(e, (list, tuple)) and len(e) == 2)
              if isinstance(a, int) and isinstance(b, int) and a in index and b in index and a < b]
@@ -124,7 +125,7 @@ def graph_map(graph: Mapping[str, Any], sensitivity: Mapping[str, Any], keep: Se
     scores = {str(get(e, "name")): v for e in entries if (v := num(get(mapping(e, "scores"), metric))) is not None}
     rank = {str(get(e, "name")): k for k, e in enumerate(entries, 1)}
     shade, losses = _shades(scores, metric)
-    kept = set(keep)
+    kept, flagged = set(keep), set(lost)
     width = _PAD * 2 + (max((s for _, s in where), default=0) + 1) * (_W + _GAP)  # (the last gap: room for arcs)
     height = _PAD * 2 + (max((layer for layer, _ in where), default=0) + 1) * _ROW - (_ROW - _H)
 
@@ -151,16 +152,16 @@ def graph_map(graph: Mapping[str, Any], sensitivity: Mapping[str, Any], keep: Se
             value = scores[name]
             fill = _color(shade[name])
             cls = ("gnode" + (" kept" if name in kept else "") + ("" if math.isfinite(value) else " nf")
-                   + (" lost" if name in lost else ""))
+                   + (" lost" if name in flagged else ""))
             tip = (f"{name} ({op}): {metric} {fmt(value)}, #{rank[name]} of {len(entries)}" + (" · keep in float" if name in kept else "")
-                   + (" · rounds whole output channels to 0" if name in lost else ""))
+                   + (" · rounds whole output channels to 0" if name in flagged else ""))
         elif quantized is False:
             fill, cls, tip = "#ffffff", "gnode none", f"{name} ({op}): no calibration node of its own"
         else:  # left out of the sweep (interested nodes), or not known
             fill, cls, tip = "#ffffff", "gnode", f"{name} ({op}): not in the node sweep"
         ink = "#ffffff" if name in shade and shade[name] > 0.75 else "#1f2328"
         label = op if len(op) <= 15 else op[:14] + "…"
-        tag = f'<text x="{x - 3:.0f}" y="{y + 14:.0f}" class="rank">#{rank[name]}</text>' if rank.get(name, 99) <= 10 else ""
+        tag = f'<text x="{x - 3:.0f}" y="{y + 14:.0f}" class="rank">#{rank[name]}</text>' if rank.get(name, RANKED + 1) <= RANKED else ""
         boxes.append(f'<g class="{cls}"><title>{esc(tip)}</title><rect x="{x:.0f}" y="{y:.0f}" width="{_W}" height="{_H}" rx="4" '
                      f'style="fill:{fill}"/><text x="{x + _W / 2:.0f}" y="{y + 14:.0f}" style="fill:{ink}">{esc(label)}</text>{tag}</g>')
     scale = (f"loss (distance to the score of identical tensors), log scale from {esc(fmt(losses[0], 3))} (light) to "
