@@ -415,6 +415,14 @@ def test_verdict_summary_when_the_whole_model_is_above_the_pick_threshold() -> N
                           "too: raise the threshold (pick_threshold, -pt) to see which nodes to keep in higher precision.")
     below = _summary("activation", 0.94, 0.999, 0.941, [], None, 0.95)
     assert below.endswith("the loss is spread over many nodes.")
+    # with the node sweep's ranking, a threshold that takes about the 5 most sensitive nodes
+    ranked = _summary("activation", 0.9996, 0.9999, 0.9997, [], None, 0.999,
+                      ranking=[0.99991, 0.999912, 0.9999151, 0.99992, 0.9999231, 0.99995])
+    assert "raise the threshold (pick_threshold, -pt), e.g. -pt 0.999924 for about the 5 most sensitive nodes, to see" in ranked
+    assert "e.g." not in _summary("activation", 0.9996, 0.9999, 0.9997, [], None, 0.999, ranking=[0.99, 0.995])  # below it already
+    # only one side quantized scoring below the whole model: their errors partly cancel, said so
+    cancel = _summary("activation", 0.999, 0.9999, 0.998, [], None, 0.99)
+    assert "only activations 0.998000 (below the whole model's score: the two errors partly cancel each other)." in cancel
 
 
 def test_sensitivity_analysis_without_save_dir_writes_nothing(cnn_dir: Path, tmp_path: Path,

@@ -142,9 +142,11 @@ def _cause(calibrated: float, only_w: float, only_a: float) -> str:
 
 
 def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data_num: int | None = 1,
-            partial_int16: PartialQuantizationResult | None = None) -> Verdict:
+            partial_int16: PartialQuantizationResult | None = None, ranking: Sequence[float] = ()) -> Verdict:
     """Cause and recommendations; ``partial_int16`` (the same nodes, ``qtype="int16"``) adds
-    each recommendation's score with the activations in int16 instead of float."""
+    each recommendation's score with the activations in int16 instead of float; ``ranking`` (the
+    node sweep's cosine similarities at the outputs, most sensitive first) lets the summary
+    suggest a pick threshold where none was reached."""
     model = ctx.model
     calibrated = model.calibrated_configuration
     weights = frozenset(q.name for q in model.weight_quantizers) & calibrated
@@ -174,7 +176,7 @@ def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data
                 kept[result.qtype] = prune(ctx, result, data_num)
     threshold = partial.pick_threshold if partial is not None else None
     left_out = partial.left_out if partial is not None and not negligible else ()
-    summary = _summary(cause, c, w, a, recs, kept, threshold, left_out, weights_fixed)
+    summary = _summary(cause, c, w, a, recs, kept, threshold, left_out, weights_fixed, ranking)
     if negligible and partial is not None and (partial.nodes or partial.left_out):  # picked or named all the same
         n = len(partial.nodes) + len(partial.left_out)
         summary += f" Partial quantization's table still lists {n} sensitive node{'s' * (n > 1)}, for reference."
@@ -244,7 +246,7 @@ def _check_sentence(c: float, used: int, more: int, wide: float) -> str:
 
 def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation],
              kept: Mapping[str, tuple[tuple[str, ...], float]] | None = None, threshold: float | None = None,
-             left_out: Sequence[str] = (), weights_fixed: bool = False) -> str:
+             left_out: Sequence[str] = (), weights_fixed: bool = False, ranking: Sequence[float] = ()) -> str:
     """The verdict's sentences; ``left_out``: sensitive nodes after ``recs`` that partial
     quantization left out (with them too in float, no calibration node would be on that can be
     switched off: the float model, or with ``weights_fixed`` the reference, weights as stored)."""
@@ -262,7 +264,8 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
     else:
         who = {"activation": "Activation quantization causes most of it", "weight": "Weight quantization causes most of it",
                "both": "Weights and activations contribute together"}[cause]
-        text = f"{head}. {who}: only weights quantized gives {w:.6f}, only activations {a:.6f}."
+        text = f"{head}. {who}: only weights quantized gives {w:.6f}, only activations {a:.6f}"
+        text += (" (below the whole model's score: the two errors partly cancel each other)." if min(w, a) < c else ".")
     # the best prefix, and the shortest one that recovers half as much (often far shorter)
     rows, recs = recs, [r for r in recs if not r.left_out]  # every row; the rows scored in float
     best = max(range(len(recs)), key=lambda i: recs[i].score_after) if recs else -1
@@ -274,7 +277,8 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
                  f"would switch off {end}, not a partial quantization.")
     elif not recs and threshold is not None and c > threshold:
         text += (f" No single node scores at or below the pick threshold {threshold:g}, which the whole model is above "
-                 "too: raise the threshold (pick_threshold, -pt) to see which nodes to keep in higher precision.")
+                 "too: raise the threshold (pick_threshold, -pt)" + _raised(ranking, threshold)
+                 + " to see which nodes to keep in higher precision.")
     elif not recs:
         text += " No single node scores at or below the pick threshold: the loss is spread over many nodes."
     elif gain > 0:
@@ -324,6 +328,17 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
             verb = "bring" if which.startswith("the same") else "brings"
             text += f" With their activations in int16 instead of float, {which} {verb} it to {after16:.6f}."
     return text
+
+
+def _raised(ranking: Sequence[float], threshold: float, count: int = 5) -> str:
+    """A pick threshold that takes about the ``count`` most sensitive nodes of ``ranking`` (node
+    sweep cosine similarities, most sensitive first), as words for the summary, or nothing."""
+    finite = [v for v in ranking if math.isfinite(v)]
+    if not finite:
+        return ""
+    k = min(count, len(finite))
+    t = math.ceil(finite[k - 1] * 1e6) / 1e6  # (6 decimals, at or above the k-th score)
+    return f", e.g. -pt {t:.6f} for about the {k} most sensitive nodes," if threshold < t < 1 else ""
 
 
 def _first(recs: list[Recommendation], last: int) -> str:
