@@ -81,6 +81,8 @@ def test_boxes_are_coloured_by_loss_and_names_are_escaped() -> None:
     assert by_name["e"] == ("gnode", "#ffffff") and "e (Mul): not in the node sweep" in html  # (interested_nodes)
     assert html.count("<path ") == 5  # the edge from the Constant is gone with it
     assert "log scale from 1e-05 (light) to 0.1 (dark)" in html
+    # the ranked nodes furthest right in their layer are named beside their box, escaped
+    assert re.findall(r'class="gname">([^<]*)</text>', html) == ["&lt;img src=x onerror=alert(1)&gt;", "b", "c"]
 
 
 def test_a_metric_without_a_known_best_is_shaded_by_rank_and_big_graphs_are_not_drawn() -> None:
@@ -121,4 +123,5 @@ def test_runall_draws_the_map_from_results_json(tmp_path: Path) -> None:
     worst = swept.entries[0].name
     assert re.search(rf"<title>{re.escape(worst)} \([^)]*\): cosine-similarity [^<]*, #1 of", section)
     assert section.count('<g class="gnode kept') == len(run.verdict.keep_float) > 0
+    assert 0 < section.count('class="gname"') <= 10
     assert '<a href="#graph">Graph</a>' in page

@@ -30,6 +30,7 @@ RANKED = 10
 
 _W, _H, _GAP, _ROW, _PAD = 104, 20, 40, 34, 24  # box width and height, gap between boxes, layer pitch, margin
 _ARC = 14  # how far an edge that skips layers bulges right of its boxes (and 2 px more per layer skipped, up to 8)
+_NAME_ROOM = 300  # room on the right for the names of the ranked nodes
 #: pale yellow (the least loss; unscored nodes are white) to dark red (the largest), interpolated
 _RAMP = ((0.0, (254, 249, 195)), (0.35, (253, 230, 138)), (0.7, (249, 115, 22)), (1.0, (153, 27, 27)))
 _DECADES = 4  # losses below 1/10^4 of the largest are drawn as none
@@ -68,6 +69,11 @@ def layout(count: int, edges: Sequence[tuple[int, int]]) -> list[tuple[int, floa
         for j in row:
             slot[j] += shift
     return [(layer[j], slot[j]) for j in range(count)]
+
+
+def _short(name: str, limit: int = 48) -> str:
+    """A long name's start and end around an ellipsis (the full name is in the box's tooltip)."""
+    return name if len(name) <= limit else name[:limit // 2 - 1] + "…" + name[-(limit // 2 - 1):]
 
 
 def _color(t: float) -> str:
@@ -126,7 +132,12 @@ def graph_map(graph: Mapping[str, Any], sensitivity: Mapping[str, Any], keep: Se
     rank = {str(get(e, "name")): k for k, e in enumerate(entries, 1)}
     shade, losses = _shades(scores, metric)
     kept, flagged = set(keep), set(lost)
-    width = _PAD * 2 + (max((s for _, s in where), default=0) + 1) * (_W + _GAP)  # (the last gap: room for arcs)
+    rightmost = {}  # layer -> the slot furthest right: a ranked node there gets its name beside it
+    for layer, slot in where:
+        rightmost[layer] = max(slot, rightmost.get(layer, slot))
+    named = {k for k, i in enumerate(drawn) if rank.get(nodes[i][0], RANKED + 1) <= RANKED and where[k][1] == rightmost[where[k][0]]}
+    width = (_PAD * 2 + (max((s for _, s in where), default=0) + 1) * (_W + _GAP)  # (the last gap: room for arcs)
+             + (_NAME_ROOM if named else 0))
     height = _PAD * 2 + (max((layer for layer, _ in where), default=0) + 1) * _ROW - (_ROW - _H)
 
     def box(k: int) -> tuple[float, float]:
@@ -162,6 +173,9 @@ def graph_map(graph: Mapping[str, Any], sensitivity: Mapping[str, Any], keep: Se
         ink = "#ffffff" if name in shade and shade[name] > 0.75 else "#1f2328"
         label = op if len(op) <= 15 else op[:14] + "…"
         tag = f'<text x="{x - 3:.0f}" y="{y + 14:.0f}" class="rank">#{rank[name]}</text>' if rank.get(name, RANKED + 1) <= RANKED else ""
+        if k in named:  # (past the arcs of edges that skip layers)
+            tag += f'<text x="{x + _W + _ARC + 20:.0f}" y="{y + 14:.0f}" class="gname">{esc(_short(name))}</text>'
+
         boxes.append(f'<g class="{cls}"><title>{esc(tip)}</title><rect x="{x:.0f}" y="{y:.0f}" width="{_W}" height="{_H}" rx="4" '
                      f'style="fill:{fill}"/><text x="{x + _W / 2:.0f}" y="{y + 14:.0f}" style="fill:{ink}">{esc(label)}</text>{tag}</g>')
     scale = (f"loss (distance to the score of identical tensors), log scale from {esc(fmt(losses[0], 3))} (light) to "

@@ -88,6 +88,8 @@ table.recs thead th { white-space: normal; min-width: 5rem; } table.recs thead t
 .gmap svg { display: block; margin: 0 auto; }
 .gmap svg text { font: 10px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; text-anchor: middle; pointer-events: none; }
 .gmap svg text.rank { font-size: 9px; font-weight: 700; text-anchor: end; fill: var(--muted); }
+.gmap svg text.gname { font: 10px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; text-anchor: start; fill: var(--fg);
+  paint-order: stroke; stroke: #fff; stroke-width: 3px; }
 .gmap svg .edges path { fill: none; stroke: #8c959f; stroke-width: 1; opacity: .55; }
 .gmap svg .gnode rect { stroke: #8c959f; stroke-width: .8; }
 .gmap svg .gnode.none rect { stroke-dasharray: 3 2; }
