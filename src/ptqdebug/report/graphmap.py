@@ -132,7 +132,7 @@ def graph_map(graph: Mapping[str, Any], sensitivity: Mapping[str, Any], keep: Se
     rank = {str(get(e, "name")): k for k, e in enumerate(entries, 1)}
     shade, losses = _shades(scores, metric)
     kept, flagged = set(keep), set(lost)
-    rightmost = {}  # layer -> the slot furthest right: a ranked node there gets its name beside it
+    rightmost: dict[int, float] = {}  # layer -> the slot furthest right: a ranked node there gets its name beside it
     for layer, slot in where:
         rightmost[layer] = max(slot, rightmost.get(layer, slot))
     named = {k for k, i in enumerate(drawn) if rank.get(nodes[i][0], RANKED + 1) <= RANKED and where[k][1] == rightmost[where[k][0]]}
