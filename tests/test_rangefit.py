@@ -67,10 +67,23 @@ def test_advice() -> None:
 
 def test_the_verdict_says_why(calibrated, tmp_path: Path) -> None:
     run = dbg.runall(calibrated.model_path, calibrated.data_dir, tmp_path / "d", node_type="node", data_num=None,
-                     pick_threshold=0.9999, report=False)
+                     pick_threshold=0.9999)
     assert run.verdict.recommendations  # the premise
     ctx = dbg.open_context(calibrated.model_path, calibrated.data_dir)
     first = [q for r in run.verdict.recommendations[:2] for q in r.calibration_nodes]
     advice = [a for f in range_fits(ctx, first, range(4)) if (a := f.advice())]
     assert advice  # the premise: one of them clips
     assert all(f" Why: {a}." in run.verdict.summary for a in advice[:2])
+    # every recommended node's fit is kept (results.json too), and the report's table shows the worst of each row's
+    every = [q for r in run.verdict.recommendations for q in r.calibration_nodes]
+    assert run.verdict.fits == range_fits(ctx, every, range(4))
+    import json
+
+    from ptqdebug.analyses.verdict import Verdict
+    assert Verdict.from_dict(json.loads((tmp_path / "d" / "results.json").read_text())["verdict"]).fits == run.verdict.fits
+    page = (tmp_path / "d" / "index.html").read_text()
+    assert ">its range</th>" in page
+    fits = {f.quantizer: f for f in run.verdict.fits}
+    first = [fits[q] for q in run.verdict.recommendations[0].calibration_nodes if q in fits]
+    worst = max(first, key=lambda f: (f.clips, f.one_sided, f.clipped, -f.used))
+    assert f">{worst.brief()}</td>" in page

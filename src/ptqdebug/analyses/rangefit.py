@@ -54,16 +54,32 @@ class RangeFit:
     symmetric: bool  # the zero point in the middle of the levels (within one)
     samples: int = 1
 
+    @property
+    def clips(self) -> bool:
+        """Whether the range clips more than :data:`CLIPPED` of the values."""
+        return self.clipped > CLIPPED
+
+    @property
+    def one_sided(self) -> bool:
+        """Whether a symmetric range leaves its negative half unused (values reaching less than
+        :data:`USED` of the levels, their negative side under :data:`ONE_SIDED` of the positive)."""
+        return self.used < USED and self.symmetric and self.high > 0 and -self.low < ONE_SIDED * self.high
+
     def advice(self) -> str | None:
         """What the fit points to, in a sentence fragment, or None where it fits."""
         span = f"its values span {self.low:.3g} to {self.high:.3g}, its range {self.range_low:.3g} to {self.range_high:.3g}"
-        if self.clipped > CLIPPED:
+        if self.clips:
             return (f"{self.quantizer} clips {self.clipped:.1%} of its values ({span}): a wider range (calibrate -m max, "
                     "or a higher --percentile) may recover it without float")
-        if self.used < USED and self.symmetric and self.high > 0 and -self.low < ONE_SIDED * self.high:
+        if self.one_sided:
             return (f"{self.quantizer} reaches only {self.used:.0%} of its {self.qtype} levels, the negative half unused "
                     f"({span}): an asymmetric range (calibrate --asymmetric) may recover it without float")
         return None
+
+    def brief(self) -> str:
+        """The fit in a table cell's words."""
+        return (f"clips {self.clipped:.1%}" if self.clips else f"one-sided, {self.used:.0%} of levels" if self.one_sided
+                else "fits")
 
 
 def range_fits(ctx: Context, names: Sequence[str], samples: Sequence[int] = (0,)) -> tuple[RangeFit, ...]:

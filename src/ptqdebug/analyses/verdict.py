@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from ..metrics import METRICS
 from .lost import LostChannels, lost_channels
 from .partial import PartialQuantizationResult, best_prefix, prune
-from .rangefit import range_fits
+from .rangefit import RangeFit, range_fits
 from .sensitivity import score_configurations
 
 if TYPE_CHECKING:  # the engine (ONNX Runtime) is not needed to read or draw a result
@@ -82,6 +82,8 @@ class Verdict:
     #: output channels a calibration node rounds to 0 entirely, which the scores can hide
     #: (:mod:`ptqdebug.analyses.lost`): the first thing to fix where there are any
     lost: tuple[LostChannels, ...] = ()
+    #: how the recommended nodes' activation ranges fit their values (:mod:`ptqdebug.analyses.rangefit`)
+    fits: tuple[RangeFit, ...] = ()
 
     @property
     def keep_float(self) -> tuple[str, ...]:
@@ -116,7 +118,7 @@ class Verdict:
                 "keep_float": list(self.keep_float), "keep_int16": list(self.keep_int16),
                 "kept": {q: {"nodes": list(nodes), "score": score} for q, (nodes, score) in self.kept.items()},
                 "check": None if self.check is None else {"samples": self.check[0], "score": self.check[1]},
-                "lost": [asdict(x) for x in self.lost]}
+                "lost": [asdict(x) for x in self.lost], "fits": [asdict(x) for x in self.fits]}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Verdict:
@@ -127,7 +129,7 @@ class Verdict:
         kept = {q: (tuple(k["nodes"]), float(k["score"])) for q, k in d.get("kept", {}).items()}
         return cls(d["metric"], d["cause"], {k: float(v) for k, v in d["scores"].items()}, d["summary"], recs,
                    None if check is None else (int(check["samples"]), float(check["score"])), kept,
-                   tuple(LostChannels(**x) for x in d.get("lost", ())))
+                   tuple(LostChannels(**x) for x in d.get("lost", ())), tuple(RangeFit(**x) for x in d.get("fits", ())))
 
 
 def _cause(calibrated: float, only_w: float, only_a: float) -> str:
@@ -181,7 +183,10 @@ def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data
         n = len(partial.nodes) + len(partial.left_out)
         summary += f" Partial quantization's table still lists {n} sensitive node{'s' * (n > 1)}, for reference."
     lost = lost_channels(ctx, range(len(ctx.samples(data_num))))
-    summary += _why_sentence(ctx, recs, data_num) + _blind_sentence(ctx, data_num) + _lost_sentence(lost)
+    # the recommended nodes' activation ranges: the "why" (not for Horizon models: symmetric by hardware)
+    fits = () if "horizon" in model.source_format else range_fits(
+        ctx, [q for r in recs for q in r.calibration_nodes], range(len(ctx.samples(data_num))))
+    summary += _why_sentence(recs, fits) + _blind_sentence(ctx, data_num) + _lost_sentence(lost)
     used, more = len(ctx.samples(data_num)), min(len(ctx.data), CHECK_SAMPLES)
     check = None
     if more > used:  # scores of the first samples are reused where they ran one at a time
@@ -189,7 +194,7 @@ def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data
         check = (more, float(wide[0, 0]))
         summary += _check_sentence(c, used, *check)
     measured = {"calibrated": c, "only_activation": a} if weights_fixed else {"calibrated": c, "only_weight": w, "only_activation": a}
-    return Verdict(cos.name, cause, measured, summary, tuple(recs), check, kept, lost)
+    return Verdict(cos.name, cause, measured, summary, tuple(recs), check, kept, lost, fits)
 
 
 def _blind_sentence(ctx: Context, data_num: int | None) -> str:
@@ -210,14 +215,11 @@ def _blind_sentence(ctx: Context, data_num: int | None) -> str:
             f"{'it' if len(blind) == 1 else 'them'} with mse or sqnr, or your own metric (metrics=, --ns_metrics).")
 
 
-def _why_sentence(ctx: Context, recs: Sequence[Recommendation], data_num: int | None) -> str:
+def _why_sentence(recs: Sequence[Recommendation], fits: Sequence[RangeFit]) -> str:
     """Why the first recommended nodes lose, where their activations' ranges say it (see
-    :mod:`ptqdebug.analyses.rangefit`): values clipped, or a symmetric range on one-sided values.
-    Not for Horizon models, whose hardware takes symmetric ranges."""
-    if not recs or "horizon" in ctx.model.source_format:
-        return ""
-    first = [q for r in recs[:WHY_NODES] for q in r.calibration_nodes]
-    advice = [a for f in range_fits(ctx, first, range(len(ctx.samples(data_num)))) if (a := f.advice())]
+    :mod:`ptqdebug.analyses.rangefit`): values clipped, or a symmetric range on one-sided values."""
+    first = {q for r in recs[:WHY_NODES] for q in r.calibration_nodes}
+    advice = [a for f in fits if f.quantizer in first and (a := f.advice())]
     return "".join(f" Why: {a}." for a in advice[:WHY_NODES])
 
 

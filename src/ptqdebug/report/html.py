@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..analyses.lost import LostChannels
+from ..analyses.rangefit import RangeFit
 from ..analyses.partial import apply_commands, check_command, unnamed_reason
 from ..metrics import METRICS, known_metric
 from .assets import REPORT_CSS, SORT_JS
@@ -169,6 +170,28 @@ def _apply(v: Mapping[str, Any], model: Mapping[str, Any], data: Mapping[str, An
     return f'<div class="apply">{"".join(parts)}</div>'
 
 
+def _fits(v: Mapping[str, Any]) -> dict[str, RangeFit]:
+    """The verdict's range fits by calibration node (``Verdict.fits``; none in older results)."""
+    out = {}
+    for x in as_list(get(v, "fits")):
+        try:
+            fit = RangeFit(**x)
+        except TypeError:  # (results edited by hand)
+            continue
+        out[fit.quantizer] = fit
+    return out
+
+
+def _fit_td(fits: Sequence[RangeFit]) -> str:
+    """A row's range cell: its worst fit (clipping first, then a one-sided waste), the advice on hover."""
+    if not fits:
+        return '<td class="small muted">–</td>'
+    worst = max(fits, key=lambda f: (f.clips, f.one_sided, f.clipped, -f.used))
+    tip = worst.advice() or f"{worst.quantizer}: {worst.clipped:.2%} clipped, {worst.used:.0%} of its {worst.qtype} levels reached"
+    cls = "small" + (" warn-text" if worst.clips or worst.one_sided else " muted")
+    return f'<td class="{cls}" title="{esc(tip)}">{esc(worst.brief())}</td>'
+
+
 def _lost_alert(v: Mapping[str, Any], model: Mapping[str, Any]) -> str:
     """Output channels a calibration node rounds to 0 entirely (``Verdict.lost``), first and in
     red: the scores can look fine while a detector finds nothing."""
@@ -228,6 +251,7 @@ def _verdict(v: Mapping[str, Any], local: Mapping[str, Any], deployment: Mapping
         own = {get(e, "node"): get(mapping(e, "scores"), metric) for e in as_list(get(local, "entries")) if isinstance(e, Mapping)}
         wider = any(isinstance(x, float) and math.isfinite(x) for x in (num(get(rec, "score_int16")) for rec in recs))
         left_out = {k for k, rec in enumerate(recs) if get(rec, "left_out") is True}  # rows scored in int16 only
+        fits = _fits(v)
         rows = []
         for i, rec in enumerate(recs, 1):
             cals = as_list(get(rec, "calibration_nodes"))
@@ -241,17 +265,19 @@ def _verdict(v: Mapping[str, Any], local: Mapping[str, Any], deployment: Mapping
                        f'</span><em>{"worse" if share < 0 else f"{frac * 100:.0f}%"}</em></div>')
             cal_td = f'<td class="small">{cal_html}</td>' if show_cals else ""
             own_td = num_td(own.get(get(rec, "node"))) if own else ""
+            fit_td = _fit_td([fits[c] for c in cals if c in fits]) if fits else ""
             int16_td = num_td(get(rec, "score_int16")) if wider else ""
             float_tds = (f'{num_td(get(rec, "score_after"))}{num_td(get(rec, "recovery"), sign=True)}'
                          if i - 1 not in left_out else  # scored in int16 only
                          '<td class="num small muted" data-v="" title="with this row too in float, no calibration node '
                          'would be on">left out</td><td class="num" data-v="">–</td>')
             rows.append(f'<tr><td class="num" data-v="{i}">{i}</td>{text_td(get(rec, "node"), "name mono")}{cal_td}'
-                        f'{float_tds}{int16_td}{own_td}<td>{bar}</td></tr>')
+                        f'{float_tds}{int16_td}{own_td}{fit_td}<td>{bar}</td></tr>')
         head = [("#", "num"), ("keep in higher precision", "text")] + ([("its calibration nodes", "text")] if show_cals else []) + [
                 (f"score after keeping 1..k{_direction(metric)}", "num"), ("recovers", "num")] + (
                 [(f"1..k in int16 instead{_direction(metric)}", "num")] if wider else []) + (
-                [(f"its own score{_direction(metric)}", "num")] if own else []) + [("gap to float closed", "text")]
+                [(f"its own score{_direction(metric)}", "num")] if own else []) + (
+                [("its range", "text")] if fits else []) + [("gap to float closed", "text")]
         if any((num(get(r, "recovery")) or 0) > 0 for r in recs):
             lead = "Un-quantize the nodes in this order; each row is the score with rows 1..k kept in float."
         elif len(left_out) < len(recs):
@@ -267,7 +293,10 @@ def _verdict(v: Mapping[str, Any], local: Mapping[str, Any], deployment: Mapping
                       "small error."
                       if own else "")
                    + (" <em>1..k in int16 instead</em>: the same rows with their activations in int16 (weights stay 8-bit) "
-                      "rather than float, the original toolchain's other remedy." if wider else "") + "</p>"
+                      "rather than float, the original toolchain's other remedy." if wider else "")
+                   + (" <em>Its range</em>: how its activations' calibration ranges fit their values (the share clipped, or "
+                      "the levels one-sided values reach under a symmetric range); hover for the numbers." if fits else "")
+                   + "</p>"
                    + table(head, rows, "recs cals" if show_cals else "recs") + _apply(v, model, data)
                    + "".join(_deployment(mapping(fixes or {}, qtype), f"Deployment check of the model {what}")
                              for qtype, what in (("float32", "with them in float"), ("int16", "with their activations in int16"))))

@@ -73,6 +73,7 @@ table.sortable th::after { content: "\\2195"; color: #9aa4ae; margin-left: 4px; 
 table.sortable th[aria-sort="ascending"]::after { content: "\\25B2"; color: var(--accent); }
 table.sortable th[aria-sort="descending"]::after { content: "\\25BC"; color: var(--accent); }
 table.sortable th:focus-visible { outline: 2px solid var(--accent); outline-offset: -2px; }
+.warn-text { color: #9a6700; font-weight: 600; }
 .dir { color: var(--muted); font-weight: 400; font-size: .8em; }
 table.recs thead th { white-space: normal; min-width: 5rem; } table.recs thead th:first-child { min-width: 0; }
 .bar { position: relative; height: 1.2em; min-width: 7rem; background: #eaeef2; border-radius: 4px; overflow: hidden; }
