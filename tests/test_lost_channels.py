@@ -87,6 +87,12 @@ def test_channels_rounded_away_are_found_and_said(tmp_path: Path) -> None:
     assert verdict_html.index("<strong>Output channels lost</strong>") < verdict_html.index('class="headline"')
     assert f"ptqdebug export {qdq} -o partial.onnx --float-nodes &#x27;[y_QuantizeLinear]&#x27;" in verdict_html
     assert '<g class="gnode lost"><title>y_QuantizeLinear (QuantizeLinear)' in page  # marked on the graph map too
+    # and its data drawn, though no sweep ranks it (only weights swept here): the histogram and the
+    # per-channel boxes that show the small channels
+    weights = dbg.runall(qdq, samples, tmp_path / "w", node_type="weight", report=False)
+    assert "y_QuantizeLinear" not in {q for e in weights.sensitivities["weight"].entries for q in e.quantizers}
+    assert (tmp_path / "w" / "data_distribution" / "activation_y_QuantizeLinear.png").is_file()
+    assert (tmp_path / "w" / "channelwise_distribution" / "y_QuantizeLinear_boxplot.png").is_file()
 
 
 def test_channels_last_outputs_are_searched_along_their_channel_axis(tmp_path: Path) -> None:

@@ -144,11 +144,13 @@ def _cause(calibrated: float, only_w: float, only_a: float) -> str:
 
 
 def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data_num: int | None = 1,
-            partial_int16: PartialQuantizationResult | None = None, ranking: Sequence[float] = ()) -> Verdict:
+            partial_int16: PartialQuantizationResult | None = None, ranking: Sequence[float] = (),
+            lost: Sequence[LostChannels] | None = None) -> Verdict:
     """Cause and recommendations; ``partial_int16`` (the same nodes, ``qtype="int16"``) adds
     each recommendation's score with the activations in int16 instead of float; ``ranking`` (the
     node sweep's cosine similarities at the outputs, most sensitive first) lets the summary
-    suggest a pick threshold where none was reached."""
+    suggest a pick threshold where none was reached; ``lost``: :func:`lost_channels` on the same
+    samples, where the caller has it already."""
     model = ctx.model
     calibrated = model.calibrated_configuration
     weights = frozenset(q.name for q in model.weight_quantizers) & calibrated
@@ -182,7 +184,7 @@ def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data
     if negligible and partial is not None and (partial.nodes or partial.left_out):  # picked or named all the same
         n = len(partial.nodes) + len(partial.left_out)
         summary += f" Partial quantization's table still lists {n} sensitive node{'s' * (n > 1)}, for reference."
-    lost = lost_channels(ctx, range(len(ctx.samples(data_num))))
+    lost = tuple(lost_channels(ctx, range(len(ctx.samples(data_num)))) if lost is None else lost)
     # the recommended nodes' activation ranges: the "why" (not for Horizon models: symmetric by hardware)
     fits = () if "horizon" in model.source_format else range_fits(
         ctx, [q for r in recs for q in r.calibration_nodes], range(len(ctx.samples(data_num))))

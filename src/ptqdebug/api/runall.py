@@ -39,6 +39,7 @@ from ..analyses.distribution import (
     distributions,
 )
 from ..analyses.local import LocalErrorResult, local_errors, local_units
+from ..analyses.lost import lost_channels
 from ..analyses.partial import PartialQuantizationResult, partial_quantization
 from ..analyses.sensitivity import Progress, SensitivityResult
 from ..analyses.verdict import Verdict, verdict
@@ -319,6 +320,9 @@ def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
             timing["data_distribution_s"] += t3 - t2
             timing["channelwise_distribution_s"] += time.perf_counter() - t3
     timing["node_sensitivity_s"] = time.perf_counter() - t - timing["data_distribution_s"] - timing["channelwise_distribution_s"]
+    # output channels rounded away (the verdict says so first): their calibration nodes are drawn too
+    lost = lost_channels(ctx, range(len(ctx.samples(data_num))))
+    nodes_list += [x.quantizer for x in lost if x.quantizer not in nodes_list]
 
     # 2-3. distributions and channel-wise box plots
     t = time.perf_counter()
@@ -381,7 +385,7 @@ def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
     ranking = ([e.scores["cosine-similarity"] for e in node_sweep.entries]  # (for a threshold to suggest)
                if node_sweep is not None and "cosine-similarity" in node_sweep.metrics
                and tuple(node_sweep.compared) == tuple(ctx.model.outputs) else [])
-    judged = verdict(ctx, partial, data_num, partial16, ranking)
+    judged = verdict(ctx, partial, data_num, partial16, ranking, lost)
     timing["verdict_s"] = time.perf_counter() - t
     # the local error of each node the verdict recommends (a segment run each; none when nothing is
     # recommended): is the node's own quantization lossy, or does the network amplify a small error?
