@@ -216,3 +216,23 @@ def test_tae_is_the_activations_read_by_conv_matmul_gemm(cnn_dir: Path) -> None:
     assert all(tae[n] == act[n] for n in tae)
     with pytest.raises(dbg.OptionError, match="node_type"):
         dbg.runall(path, data, cnn_dir / "never", node_type="tae")  # runall takes the documented types only (§6.2)
+
+
+def test_configurations_with_the_same_calibration_nodes_run_once(cnn_dir: Path) -> None:
+    """A node sweep's candidates can switch on the same calibration nodes (a Shape and another
+    reader of one tensor: 125 of ViT-S's 665): one run, the same values, bit for bit."""
+    from ptqdebug.analyses.sensitivity import configuration_values
+
+    cos = METRICS["cosine-similarity"]
+    model = load_model(cnn_dir / "pc_int8_pairs_keep.onnx")
+    a, b = (frozenset([q.name]) for q in model.activation_quantizers[:2])
+    kw = dict(metrics=[cos], compare_at=model.outputs, data_num=2)
+    once = dbg.open_context(cnn_dir / "pc_int8_pairs_keep.onnx", cnn_dir / "calibration_data", cache=False)
+    before = once.engine.runs
+    alone = configuration_values(once, [a, b], **kw)
+    runs = once.engine.runs - before
+    twice = dbg.open_context(cnn_dir / "pc_int8_pairs_keep.onnx", cnn_dir / "calibration_data", cache=False)
+    before = twice.engine.runs
+    got = configuration_values(twice, [a, b, set(a), b], **kw)
+    assert twice.engine.runs - before == runs
+    np.testing.assert_array_equal(got, np.concatenate([alone, alone]))

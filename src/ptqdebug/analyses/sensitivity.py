@@ -185,7 +185,13 @@ def configuration_values(
     names = tuple(m.key for m in metrics)
     values = np.full((len(configurations), len(compare_at), len(metrics), len(ctx.samples(data_num))), np.nan)
     missing: dict[int, list[int]] = {}  # configuration -> the groups it still needs
+    first: dict[frozenset[str], int] = {}
+    same: dict[int, int] = {}  # configuration -> an earlier one with the same calibration nodes on (a
+    # node sweep's Shape and its tensor's reader: 125 of ViT-S's 665 candidates), copied, not run
     for c, enabled in enumerate(configurations):
+        if (c0 := first.setdefault(frozenset(enabled), c)) != c:
+            same[c] = c0
+            continue
         for g, group in enumerate(groups):
             got = ctx.scored.get(_score_key(enabled, group, compare_at, names))
             if got is None:
@@ -211,6 +217,8 @@ def configuration_values(
     for c, gs in missing.items():
         for g in gs:
             ctx.remember_score(_score_key(configurations[c], groups[g], compare_at, names), values[c][..., groups[g]].copy())
+    for c, c0 in same.items():
+        values[c] = values[c0]
     return values
 
 
