@@ -252,6 +252,12 @@ def test_a_narrow_agreement_is_said_to_be_narrow() -> None:
             OutputAgreement("b", {"cosine-similarity": 0.9999}, {"cosine-similarity": 0.9999}, {"cosine-similarity": 0.99991}))
     mixed = DeploymentCheck(("cosine-similarity",), 4, ("CPUExecutionProvider",), outs)
     assert mixed.agrees and "narrowly" in mixed.summary() and "up to 90%" in mixed.summary()
+    # and the report's box is amber, not the green of a clear agreement
+    from ptqdebug.report.html import _deployment
+
+    assert mixed.to_dict()["narrow"] is True and wide.to_dict()["narrow"] is False
+    assert _deployment(mixed.to_dict()).startswith('<div class="deploy warn">')
+    assert _deployment(wide.to_dict()).startswith('<div class="deploy ok">')
 
 
 def test_runall_checks_the_recommended_models_as_deployed(tmp_path: Path) -> None:

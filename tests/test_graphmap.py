@@ -125,3 +125,11 @@ def test_runall_draws_the_map_from_results_json(tmp_path: Path) -> None:
     assert section.count('<g class="gnode kept') == len(run.verdict.keep_float) > 0
     assert 0 < section.count('class="gname"') <= 10
     assert '<a href="#graph">Graph</a>' in page
+
+
+def test_long_names_keep_their_end() -> None:
+    """A path's end names the node (a middle cut dropped the layer number: ``layer…tion/MatMul_1``)."""
+    from ptqdebug.report.graphmap import _short
+
+    name = "/backbone/encoder/layer.6/attention/attention/MatMul_1_extra_long_suffix"
+    assert _short(name) == "…" + name[-47:] and "layer.6" not in _short(name, 30) and _short("short") == "short"

@@ -422,12 +422,17 @@ def _assemble(
         )
 
     restored = [q.name for q in quantizers if q.off_node is not None]
-    if restored:
-        how = ("from the float model" if float_source is not None else
-               "inferred from a range starting at 0 right after an op that can be negative; pass --float-model to confirm")
+    if restored and float_source is not None:
         notes.append(
             f"the quantizer deleted the Relu/Clip before {_count(len(restored), 'activation calibration node')} (ONNX "
-            f"Runtime's default); switched off, ptqdebug applies it again, so all-off is the float model ({how})"
+            "Runtime's default); switched off, ptqdebug applies it again, so all-off is the float model (from the float model)"
+        )
+    elif restored:  # inferred: right for a Relu deleted, and no change where the values are never negative anyway
+        notes.append(
+            f"{_count(len(restored), 'activation calibration node')} start their range at 0 right after an op that can be "
+            "negative, as where the quantizer deleted a Relu/Clip (ONNX Runtime's default): switched off, ptqdebug applies "
+            "a Relu there, so that all-off is the float model; where the values are never negative anyway (a variance, "
+            "1 + erf) that changes nothing. Pass --float-model to know"
         )
     fused = relu_wrongly_fused(ordered, quantizers)
     if fused:

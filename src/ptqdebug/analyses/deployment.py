@@ -151,7 +151,8 @@ class DeploymentCheck:
 
     def to_dict(self) -> dict[str, Any]:
         return {"metrics": list(self.metrics), "samples": self.samples, "providers": list(self.providers),
-                "agrees": self.agrees, "summary": self.summary(), "outputs": [o.to_dict() for o in self.outputs], "relu_fused": list(self.relu_fused),
+                "agrees": self.agrees, "narrow": self.agrees and self._narrow_share() is not None, "summary": self.summary(),
+                "outputs": [o.to_dict() for o in self.outputs], "relu_fused": list(self.relu_fused),
                 "failure": self.failure, "departure": list(self.departure) if self.departure is not None else None,
                 "weights_fixed": self.weights_fixed}
 

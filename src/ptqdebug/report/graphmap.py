@@ -72,8 +72,9 @@ def layout(count: int, edges: Sequence[tuple[int, int]]) -> list[tuple[int, floa
 
 
 def _short(name: str, limit: int = 48) -> str:
-    """A long name's start and end around an ellipsis (the full name is in the box's tooltip)."""
-    return name if len(name) <= limit else name[:limit // 2 - 1] + "…" + name[-(limit // 2 - 1):]
+    """A long name's end, where paths name the node most precisely (``…/layer.6/attention/MatMul_1``;
+    the full name is in the box's tooltip)."""
+    return name if len(name) <= limit else "…" + name[-(limit - 1):]
 
 
 def _color(t: float) -> str:

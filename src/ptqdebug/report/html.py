@@ -213,7 +213,7 @@ def _deployment(d: Mapping[str, Any], title: str = "Deployment check") -> str:
     """A deployment check's verdict (runall ``check_deployment=True``), or nothing."""
     if not get(d, "summary"):
         return ""
-    state = "ok" if get(d, "agrees") is True else "bad"
+    state = "bad" if get(d, "agrees") is not True else "warn" if get(d, "narrow") is True else "ok"
     return f'<div class="deploy {state}"><strong>{esc(title)}</strong> {esc(get(d, "summary"))}</div>'
 
 

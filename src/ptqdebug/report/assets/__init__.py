@@ -45,6 +45,7 @@ dl.meta dd { margin: 0; font-weight: 600; overflow-wrap: anywhere; }
 .deploy { border: 1px solid var(--line); border-radius: 8px; padding: 10px 16px; margin: 12px 0; background: var(--soft); }
 .deploy strong { display: block; margin-bottom: 2px; } .deploy.ok { border-color: var(--good); background: var(--good-bg); }
 .deploy.bad { border-color: var(--bad); background: var(--bad-bg); }
+.deploy.warn { border-color: var(--warn-line); background: var(--warn-bg); }
 .apply > code { display: block; margin: 4px 0; padding: 6px 10px; background: var(--soft); border: 1px solid var(--line); border-radius: 6px; overflow-wrap: anywhere; }
 .apply p { margin: 8px 0 2px; }
 .headline { font-size: 1.3rem; font-weight: 650; margin: 0 0 10px; line-height: 1.4; overflow-wrap: anywhere; }
