@@ -236,3 +236,29 @@ def test_configurations_with_the_same_calibration_nodes_run_once(cnn_dir: Path) 
     got = configuration_values(twice, [a, b, set(a), b], **kw)
     assert twice.engine.runs - before == runs
     np.testing.assert_array_equal(got, np.concatenate([alone, alone]))
+
+
+def test_shape_nodes_are_no_node_candidates(tmp_path: Path) -> None:
+    """Quantizing a Shape's input cannot change its output: its score was that of the tensor's
+    other readers (the calibration node is shared), and on ViT-S the verdict recommended keeping
+    a Shape in float. The reader that uses the values stays a candidate."""
+    from onnx import TensorProto, helper, numpy_helper
+    from ptqdebug.analyses.candidates import candidates_for
+
+    f = lambda a, n: numpy_helper.from_array(np.asarray(a), n)  # noqa: E731
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="x_QuantizeLinear"),
+             helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"], name="x_DequantizeLinear"),
+             helper.make_node("Shape", ["xd"], ["shape"], name="shape"),
+             helper.make_node("Reshape", ["xd", "shape"], ["r"], name="reshape"),
+             helper.make_node("Relu", ["r"], ["y"], name="relu")]
+    g = helper.make_graph(nodes, "s", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])],
+                          [f(np.float32(0.05), "s"), f(np.int8(0), "z")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    model = load_model(m)
+    assert set(model.node_quantizers.get("shape", ())) == {"x_QuantizeLinear"}  # the premise: it finds the pair
+    names = [c.name for c in candidates_for(model, "node")]
+    assert "shape" not in names and "reshape" in names
+    result = dbg.get_sensitivity_of_nodes(m, calibrated_data=[{"x": np.ones((2, 4), np.float32)}], interested_nodes=["shape"])
+    assert list(result) == ["shape"]  # still yours to name

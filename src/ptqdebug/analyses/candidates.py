@@ -70,12 +70,19 @@ def check_node_type(node_type: object) -> str:
     return node_type
 
 
+#: nodes whose output quantizing their input cannot change (a tensor's shape): no ``node``
+#: candidates. Their calibration node is shared with the tensor's other readers, so their score
+#: was those readers' (on ViT-S the verdict recommended keeping ``embeddings/Shape_2`` in float).
+SHAPE_ONLY = frozenset({"Shape", "Size"})
+
+
 def candidates_for(model: CalibratedModel, node_type: str, interested_nodes: object = None) -> list[Candidate]:
     """The candidates of a sweep (reference §3.3 step 1).
 
-    ``node``: every ordinary node with calibration nodes on its inputs, all of them switched on
-    together, then each activation calibration node that no ordinary node finds (one on a model
-    output: :attr:`~ptqdebug.model.CalibratedModel.unowned_quantizers`) alone; ``weight`` /
+    ``node``: every ordinary node with calibration nodes on its inputs (but :data:`SHAPE_ONLY`
+    ones), all of them switched on together, then each activation calibration node that no
+    ordinary node finds (one on a model output:
+    :attr:`~ptqdebug.model.CalibratedModel.unowned_quantizers`) alone; ``weight`` /
     ``activation``: each calibration node of that kind; ``tae``: each activation calibration node
     that a Conv, MatMul, Gemm or ConvTranspose reads. ``interested_nodes`` replaces the list: each
     name is a candidate, each nested list one candidate group.
@@ -92,7 +99,8 @@ def candidates_for(model: CalibratedModel, node_type: str, interested_nodes: obj
             out.append(Candidate(group_name(names), quantizers))
         return out
     if node_type == "node":
-        return [*(Candidate(n, model.node_quantizers[n]) for n in model.sensitivity_nodes),
+        return [*(Candidate(n, model.node_quantizers[n]) for n in model.sensitivity_nodes
+                  if model.node_types[n] not in SHAPE_ONLY),
                 *(Candidate(q, (q,)) for q in model.unowned_quantizers)]
     if node_type == "tae":
         ops = {n.name: n.op_type for n in model.proto.graph.node}
