@@ -17,13 +17,13 @@ import base64
 import hashlib
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..analyses.lost import LostChannels
-from ..analyses.rangefit import RangeFit
 from ..analyses.partial import apply_commands, check_command, unnamed_reason
+from ..analyses.rangefit import RangeFit
 from ..metrics import METRICS, known_metric
 from .assets import REPORT_CSS, SORT_JS
 from .files import ensure_dir, write_atomic
@@ -170,16 +170,24 @@ def _apply(v: Mapping[str, Any], model: Mapping[str, Any], data: Mapping[str, An
     return f'<div class="apply">{"".join(parts)}</div>'
 
 
-def _fits(v: Mapping[str, Any]) -> dict[str, RangeFit]:
-    """The verdict's range fits by calibration node (``Verdict.fits``; none in older results)."""
-    out = {}
-    for x in as_list(get(v, "fits")):
+T = TypeVar("T")
+
+
+def _records(items: object, cls: Callable[..., T]) -> list[T]:
+    """The verdict's records of ``cls`` (``Verdict.lost``, ``Verdict.fits``) back from the results;
+    none where older results lack them, and not one edited by hand out of shape."""
+    out = []
+    for x in as_list(items):
         try:
-            fit = RangeFit(**x)
-        except TypeError:  # (results edited by hand)
+            out.append(cls(**x))
+        except TypeError:
             continue
-        out[fit.quantizer] = fit
     return out
+
+
+def _fits(v: Mapping[str, Any]) -> dict[str, RangeFit]:
+    """The verdict's range fits by calibration node."""
+    return {f.quantizer: f for f in _records(get(v, "fits"), RangeFit)}
 
 
 def _fit_td(fits: Sequence[RangeFit]) -> str:
@@ -196,11 +204,7 @@ def _lost_alert(v: Mapping[str, Any], model: Mapping[str, Any]) -> str:
     """Output channels a calibration node rounds to 0 entirely (``Verdict.lost``), first and in
     red: the scores can look fine while a detector finds nothing."""
     out = []
-    for x in as_list(get(v, "lost")):
-        try:
-            found = LostChannels(**x)
-        except TypeError:  # (results edited by hand)
-            continue
+    for found in _records(get(v, "lost"), LostChannels):
         export, _ = apply_commands([found.quantizer], _pasteable(get(model, "path")), "float32", _pasteable(get(model, "float_model")))
         out.append(f'<div class="deploy bad"><strong>Output channels lost</strong> {esc(found.describe())}. A score over '
                    "the whole output hides it where the other channels are larger, yet the task can fail (a detector's "
