@@ -133,3 +133,77 @@ def test_long_names_keep_their_end() -> None:
 
     name = "/backbone/encoder/layer.6/attention/attention/MatMul_1_extra_long_suffix"
     assert _short(name) == "…" + name[-47:] and "layer.6" not in _short(name, 30) and _short("short") == "short"
+
+
+def _reshaping_model() -> onnx.ModelProto:
+    """A transformer's pattern: a MatMul whose output is reshaped to a shape computed from its own
+    ``Shape`` (Shape → Gather → Unsqueeze → Concat), then a MatMul by a twice transposed weight."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.standard_normal((8, 8)).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array(rng.standard_normal((8, 6)).astype(np.float32), "w2")
+    consts = [numpy_helper.from_array(np.array(0, np.int64), "zero"), numpy_helper.from_array(np.array([0], np.int64), "axes"),
+              numpy_helper.from_array(np.array([-1, 4, 2], np.int64), "rest")]
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["y"], name="mm1"),
+        helper.make_node("Shape", ["y"], ["s"], name="shape"),
+        helper.make_node("Gather", ["s", "zero"], ["b"], name="gather", axis=0),
+        helper.make_node("Unsqueeze", ["b", "axes"], ["b1"], name="unsq"),
+        helper.make_node("Concat", ["b1", "rest"], ["target"], name="concat", axis=0),
+        helper.make_node("Reshape", ["y", "target"], ["r"], name="reshape"),
+        helper.make_node("Softmax", ["r"], ["p"], name="softmax", axis=-1),
+        helper.make_node("Reshape", ["p", "s"], ["p2"], name="back"),
+        helper.make_node("Transpose", ["w2"], ["w2t"], name="wt", perm=[1, 0]),
+        helper.make_node("Transpose", ["w2t"], ["w2tt"], name="wtt", perm=[1, 0]),
+        helper.make_node("MatMul", ["p2", "w2tt"], ["out"], name="mm2"),
+    ]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 8])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [3, 6])], [w1, w2, *consts])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_fixed_nodes_are_those_no_input_value_and_no_calibration_node_changes(tmp_path: Path) -> None:
+    """Brute force: run the float and the fully calibrated model on two different inputs and
+    compare every ordinary node's outputs; the fixed nodes' are the same in all four runs, every
+    other node's differ somewhere."""
+    import onnxruntime as ort
+
+    from ptqdebug.calibration import calibrate
+
+    onnx.save(_reshaping_model(), tmp_path / "float.onnx")
+    rng = np.random.default_rng(1)
+    samples = [{"x": rng.standard_normal((3, 8)).astype(np.float32)} for _ in range(3)]
+    cal = calibrate(tmp_path / "float.onnx", samples, tmp_path / "cal", method="max", optimize=False)
+    model = dbg.load_model(cal.model_path)
+    assert model.quantizer_map  # the premise: Transpose's weight goes through calibration nodes
+    ordinary = [n for n in model.node_outputs if model.node_types[n] != "Constant"]
+
+    def run(path: Path, feed: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
+        """Every ordinary node's outputs, by node name (tensor names differ between the files)."""
+        m = onnx.load(path)
+        outs = {n.name: list(n.output) for n in m.graph.node if n.name in ordinary}
+        m.graph.output.extend(onnx.ValueInfoProto(name=t) for ts in outs.values() for t in ts
+                              if t not in {o.name for o in m.graph.output})
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        values = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feed)))
+        return {n: [values[t] for t in ts] for n, ts in outs.items()}
+
+    runs = [run(p, s) for p in (tmp_path / "float.onnx", cal.model_path) for s in samples[:2]]
+    same = {n for n in ordinary if all(np.array_equal(a, b) for r in runs for a, b in zip(r[n], runs[0][n]))}
+    # the shape chain, and the weight's transposes (ONNX Runtime quantized the weight after them)
+    assert model.fixed_nodes() == same == {"shape", "gather", "unsq", "concat", "wt", "wtt"}
+
+
+def test_fixed_nodes_are_not_drawn_unless_scored() -> None:
+    graph = {"nodes": [["mm", "MatMul", True], ["shape", "Shape", False], ["gather", "Gather", False], ["r", "Reshape", False],
+                       ["g2", "Gather", True]],
+             "edges": [[0, 1], [1, 2], [0, 3], [2, 3], [1, 4]], "fixed": [1, 2, 4]}
+    html = graph_map(graph, _sweep({"mm": 0.99, "g2": 0.999}))
+    drawn = re.findall(r"<title>(\w+) \(", html)
+    assert drawn == ["mm", "r", "g2"]  # a fixed node named in the sweep (interested_nodes) stays
+    assert "not drawn: 2 nodes that compute only from shapes and constants" in html
+    assert html.count("<path ") == 1  # mm → r; the edges of the hidden nodes go with them
+    assert "not drawn" not in graph_map({k: v for k, v in graph.items() if k != "fixed"}, _sweep({"mm": 0.99}))

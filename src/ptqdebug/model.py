@@ -186,6 +186,24 @@ class CalibratedModel:
         return tuple(q.name for q in self.activation_quantizers
                      if q.exact and q.scope is None and not self.quantizer_nodes.get(q.name))
 
+    def fixed_nodes(self) -> frozenset[str]:
+        """Ordinary nodes whose outputs no input value and no calibration node can change: they
+        compute only from tensor shapes (``Shape``, ``Size``), initializers and constants, such
+        as a transformer's ``Shape → Gather → Concat`` that builds a ``Reshape``'s target shape.
+        A calibration node's output is never fixed (switching it changes it), nor is any value
+        that depends on a model input's values."""
+        graph = self.proto.graph
+        fixed = {t.name for t in graph.initializer}
+        qmap = self.quantizer_map
+        out: set[str] = set()
+        for n in graph.node:
+            if n.name in qmap:
+                continue
+            if n.op_type in ("Shape", "Size") or all(t in fixed for t in node_inputs(n)):
+                fixed.update(o for o in n.output if o)
+                out.add(n.name)
+        return frozenset(out & self.node_outputs.keys())
+
     def node_edges(self) -> tuple[tuple[str, str], ...]:
         """``(producer, consumer)`` for every ordinary node that reads another's output, directly or
         through calibration nodes (looked through: the float model's own graph), and for every

@@ -245,11 +245,14 @@ def _graph(model: CalibratedModel) -> dict[str, Any]:
     """The graph for the report's map: ``nodes`` as ``[name, op_type, has calibration nodes]``,
     the ordinary nodes in topological order then the calibration nodes no node reads (node-sweep
     candidates too, as ``QuantizeLinear``), ``edges`` as index pairs
-    (:meth:`CalibratedModel.node_edges`)."""
+    (:meth:`CalibratedModel.node_edges`), ``fixed`` the indices of the nodes that compute only
+    from shapes and constants (:meth:`CalibratedModel.fixed_nodes`)."""
     nodes = ([[n, model.node_types[n], bool(model.node_quantizers.get(n))] for n in model.node_outputs]
              + [[q, "QuantizeLinear", True] for q in model.unowned_quantizers])
     index = {n[0]: i for i, n in enumerate(nodes)}
-    return {"nodes": nodes, "edges": [[index[a], index[b]] for a, b in model.node_edges()]}
+    fixed = model.fixed_nodes()
+    return {"nodes": nodes, "edges": [[index[a], index[b]] for a, b in model.node_edges()],
+            "fixed": [i for i, n in enumerate(nodes) if n[0] in fixed]}
 
 
 def _previous_files(root: Path) -> set[str]:

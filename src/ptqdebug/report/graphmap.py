@@ -112,13 +112,21 @@ def _shades(scores: Mapping[str, float], metric: str) -> tuple[dict[str, float],
 def graph_map(graph: Mapping[str, Any], sensitivity: Mapping[str, Any], keep: Sequence[str] = (),
               lost: Sequence[str] = ()) -> str:
     """The graph section's HTML: ``graph`` as results.json holds it (``nodes``: ``[name, op_type,
-    has calibration nodes]`` in topological order, ``edges``: index pairs), coloured by
+    has calibration nodes]`` in topological order, ``edges``: index pairs, ``fixed``: the nodes
+    that compute only from shapes and constants, not drawn unless scored), coloured by
     ``sensitivity`` (a node sweep's results); ``keep``: the nodes the verdict recommends keeping in
     float (outlined), ``lost``: calibration nodes that round output channels away (dashed red)."""
     # [name, op_type, has calibration nodes] (results of before the third field: not known)
     nodes = [(str(n[0]), str(n[1]), n[2] if len(n) > 2 and isinstance(n[2], bool) else None)
              for n in as_list(get(graph, "nodes")) if isinstance(n, (list, tuple)) and len(n) in (2, 3)]
-    drawn = [i for i, (_, op, _) in enumerate(nodes) if op != "Constant"]  # constants only clutter the picture
+    metric = str((as_list(get(sensitivity, "metrics")) or ["cosine-similarity"])[0])
+    entries = [e for e in as_list(get(sensitivity, "entries")) if isinstance(e, Mapping)]
+    scores = {str(get(e, "name")): v for e in entries if (v := num(get(mapping(e, "scores"), metric))) is not None}
+    # constants, and nodes that compute only from shapes and constants (a transformer's hundreds of
+    # Shape → Gather → Concat chains), only clutter the picture: no quantization changes them
+    fixed = {i for i in as_list(get(graph, "fixed")) if isinstance(i, int)}
+    hidden = {i for i, (name, op, _) in enumerate(nodes) if (op == "Constant" or i in fixed) and name not in scores}
+    drawn = [i for i in range(len(nodes)) if i not in hidden]
     if not drawn:
         return ""
     if len(drawn) > MAX_NODES:
@@ -127,9 +135,6 @@ def graph_map(graph: Mapping[str, Any], sensitivity: Mapping[str, Any], keep: Se
     edges = [(index[a], index[b]) for a, b in (e for e in as_list(get(graph, "edges")) if isinstance(e, (list, tuple)) and len(e) == 2)
              if isinstance(a, int) and isinstance(b, int) and a in index and b in index and a < b]
     where = layout(len(drawn), edges)
-    metric = str((as_list(get(sensitivity, "metrics")) or ["cosine-similarity"])[0])
-    entries = [e for e in as_list(get(sensitivity, "entries")) if isinstance(e, Mapping)]
-    scores = {str(get(e, "name")): v for e in entries if (v := num(get(mapping(e, "scores"), metric))) is not None}
     rank = {str(get(e, "name")): k for k, e in enumerate(entries, 1)}
     shade, losses = _shades(scores, metric)
     kept, flagged = set(keep), set(lost)
@@ -179,11 +184,13 @@ def graph_map(graph: Mapping[str, Any], sensitivity: Mapping[str, Any], keep: Se
 
         boxes.append(f'<g class="{cls}"><title>{esc(tip)}</title><rect x="{x:.0f}" y="{y:.0f}" width="{_W}" height="{_H}" rx="4" '
                      f'style="fill:{fill}"/><text x="{x + _W / 2:.0f}" y="{y + 14:.0f}" style="fill:{ink}">{esc(label)}</text>{tag}</g>')
+    shapes = sum(1 for i in hidden if nodes[i][1] != "Constant")
+    left_out = f"{shapes} node{'s' * (shapes != 1)} that compute only from shapes and constants" if shapes else ""
     scale = (f"loss (distance to the score of identical tensors), log scale from {esc(fmt(losses[0], 3))} (light) to "
              f"{esc(fmt(losses[1], 3))} (dark)" if losses is not None else "rank: the most sensitive darkest")
     legend = (f'<div class="gmap-legend small muted"><span class="ramp"></span>{scale} · <span class="swatch none"></span>'
               f'no calibration node of its own' + (' · <span class="swatch kept"></span>recommended to keep in float' if kept else "")
-              + " · #k: rank in the node sweep</div>")
+              + " · #k: rank in the node sweep" + (f" · not drawn: {left_out}" if left_out else "") + "</div>")
     svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
            f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" aria-label="the model graph coloured by sensitivity">'
            f'<g class="edges">{"".join(lines)}</g>{"".join(boxes)}</svg>')
