@@ -52,6 +52,7 @@ def test_fits_match_onnxruntime(calibrated) -> None:
         clipped = [not -128 <= round(float(np.float32(v)) / scale) + zero <= 127 for v in values]  # Python's round: half to even
         assert f.clipped == pytest.approx(np.mean(clipped))
         assert (f.low, f.high) == (float(values.min()), float(values.max()))
+        assert f.zeroed == pytest.approx(np.mean(levels[values != 0] == zero))
     assert any(f.clipped > 0.01 for f in fits.values())  # the premise: percentile 99 clips
 
 
@@ -63,6 +64,46 @@ def test_advice() -> None:
     assert clip.advice().startswith("c_q clips 3.1% of its values (its values span -6 to 6")
     assert RangeFit("a_q", "uint8", 0.0, 0.5, 0.0, 1.3, 0.0, 1.3, False).advice() is None  # asymmetric already
     assert RangeFit("b_q", "int8", 0.0, 0.5, -1.0, 1.0, -2.0, 2.0, True).advice() is None  # two-sided values
+    soft = RangeFit("p_q", "uint8", 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, False, 4, 0.7)
+    assert soft.coarse and soft.brief() == "rounds 70% to 0"
+    assert soft.advice() == ("p_q rounds 70% of its non-zero values to 0 (its values span 0 to 1, its range 0 to 1): its "
+                             "uint8 steps are coarse for most of them; int16 (export --int16-nodes) may recover it without float")
+    assert RangeFit("p_q", "int16", 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, False, 4, 0.7).advice() is None  # already fine-grained
+    assert RangeFit("p_q", "uint8", 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, False, 4, 0.4).fits
+
+
+def _attention_like(tmp_path: Path) -> Path:
+    """Logits over 400 positions, a Softmax, then a MatMul: most probabilities are far below 1/255."""
+    rng = np.random.default_rng(3)
+    w1 = numpy_helper.from_array((rng.standard_normal((16, 400)) * 0.8).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array(rng.standard_normal((400, 8)).astype(np.float32), "w2")
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["logits"], name="mm1"),
+             helper.make_node("Softmax", ["logits"], ["p"], name="softmax", axis=-1),
+             helper.make_node("MatMul", ["p", "w2"], ["y"], name="mm2")]
+    g = helper.make_graph(nodes, "att", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 8])], [w1, w2])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), tmp_path / "float.onnx")
+    return tmp_path / "float.onnx"
+
+
+def test_a_softmax_whose_probabilities_round_to_zero_is_coarse_and_int16_recovers_it(tmp_path: Path) -> None:
+    """The range 0..1 fits the probabilities' extremes, yet most of them round to 0: the fit says
+    so, and int16 for that node (what the advice suggests) brings the output closer to float."""
+    rng = np.random.default_rng(4)
+    samples = [{"x": rng.standard_normal((4, 16)).astype(np.float32)} for _ in range(4)]
+    cal = calibrate(_attention_like(tmp_path), samples, tmp_path / "cal", method="max", activation_symmetric=False,
+                    optimize=False)
+    ctx = dbg.open_context(cal.model_path, cal.data_dir)
+    q = next(q for q in ctx.model.activation_quantizers if q.input == "p")
+    (fit,) = range_fits(ctx, [q.name], range(4))
+    assert not fit.clips and not fit.one_sided and fit.coarse and fit.zeroed > 0.5
+    assert "int16 (export --int16-nodes)" in (fit.advice() or "")
+    # the claim behind the advice: int16 for that node, as export writes it, is closer to float
+    base = dbg.get_sensitivity_of_nodes(cal.model_path, calibrated_data=cal.data_dir, node_type="activation", data_num=None)
+    dbg.export_model(cal.model_path, tmp_path / "int16.onnx", int16_nodes=[q.name])
+    after = dbg.get_sensitivity_of_nodes(tmp_path / "int16.onnx", calibrated_data=cal.data_dir, node_type="activation", data_num=None)
+    new = next(n for n in after if n.startswith("p_"))
+    assert 1 - after[new]["cosine-similarity"] < 0.1 * (1 - base[q.name]["cosine-similarity"])
 
 
 def test_the_verdict_says_why(calibrated, tmp_path: Path) -> None:

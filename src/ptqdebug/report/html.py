@@ -194,9 +194,10 @@ def _fit_td(fits: Sequence[RangeFit]) -> str:
     """A row's range cell: its worst fit (clipping first, then a one-sided waste), the advice on hover."""
     if not fits:
         return '<td class="small muted">–</td>'
-    worst = max(fits, key=lambda f: (f.clips, f.one_sided, f.clipped, -f.used))
-    tip = worst.advice() or f"{worst.quantizer}: {worst.clipped:.2%} clipped, {worst.used:.0%} of its {worst.qtype} levels reached"
-    cls = "small" + (" warn-text" if worst.clips or worst.one_sided else " muted")
+    worst = max(fits, key=lambda f: (f.clips, f.one_sided, f.coarse, f.clipped, -f.used))
+    tip = worst.advice() or (f"{worst.quantizer}: {worst.clipped:.2%} clipped, {worst.used:.0%} of its {worst.qtype} levels "
+                             f"reached, {worst.zeroed:.0%} of its non-zero values rounded to 0")
+    cls = "small" + (" muted" if worst.fits else " warn-text")
     return f'<td class="{cls}" title="{esc(tip)}">{esc(worst.brief())}</td>'
 
 
