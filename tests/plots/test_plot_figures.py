@@ -294,6 +294,16 @@ def test_channel_boxes_width_is_bounded_and_labels_thinned() -> None:
     assert 6 < channel_boxes_figure(make_boxes(100)).get_size_inches()[0] < 60
 
 
+def test_channels_of_one_value_are_dots() -> None:
+    b = make_boxes(6, per_channel=1)  # a pooled output of one sample
+    ax = ax_of(channel_boxes_figure(b))
+    (dots,) = by_gid(ax, "values")
+    assert list(dots.get_xdata()) == [1, 2, 3, 4, 5, 6] and list(dots.get_ydata()) == pytest.approx(list(b.median))
+    assert not by_gid(ax, "box") and not by_gid(ax, "median")
+    assert "one value per channel" in ax.get_title()
+    assert not by_gid(ax_of(channel_boxes_figure(make_boxes(6))), "values")  # (boxes where channels vary)
+
+
 def test_channel_boxes_degenerate(tmp_path: Path) -> None:
     render(channel_boxes_figure(make_boxes(1)), tmp_path)
     b = make_boxes(4, per_channel=1)  # constant channels: zero-height boxes

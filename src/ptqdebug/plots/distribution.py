@@ -244,7 +244,9 @@ def _boxes(ax: Axes, b: ChannelBoxes, px_per_channel: float) -> None:
 
 def channel_boxes_figure(b: ChannelBoxes) -> Figure:
     """Per-channel box plot: red median, blue dashed mean, red-dot fliers; width grows with the
-    channel count (``clip(0.08 * C, 6, 32)`` inches) and x tick labels thin out to stay legible."""
+    channel count (``clip(0.08 * C, 6, 32)`` inches) and x tick labels thin out to stay legible.
+    Where every channel holds one value (a GlobalAveragePool's output on one sample), each value
+    is a red dot: a box of one value is a flat dash that median and mean lines hide."""
     c = b.channels
     width = float(min(max(0.08 * c, 6.0), 32.0))
     fig = new_figure(width, 8.0)
@@ -253,7 +255,11 @@ def channel_boxes_figure(b: ChannelBoxes) -> Figure:
     fig.set_label(FIXED_LAYOUT)
     fig.subplots_adjust(left=left, right=right, bottom=0.12, top=0.92)
     ax = fig.add_subplot()
-    if c:
+    # every channel one value (a pooled output of one sample): boxes would be flat dashes, so dots
+    single = bool(c) and bool(np.all(b.maximum == b.minimum))
+    if single:
+        ax.plot(np.arange(1, c + 1), b.median, linestyle="none", marker="o", markersize=3, color="red", gid="values")
+    elif c:
         _boxes(ax, b, px_per_channel=width * (right - left) * fig.dpi / c)
         bad = [math.nan if not np.isfinite(v) else 0.0 for v in b.median]
         if any(math.isnan(v) for v in bad):
@@ -261,11 +267,11 @@ def channel_boxes_figure(b: ChannelBoxes) -> Figure:
             ax.legend(loc="upper right", fontsize=8)  # inside: the fixed margins leave no room beside the axes
         _channel_ticks(ax, c, width)
     ax.set_xlabel("channel")
-    ax.set_ylabel("Range of data in channel")
+    ax.set_ylabel("Value in channel" if single else "Range of data in channel")
     # the layout is fixed (not cropped to the drawing): the title takes two lines and the name is
     # shortened to what fits the figure's width (an 11-point character is about 9.5 px wide)
     fits = max(24, int(width * fig.dpi / 9.5))
-    ax.set_title(f"{text(b.name, min(fits, 80))}\n{text(b.kind)} calibration node, per-channel distribution along axis {b.axis}",
-                 fontsize=11)
+    what = f"one value per channel (axis {b.axis})" if single else f"per-channel distribution along axis {b.axis}"
+    ax.set_title(f"{text(b.name, min(fits, 80))}\n{text(b.kind)} calibration node, {what}", fontsize=11)
     ax.grid(True, axis="y", alpha=0.3)
     return fig
