@@ -423,6 +423,12 @@ def test_verdict_summary_when_the_whole_model_is_above_the_pick_threshold() -> N
     # only one side quantized scoring below the whole model: their errors partly cancel, said so
     cancel = _summary("activation", 0.999, 0.9999, 0.998, [], None, 0.99)
     assert "only activations 0.998000 (below the whole model's score: the two errors partly cancel each other)." in cancel
+    # said of the side that is below (a trial's int4 model: weights alone 0.842717 against the whole 0.936751)
+    weights = _summary("weight", 0.936751, 0.842717, 0.994088, [], None, 0.99)
+    assert ("only weights quantized gives 0.842717 (below the whole model's score: the two errors partly cancel each "
+            "other), only activations 0.994088." in weights)
+    both = _summary("both", 0.99, 0.98, 0.985, [], None, 0.9)
+    assert "only weights quantized gives 0.980000, only activations 0.985000 (both below the whole model's score" in both
 
 
 def test_sensitivity_analysis_without_save_dir_writes_nothing(cnn_dir: Path, tmp_path: Path,

@@ -164,7 +164,7 @@ def test_cli_offers_int16_alone_when_float_recovers_nothing(capsys: pytest.Captu
     recs = (Recommendation("a", ("qa",), 0.988, -0.002, 0.995),)
     v = Verdict("cosine-similarity", "activation", {"calibrated": 0.99}, "", recs)
     assert v.keep_float == () and v.keep_int16 == ("a",)
-    model = lambda fmt: SimpleNamespace(source_format=fmt, float_source=None, auto_named=frozenset())  # noqa: E731
+    model = lambda fmt: SimpleNamespace(source_format=fmt, float_source=None, auto_named=frozenset(), not_in_float=frozenset())  # noqa: E731
     _print_how_to_apply(v, model("qdq"), "m.onnx", "my data")
     assert capsys.readouterr().out == ("to keep the recommended nodes' activations in int16: "
                                        "ptqdebug export m.onnx -o partial_int16.onnx --int16-nodes '[a]'\n"

@@ -215,3 +215,29 @@ def test_onnxruntime_int4_weight_only_qdq_with_its_float_model(tmp_path: Path) -
         assert got[name]["cosine-similarity"] == pytest.approx(value, abs=1e-6), name
     assert min(want.values()) < 0.99999  # 4-bit weights lose something
     assert not open_context(calibrated, tmp_path / "data").model.weight_quantizers[0].exact  # without it: stays on
+
+
+def test_onnxruntime_int4_weight_only_in_operator_form_is_named(tmp_path: Path) -> None:
+    """The quantizer's default QOperator format packs the weights into MatMulNBits nodes: nothing
+    to switch off, said in one line that names the node and the QDQ format to ask for; the same
+    model in QDQ form names renamed nodes the float model lacks."""
+    pytest.importorskip("onnx_ir")
+    from onnxruntime.quantization import QuantFormat
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    from ptqdebug.errors import ModelError
+
+    w1, w2 = _weights()
+    nodes = [h.make_node("MatMul", ["x", "w1"], ["mm1_out"], name="mm1"), h.make_node("Relu", ["mm1_out"], ["relu_out"], name="relu"),
+             h.make_node("MatMul", ["relu_out", "w2"], ["y"], name="mm2")]
+    float_model = _write(tmp_path / "float.onnx", nodes, [nh.from_array(w1, "w1"), nh.from_array(w2, "w2")])
+    for fmt in (QuantFormat.QOperator, QuantFormat.QDQ):
+        quantizer = MatMulNBitsQuantizer(onnx.load(str(float_model)), algo_config=DefaultWeightOnlyQuantConfig(
+            block_size=16, is_symmetric=True, quant_format=fmt))
+        quantizer.process()
+        quantizer.model.save_model_to_file(str(tmp_path / f"{fmt.name}.onnx"), use_external_data_format=False)
+    with pytest.raises(ModelError, match=r"quantized weight-only in operator form \(MatMulNBits node '[^']+'\).*"
+                                         r"quant_format=QuantFormat.QDQ"):
+        load_model(tmp_path / "QOperator.onnx")
+    qdq = load_model(tmp_path / "QDQ.onnx", float_model)
+    assert qdq.not_in_float == {"mm1_matmul_Q4", "mm2_matmul_Q4"} and "relu" in qdq.node_outputs

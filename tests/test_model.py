@@ -243,3 +243,66 @@ def test_the_note_on_deleted_relus_says_what_it_knows(cnn_dir: Path) -> None:
     known = dbg.load_model(cnn_dir / "pc_int8_pairs.onnx", float_model=cnn_dir / "float.onnx")
     (note,) = [n for n in known.notes if "Relu" in n]
     assert note.startswith("the quantizer deleted the Relu/Clip before") and note.endswith("(from the float model)")
+
+
+# One QuantizeLinear read by two DequantizeLinear nodes (ONNX Runtime's mixed-precision "convert"
+# writes this): one calibration node, its readers on both sides.
+TWO_DQ = """
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[1,2,4,4] x) => (float[1,2,4,4] out)
+<float s = {0.05}, float s2 = {0.075}, int8 z = {0}> {
+    qx = QuantizeLinear (x, s, z)
+    da = DequantizeLinear (qx, s, z)
+    db = DequantizeLinear (qx, S2, z)
+    ra = Relu (da)
+    nb = Neg (db)
+    out = Add (ra, nb)
+}
+"""
+
+
+def _two_dq(tmp_path: Path, second_scale: str) -> Path:
+    model = onnx.parser.parse_model(TWO_DQ.replace("S2", second_scale))
+    for n, name in zip(model.graph.node, ["q", "dq_a", "dq_b", "relu", "neg", "add"]):
+        n.name = name
+    path = tmp_path / f"two_dq_{second_scale}.onnx"
+    onnx.save(model, path)
+    return path
+
+
+def test_one_quantize_read_by_two_dequantize_is_one_calibration_node(tmp_path: Path) -> None:
+    """No invented node: the readers of both DequantizeLinear nodes find the one calibration node,
+    and the node sweep's candidates are the model's own nodes, scored as the brute force (the
+    model with only that node's pair kept) scores them."""
+    import numpy as np
+    import onnxruntime as ort
+
+    path = _two_dq(tmp_path, "s")
+    cm = dbg.load_model(path)
+    assert [q.name for q in cm.quantizers] == ["q"]
+    assert list(cm.node_outputs) == ["relu", "neg", "add"]
+    assert cm.quantizer_consumers["q"] == ("relu", "neg")
+    assert set(cm.node_edges()) == {("relu", "add"), ("neg", "add")}
+    x = np.random.default_rng(0).standard_normal((1, 2, 4, 4)).astype(np.float32)
+    sweep = dbg.get_sensitivity_of_nodes(path, calibrated_data=[{"x": x}], node_type="node", cache=False)
+    assert set(sweep) == {"relu", "neg", "add"}  # (add finds it through the Relu, a pass-through op)
+
+    def run(model: onnx.ModelProto) -> np.ndarray:
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+    quantized, plain = onnx.load(path), onnx.load(path)
+    for n in plain.graph.node:  # float: every reader reads x
+        n.input[:] = ["x" if t in ("da", "db") else t for t in n.input]
+    ref, got = run(plain).ravel().astype(np.float64), run(quantized).ravel().astype(np.float64)
+    cosine = float(ref @ got / np.linalg.norm(ref) / np.linalg.norm(got))
+    # each candidate switches on the one calibration node, for the readers of both DequantizeLinear nodes
+    assert cosine < 0.9999  # (the premise: quantization shows)
+    assert all(v["cosine-similarity"] == pytest.approx(cosine, abs=1e-7) for v in sweep.values())
+
+
+def test_two_dequantize_with_other_parameters_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"QuantizeLinear node 'q' is read by DequantizeLinear nodes 'dq_a' and 'dq_b' "
+                                         r"with different scales"):
+        dbg.load_model(_two_dq(tmp_path, "s2"))

@@ -171,6 +171,34 @@ def test_the_printed_commands_work_for_the_model_given(tmp_path: Path, capsys: p
     assert "--float-model" in page and "calibrating the float model again cannot take it" in page
 
 
+def test_no_calibrate_command_for_nodes_the_float_model_lacks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A quantizer that renames nodes (ONNX Runtime's MatMulNBits quantizer: ``mk`` becomes
+    ``mk_matmul_Q4``): calibrate cannot take the new names, so it is not offered; export is."""
+    from tests.support.builders import quantize_qdq
+
+    samples = make_samples(4)
+    onnx.save(tiny_cnn(seed=1), tmp_path / "float.onnx")
+    qdq = quantize_qdq(tmp_path / "float.onnx", tmp_path / "qdq.onnx", samples[:3], per_channel=False, keep_activations=True,
+                       weight_pairs=False)
+    m = onnx.load(qdq)
+    float_names = {n.name for n in onnx.load(tmp_path / "float.onnx").graph.node}
+    for n in m.graph.node:
+        if n.name in float_names:
+            n.name += "_Q4"
+    onnx.save(m, qdq)
+    model = dbg.load_model(qdq, tmp_path / "float.onnx")
+    assert model.not_in_float == {f"{n}_Q4" for n in float_names} and not model.auto_named
+    assert dbg.load_model(qdq).not_in_float == frozenset()  # (without a float model, nothing to compare with)
+    np.savez(tmp_path / "data.npz", x=np.concatenate([s["x"] for s in samples]))
+    assert main(["runall", str(qdq), str(tmp_path / "data.npz"), "-s", str(tmp_path / "debug"), "-dn", "all", "-nt", "node",
+                 "-pt", "0.99999", "--float-model", str(tmp_path / "float.onnx")]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("to keep the recommended nodes in float: "))
+    assert "ptqdebug export" in line and "ptqdebug calibrate" not in line
+    assert "_Q4 is no node of the float model (the quantizer renamed or added it): calibrating the float model again" in line
+    page = (tmp_path / "debug" / "index.html").read_text()
+    assert "is no node of the float model" in page and "ptqdebug calibrate" not in page
+
+
 def test_a_float_model_given_in_memory_is_asked_for_in_the_command(tiny, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from tests.support.builders import quantize_qdq
 

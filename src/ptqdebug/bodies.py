@@ -29,7 +29,7 @@ from .formats import Found
 from .graph import GraphIndex, node_inputs
 from .onnxfile import constants_to_initializers
 
-__all__ = ["BodyQuantizers", "Finder", "bodies_of", "lift_body_calibration", "replace_found"]
+__all__ = ["BodyQuantizers", "Finder", "alias_node_name", "bodies_of", "lift_body_calibration", "replace_found"]
 
 #: a format reader: GraphIndex → Found items (formats.qdq.find_qdq, formats.horizon.find_horizon)
 Finder = Callable[[GraphIndex], list[Found]]
@@ -62,8 +62,13 @@ def replace_found(nodes: Sequence[onnx.NodeProto], found: Sequence[Found]) -> li
         if item.quantizer is not None:
             out.append(item.quantizer.placeholder())
         for src, alias in item.aliases:
-            out.append(onnx.helper.make_node("Identity", [src], [alias], name=f"{node.name}/{alias}"))
+            out.append(onnx.helper.make_node("Identity", [src], [alias], name=alias_node_name(item, alias)))
     return out
+
+
+def alias_node_name(item: Found, alias: str) -> str:
+    """The name of the Identity node that computes ``alias``, one of ``item``'s aliases."""
+    return f"{item.nodes[0].name}/{alias}"
 
 
 @dataclass(frozen=True)

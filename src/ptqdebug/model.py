@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .bodies import BodyQuantizers, Finder, bodies_of, lift_body_calibration, replace_found
+from .bodies import BodyQuantizers, Finder, alias_node_name, bodies_of, lift_body_calibration, replace_found
 from .errors import ModelError, OptionError, UnknownNodeError, UnsupportedOpError
 from .formats import Found
 from .formats.floatref import FloatModel
@@ -83,6 +83,12 @@ class CalibratedModel:
             was given in memory; None where none was given.
         auto_named: nodes the file left unnamed, named by ptqdebug (``<op_type>_<index>`` in this
             file): the float model does not know these names.
+        not_in_float: ordinary nodes the float model given has no node of that name for (the
+            quantizer renamed or added them, as ONNX Runtime's MatMulNBits quantizer renames its
+            MatMul nodes); ``auto_named`` ones aside. Empty without a float model.
+        copies: Identity nodes in ``proto`` that repeat a calibration node's output, one per
+            further DequantizeLinear of its QuantizeLinear (ONNX Runtime's mixed-precision
+            ``convert``): part of that calibration node, not ordinary nodes.
     """
 
     proto: onnx.ModelProto = field(repr=False)
@@ -100,6 +106,8 @@ class CalibratedModel:
     relu_fused: tuple[str, ...] = ()
     float_source: str | None = None
     auto_named: frozenset[str] = frozenset()
+    not_in_float: frozenset[str] = frozenset()
+    copies: frozenset[str] = frozenset()
 
     def __reduce__(self) -> tuple[object, tuple[dict[str, object]]]:
         """Picklable (read-only mapping views are not), for worker processes."""
@@ -218,7 +226,7 @@ class CalibratedModel:
                 continue
             for t in node_inputs(n)[:1] if n.name in unowned else node_inputs(n):
                 p = producer.get(t)
-                while p is not None and p.name in qmap:  # a placeholder: its input is the float tensor
+                while p is not None and (p.name in qmap or p.name in self.copies):  # its input is the float tensor
                     p = producer.get(p.input[0])
                 if p is not None and p.name in self.node_outputs:
                     edges[(p.name, n.name)] = None
@@ -361,7 +369,13 @@ def load_model(
             "export the calibrated model with only HzCalibration nodes, or run the float graph through ptqdebug calibrate"
         )
     source = None if float_model is None else str(float_model) if isinstance(float_model, (str, os.PathLike)) else "FLOAT_MODEL"
-    return _assemble(proto, index, found, inner, path, source, frozenset(auto_named))
+    return _assemble(proto, index, found, inner, path, source, frozenset(auto_named),
+                     None if reference is None else reference.node_names)
+
+
+#: ONNX Runtime's operators that hold weights quantized and packed (weight-only quantization in
+#: operator form, as its MatMulNBits quantizer writes by default): nothing to switch off
+_PACKED_WEIGHT_OPS = frozenset({"MatMulNBits", "GatherBlockQuantized", "MatMulBnb4", "QMoE"})
 
 
 def _all_nodes(graph: onnx.GraphProto) -> Iterable[onnx.NodeProto]:
@@ -373,12 +387,19 @@ def _all_nodes(graph: onnx.GraphProto) -> Iterable[onnx.NodeProto]:
 
 def _assemble(
     proto: onnx.ModelProto, index: GraphIndex, found: Sequence[Found], inner: BodyQuantizers, path: str | None,
-    float_source: str | None, auto_named: frozenset[str],
+    float_source: str | None, auto_named: frozenset[str], float_names: frozenset[str] | None = None,
 ) -> CalibratedModel:
     graph = proto.graph
     # own copies of the few protos calibration nodes keep, so the file's model can be freed
     quantizers = [_detached(f.quantizer) for f in [*found, *inner.found] if f.quantizer is not None]
     if not quantizers:
+        packed = next((n for n in index.nodes if n.op_type in _PACKED_WEIGHT_OPS), None)
+        if packed is not None:
+            raise ModelError(
+                f"the model is quantized weight-only in operator form ({packed.op_type} node {packed.name!r}): its weights are "
+                "packed inside the operators, with no calibration nodes to analyse; expected QDQ nodes: quantize with "
+                "quant_format=QuantFormat.QDQ (MatMulNBitsQuantizer takes it too), or run `ptqdebug calibrate` on the float model"
+            )
         raise ModelError(
             "the model has no calibration nodes (no QuantizeLinear/DequantizeLinear pairs, no HzCalibration "
             "nodes); expected a calibrated model: run `ptqdebug calibrate FLOAT_MODEL DATA -o OUT` to make one"
@@ -461,8 +482,9 @@ def _assemble(
             "minimum), as if the quantizer clamped at 0; ptqdebug analyses the model as ONNX defines it, Relu kept, so "
             "ONNX Runtime's own output of this model can differ from the calibrated scores (see check-deployment)"
         )
+    copies = frozenset(alias_node_name(f, alias) for f in found if f.quantizer is not None for _, alias in f.aliases)
     maps = node_maps(ordered, {q.name for q in quantizers if q.scope is None},
-                     {q.name: q.scope for q in quantizers if q.scope is not None})
+                     {q.name: q.scope for q in quantizers if q.scope is not None}, copies)
     return CalibratedModel(
         proto=canon,
         quantizers=tuple(quantizers),
@@ -474,6 +496,8 @@ def _assemble(
         relu_fused=tuple(fused),
         float_source=float_source,
         auto_named=auto_named,
+        not_in_float=frozenset() if float_names is None else frozenset(maps["node_outputs"]) - float_names - auto_named,
+        copies=copies,
         **maps,
     )
 

@@ -65,13 +65,21 @@ def place_constants_late(nodes: list[onnx.NodeProto], initializers: set[str], pi
 
 
 def node_maps(nodes: list[onnx.NodeProto], qnames: set[str],
-              scoped: Mapping[str, str] | None = None) -> NodeMaps:
+              scoped: Mapping[str, str] | None = None, copies: frozenset[str] = frozenset()) -> NodeMaps:
     """The maps of :class:`~ptqdebug.model.CalibratedModel` over the main graph's ``nodes``.
 
     ``qnames`` are the main graph's calibration nodes; ``scoped`` maps each calibration node
     inside a control-flow body to the main-graph node holding it, which counts it among its own
-    (after those on its inputs)."""
+    (after those on its inputs); ``copies`` are Identity nodes that repeat a calibration node's
+    output (its other DequantizeLinear nodes): no ordinary nodes, their readers read the
+    calibration node."""
     producer = {o: n for n in nodes for o in n.output if o}
+
+    def source(t: str) -> onnx.NodeProto | None:
+        p = producer.get(t)
+        while p is not None and p.name in copies:
+            p = producer.get(p.input[0])
+        return p
     held: dict[str, list[str]] = {}
     for q, holder in (scoped or {}).items():
         held.setdefault(holder, []).append(q)
@@ -79,7 +87,7 @@ def node_maps(nodes: list[onnx.NodeProto], qnames: set[str],
     def search(p: onnx.NodeProto) -> str | None:
         """Reference §2.2: a skippable producer's first calibration predecessor, else recurse once."""
         names = node_inputs(p)[:1] if p.op_type == "ScatterND" else node_inputs(p)
-        preds = [producer[t] for t in names if t in producer]
+        preds = [pred for t in names if (pred := source(t)) is not None]
         for pred in preds:
             if pred.name in qnames:
                 return pred.name
@@ -94,13 +102,13 @@ def node_maps(nodes: list[onnx.NodeProto], qnames: set[str],
     q_nodes: dict[str, list[str]] = {q: [] for q in qnames}
     q_consumers: dict[str, list[str]] = {q: [] for q in qnames}
     for node in nodes:
-        if node.name in qnames:
+        if node.name in qnames or node.name in copies:
             continue
         node_outputs[node.name] = tuple(o for o in node.output if o)
         node_types[node.name] = node.op_type
         found: dict[str, None] = {}
         for t in node_inputs(node):
-            p = producer.get(t)
+            p = source(t)
             if p is None:
                 continue
             if p.name in qnames:

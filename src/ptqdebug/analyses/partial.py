@@ -146,17 +146,18 @@ def prune(ctx: Context, result: PartialQuantizationResult, data_num: int | None 
 
 
 def apply_commands(nodes: Sequence[str], model: str | None = None, qtype: str = "float32",
-                   float_model: str | None = None, renamed: Collection[str] = ()) -> tuple[str, str | None]:
+                   float_model: str | None = None, renamed: Collection[str] = (),
+                   not_in_float: Collection[str] = ()) -> tuple[str, str | None]:
     """The shell commands that keep ``nodes`` in higher precision (``qtype``: float, or their
     activations in int16): ``ptqdebug export`` on the calibrated ``model`` (exactly the
     configuration partial quantization scored: with the ``float_model`` it was scored with, if
     any), and ``ptqdebug calibrate`` from the float model, None where one of ``nodes`` is among
-    ``renamed`` (names ptqdebug gave nodes the file left unnamed, which the float model does not
-    know: :func:`unnamed_reason`)."""
+    ``renamed`` (names ptqdebug gave nodes the file left unnamed) or ``not_in_float`` (names the
+    float model has no node for): the float model does not know them (:func:`unnamed_reason`)."""
     option = "--int16-nodes" if qtype == "int16" else "--float-nodes"
     listed = shlex.quote("[" + ",".join(map(_listed_name, nodes)) + "]")
     floated = f" --float-model {shlex.quote(float_model)}" if float_model else ""
-    calibrate = None if unnamed_reason(nodes, renamed) else (
+    calibrate = None if unnamed_reason(nodes, renamed, not_in_float) else (
         f"ptqdebug calibrate {shlex.quote(float_model) if float_model else 'FLOAT_MODEL'} INPUTS -o OUT {option} {listed}")
     written = "partial_int16.onnx" if qtype == "int16" else "partial.onnx"  # (both printed: one must not overwrite the other)
     return f"ptqdebug export {shlex.quote(model) if model else 'MODEL'}{floated} -o {written} {option} {listed}", calibrate
@@ -180,12 +181,16 @@ def _listed_name(name: str) -> str:
     return "'" + name.replace("'", "''") + "'"
 
 
-def unnamed_reason(nodes: Sequence[str], renamed: Collection[str]) -> str | None:
+def unnamed_reason(nodes: Sequence[str], renamed: Collection[str], not_in_float: Collection[str] = ()) -> str | None:
     """Why :func:`apply_commands` offers no ``calibrate`` command for ``nodes``, or None: the first
-    of them that is among ``renamed``."""
+    of them that is among ``renamed`` or ``not_in_float``."""
     name = next((n for n in nodes if n in renamed), None)
+    if name is not None:
+        return f"{name} is unnamed in the file, a name ptqdebug gave it: calibrating the float model again cannot take it"
+    name = next((n for n in nodes if n in not_in_float), None)
     return None if name is None else (
-        f"{name} is unnamed in the file, a name ptqdebug gave it: calibrating the float model again cannot take it")
+        f"{name} is no node of the float model (the quantizer renamed or added it): calibrating the float model again "
+        "cannot take it")
 
 
 def partial_quantization(

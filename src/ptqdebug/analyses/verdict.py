@@ -268,8 +268,9 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
     else:
         who = {"activation": "Activation quantization causes most of it", "weight": "Weight quantization causes most of it",
                "both": "Weights and activations contribute together"}[cause]
-        text = f"{head}. {who}: only weights quantized gives {w:.6f}, only activations {a:.6f}"
-        text += (" (below the whole model's score: the two errors partly cancel each other)." if min(w, a) < c else ".")
+        why = "the whole model's score: the two errors partly cancel each other)"
+        text = (f"{head}. {who}: only weights quantized gives {w:.6f}{f' (below {why}' if w < c <= a else ''}, "
+                f"only activations {a:.6f}{f' (below {why}' if a < c <= w else f' (both below {why}' if max(w, a) < c else ''}.")
     # the best prefix, and the shortest one that recovers half as much (often far shorter)
     rows, recs = recs, [r for r in recs if not r.left_out]  # every row; the rows scored in float
     best = max(range(len(recs)), key=lambda i: recs[i].score_after) if recs else -1

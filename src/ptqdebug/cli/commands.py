@@ -395,11 +395,11 @@ def _how(nodes: Sequence[str], qtype: str, model: CalibratedModel, path: str) ->
         if qtype == "int16":
             return f"give them InputType: int16 in the original toolchain's node_info: {', '.join(nodes)}"
         return f"list them in the original toolchain's run_on_cpu: {', '.join(nodes)}"
-    export, calibrate = apply_commands(nodes, path, qtype, model.float_source, model.auto_named)
+    export, calibrate = apply_commands(nodes, path, qtype, model.float_source, model.auto_named, model.not_in_float)
     if qtype == "int16":
         return export
     if calibrate is None:
-        return f"{export}   ({unnamed_reason(nodes, model.auto_named)})"
+        return f"{export}   ({unnamed_reason(nodes, model.auto_named, model.not_in_float)})"
     return f"{export}   (or from the float model: {calibrate})"
 
 

@@ -34,6 +34,10 @@ class FloatModel:
         self._nodes = {n.name: n for n in g.node if n.name}
         self._producer = {o: n for n in g.node for o in n.output if o}
 
+    @property
+    def node_names(self) -> frozenset[str]:
+        return frozenset(self._nodes)
+
     def constant(self, name: str) -> np.ndarray | None:
         t = self._inits.get(name)
         return None if t is None else numpy_helper.to_array(t)

@@ -131,6 +131,22 @@ _DYNAMIC = frozenset({"DynamicQuantizeLinear", "MatMulInteger", "ConvInteger", "
                       "MatMulIntegerToFloat", "DynamicQuantizeLSTM"})
 
 
+def _check_same_dequantization(q: onnx.NodeProto, dqs: list[onnx.NodeProto], params: list[_Params]) -> None:
+    """Several DequantizeLinear nodes of one QuantizeLinear must dequantize alike: ptqdebug reads
+    them as one calibration node, the first one's, and the others as copies of its output."""
+    first = params[0]
+    for dq, p in zip(dqs[1:], params[1:]):
+        same = (p.axis == first.axis and p.block_size == first.block_size and np.array_equal(p.scale, first.scale)
+                and np.array_equal(np.asarray(p.zero_point, np.int64), np.asarray(first.zero_point, np.int64)))
+        if not same:
+            raise ModelError(
+                f"QuantizeLinear node {q.name!r} is read by DequantizeLinear nodes {dqs[0].name!r} and {dq.name!r} with "
+                "different scales, zero points or axes: ptqdebug reads one QuantizeLinear and its DequantizeLinear nodes as "
+                "one calibration node; expected the same parameters on every DequantizeLinear of one QuantizeLinear (a "
+                "change of precision is a QuantizeLinear → DequantizeLinear → QuantizeLinear → DequantizeLinear chain)"
+            )
+
+
 def find_qdq(index: GraphIndex, float_model: FloatModel | None) -> list[Found]:
     """Every QDQ calibration node of the graph."""
     dynamic = sorted({n.op_type for n in index.nodes if n.op_type in _DYNAMIC})
@@ -159,7 +175,9 @@ def find_qdq(index: GraphIndex, float_model: FloatModel | None) -> list[Found]:
         dqs = readers
         paired.update(n.name for n in dqs)
         params = _params(index, q)
-        dq_protos = [p for d in dqs for p in _params(index, d).protos]
+        dq_params = [_params(index, d) for d in dqs]
+        _check_same_dequantization(q, dqs, dq_params)
+        dq_protos = [p for d in dq_params for p in d.protos]
         src = q.input[0]
         kind: QuantizerKind = "weight" if src in index.initializers else "activation"
         quantizer = Quantizer(

@@ -147,14 +147,15 @@ def _apply(v: Mapping[str, Any], model: Mapping[str, Any], data: Mapping[str, An
         return f'<div class="apply">{"".join(parts)}</div>'
     path, float_path = _pasteable(get(model, "path")), _pasteable(get(model, "float_model"))
     renamed = [str(n) for n in as_list(get(model, "renamed"))]
+    not_in_float = [str(n) for n in as_list(get(model, "not_in_float"))]
     parts = []
     if names:
-        export, calibrate = apply_commands(names, path, "float32", float_path, renamed)
+        export, calibrate = apply_commands(names, path, "float32", float_path, renamed, not_in_float)
         parts.append(f"<p>To apply the best score ({rows(names, 'float32')}), write this model with {them(len(names))} in "
                      "float, exactly the configuration scored (run as ptqdebug runs it; check-deployment says how "
                      f"ONNX Runtime's defaults run it):</p><code class=\"mono\">{esc(export)}</code>")
         if calibrate is None:
-            parts.append(f"<p>({esc(unnamed_reason(names, renamed))}.)</p>")
+            parts.append(f"<p>({esc(unnamed_reason(names, renamed, not_in_float))}.)</p>")
         else:
             parts.append(f"<p>or calibrate the float model again with {them(len(names))} kept in float (in Python "
                          f"<code>float_nodes=</code>; the original toolchain's <code>run_on_cpu</code>):</p>"
