@@ -80,6 +80,7 @@ def node_maps(nodes: list[onnx.NodeProto], qnames: set[str],
         while p is not None and p.name in copies:
             p = producer.get(p.input[0])
         return p
+
     held: dict[str, list[str]] = {}
     for q, holder in (scoped or {}).items():
         held.setdefault(holder, []).append(q)
