@@ -109,14 +109,22 @@ def test_missing_empty_and_mismatched_folders(tmp_path: Path) -> None:
         load_data(root, SPEC)
 
 
-def test_unequal_counts(tmp_path: Path) -> None:
+def test_inputs_with_other_file_names_are_refused_not_paired_by_position(tmp_path: Path) -> None:
+    """Sample i is the files of one name: a missing file is named, whether or not the counts
+    still agree (a trial's ``b/`` lacked 3.npy but had 6.npy: samples 3-5 were silently mispaired)."""
     root = tmp_path / "cd"
     for name, n in (("x", 3), ("ids", 2)):
         (root / name).mkdir(parents=True)
         for i in range(n):
             np.save(root / name / f"{i}.npy", _sample(0) if name == "x" else np.zeros((1, 5), np.int64))
-    with pytest.raises(DataError, match="unequal sample counts"):
+    with pytest.raises(DataError, match=r"different file names per input \('2.npy' only in 'x'\)"):
         load_data(root, TWO)
+    np.save(root / "ids" / "6.npy", np.zeros((1, 5), np.int64))  # the same count, one name off
+    with pytest.raises(DataError, match=r"\('6.npy' only in 'ids'; '2.npy' only in 'x'\); expected the same names"):
+        load_data(root, TWO)
+    np.save(root / "ids" / "2.npy", np.zeros((1, 5), np.int64))
+    (root / "ids" / "6.npy").unlink()
+    assert len(load_data(root, TWO)) == 3
 
 
 def test_pickled_npy_is_refused_never_loaded(tmp_path: Path) -> None:

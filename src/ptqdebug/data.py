@@ -264,6 +264,24 @@ def _from_arrays(arrays: Mapping[str, np.ndarray], inputs: Sequence[TensorSpec],
     return _from_memory(samples, inputs, source, None)
 
 
+def _check_same_names(folder: Path, per_input: Mapping[str, list[Path]]) -> None:
+    """Sample i is the files of one name in every input's folder: a file missing from one of them
+    is named, not paired by position with another sample's file."""
+    (first, names), *others = [(k, {p.name for p in v}) for k, v in per_input.items()]
+    for name, here in others:
+        found = "; ".join(f"{', '.join(map(repr, files[:3]))}{' ...' if len(files) > 3 else ''} only in {where!r}"
+                          for files, where in ((_by_number(names - here), first), (_by_number(here - names), name)) if files)
+        if found:
+            raise DataError(
+                f"calibration data folder {str(folder)!r} has different file names per input ({found}); expected the same "
+                "names in every input folder (a sample is the files of one name): add or remove the unmatched files"
+            )
+
+
+def _by_number(names: set[str]) -> list[str]:
+    return sorted(names, key=lambda n: _numeric_key(Path(n)))
+
+
 def _from_folder(folder: Path, inputs: Sequence[TensorSpec]) -> Dataset:
     entries = visible_entries(folder)
     if not entries:
@@ -292,10 +310,8 @@ def _from_folder(folder: Path, inputs: Sequence[TensorSpec]) -> Dataset:
             if stray:
                 raise DataError(f"{str(d)!r} contains {stray[0]!r}; expected only .npy files (0.npy, 1.npy, ...)")
             per_input[d.name] = sorted(items, key=_numeric_key)
-    counts = {n: len(v) for n, v in per_input.items()}
-    if len(set(counts.values())) > 1:
-        raise DataError(f"calibration data folder {str(folder)!r} has unequal sample counts per input {counts}; expected the same count in every input folder")
-    n = next(iter(counts.values()))
+    _check_same_names(folder, per_input)
+    n = len(per_input[names[0]])
     if n == 0:
         raise DataError(f"calibration data folder {str(folder)!r} holds no .npy files; expected 0.npy, 1.npy, ... per input")
     # Check headers (dtype, shape) of every file now; values are read and checked when used.

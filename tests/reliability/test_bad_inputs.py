@@ -130,7 +130,7 @@ CASES: list[Case] = [
     Case("data-stray-file-in-input-folder", ANALYSES, DataError, r"contains 'notes\.txt'; expected only \.npy files", data="stray_input"),
     Case("data-folder-name-mismatch", ANALYSES, DataError, r"has folders 'images'; the model inputs are 'input': name one folder after each input", data="mismatch"),
     Case("data-extra-folder", ANALYSES, DataError, r"has folders 'input', 'other'; the model inputs are 'input'", data="extra_folder"),
-    Case("data-unequal-sample-counts", ANALYSES, DataError, r"unequal sample counts per input \{'a': 3, 'b': 2\}", model="two_inputs", data="unequal"),
+    Case("data-unequal-sample-counts", ANALYSES, DataError, r"different file names per input \('2.npy' only in 'a'\)", model="two_inputs", data="unequal"),
     Case("data-wrong-dtype", ANALYSES, DataError, r"input 'input' has dtype float64, the model expects float32; convert it with \.astype\(np\.float32\)", data="dtype"),
     Case("data-integer-dtype", ANALYSES, DataError, r"input 'input' has dtype int64, the model expects float32", data="int_dtype"),
     Case("data-wrong-shape", ANALYSES, DataError, r"input 'input' has shape \[1, 3, 8, 8\], the model expects float32\[N, 3, 16, 16\]", data="shape"),
