@@ -88,6 +88,23 @@ def test_renderer_workers_and_inline_draw_the_same_files(tmp_path: Path) -> None
         assert all(p.read_bytes().startswith(b"\x89PNG") for p in paths)
 
 
+def test_a_figure_the_disk_cannot_take_is_one_line_from_a_worker_too(tmp_path: Path) -> None:
+    """A folder that cannot take a figure (a file where it goes; a read-only folder; a full disk)
+    is the user's to fix: the worker's OptionError reaches the caller as one (one line, exit
+    status 2), not as "drawing figures failed" with a traceback."""
+    import pytest
+
+    from ptqdebug.errors import OptionError
+    from tests.plots.helpers import make_partial
+
+    (tmp_path / "taken").write_text("mine")
+    for workers in (0, 1):
+        with pytest.raises(OptionError, match=r"'.*taken' is a file; expected a folder"), Renderer(workers=workers) as r:
+            r.submit("partial_quantization", make_partial(), tmp_path / "taken" / "a.png")
+            r.close()
+    assert (tmp_path / "taken").read_text() == "mine"
+
+
 def test_renderers_per_machine() -> None:
     """One per core up to four, then half the cores, at most eight (benchmarks/README.md, GPU third run)."""
     from ptqdebug.plots.render import default_workers

@@ -189,6 +189,21 @@ def test_write_atomic_into_a_read_only_folder_names_the_file(tmp_path: Path,
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_full_disk_while_writing_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    """The disk fills up during the write itself (not when the file is made): one line naming the
+    file, and no temporary file left (a trial filled a 600 KB tmpfs: tracebacks from runall,
+    calibrate, export and the figures)."""
+    import errno
+
+    def fill(f: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(UnwritableError, match=r"cannot write '.*a\.png' \(No space left on device\); expected a writable "
+                                              r"folder with free space: free some space on that disk or choose another"):
+        write_atomic(tmp_path / "a.png", fill, binary=True)
+    assert list(tmp_path.iterdir()) == []
+
+
 # -- a folder where an output file goes ------------------------------------------------------------------
 def test_a_folder_where_an_output_file_goes_is_one_line(small: tuple[Path, Path], tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:

@@ -124,9 +124,11 @@ class Renderer:
 
     def close(self) -> list[Path]:
         """Wait for every figure; raise if a worker failed to draw one."""
+        from ..errors import OptionError
         from ..pipes import read_message
 
         errors: list[str] = []
+        refused: list[str] = []  # OptionErrors: the user's to fix (a folder that cannot take a figure)
         for jobs in self._queues:
             jobs.put(None)
         for proc, pending, feeder in zip(self._procs, self._pending, self._feeders):
@@ -137,13 +139,15 @@ class Renderer:
                     errors.append("a figure worker stopped unexpectedly")
                     _kill(proc)  # and the renderers it forked
                     break
-                (self._done if status == "ok" else errors).append(value)
+                {"ok": self._done, "option": refused}.get(status, errors).append(value)
             feeder.join()
             proc.wait()
             if proc.stdout:
                 proc.stdout.close()
         self._procs, self._queues, self._feeders, self._pending = [], [], [], []
         done, self._done = self._done, []
+        if refused:
+            raise OptionError(refused[0])
         if errors:
             raise RuntimeError(f"drawing figures failed: {errors[0]}")
         return [Path(p) for p in done]

@@ -2,7 +2,9 @@
 
 It reads jobs from stdin and writes one reply per job to stdout, each a length-prefixed pickle
 (:mod:`ptqdebug.pipes`):
-job ``(kind, result, path, options)`` → reply ``("ok", path)`` or ``("error", message)``. The
+job ``(kind, result, path, options)`` → reply ``("ok", path)``, ``("option", message)`` (an
+:class:`~ptqdebug.errors.OptionError`, such as a folder that cannot take the file: the user's to
+fix) or ``("error", message)``. The
 parent is always ptqdebug's own :class:`~ptqdebug.plots.render.Renderer` over a private pipe, so
 unpickling its messages trusts no one else. Being started as a module (not through
 ``multiprocessing``), the worker never re-imports the user's script.
@@ -84,12 +86,15 @@ class _Pipes:
 
 
 def _serve(pipes: _Pipes) -> None:
+    from ..errors import OptionError
     from .render import render
 
     while (job := pipes.read()) is not None:
         kind, result, path, options = job
         try:
             reply = ("ok", render(kind, result, path, options))
+        except OptionError as exc:
+            reply = ("option", str(exc)[:_MAX_ERROR])
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which re-raises it
             reply = ("error", f"{type(exc).__name__}: {exc}"[:_MAX_ERROR])
         pipes.write(reply)

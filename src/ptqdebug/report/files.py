@@ -185,8 +185,9 @@ def _unwritable(target: Path, exc: OSError) -> OSError:
     """``exc`` as one line naming ``target``, where the user can fix it; ``exc`` itself otherwise."""
     if exc.errno not in _USER_ERRNOS:
         return exc
+    fix = "free some space on that disk" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "fix its permissions"
     return UnwritableError(f"cannot write {str(target)!r} ({exc.strerror}); expected a writable folder with free space: "
-                           "fix its permissions or choose another folder")
+                           f"{fix} or choose another folder")
 
 
 def check_targets(paths: Iterable[str | os.PathLike[str]]) -> None:
@@ -213,9 +214,9 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[Any], None], bin
         raise _unwritable(target, exc) from None
     try:
         os.chmod(tmp, FILE_MODE)
-        with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            write(f)
         try:
+            with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+                write(f)  # (a full disk fails here, or where the file is flushed)
             os.replace(tmp, target)
         except OSError as exc:
             raise _unwritable(target, exc) from None
