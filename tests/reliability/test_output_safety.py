@@ -216,6 +216,51 @@ def test_staged_output_moves_nothing_when_a_target_is_in_the_way(tmp_path: Path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["node_sensitivity"]
 
 
+def _stage_two_files(stage: StagedOutput) -> None:
+    assert stage.root is not None
+    (stage.root / "node_sensitivity").mkdir()
+    for name in ("node_sensitivity/a.log", "node_sensitivity/b.log", "results.json"):
+        (stage.root / name).write_text("new")
+
+
+def test_staged_output_moves_nothing_into_a_folder_it_cannot_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An earlier run's folder left read-only (another user's, a container's): one line before
+    any move, not a PermissionError halfway with the folder half old, half new. (Permissions
+    are simulated: the suite may run as root, which ignores them.)"""
+    from ptqdebug.report.files import UnwritableError
+
+    (tmp_path / "node_sensitivity").mkdir()
+    (tmp_path / "results.json").write_text("old")
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p).name != "node_sensitivity" and real(p, mode))
+    with StagedOutput(tmp_path) as stage:
+        _stage_two_files(stage)
+        with pytest.raises(UnwritableError, match=r"cannot write into '.*node_sensitivity' \(permission denied\)"):
+            stage.commit()
+    assert (tmp_path / "results.json").read_text() == "old" and not list((tmp_path / "node_sensitivity").iterdir())
+
+
+def test_ctrl_c_during_the_moves_waits_for_the_last_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C that arrives while the files move into place is held until every file has moved:
+    save_dir holds one run's files, never a mix of two (a trial hit the milliseconds' window)."""
+    (tmp_path / "results.json").write_text("old")
+    real, moved = os.replace, []
+
+    def replace(a: object, b: object) -> None:
+        real(a, b)
+        moved.append(b)
+        if len(moved) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt), StagedOutput(tmp_path) as stage:
+        _stage_two_files(stage)
+        stage.commit(then=lambda: moved.append("then"))  # (runall's removal of an earlier run's stale files)
+    assert len(moved) == 4 and moved[-1] == "then"
+    assert {p.relative_to(tmp_path).as_posix(): p.read_text() for p in tmp_path.rglob("*") if p.is_file()} == {
+        "node_sensitivity/a.log": "new", "node_sensitivity/b.log": "new", "results.json": "new"}
+
+
 def test_inputs_are_never_modified(small: tuple[Path, Path], tmp_path: Path) -> None:
     model, data = small
     float_model = model.parent / "float.onnx"

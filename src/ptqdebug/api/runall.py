@@ -222,8 +222,7 @@ def runall(
                 renderer.__exit__(*sys.exc_info())  # stop the figure workers before the staging folder goes
                 raise
             previous = _previous_files(stage.final)
-            files = stage.commit()
-            _remove_stale(stage.final, previous - set(run.results["files"]))
+            files = stage.commit(then=lambda: _remove_stale(stage.final, previous - set(run.results["files"])))
     closing.info("wrote %d files under %s", len(files), stage.final)
     return replace(run, save_dir=stage.final, files=tuple(stage.final / f for f in run.results["files"]))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -9,9 +10,11 @@ import math
 import os
 import re
 import shutil
+import signal
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,8 +131,10 @@ class StagedOutput:
         assert self.root is not None
         return self.final / Path(staged).relative_to(self.root)
 
-    def commit(self) -> list[Path]:
-        """Move every staged file into ``save_dir``; return the final paths (sorted)."""
+    def commit(self, then: Callable[[], None] | None = None) -> list[Path]:
+        """Move every staged file into ``save_dir``, then call ``then`` (what completes the run's
+        output: runall removes an earlier run's stale files), both held from Ctrl-C, so that
+        ``save_dir`` never holds a mix of two runs; return the final paths (sorted)."""
         assert self.root is not None
         staged = sorted(p for p in self.root.rglob("*") if p.is_file())
         moves = [(p, self.final_path(p)) for p in staged]
@@ -138,12 +143,21 @@ class StagedOutput:
                 folder = self.final / parent
                 if folder.exists() and not folder.is_dir():
                     raise OptionError(f"{str(folder)!r} is a file but ptqdebug writes a folder there; move it away or choose another {self.what}")
+                if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):  # (an earlier run's, as another user)
+                    raise UnwritableError(f"cannot write into {str(folder)!r} (permission denied); expected writable folders "
+                                          f"in {self.what}: fix its permissions or choose another {self.what}")
             if target.is_dir():
                 raise OptionError(f"{str(target)!r} is a folder but ptqdebug writes a file there; move it away or choose another {self.what}")
-        for source, target in moves:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(source, target)
-        self._committed = True
+        with _signals_held():  # Ctrl-C now would leave some files new and some old: it waits for the last move
+            for source, target in moves:
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(source, target)
+                except OSError as exc:
+                    raise _unwritable(target, exc) from None
+            self._committed = True
+            if then is not None:
+                then()
         self._remove()
         return [target for _, target in moves]
 
@@ -163,6 +177,26 @@ class StagedOutput:
                     folder.rmdir()  # only if still empty
                 except OSError:
                     break
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold Ctrl-C, SIGTERM and SIGHUP until the block is done, then deliver them: their handlers
+    are swapped for one that notes them (only the main thread can; a mask would not do, as another
+    thread of the process would take the signal and Python would still interrupt this one)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    wanted = [signal.SIGINT, *(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))]
+    previous = {s: signal.signal(s, lambda signum, _: caught.append(signum)) for s in wanted}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        for s in dict.fromkeys(caught):
+            signal.raise_signal(s)
 
 
 def move_file(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
