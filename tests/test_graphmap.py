@@ -137,7 +137,8 @@ def test_long_names_keep_their_end() -> None:
 
 def _reshaping_model() -> onnx.ModelProto:
     """A transformer's pattern: a MatMul whose output is reshaped to a shape computed from its own
-    ``Shape`` (Shape → Gather → Unsqueeze → Concat), then a MatMul by a twice transposed weight."""
+    ``Shape`` (Shape → Gather → Unsqueeze → Concat), then a MatMul by a twice transposed weight; and
+    the Shape of a NonZero, which follows the values."""
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
@@ -157,9 +158,15 @@ def _reshaping_model() -> onnx.ModelProto:
         helper.make_node("Transpose", ["w2"], ["w2t"], name="wt", perm=[1, 0]),
         helper.make_node("Transpose", ["w2t"], ["w2tt"], name="wtt", perm=[1, 0]),
         helper.make_node("MatMul", ["p2", "w2tt"], ["out"], name="mm2"),
+        # a shape that follows values: how many positives (not fixed, though it is a Shape)
+        helper.make_node("Relu", ["y"], ["pos"], name="relu"),
+        helper.make_node("NonZero", ["pos"], ["nz"], name="nonzero"),
+        helper.make_node("Shape", ["nz"], ["nzs"], name="count_shape"),
+        helper.make_node("Cast", ["nzs"], ["count"], name="count", to=TensorProto.FLOAT),
     ]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 8])],
-                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [3, 6])], [w1, w2, *consts])
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [3, 6]),
+                               helper.make_tensor_value_info("count", TensorProto.FLOAT, [2])], [w1, w2, *consts])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
@@ -207,3 +214,32 @@ def test_fixed_nodes_are_not_drawn_unless_scored() -> None:
     assert "not drawn: 2 nodes that compute only from shapes and constants" in html
     assert html.count("<path ") == 1  # mm → r; the edges of the hidden nodes go with them
     assert "not drawn" not in graph_map({k: v for k, v in graph.items() if k != "fixed"}, _sweep({"mm": 0.99}))
+
+
+def test_a_node_holding_calibration_nodes_in_a_body_is_not_fixed() -> None:
+    """An If whose condition comes from a Shape (fixed) but whose branch quantizes a weight: its
+    output changes with that calibration node."""
+    from onnx import TensorProto as T
+    from onnx import helper as h
+    from onnx import numpy_helper as nh
+
+    s, z = nh.from_array(np.array(0.1, np.float32), "s"), nh.from_array(np.array(0, np.int8), "z")
+    body = h.make_graph([h.make_node("QuantizeLinear", ["w", "ws", "z"], ["qw"], name="qw_q"),
+                         h.make_node("DequantizeLinear", ["qw", "ws", "z"], ["dw"], name="qw_dq"),
+                         h.make_node("Identity", ["dw"], ["t_out"], name="t_id")], "then",
+                        [], [h.make_tensor_value_info("t_out", T.FLOAT, [2])],
+                        [nh.from_array(np.array([0.123, -0.456], np.float32), "w"), nh.from_array(np.array(0.01, np.float32), "ws")])
+    other = h.make_graph([h.make_node("Constant", [], ["e_out"], name="e_c", value=nh.from_array(np.zeros(2, np.float32)))],
+                         "else", [], [h.make_tensor_value_info("e_out", T.FLOAT, [2])])
+    nodes = [h.make_node("QuantizeLinear", ["x", "s", "z"], ["qx"], name="q"),
+             h.make_node("DequantizeLinear", ["qx", "s", "z"], ["d"], name="dq"),
+             h.make_node("Shape", ["d"], ["sh"], name="shape"),
+             h.make_node("ReduceSum", ["sh"], ["n"], name="sum", keepdims=0),
+             h.make_node("Greater", ["n", "zero"], ["c"], name="gt"),
+             h.make_node("If", ["c"], ["bias"], name="if", then_branch=body, else_branch=other),
+             h.make_node("Add", ["d", "bias"], ["y"], name="add")]
+    g = h.make_graph(nodes, "a", [h.make_tensor_value_info("x", T.FLOAT, [1, 2])], [h.make_tensor_value_info("y", T.FLOAT, [1, 2])],
+                     [s, z, nh.from_array(np.array(0, np.int64), "zero")])
+    model = dbg.load_model(h.make_model(g, opset_imports=[h.make_opsetid("", 17)], ir_version=8))
+    assert model.node_quantizers["if"] == ("qw_q",)  # the premise
+    assert model.fixed_nodes() == {"shape", "sum", "gt"}

@@ -250,7 +250,7 @@ def test_the_note_on_deleted_relus_says_what_it_knows(cnn_dir: Path) -> None:
 TWO_DQ = """
 <ir_version: 8, opset_import: ["" : 17]>
 g (float[1,2,4,4] x) => (float[1,2,4,4] out)
-<float s = {0.05}, float s2 = {0.075}, int8 z = {0}> {
+<float s = {0.05}, float s2 = {0.075}, float[1] s1 = {0.05}, int8 z = {0}> {
     qx = QuantizeLinear (x, s, z)
     da = DequantizeLinear (qx, s, z)
     db = DequantizeLinear (qx, S2, z)
@@ -263,6 +263,10 @@ g (float[1,2,4,4] x) => (float[1,2,4,4] out)
 
 def _two_dq(tmp_path: Path, second_scale: str) -> Path:
     model = onnx.parser.parse_model(TWO_DQ.replace("S2", second_scale))
+    if second_scale == "h":  # (the parser reads no float16 literal)
+        import numpy as np
+
+        model.graph.initializer.append(onnx.numpy_helper.from_array(np.array(0.05, np.float16), "h"))
     for n, name in zip(model.graph.node, ["q", "dq_a", "dq_b", "relu", "neg", "add"]):
         n.name = name
     path = tmp_path / f"two_dq_{second_scale}.onnx"
@@ -306,3 +310,6 @@ def test_two_dequantize_with_other_parameters_are_refused(tmp_path: Path) -> Non
     with pytest.raises(ModelError, match=r"QuantizeLinear node 'q' is read by DequantizeLinear nodes 'dq_a' and 'dq_b' "
                                          r"with different scales"):
         dbg.load_model(_two_dq(tmp_path, "s2"))
+    with pytest.raises(ModelError, match="output types"):  # a float16 scale: the copy would have the other's type
+        dbg.load_model(_two_dq(tmp_path, "h"))
+    assert [q.name for q in dbg.load_model(_two_dq(tmp_path, "s1")).quantizers] == ["q"]  # [1] is the scalar's scale

@@ -199,6 +199,23 @@ def test_no_calibrate_command_for_nodes_the_float_model_lacks(tmp_path: Path, ca
     assert "is no node of the float model" in page and "ptqdebug calibrate" not in page
 
 
+def test_calibrate_is_offered_for_the_names_it_gave_an_unnamed_float_models_nodes(tmp_path: Path) -> None:
+    """ptqdebug's calibrate names an unnamed float model's nodes <op_type>_<index> and takes those
+    names back: they are no nodes "the float model lacks"."""
+    from ptqdebug.analyses.partial import apply_commands
+    from ptqdebug.calibration import calibrate
+
+    onnx.save(tiny_cnn(seed=1, named=False), tmp_path / "float.onnx")
+    cal = calibrate(tmp_path / "float.onnx", make_samples(3), tmp_path / "cal", method="max")
+    model = dbg.load_model(cal.model_path, tmp_path / "float.onnx")
+    assert not model.auto_named and not model.not_in_float
+    node = model.sensitivity_nodes[0]
+    _, command = apply_commands([node], str(cal.model_path), "float32", str(tmp_path / "float.onnx"), model.auto_named,
+                                model.not_in_float)
+    assert command is not None and node in command
+    calibrate(tmp_path / "float.onnx", make_samples(3), tmp_path / "cal2", method="max", float_nodes=[node])  # it takes it
+
+
 def test_a_float_model_given_in_memory_is_asked_for_in_the_command(tiny, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from tests.support.builders import quantize_qdq
 

@@ -38,8 +38,8 @@ def calibrated(tmp_path_factory: pytest.TempPathFactory):
     return calibrate(d / "float.onnx", make_samples(4), d / "cal", method="percentile", percentile=0.99)
 
 
-def test_fits_match_onnxruntime(calibrated) -> None:
-    ctx = dbg.open_context(calibrated.model_path, calibrated.data_dir)
+def _check_against_onnxruntime(model_path: Path, data: Path) -> dict[str, RangeFit]:
+    ctx = dbg.open_context(model_path, data)
     names = [q.name for q in ctx.model.activation_quantizers]
     fits = {f.quantizer: f for f in range_fits(ctx, names, range(4))}
     assert set(fits) == set(names)
@@ -49,11 +49,47 @@ def test_fits_match_onnxruntime(calibrated) -> None:
         levels = _ort_levels(values, scale, zero, q.qtype)
         f = fits[q.name]
         assert f.used == pytest.approx((levels.max() - levels.min() + 1) / 256)
-        clipped = [not -128 <= round(float(np.float32(v)) / scale) + zero <= 127 for v in values]  # Python's round: half to even
-        assert f.clipped == pytest.approx(np.mean(clipped))
+        lo, hi = (-128, 127) if q.qtype == "int8" else (0, 255)
+        raw = [round(float(np.float32(v)) / scale) + zero for v in values]  # Python's round: half to even
+        assert f.clipped == pytest.approx(np.mean([not lo <= r <= hi for r in raw]))
         assert (f.low, f.high) == (float(values.min()), float(values.max()))
-        assert f.zeroed == pytest.approx(np.mean(levels[values != 0] == zero))
+        # rounded to the zero point, not clipped to it
+        assert f.zeroed == pytest.approx(np.mean([r == zero for r, v in zip(raw, values) if v != 0]))
+    return fits
+
+
+def test_fits_match_onnxruntime(calibrated) -> None:
+    fits = _check_against_onnxruntime(calibrated.model_path, calibrated.data_dir)
     assert any(f.clipped > 0.01 for f in fits.values())  # the premise: percentile 99 clips
+
+
+def test_fits_match_onnxruntime_with_zero_points_off_zero(tmp_path: Path) -> None:
+    onnx.save(tiny_cnn(), tmp_path / "float.onnx")
+    cal = calibrate(tmp_path / "float.onnx", make_samples(4), tmp_path / "cal", method="percentile", percentile=0.99,
+                    activation_symmetric=False)
+    ctx = dbg.open_context(cal.model_path, cal.data_dir)
+    assert any(int(np.asarray(q.zero_point).reshape(-1)[0]) not in (0, -128) for q in ctx.model.activation_quantizers)
+    _check_against_onnxruntime(cal.model_path, cal.data_dir)
+
+
+def test_a_deleted_relu_is_applied_before_the_fit(tmp_path: Path) -> None:
+    """ONNX Runtime's quantizer deletes a Relu before a uint8 node, whose clipping at 0 stands for
+    it: the fit measures the values after the Relu (none clipped), not the negatives it removes
+    (which read "clips 50%" and as rounded to 0)."""
+    from tests.support.builders import quantize_qdq
+
+    onnx.save(tiny_cnn(seed=1), tmp_path / "float.onnx")
+    samples = make_samples(4)
+    quantize_qdq(tmp_path / "float.onnx", tmp_path / "qdq.onnx", samples, activation_type="uint8")
+    ctx = dbg.open_context(tmp_path / "qdq.onnx", samples, float_model=tmp_path / "float.onnx")
+    deleted = [q for q in ctx.model.activation_quantizers if q.off_node is not None]
+    assert deleted  # the premise
+    for q, f in zip(deleted, range_fits(ctx, [q.name for q in deleted], range(4))):
+        after = np.concatenate([np.maximum(ctx.reference(i, [q.input])[q.input], 0).ravel() for i in range(4)])
+        assert f.quantizer == q.name and f.clipped == 0 and f.low == float(after.min()) >= 0 and f.fits
+        scale, zero = float(q.scale.reshape(-1)[0]), int(np.asarray(q.zero_point).reshape(-1)[0])
+        levels = _ort_levels(after, scale, zero, q.qtype)
+        assert f.zeroed == pytest.approx(np.mean(levels[after != 0] == zero))
 
 
 def test_advice() -> None:
@@ -126,5 +162,5 @@ def test_the_verdict_says_why(calibrated, tmp_path: Path) -> None:
     assert ">its range</th>" in page
     fits = {f.quantizer: f for f in run.verdict.fits}
     first = [fits[q] for q in run.verdict.recommendations[0].calibration_nodes if q in fits]
-    worst = max(first, key=lambda f: (f.clips, f.one_sided, f.clipped, -f.used))
+    worst = max(first, key=lambda f: f.severity)
     assert f">{worst.brief()}</td>" in page

@@ -57,6 +57,17 @@ class TensorSpec:
         return f"{self.dtype.name}{dims}"
 
 
+#: Ops whose output shape follows values: those of their inputs after the first ("rest": a
+#: Reshape's target, a Slice's ends, TopK's k), or of every input ("all": NonZero's, a Loop's).
+SHAPE_FROM_VALUES: Mapping[str, str] = MappingProxyType({
+    **dict.fromkeys(("Reshape", "Expand", "Tile", "Slice", "Pad", "Resize", "Upsample", "TopK", "OneHot", "Squeeze",
+                     "Unsqueeze", "Split", "Compress", "CenterCropPad", "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin",
+                     "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"), "rest"),
+    **dict.fromkeys(("NonZero", "Unique", "NonMaxSuppression", "Range", "ConstantOfShape", "Loop", "If", "Scan",
+                     "StringSplit"), "all"),
+})
+
+
 @dataclass(frozen=True, eq=False)
 class CalibratedModel:
     """A calibrated model as ptqdebug sees it.
@@ -195,19 +206,37 @@ class CalibratedModel:
                      if q.exact and q.scope is None and not self.quantizer_nodes.get(q.name))
 
     def fixed_nodes(self) -> frozenset[str]:
-        """Ordinary nodes whose outputs no input value and no calibration node can change: they
-        compute only from tensor shapes (``Shape``, ``Size``), initializers and constants, such
-        as a transformer's ``Shape → Gather → Concat`` that builds a ``Reshape``'s target shape.
-        A calibration node's output is never fixed (switching it changes it), nor is any value
-        that depends on a model input's values."""
+        """Ordinary nodes whose outputs no calibration node can change and no input value either:
+        they compute only from initializers, constants and tensor shapes (``Shape``, ``Size``)
+        that quantization cannot change, such as a transformer's ``Shape → Gather → Concat``
+        that builds a ``Reshape``'s target shape.
+
+        A calibration node's output is never fixed (switching it changes it), nor is a node that
+        holds calibration nodes in its bodies. A shape is *static* (the same whatever is
+        quantized) when every tensor it comes from has a static shape: a model input's, an
+        initializer's; an op's output shape is static when its inputs' shapes are, and, for the
+        ops whose output shape follows values (:data:`SHAPE_FROM_VALUES`: a ``Reshape``'s target,
+        a ``NonZero``'s input), when those values are fixed."""
         graph = self.proto.graph
         fixed = {t.name for t in graph.initializer}
+        static = fixed | {i.name for i in graph.input}
         qmap = self.quantizer_map
+        holders = {q.scope for q in self.quantizers if q.scope is not None}
         out: set[str] = set()
         for n in graph.node:
+            inputs = node_inputs(n)
             if n.name in qmap:
+                if n.input[0] in static:
+                    static.update(o for o in n.output if o)
                 continue
-            if n.op_type in ("Shape", "Size") or all(t in fixed for t in node_inputs(n)):
+            values = SHAPE_FROM_VALUES.get(n.op_type)
+            if values is None:
+                shaped = all(t in static for t in inputs)
+            else:
+                shaped = all(t in static for t in inputs) and all(t in fixed for t in (inputs if values == "all" else inputs[1:]))
+            if shaped:
+                static.update(o for o in n.output if o)
+            if n.name not in holders and (all(t in fixed for t in inputs) or (n.op_type in ("Shape", "Size") and n.input[0] in static)):
                 fixed.update(o for o in n.output if o)
                 out.add(n.name)
         return frozenset(out & self.node_outputs.keys())

@@ -301,6 +301,7 @@ def test_channels_of_one_value_are_dots() -> None:
     assert list(dots.get_xdata()) == [1, 2, 3, 4, 5, 6] and list(dots.get_ydata()) == pytest.approx(list(b.median))
     assert not by_gid(ax, "box") and not by_gid(ax, "median")
     assert "one value per channel" in ax.get_title()
+    assert [int(t) for t in ax.get_xticks()] == [1, 2, 3, 4, 5, 6] and ax.get_xlim() == (0.5, 6.5)  # the channels, 1-based
     assert not by_gid(ax_of(channel_boxes_figure(make_boxes(6))), "values")  # (boxes where channels vary)
 
 

@@ -11,8 +11,8 @@ node in float. And a range can fit its values' extremes while most values are fa
 step: an attention Softmax's probabilities span 0 to 1, but most of them are below half of 1/255
 and round to 0 (ViT-S: two thirds or more), which only more levels (int16) can resolve.
 
-:func:`range_fits` measures both exactly (ONNX ``QuantizeLinear``: round half to even, then
-saturate) on the float values the calibration nodes receive, over the samples given, and
+:func:`range_fits` measures the three exactly (ONNX ``QuantizeLinear``: round half to even, then
+saturate) on the float values the calibration nodes stand for, over the samples given, and
 :meth:`RangeFit.advice` says what it points to.
 """
 
@@ -83,6 +83,11 @@ class RangeFit:
     def fits(self) -> bool:
         return not (self.clips or self.one_sided or self.coarse)
 
+    @property
+    def severity(self) -> tuple[bool, bool, bool, float, float]:
+        """Order of the worst fit first: clipping, then a one-sided waste, then coarse steps."""
+        return (self.clips, self.one_sided, self.coarse, self.clipped, -self.used)
+
     def advice(self) -> str | None:
         """What the fit points to, in a sentence fragment, or None where it fits."""
         span = f"its values span {self.low:.3g} to {self.high:.3g}, its range {self.range_low:.3g} to {self.range_high:.3g}"
@@ -113,11 +118,13 @@ def range_fits(ctx: Context, names: Sequence[str], samples: Sequence[int] = (0,)
               and model.quantizer_map[n].scale.size == 1 and model.data_visible(n)]
     if not chosen or not samples:
         return ()
-    fetch = list(dict.fromkeys(q.input for q in chosen))
-    refs = [ctx.reference(i, fetch) for i in samples]
+    # the values the node stands for: after the Relu/Clip ONNX Runtime's quantizer deleted before it,
+    # which the node's own clipping replaces (its placeholder's output), not the negatives it removes
+    source = {q.name: q.output if q.off_node is not None and q.scope is None else q.input for q in chosen}
+    refs = [ctx.reference(i, list(dict.fromkeys(source.values()))) for i in samples]
     out = []
     for q in chosen:
-        values = np.concatenate([np.asarray(r[q.input], np.float64).ravel() for r in refs])
+        values = np.concatenate([np.asarray(r[source[q.name]], np.float64).ravel() for r in refs])
         values = values[np.isfinite(values)]
         if not values.size:
             continue
@@ -127,7 +134,7 @@ def range_fits(ctx: Context, names: Sequence[str], samples: Sequence[int] = (0,)
         levels = np.clip(raw, qmin, qmax)
         used = float((levels.max() - levels.min() + 1) / (qmax - qmin + 1))
         nonzero = values != 0
-        zeroed = float(np.mean(levels[nonzero] == zero)) if nonzero.any() else 0.0
+        zeroed = float(np.mean(raw[nonzero] == zero)) if nonzero.any() else 0.0  # (not clipped to the zero point)
         out.append(RangeFit(q.name, q.qtype, float(np.mean(raw != levels)), used, float(values.min()), float(values.max()),
                             step * (qmin - zero), step * (qmax - zero), abs(qmin + qmax - 2 * zero) <= 1, len(samples),
                             zeroed))

@@ -219,7 +219,8 @@ def _blind_sentence(ctx: Context, data_num: int | None) -> str:
 
 def _why_sentence(recs: Sequence[Recommendation], fits: Sequence[RangeFit]) -> str:
     """Why the first recommended nodes lose, where their activations' ranges say it (see
-    :mod:`ptqdebug.analyses.rangefit`): values clipped, or a symmetric range on one-sided values."""
+    :mod:`ptqdebug.analyses.rangefit`): values clipped, a symmetric range on one-sided values, or
+    most values rounded to 0."""
     first = {q for r in recs[:WHY_NODES] for q in r.calibration_nodes}
     advice = [a for f in fits if f.quantizer in first and (a := f.advice())]
     return "".join(f" Why: {a}." for a in advice[:WHY_NODES])
@@ -268,9 +269,10 @@ def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation
     else:
         who = {"activation": "Activation quantization causes most of it", "weight": "Weight quantization causes most of it",
                "both": "Weights and activations contribute together"}[cause]
-        why = "the whole model's score: the two errors partly cancel each other)"
-        text = (f"{head}. {who}: only weights quantized gives {w:.6f}{f' (below {why}' if w < c <= a else ''}, "
-                f"only activations {a:.6f}{f' (below {why}' if a < c <= w else f' (both below {why}' if max(w, a) < c else ''}.")
+        cancel = "the whole model's score: the two errors partly cancel each other"
+        after_w = f" (below {cancel})" if w < c <= a else ""
+        after_a = f" (below {cancel})" if a < c <= w else f" (both below {cancel})" if max(w, a) < c else ""
+        text = f"{head}. {who}: only weights quantized gives {w:.6f}{after_w}, only activations {a:.6f}{after_a}."
     # the best prefix, and the shortest one that recovers half as much (often far shorter)
     rows, recs = recs, [r for r in recs if not r.left_out]  # every row; the rows scored in float
     best = max(range(len(recs)), key=lambda i: recs[i].score_after) if recs else -1

@@ -32,11 +32,14 @@ class FloatModel:
             if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
                 self._inits[node.output[0]] = node.attribute[0].t
         self._nodes = {n.name: n for n in g.node if n.name}
+        self._graph_nodes = list(g.node)
         self._producer = {o: n for n in g.node for o in n.output if o}
 
     @property
     def node_names(self) -> frozenset[str]:
-        return frozenset(self._nodes)
+        """Its nodes' names, an unnamed one's as ptqdebug names it (``<op_type>_<index>``, what
+        ``calibrate`` gives it and accepts)."""
+        return frozenset(n.name or f"{n.op_type}_{i}" for i, n in enumerate(self._graph_nodes))
 
     def constant(self, name: str) -> np.ndarray | None:
         t = self._inits.get(name)

@@ -134,14 +134,17 @@ _DYNAMIC = frozenset({"DynamicQuantizeLinear", "MatMulInteger", "ConvInteger", "
 def _check_same_dequantization(q: onnx.NodeProto, dqs: list[onnx.NodeProto], params: list[_Params]) -> None:
     """Several DequantizeLinear nodes of one QuantizeLinear must dequantize alike: ptqdebug reads
     them as one calibration node, the first one's, and the others as copies of its output."""
-    first = params[0]
+    def key(p: _Params) -> tuple[object, ...]:  # (a scale of shape [] and one of [1] are the same)
+        return (p.axis if p.scale.size > 1 else None, p.block_size, p.protos[0].data_type, p.scale.reshape(-1).tobytes(),
+                np.asarray(p.zero_point, np.int64).reshape(-1).tobytes())
+
+    first = key(params[0])
     for dq, p in zip(dqs[1:], params[1:]):
-        same = (p.axis == first.axis and p.block_size == first.block_size and np.array_equal(p.scale, first.scale)
-                and np.array_equal(np.asarray(p.zero_point, np.int64), np.asarray(first.zero_point, np.int64)))
+        same = key(p) == first
         if not same:
             raise ModelError(
                 f"QuantizeLinear node {q.name!r} is read by DequantizeLinear nodes {dqs[0].name!r} and {dq.name!r} with "
-                "different scales, zero points or axes: ptqdebug reads one QuantizeLinear and its DequantizeLinear nodes as "
+                "different scales, zero points, axes or output types: ptqdebug reads one QuantizeLinear and its DequantizeLinear nodes as "
                 "one calibration node; expected the same parameters on every DequantizeLinear of one QuantizeLinear (a "
                 "change of precision is a QuantizeLinear → DequantizeLinear → QuantizeLinear → DequantizeLinear chain)"
             )

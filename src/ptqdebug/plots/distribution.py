@@ -255,8 +255,8 @@ def channel_boxes_figure(b: ChannelBoxes) -> Figure:
     fig.set_label(FIXED_LAYOUT)
     fig.subplots_adjust(left=left, right=right, bottom=0.12, top=0.92)
     ax = fig.add_subplot()
-    # every channel one value (a pooled output of one sample): boxes would be flat dashes, so dots
-    single = bool(c) and bool(np.all(b.maximum == b.minimum))
+    # every channel one finite value (a pooled output of one sample): boxes would be flat dashes, so dots
+    single = bool(c) and bool(np.isfinite(b.median).all() and np.array_equal(b.maximum, b.minimum))
     if single:
         ax.plot(np.arange(1, c + 1), b.median, linestyle="none", marker="o", markersize=3, color="red", gid="values")
     elif c:
@@ -265,6 +265,7 @@ def channel_boxes_figure(b: ChannelBoxes) -> Figure:
         if any(math.isnan(v) for v in bad):
             mark_nonfinite(ax, [bad], offset=1)
             ax.legend(loc="upper right", fontsize=8)  # inside: the fixed margins leave no room beside the axes
+    if c:
         _channel_ticks(ax, c, width)
     ax.set_xlabel("channel")
     ax.set_ylabel("Value in channel" if single else "Range of data in channel")

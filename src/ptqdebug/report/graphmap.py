@@ -113,7 +113,7 @@ def graph_map(graph: Mapping[str, Any], sensitivity: Mapping[str, Any], keep: Se
               lost: Sequence[str] = ()) -> str:
     """The graph section's HTML: ``graph`` as results.json holds it (``nodes``: ``[name, op_type,
     has calibration nodes]`` in topological order, ``edges``: index pairs, ``fixed``: the nodes
-    that compute only from shapes and constants, not drawn unless scored), coloured by
+    that compute only from shapes and constants, not drawn unless in the sweep), coloured by
     ``sensitivity`` (a node sweep's results); ``keep``: the nodes the verdict recommends keeping in
     float (outlined), ``lost``: calibration nodes that round output channels away (dashed red)."""
     # [name, op_type, has calibration nodes] (results of before the third field: not known)
@@ -122,10 +122,11 @@ def graph_map(graph: Mapping[str, Any], sensitivity: Mapping[str, Any], keep: Se
     metric = str((as_list(get(sensitivity, "metrics")) or ["cosine-similarity"])[0])
     entries = [e for e in as_list(get(sensitivity, "entries")) if isinstance(e, Mapping)]
     scores = {str(get(e, "name")): v for e in entries if (v := num(get(mapping(e, "scores"), metric))) is not None}
+    rank = {str(get(e, "name")): k for k, e in enumerate(entries, 1)}
     # constants, and nodes that compute only from shapes and constants (a transformer's hundreds of
     # Shape → Gather → Concat chains), only clutter the picture: no quantization changes them
     fixed = {i for i in as_list(get(graph, "fixed")) if isinstance(i, int)}
-    hidden = {i for i, (name, op, _) in enumerate(nodes) if (op == "Constant" or i in fixed) and name not in scores}
+    hidden = {i for i, (name, op, _) in enumerate(nodes) if (op == "Constant" or i in fixed) and name not in rank}
     drawn = [i for i in range(len(nodes)) if i not in hidden]
     if not drawn:
         return ""
@@ -135,7 +136,6 @@ def graph_map(graph: Mapping[str, Any], sensitivity: Mapping[str, Any], keep: Se
     edges = [(index[a], index[b]) for a, b in (e for e in as_list(get(graph, "edges")) if isinstance(e, (list, tuple)) and len(e) == 2)
              if isinstance(a, int) and isinstance(b, int) and a in index and b in index and a < b]
     where = layout(len(drawn), edges)
-    rank = {str(get(e, "name")): k for k, e in enumerate(entries, 1)}
     shade, losses = _shades(scores, metric)
     kept, flagged = set(keep), set(lost)
     rightmost: dict[int, float] = {}  # layer -> the slot furthest right: a ranked node there gets its name beside it

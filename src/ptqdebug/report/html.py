@@ -192,10 +192,10 @@ def _fits(v: Mapping[str, Any]) -> dict[str, RangeFit]:
 
 
 def _fit_td(fits: Sequence[RangeFit]) -> str:
-    """A row's range cell: its worst fit (clipping first, then a one-sided waste), the advice on hover."""
+    """A row's range cell: its worst fit (:attr:`RangeFit.severity`), the advice on hover."""
     if not fits:
         return '<td class="small muted">–</td>'
-    worst = max(fits, key=lambda f: (f.clips, f.one_sided, f.coarse, f.clipped, -f.used))
+    worst = max(fits, key=lambda f: f.severity)
     tip = worst.advice() or (f"{worst.quantizer}: {worst.clipped:.2%} clipped, {worst.used:.0%} of its {worst.qtype} levels "
                              f"reached, {worst.zeroed:.0%} of its non-zero values rounded to 0")
     cls = "small" + (" muted" if worst.fits else " warn-text")
