@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import numbers
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -322,6 +323,8 @@ def open_context(
         raise OptionError(f"providers is {providers!r}; expected a name such as 'CPUExecutionProvider' or a list of names")
     if not isinstance(cache, (bool, np.bool_)):
         raise OptionError(f"cache is {cache!r}; expected True or False")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 0):
+        raise OptionError(f"threads is {threads!r}; expected a whole number >= 1 (0 or None: ONNX Runtime's default)")
     if executor is not None and executor not in EXECUTORS:
         raise OptionError(f"unknown executor {executor!r}; expected one of {', '.join(EXECUTORS)}")
     if isinstance(model_or_file, Context):  # the pair in effect: what is given, else the context's

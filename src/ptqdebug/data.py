@@ -327,6 +327,8 @@ def _from_folder(folder: Path, inputs: Sequence[TensorSpec]) -> Dataset:
 
 def load_data(source: object, inputs: Sequence[TensorSpec]) -> Dataset:
     """Calibration data from any supported source, checked against ``inputs`` (see module doc)."""
+    if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence) or not all(isinstance(s, TensorSpec) for s in inputs):
+        raise OptionError(f"inputs is {inputs!r}; expected the model's input specs, such as load_model(path).inputs")
     if source is None:
         raise DataError("no calibration data given; expected a calibration_data folder (one folder per model input)")
     if isinstance(source, Dataset):
@@ -354,7 +356,8 @@ def load_data(source: object, inputs: Sequence[TensorSpec]) -> Dataset:
             if len(inputs) != 1:
                 raise DataError(f"{str(path)!r} is one array but the model has {len(inputs)} inputs; use a folder per input or an .npz with one array per input")
             return _from_arrays({inputs[0].name: np.asarray(_np_load(path))}, inputs, repr(str(path)))
-        raise DataError(f"calibration data {str(path)!r} is a {path.suffix or 'extensionless'} file; expected a folder, an .npz or an .npy file")
+        kind = f"a {path.suffix}" if path.suffix else "an extensionless"
+        raise DataError(f"calibration data {str(path)!r} is {kind} file; expected a folder, an .npz or an .npy file")
     if isinstance(source, np.ndarray):  # as an .npy file holds it: samples along a new first axis (or the batch axis)
         if len(inputs) != 1:
             raise DataError(f"the calibration data is one array but the model has {len(inputs)} inputs; pass a list "

@@ -248,3 +248,41 @@ def test_plot_acc_error_needs_q(tmp_path: Path, capsys: pytest.CaptureFixture[st
 def test_open_context_refuses_a_non_boolean_cache(cnn: tuple[Path, Path]) -> None:
     with pytest.raises(OptionError, match=r"cache is 'no'; expected True or False"):
         dbg.open_context(*cnn, cache="no")  # type: ignore[arg-type]
+
+
+# API arguments of the wrong kind, found by a trial of careless calls: one line each, before any work
+def test_api_arguments_of_the_wrong_kind_are_one_line(cnn: tuple[Path, Path], tmp_path: Path) -> None:
+    model, data = cnn
+    with pytest.raises(OptionError, match=r"save_path is None; expected the model file to write"):
+        dbg.export_model(model, None, [])  # type: ignore[arg-type]
+    with pytest.raises(OptionError, match=r"out_dir is None; expected the folder"):
+        dbg.calibrate(model, data, None)  # type: ignore[arg-type]
+    with pytest.raises(OptionError, match=r"inputs is 5; expected the model's input specs"):
+        dbg.load_data(data, 5)  # type: ignore[arg-type]
+    with pytest.raises(OptionError, match=r"inputs is \['x'\]"):
+        dbg.load_data(data, ["x"])  # type: ignore[list-item]
+    for threads in ("x", 2.5, -1, True):
+        with pytest.raises(OptionError, match=r"threads is .*; expected a whole number >= 1"):
+            dbg.open_context(model, data, threads=threads)  # type: ignore[arg-type]
+    for call in (lambda: dbg.runall(model, data, tmp_path / "r", progress=5),  # type: ignore[arg-type]
+                 lambda: dbg.get_sensitivity_of_nodes(model, calibrated_data=data, progress="x", cache=False)):  # type: ignore[arg-type]
+        with pytest.raises(OptionError, match=r"progress is .*; expected a function called as progress\(done, total\)"):
+            call()
+    assert not (tmp_path / "r").exists()
+
+
+def test_more_samples_than_there_are_and_an_empty_save_dir_are_refused(cnn: tuple[Path, Path], tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.calibration.models import make_samples, tiny_cnn
+    import onnx
+
+    onnx.save(tiny_cnn(), tmp_path / "float.onnx")
+    np_data = tmp_path / "d.npz"
+    import numpy as np
+
+    np.savez(np_data, x=np.concatenate([s["x"] for s in make_samples(3)]))
+    line = _one_error(capsys, ["calibrate", str(tmp_path / "float.onnx"), str(np_data), "-o", str(tmp_path / "c"), "-d", "10"])
+    assert f"there are only 3 samples in {str(np_data)!r}, but data_num is 10; use at most 3" in line
+    assert not (tmp_path / "c").exists()
+    model, data = cnn
+    assert "save_dir is ''" in _one_error(capsys, ["get-sensitivity-of-nodes", str(model), str(data), "-s", ""])

@@ -24,6 +24,7 @@ from .checks import (
     check_metric,
     check_node_list,
     check_pick_threshold,
+    check_progress,
     check_save_dir,
     pick_direction,
 )
@@ -131,6 +132,7 @@ def sensitivity_analysis(
         raise OptionError(f"order {order!r} is not supported; expected one of {', '.join(ORDERS)}")
     check_pick_threshold(pick_threshold, metric)
     data_num = check_data_num(data_num)
+    check_progress(progress)
     check_node_list(None, sensitive_nodes, "sensitive_nodes", expand=True)
     if save_dir is not None:
         check_save_dir(save_dir, calibrated_data, model_or_file)

@@ -26,7 +26,7 @@ from ..report.files import check_dir
 
 __all__ = [
     "CURVES", "check_axis", "check_bool", "check_data_num", "check_metric", "check_metrics", "check_node_list",
-    "check_node_type", "check_pick_threshold", "check_providers", "check_save_dir", "pick_direction",
+    "check_node_type", "check_pick_threshold", "check_progress", "check_providers", "check_save_dir", "pick_direction",
 ]
 
 _KNOWN = ", ".join(METRICS)
@@ -92,6 +92,12 @@ def check_bool(value: object, what: str) -> bool:
     if not isinstance(value, (bool, np.bool_)) and not (isinstance(value, int) and value in (0, 1)):
         raise OptionError(f"{what} is {value!r}; expected True or False")
     return bool(value)
+
+
+def check_progress(value: object) -> None:
+    """A progress callback: a function (or a factory of them, per step), or None."""
+    if value is not None and not callable(value):
+        raise OptionError(f"progress is {value!r}; expected a function called as progress(done, total), or None")
 
 
 def check_axis(value: object) -> int | None:

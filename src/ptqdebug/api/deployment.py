@@ -9,7 +9,7 @@ from ..analyses.deployment import DeploymentCheck
 from ..analyses.deployment import check_deployment as _check_deployment
 from ..analyses.sensitivity import Progress
 from ..metrics import MetricLike
-from .checks import check_data_num, check_metrics
+from .checks import check_data_num, check_metrics, check_progress
 from .common import FloatModelArg, ModelArg, context_for, runtime_errors
 
 __all__ = ["check_deployment"]
@@ -43,6 +43,7 @@ def check_deployment(
         scores per output.
     """
     mets = check_metrics(metrics)
+    check_progress(progress)
     data_num = check_data_num(data_num)
     ctx = context_for(model_or_file, calibrated_data, float_model, providers, True, None, None)
     ctx.samples(data_num)

@@ -83,6 +83,8 @@ def export_model(
         float_nodes is not None and int16_nodes is not None) else []
     if both:
         raise OptionError(f"{both[0]!r} is in both float_nodes and int16_nodes; expected each node in at most one of them")
+    if isinstance(save_path, bytes) or not isinstance(save_path, (str, os.PathLike)) or not str(save_path).strip():
+        raise OptionError(f"save_path is {save_path!r}; expected the model file to write, e.g. 'partial.onnx'")
     target = Path(save_path)
     if target.suffix != ".onnx":
         raise OptionError(f"save_path {str(target)!r} does not end in .onnx; expected the model file to write, e.g. partial.onnx")

@@ -62,6 +62,7 @@ from .checks import (
     check_metrics,
     check_node_list,
     check_pick_threshold,
+    check_progress,
     check_save_dir,
 )
 from .common import (
@@ -193,6 +194,7 @@ def runall(
     data_num = check_data_num(data_num)
     axis = check_axis(axis)
     pick_threshold = check_pick_threshold(pick_threshold)
+    check_progress(progress)
     lists = _node_lists(output_node, interested_nodes, dis_nodes_list, cw_nodes_list, sensitive_nodes)
     for value, what, expand in lists:
         check_node_list(None, value, what, expand=expand)

@@ -14,7 +14,7 @@ from ..errors import OptionError
 from ..metrics import MetricLike, get_metrics
 from ..report.sensitivity_files import write_sensitivity
 from ..report.tables import info_table, sensitivity_rows
-from .checks import check_bool, check_data_num, check_metrics, check_node_list, check_save_dir
+from .checks import check_bool, check_data_num, check_metrics, check_node_list, check_progress, check_save_dir
 from .common import FloatModelArg, ModelArg, context_for, runtime_errors, show_info
 
 __all__ = ["compare_tensors", "get_sensitivity_of_nodes", "local_errors", "sensitivity_of_nodes"]
@@ -122,6 +122,7 @@ def get_sensitivity_of_nodes(
     verbose = check_bool(verbose, "verbose")
     check_node_type(node_type)
     data_num = check_data_num(data_num)
+    check_progress(progress)
     check_node_list(None, interested_nodes, "interested_nodes", expand=True)
     check_node_list(None, output_node, "output_node", expand=False)
     if save_dir is not None:
@@ -167,6 +168,7 @@ def local_errors(
     """
     mets = check_metrics(metrics, per_tensor="local errors")
     data_num = check_data_num(data_num)
+    check_progress(progress)
     check_node_list(None, nodes, "nodes", expand=False)
     ctx = context_for(model_or_file, calibrated_data, float_model, providers, True, None, None)
     names = None

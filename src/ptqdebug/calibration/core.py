@@ -349,6 +349,8 @@ def calibrate(
     percentile = float(percentile)
     pre = ImagePreprocess.from_options(preprocess)
     provider_list = resolve_providers(providers)
+    if isinstance(out_dir, bytes) or not isinstance(out_dir, (str, os.PathLike)) or not str(out_dir).strip():
+        raise OptionError(f"out_dir is {out_dir!r}; expected the folder to write the calibrated model in, e.g. 'calibrated'")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise OptionError(f"output folder {str(out)!r} is a file; expected a folder (it is created if missing)")
@@ -382,7 +384,11 @@ def calibrate(
             write_calibration_data(source, folder, prepared.inputs, data_num)
         else:  # OUT/calibration_data of an earlier run is the input: read in place, never rewritten
             folder = source.folder
-        data = load_data(folder, prepared.inputs).head(data_num)
+        data = load_data(folder, prepared.inputs)
+        if data_num is not None and data_num > len(data):  # refused, as everywhere
+            raise OptionError(f"there are only {len(data)} samples in {source.description}, but data_num is {data_num}; "
+                              f"use at most {len(data)}")
+        data = data.head(data_num)
         n = len(data)
         logger.info("There are %d samples in the data set.", n)
 

@@ -213,7 +213,7 @@ def _ctx(args: argparse.Namespace):  # noqa: ANN202
     if model.is_dir() and data.is_file() and data.suffix.lower() == ".onnx":  # the Python functions' order differs
         raise OptionError(f"the model comes first on the command line, then the calibration data: got the folder {str(model)!r} "
                           f"first and the model {str(data)!r} second; swap the two")
-    if getattr(args, "save_dir", None):  # a bad save_dir fails before the model is read, and nothing is created yet
+    if getattr(args, "save_dir", None) is not None:  # a bad save_dir ('' too) fails before the model is read, and nothing is created yet
         from ..api.checks import check_save_dir
 
         check_save_dir(args.save_dir, args.calibrated_data)
@@ -233,7 +233,7 @@ def _sensitivity(args: argparse.Namespace) -> int:
         rows = {k: {m: v[m] for m in result.metrics} for k, v in rows.items()}
     print(info_table("node sensitivity", args.node_type, rows).lstrip("\n"))
     _few_samples(ctx, args.data_num)
-    if args.save_dir:
+    if args.save_dir is not None:
         _written(write_sensitivity(result, args.save_dir))
     return 0
 
