@@ -592,3 +592,14 @@ def test_overlapping_metric_calls_give_the_blas_setting_back() -> None:
     assert blas_threads() == [1] * len(before)
     second.__exit__(None, None, None)
     assert blas_threads() == before
+
+
+def test_a_metric_returning_a_numeric_string_is_refused() -> None:
+    """float('1.0') would take it: a string is no number, whatever it spells."""
+    from ptqdebug.errors import OptionError
+    from ptqdebug.metrics import _user_metric
+
+    metric = _user_metric(lambda reference, actual: "1.0", "stringy", "", None)
+    with pytest.raises(OptionError, match=r"metric stringy returned '1.0'; expected a number"):
+        metric.func(np.ones(3), np.ones(3))
+    assert _user_metric(lambda reference, actual: np.float32(0.5), "plain", "", None).func(np.ones(3), np.ones(3)) == 0.5

@@ -252,7 +252,7 @@ def _from_arrays(arrays: Mapping[str, np.ndarray], inputs: Sequence[TensorSpec],
     names = [s.name for s in inputs]
     if sorted(arrays) != sorted(names):
         raise DataError(
-            f"{source} holds arrays {', '.join(map(repr, arrays)) or 'none'}; expected one per model input: "
+            f"{source} holds {'arrays ' + ', '.join(map(repr, arrays)) if arrays else 'no arrays'}; expected one per model input: "
             f"{', '.join(map(repr, names))}"
         )
     per_input = {s.name: _split_samples(arrays[s.name], s, source) for s in inputs}
@@ -306,9 +306,10 @@ def _from_folder(folder: Path, inputs: Sequence[TensorSpec]) -> Dataset:
         per_input = {}
         for d in dirs:
             items = visible_entries(d)
-            stray = [p.name for p in items if not (p.is_file() and p.suffix == ".npy")]
+            stray = [p for p in items if not (p.is_file() and p.suffix == ".npy")]
             if stray:
-                raise DataError(f"{str(d)!r} contains {stray[0]!r}; expected only .npy files (0.npy, 1.npy, ...)")
+                broken = " (a link to nothing)" if stray[0].is_symlink() and not stray[0].exists() else ""
+                raise DataError(f"{str(d)!r} contains {stray[0].name!r}{broken}; expected only .npy files (0.npy, 1.npy, ...)")
             per_input[d.name] = sorted(items, key=_numeric_key)
     _check_same_names(folder, per_input)
     n = len(per_input[names[0]])

@@ -272,6 +272,8 @@ def _user_metric(fn: Callable[..., object], name: str, ref: str, fingerprint: st
                 fix += f" (its dicts hold {', '.join(map(repr, reference))})"
             raise user_error(exc, where, f"metric {name}", OptionError, fix) from None
         try:
+            if isinstance(value, (str, bytes)):  # float("1.0") would take it
+                raise TypeError
             return float(value)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             shown = (f"an array of shape {list(np.shape(value))}" if isinstance(value, np.ndarray)
