@@ -216,3 +216,36 @@ def test_ray_executor_equals_local(cnn_dir: Path) -> None:
     assert list(_scores(remote)) == list(_scores(local))
     assert all(abs(_scores(remote)[k]["cosine-similarity"] - v["cosine-similarity"]) < 1e-6
                for k, v in _scores(local).items())
+
+
+def test_ctrl_c_during_a_ray_sweep_cancels_its_tasks_and_stops_the_instance_it_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray's processes outlived an interrupted run by a minute or more (a trial); now its tasks are
+    cancelled and the Ray instance ptqdebug started is shut down, while one the caller started
+    stays (a fake Ray module records the calls)."""
+    import sys
+    import types
+
+    from ptqdebug.parallel import cluster
+
+    def fake_ray(initialized: bool) -> types.SimpleNamespace:
+        calls: list[str] = []
+        state = {"up": initialized}
+
+        def interrupted_get(refs: list[str]) -> None:
+            raise KeyboardInterrupt
+
+        return types.SimpleNamespace(
+            calls=calls, is_initialized=lambda: state["up"],
+            init=lambda **kw: (calls.append("init"), state.update(up=True)),
+            remote=lambda fn: types.SimpleNamespace(remote=lambda job: f"ref{job}"),
+            get=interrupted_get, cancel=lambda ref, force: calls.append(f"cancel {ref}"),
+            shutdown=lambda: calls.append("shutdown"))
+
+    monkeypatch.setattr(cluster, "_check_ray_address", lambda address: None)
+    for initialized, expected in ((False, ["init", "cancel ref1", "cancel ref2", "shutdown"]),
+                                  (True, ["cancel ref1", "cancel ref2"])):
+        ray = fake_ray(initialized)
+        monkeypatch.setitem(sys.modules, "ray", ray)
+        with pytest.raises(KeyboardInterrupt):
+            cluster._run_ray([1, 2])  # type: ignore[list-item]
+        assert ray.calls == expected

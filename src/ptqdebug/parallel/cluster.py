@@ -113,15 +113,27 @@ def _run_ray(jobs: list[Job]) -> list[np.ndarray]:
         import ray
     except ImportError:
         raise OptionError("executor 'ray' needs Ray: pip install 'ptqdebug[ray]'") from None
-    if not ray.is_initialized():
-        address = os.environ.get("RAY_ADDRESS", "")
-        _check_ray_address(address)
+    started = not ray.is_initialized()
+    try:
+        if started:
+            address = os.environ.get("RAY_ADDRESS", "")
+            _check_ray_address(address)
+            try:
+                ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
+            except (ConnectionError, TimeoutError, ValueError) as exc:  # Ray's own words for a cluster it cannot use
+                where = f"the Ray cluster at RAY_ADDRESS={address!r}" if address else "a Ray instance"
+                reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+                raise OptionError(f"cannot connect to {where}: {reason}; expected a running cluster: check RAY_ADDRESS, "
+                                  "or unset it to start Ray on this machine") from None
+        remote = ray.remote(run_job)
+        refs = [remote.remote(job) for job in jobs]
         try:
-            ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
-        except (ConnectionError, TimeoutError, ValueError) as exc:  # Ray's own words for a cluster it cannot use
-            where = f"the Ray cluster at RAY_ADDRESS={address!r}" if address else "a Ray instance"
-            reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-            raise OptionError(f"cannot connect to {where}: {reason}; expected a running cluster: check RAY_ADDRESS, "
-                              "or unset it to start Ray on this machine") from None
-    remote = ray.remote(run_job)
-    return ray.get([remote.remote(job) for job in jobs])
+            return ray.get(refs)
+        except KeyboardInterrupt:
+            for ref in refs:
+                ray.cancel(ref, force=True)
+            raise
+    except KeyboardInterrupt:  # Ctrl-C: the Ray instance this run started goes with it, not minutes later
+        if started:
+            ray.shutdown()
+        raise
