@@ -304,3 +304,25 @@ def test_fixed_thread_count_gives_identical_results_in_another_context(small: tu
     b = dbg.get_sensitivity_of_nodes(dbg.open_context(str(model), str(data), threads=1, cache=False), data_num=None)
     assert json.dumps(a) == json.dumps(b)
     assert np.isfinite([v["cosine-similarity"] for v in a.values()]).all()
+
+
+def test_what_a_killed_run_left_is_removed_by_the_next_one(tmp_path: Path) -> None:
+    """``kill -9`` leaves the staging folder (nothing can catch it); the next run in that folder
+    removes it, since its process is gone, and keeps a live process's and another host's."""
+    import socket
+
+    if os.name != "posix":
+        pytest.skip("process ids are checked on POSIX only")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    left = tmp_path / f"{STAGING_PREFIX}{dead.pid}@{host}-abc123"
+    live = tmp_path / f"{STAGING_PREFIX}{os.getppid()}@{host}-def456"
+    other_host = tmp_path / f"{STAGING_PREFIX}{dead.pid}@not-{host}-ghi789"
+    for folder in (left, live, other_host):
+        (folder / "sub").mkdir(parents=True)
+        (folder / "sub" / "a.png").write_text("x")
+    with StagedOutput(tmp_path) as stage:
+        assert stage.root is not None and stage.root.name.startswith(f"{STAGING_PREFIX}{os.getpid()}@{host}-")
+        stage.commit()
+    assert not left.exists() and live.exists() and other_host.exists()

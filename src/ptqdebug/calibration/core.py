@@ -39,7 +39,7 @@ from ..engine.runtime import (
 )
 from ..errors import ModelError, OptionError, UnknownNodeError
 from ..metrics import METRICS, compare
-from ..report.files import check_dir, staging_folder, write_atomic
+from ..report.files import check_dir, owned_prefix, remove_abandoned, staging_folder, write_atomic
 from .inputs import (
     check_replaceable,
     open_source,
@@ -360,7 +360,8 @@ def calibrate(
         raise OptionError(f"model_name {model_name!r} must be a plain file name such as calibrated_model.onnx")
     int16_wanted = all_int16 or bool(int16_nodes)
 
-    with tempfile.TemporaryDirectory(prefix="ptqdebug-calibrate-") as tmp, contextlib.ExitStack() as stack:
+    remove_abandoned("ptqdebug-calibrate-", tempfile.gettempdir())  # (what a killed run left there)
+    with tempfile.TemporaryDirectory(prefix=owned_prefix("ptqdebug-calibrate-")) as tmp, contextlib.ExitStack() as stack:
         work = Path(tmp)
         prepared = prepare_model(float_model, work, per_channel=per_channel, int16=int16_wanted, optimize=optimize)
         named16 = _int16_tensors(prepared, int16_nodes)

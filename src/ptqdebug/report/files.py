@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 import time
@@ -21,7 +22,7 @@ from typing import Any
 from ..errors import OptionError
 
 __all__ = ["FILE_MODE", "StagedOutput", "UnwritableError", "check_dir", "check_targets", "dump_json", "ensure_dir", "move_file",
-           "safe_filename", "staging_folder", "unique_filenames", "write_atomic"]
+           "owned_prefix", "remove_abandoned", "safe_filename", "staging_folder", "unique_filenames", "write_atomic"]
 
 #: Prefix of the hidden folder a run writes into before its files are moved into place.
 STAGING_PREFIX = ".ptqdebug-staging-"
@@ -49,10 +50,40 @@ FILE_MODE, DIR_MODE = 0o666 & ~_UMASK, 0o777 & ~_UMASK
 
 def staging_folder(prefix: str, parent: str | os.PathLike[str]) -> Path:
     """A new uniquely named folder in ``parent`` that may be renamed into place later (it gets
-    the usual permissions, not a temporary folder's)."""
-    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    the usual permissions, not a temporary folder's). Its name carries this process's id and
+    host, so that a later run can remove it if this process is killed (:func:`remove_abandoned`)."""
+    remove_abandoned(prefix, parent)
+    folder = Path(tempfile.mkdtemp(prefix=owned_prefix(prefix), dir=parent))
     os.chmod(folder, DIR_MODE)
     return folder
+
+
+def owned_prefix(prefix: str) -> str:
+    """``prefix`` with this process's id and host: ``<prefix><pid>@<host>-``."""
+    return f"{prefix}{os.getpid()}@{socket.gethostname()}-"
+
+
+def remove_abandoned(prefix: str, parent: str | os.PathLike[str]) -> None:
+    """Delete the folders in ``parent`` named by :func:`owned_prefix` whose process, on this host,
+    is gone: what a run killed outright (``kill -9``, out of memory) left behind. Folders of
+    live processes, of other hosts (a shared disk) and of unknown form are kept."""
+    if os.name != "posix":  # (os.kill(pid, 0) would send Ctrl-C on Windows)
+        return
+    host = socket.gethostname()
+    try:
+        found = [p for p in Path(parent).iterdir() if p.name.startswith(prefix) and p.is_dir() and not p.is_symlink()]
+    except OSError:
+        return
+    for folder in found:
+        pid, _, rest = folder.name[len(prefix):].partition("@")
+        if not pid.isdigit() or not rest.startswith(f"{host}-") or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            pass  # alive, another user's
 
 
 def _as_path(path: object, what: str) -> Path:
