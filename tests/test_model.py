@@ -313,3 +313,10 @@ def test_two_dequantize_with_other_parameters_are_refused(tmp_path: Path) -> Non
     with pytest.raises(ModelError, match="output types"):  # a float16 scale: the copy would have the other's type
         dbg.load_model(_two_dq(tmp_path, "h"))
     assert [q.name for q in dbg.load_model(_two_dq(tmp_path, "s1")).quantizers] == ["q"]  # [1] is the scalar's scale
+
+
+def test_a_calibrated_model_given_as_the_float_model_is_refused(tmp_path: Path) -> None:
+    path = _save(tmp_path)
+    with pytest.raises(ModelError, match=r"the float model '.*m\.onnx' holds calibration nodes \(QuantizeLinear node 'Q_0'\): "
+                                         r"it is a calibrated model; expected the float model"):
+        dbg.load_model(path, path)

@@ -382,7 +382,13 @@ def load_model(
 
     reference = None
     if float_model is not None:
-        reference = FloatModel(read_onnx(float_model, "float model"))
+        float_proto = read_onnx(float_model, "float model")
+        quantizing = next((n for n in float_proto.graph.node if n.op_type in ("QuantizeLinear", "HzCalibration")), None)
+        if quantizing is not None:
+            where = f" {str(float_model)!r}" if isinstance(float_model, (str, os.PathLike)) else ""
+            raise ModelError(f"the float model{where} holds calibration nodes ({quantizing.op_type} node {quantizing.name!r}): "
+                             "it is a calibrated model; expected the float model the calibrated one was made from")
+        reference = FloatModel(float_proto)
 
     finders: list[Finder] = [lambda ix: find_horizon(ix, opset), lambda ix: find_qdq(ix, reference)]
     index = GraphIndex(graph)
