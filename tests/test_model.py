@@ -320,3 +320,16 @@ def test_a_calibrated_model_given_as_the_float_model_is_refused(tmp_path: Path) 
     with pytest.raises(ModelError, match=r"the float model '.*m\.onnx' holds calibration nodes \(QuantizeLinear node 'Q_0'\): "
                                          r"it is a calibrated model; expected the float model"):
         dbg.load_model(path, path)
+
+
+def test_a_pipe_or_a_device_as_the_model_is_refused_without_waiting(tmp_path: Path) -> None:
+    """A pipe can be read once (``<(cat m.onnx)`` read as corrupt) and a FIFO's open waits for a
+    writer forever: both are refused before any read."""
+    import os
+
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs here")
+    os.mkfifo(tmp_path / "fifo")
+    for path in (tmp_path / "fifo", Path(os.devnull)):
+        with pytest.raises(ModelError, match=r"is not a regular file \(a pipe or a device\); expected an \.onnx file on disk"):
+            dbg.load_model(path)

@@ -45,6 +45,9 @@ def read_onnx(source: str | os.PathLike[str] | onnx.ModelProto, what: str = "mod
         raise ModelError(f"{what} file {str(path)!r} does not exist; check the path")
     if path.is_dir():
         raise ModelError(f"{what} {str(path)!r} is a folder; expected an .onnx file")
+    if not path.is_file():  # a pipe can be read once (and a FIFO's open waits for a writer)
+        raise ModelError(f"{what} {str(path)!r} is not a regular file (a pipe or a device); expected an .onnx file on "
+                         "disk: save the model to a file first")
     try:
         with open(path, "rb") as f:
             head = f.read(64)
