@@ -95,7 +95,7 @@ def _ptq_side(qpath: Path, samples: list[dict[str, np.ndarray]], threads: int | 
     phases["open_context"] = time.perf_counter() - t
     t = time.perf_counter()
     configs = [Configuration("calibrated", ctx.model.calibrated_configuration)]
-    results = [accumulate_error(ctx, configs, prefix="calibrated", metric="sqnr", sample=i) for i in range(len(samples))]
+    results = [accumulate_error(ctx, configs, prefix="calibrated", metric="sqnr", samples=(i,)) for i in range(len(samples))]
     phases["accumulate"] = time.perf_counter() - t
     wall = time.perf_counter() - t0
     vals = results[0].curves[0].values

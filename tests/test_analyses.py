@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import ptqdebug as dbg
-from ptqdebug.analyses.accumulate import Configuration, accumulate_error, configurations_for
+from ptqdebug.analyses.accumulate import AccumulateErrorResult, Configuration, accumulate_error, configurations_for
 from ptqdebug.analyses.distribution import channel_boxes, distributions
 from ptqdebug.analyses.partial import partial_quantization
 from ptqdebug.analyses.stats import calibration_node_stats
@@ -67,6 +67,30 @@ def test_accumulate_error_matches_brute_force(ctx, cnn_dir: Path, samples) -> No
         actual = oracle_from_file(cnn_dir / f"{NAME}.onnx", config.enabled, samples[0], outputs=tensors)
         want = [compare([COS], ref[t], actual[t])[0] for t in tensors]
         np.testing.assert_allclose(curve.values, want, atol=1e-6)
+
+
+def test_curves_over_several_samples_are_the_mean_of_each_samples_curve(ctx, cnn_dir: Path, samples) -> None:
+    """Beyond the original (one sample): each point is the mean of the samples' scores, so the last
+    point is the score the sweeps average over the same samples."""
+    ((prefix, configs),) = configurations_for(ctx, ["weight", "activation"])
+    result = accumulate_error(ctx, configs, prefix=prefix, samples=range(3))
+    assert result.samples == 3 and AccumulateErrorResult.from_dict(result.to_dict()) == result
+    tensors = list(result.tensors)
+    refs = [oracle_from_file(cnn_dir / f"{NAME}.onnx", set(), samples[i], outputs=tensors) for i in range(3)]
+    for config, curve in zip(configs, result.curves):
+        runs = [oracle_from_file(cnn_dir / f"{NAME}.onnx", config.enabled, samples[i], outputs=tensors) for i in range(3)]
+        want = [np.mean([compare([COS], refs[i][t], runs[i][t])[0] for i in range(3)]) for t in tensors]
+        np.testing.assert_allclose(curve.values, want, atol=1e-6)
+    one = [accumulate_error(ctx, configs, prefix=prefix, samples=(i,)) for i in range(3)]
+    assert len({c.values[-1] for r in one for c in r.curves[:1]}) == 3  # (the premise: the samples differ)
+    # the calibrated curve's last point: what a sweep of the calibrated model scores on those samples
+    from ptqdebug.analyses.sensitivity import configuration_values
+    from ptqdebug.metrics import METRICS
+
+    (output,) = ctx.model.outputs
+    (score,) = configuration_values(ctx, [configs[0].enabled], metrics=[METRICS["cosine-similarity"]], compare_at=[output],
+                                    data_num=3).mean(axis=-1).ravel()
+    assert result.curves[0].values[result.tensors.index(output)] == pytest.approx(score, abs=1e-9)
 
 
 def test_accumulate_error_is_exact_upstream_of_the_first_change(ctx) -> None:

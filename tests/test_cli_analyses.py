@@ -89,6 +89,20 @@ def test_plot_acc_error_writes_the_original_file_names(workdir: Path) -> None:
         assert (workdir / "acc" / name).is_file(), (cmd, sorted(p.name for p in (workdir / "acc").iterdir()))
 
 
+def test_plot_acc_error_averages_over_the_samples_asked_for(workdir: Path) -> None:
+    """-d N (beyond the original, which draws one sample): the printed last points are the API's
+    means over N samples."""
+    import ptqdebug as dbg
+
+    proc = _shell("ptqdebug plot-acc-error calibrated_model.onnx calibration_data -q weight -d 3 -s acc3/", workdir)
+    assert proc.returncode == 0, proc.stderr
+    (result,) = dbg.plot_acc_error(workdir / "calibration_data", workdir / "calibrated_model.onnx", "weight",
+                                   save_dir=workdir / "acc3api", data_num=3)
+    assert result.samples == 3
+    for curve in result.curves:
+        assert f"  {curve.label}: {curve.values[-1]:.6g}" in proc.stdout
+
+
 def test_distribution_file_names(workdir: Path) -> None:
     proc = _shell("ptqdebug plot-distribution calibrated_model.onnx calibration_data -n [317_HzCalibration,471_HzCalibration,Conv_2] -s dist", workdir)
     assert proc.returncode == 0, proc.stderr

@@ -11,7 +11,9 @@ Configurations follow the original's rules (§4.3):
   Unlike the original (reference §1.4), a flat list really switches each node off.
 
 Curves keep the user's order. Non-finite points stay at their index (the original dropped +inf
-points, which shifted every later point left). A model output produced by a calibration node (an
+points, which shifted every later point left). The original draws one sample; given several, each
+point is the mean of the samples' scores (NaNs skipped, as the sweeps average), so that a curve's
+last point is the score the sweeps and the verdict give on those samples. A model output produced by a calibration node (an
 output QDQ pair) is the last point, named after that calibration node, so a curve ends at the
 score the verdict gives.
 """
@@ -19,6 +21,7 @@ score the verdict gives.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -64,22 +67,25 @@ class ErrorCurve:
 
 @dataclass(frozen=True)
 class AccumulateErrorResult:
-    """One figure's worth of curves: ``values[j]`` is the error at ``tensors[j]`` (output of ``nodes[j]``)."""
+    """One figure's worth of curves: ``values[j]`` is the error at ``tensors[j]`` (output of
+    ``nodes[j]``), the mean over ``samples`` samples."""
 
     prefix: str
     metric: str
     tensors: tuple[str, ...]
     nodes: tuple[str, ...]
     curves: tuple[ErrorCurve, ...]
+    samples: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return {"prefix": self.prefix, "metric": self.metric, "tensors": list(self.tensors), "nodes": list(self.nodes),
-                "curves": [{"label": c.label, "enabled": c.enabled, "values": list(c.values)} for c in self.curves]}
+                "curves": [{"label": c.label, "enabled": c.enabled, "values": list(c.values)} for c in self.curves],
+                "samples": self.samples}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> AccumulateErrorResult:
         curves = tuple(ErrorCurve(c["label"], tuple(float(v) for v in c["values"]), int(c["enabled"])) for c in d["curves"])
-        return cls(d["prefix"], d["metric"], tuple(d["tensors"]), tuple(d["nodes"]), curves)
+        return cls(d["prefix"], d["metric"], tuple(d["tensors"]), tuple(d["nodes"]), curves, int(d.get("samples", 1)))
 
 
 def configurations_for(ctx: Context, quantize_node: object = None, non_quantize_node: object = None) -> list[tuple[str, list[Configuration]]]:
@@ -133,9 +139,10 @@ def accumulate_error(
     *,
     prefix: str,
     metric: str = "cosine-similarity",
-    sample: int = 0,
+    samples: Sequence[int] = (0,),
 ) -> AccumulateErrorResult:
-    """The error at every output of every node with calibration nodes (reference §2.3), per configuration."""
+    """The error at every output of every node with calibration nodes (reference §2.3), per
+    configuration: the mean over ``samples`` (indices into the context's data; NaNs skipped)."""
     (m,) = get_metrics(metric)
     per_tensor_only([m], "cumulative error curves")
     nodes = ctx.model.sensitivity_nodes
@@ -145,13 +152,17 @@ def accumulate_error(
     shown = {t for _, t in pairs}
     pairs += [(q.name, q.output) for q in ctx.model.quantizers if q.output in ctx.model.outputs and q.output not in shown]
     tensors = [t for _, t in pairs]
-    values = np.full((len(configs), len(tensors)), np.nan)
+    values = np.full((len(samples), len(configs), len(tensors)), np.nan)
     index = {t: j for j, t in enumerate(tensors)}
+    for s, sample in enumerate(samples):
 
-    def visit(t: str, ref: np.ndarray, actual: list[np.ndarray]) -> None:
-        for i, a in enumerate(actual):
-            values[i, index[t]] = compare([m], ref, a, sample)[0]
+        def visit(t: str, ref: np.ndarray, actual: list[np.ndarray], s: int = s, sample: int = sample) -> None:
+            for i, a in enumerate(actual):
+                values[s, i, index[t]] = compare([m], ref, a, sample)[0]
 
-    ctx.engine.trace(ctx.data[sample], [c.enabled for c in configs], tensors, visit)
-    curves = tuple(ErrorCurve(c.label, tuple(float(v) for v in values[i]), len(c.enabled)) for i, c in enumerate(configs))
-    return AccumulateErrorResult(prefix, m.name, tuple(tensors), tuple(n for n, _ in pairs), curves)
+        ctx.engine.trace(ctx.data[sample], [c.enabled for c in configs], tensors, visit)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a point NaN on every sample stays NaN
+        mean = np.nanmean(values, axis=0)
+    curves = tuple(ErrorCurve(c.label, tuple(float(v) for v in mean[i]), len(c.enabled)) for i, c in enumerate(configs))
+    return AccumulateErrorResult(prefix, m.name, tuple(tensors), tuple(n for n, _ in pairs), curves, len(samples))

@@ -24,7 +24,7 @@ from ..errors import OptionError
 from ..plots.render import Renderer
 from ..report.files import ensure_dir
 from ..report.names import acc_error_png, boxplot_png, distribution_png
-from .checks import CURVES, check_axis, check_bool, check_metric, check_node_list, check_save_dir
+from .checks import CURVES, check_axis, check_bool, check_data_num, check_metric, check_node_list, check_save_dir
 from .common import FloatModelArg, ModelArg, context_for, runtime_errors
 
 __all__ = [
@@ -66,13 +66,15 @@ def write_channel_boxes(items: list[ChannelBoxes], save_dir: SaveDir, renderer: 
 
 
 def accumulate_errors(ctx: Context, quantize_node: object = None, non_quantize_node: object = None,
-                      metric: MetricLike = "cosine-similarity") -> list[AccumulateErrorResult]:
-    """One result per figure the arguments ask for (see :mod:`ptqdebug.analyses.accumulate`).
-    Every name is checked before the first curve is computed."""
+                      metric: MetricLike = "cosine-similarity", data_num: int | None = 1) -> list[AccumulateErrorResult]:
+    """One result per figure the arguments ask for (see :mod:`ptqdebug.analyses.accumulate`), on
+    the first ``data_num`` samples (None: all). Every name is checked before the first curve is
+    computed."""
     metric = check_metric(metric, per_tensor=CURVES)
     check_acc_nodes(ctx, quantize_node, non_quantize_node)
     figures = configurations_for(ctx, quantize_node, non_quantize_node)
-    return [accumulate_error(ctx, configs, prefix=prefix, metric=metric) for prefix, configs in figures]
+    samples = range(len(ctx.samples(data_num)))
+    return [accumulate_error(ctx, configs, prefix=prefix, metric=metric, samples=samples) for prefix, configs in figures]
 
 
 def check_acc_nodes(ctx: Context | None, quantize_node: object, non_quantize_node: object) -> None:
@@ -96,6 +98,7 @@ def plot_acc_error(
     average_mode: bool = False,
     save_dir: SaveDir = "./debug_result/",
     *,
+    data_num: int | None = 1,
     float_model: FloatModelArg = None,
     providers: str | list[str] | None = None,
 ) -> list[AccumulateErrorResult]:
@@ -106,15 +109,17 @@ def plot_acc_error(
     ``non_quantize_node``: names or nested lists un-quantized from the calibrated model (each flat
     name really is switched off, unlike the original). ``average_mode`` draws running means.
     Writes ``{prefix}_{metric}.png`` (``average_{prefix}_{metric}.png``) in ``save_dir`` and returns
-    the curves, on the first calibration sample.
+    the curves, on the first calibration sample as the original draws them, or (beyond it) the
+    mean over the first ``data_num`` samples (None: all).
     """
     metric = check_metric(metric, per_tensor=CURVES)
     average_mode = check_bool(average_mode, "average_mode")
+    data_num = check_data_num(data_num)
     check_acc_nodes(None, quantize_node, non_quantize_node)
     check_save_dir(save_dir, calibrated_data, model_or_file)
     ctx = context_for(model_or_file, calibrated_data, float_model, providers)
-    with runtime_errors(ctx, 1):
-        results = accumulate_errors(ctx, quantize_node, non_quantize_node, metric)
+    with runtime_errors(ctx, data_num):
+        results = accumulate_errors(ctx, quantize_node, non_quantize_node, metric, data_num)
     write_accumulate_error(results, save_dir, average_mode)
     return results
 

@@ -354,7 +354,7 @@ def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
     t = time.perf_counter()
     if quantize_node is None and non_quantize_node is None:
         quantize_node = ["weight", "activation"]
-    acc = accumulate_errors(ctx, quantize_node, non_quantize_node, ae_metric)
+    acc = accumulate_errors(ctx, quantize_node, non_quantize_node, ae_metric, data_num)  # (the original: one sample)
     written += write_accumulate_error(acc, root / "accumulate_error", average_mode, renderer)
     timing["accumulate_error_s"] = time.perf_counter() - t
 

@@ -75,6 +75,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="names or groups to un-quantize (-q or -nq is required)")
     p.add_argument("-m", "--metric", default="cosine-similarity", help=f"{_METRICS} (default cosine-similarity)")
     p.add_argument("-a", "--average_mode", type=parse_bool, default=False, help="plot running means (default false)")
+    p.add_argument("-d", "-dn", "--data_num", type=data_num, default=1,
+                   help="average the curves over the first N samples (default 1, as the original; 'all')")
     add_runtime(p)
     p.set_defaults(func=_acc_error)
 
@@ -245,7 +247,7 @@ def _acc_error(args: argparse.Namespace) -> int:
     check_acc_nodes(None, args.quantize_node, args.non_quantize_node)
     ctx = _ctx(args)
     results = api.plot_acc_error(args.calibrated_data, ctx, args.quantize_node, args.non_quantize_node, args.metric,
-                                 args.average_mode, args.save_dir)
+                                 args.average_mode, args.save_dir, data_num=args.data_num)
     for r in results:
         where = f"{r.tensors[-1]!r}, output of {r.nodes[-1]!r}, the last of {len(r.tensors)}" if r.tensors else "no node outputs"
         print(f"{r.prefix} ({r.metric} at {where}):")

@@ -63,7 +63,7 @@ def accumulate_error_figure(result: AccumulateErrorResult, average_mode: bool = 
     index_axis(ax, n, result.nodes if named else None)
     ax.set_xlabel("node index")
     ax.set_ylabel(text(result.metric))
-    ax.set_title(text(result.prefix, 120))
+    ax.set_title(text(result.prefix, 120) + (f" (mean of {result.samples} samples)" if result.samples > 1 else ""))
     ax.grid(True, alpha=0.3)
     legend_right(ax, title="running mean" if average_mode else None)
     return fig

@@ -382,6 +382,9 @@ def _graph(graph: Mapping[str, Any], node_sweep: Mapping[str, Any], verdict: Map
 
 def _accumulate(items: Sequence[Any], save_dir: Path) -> str:
     parts = []
+    counts = {num(get(acc, "samples")) or 1 for acc in items if isinstance(acc, Mapping)}
+    on = (f"the mean over the first {int(max(counts))} calibration samples" if max(counts, default=1) > 1
+          else "on the first calibration sample (as the original draws them)")
     for acc in items:
         if not isinstance(acc, Mapping):
             continue
@@ -394,8 +397,8 @@ def _accumulate(items: Sequence[Any], save_dir: Path) -> str:
     if not parts:
         return ""
     return ('<section class="card" id="accumulate-error"><h2>Cumulative error</h2><p class="muted small">Error at every '
-            "node output with all upstream calibration nodes on, in graph order, on the first calibration sample (as the "
-            "original draws them). Hover a point for its node and value.</p>"
+            f"node output with all upstream calibration nodes on, in graph order, {on}. Hover a point for its node and "
+            "value.</p>"
             + "".join(parts) + "</section>")
 
 
