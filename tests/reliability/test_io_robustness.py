@@ -204,6 +204,39 @@ def test_a_full_disk_while_writing_is_one_line_and_leaves_nothing(tmp_path: Path
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_function_writing_several_files_writes_all_or_none(small: tuple[Path, Path], tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills up at the second of three figures: none of them lands in save_dir (a trial
+    found plot-distribution leaving the first figure, stat-info its JSON and one figure)."""
+    from ptqdebug.plots import render as drawing
+
+    model, data = small
+    nodes = list(dbg.load_model(model).sensitivity_nodes[:3])
+    real, calls = drawing.render, []
+
+    def full_at_the_second(kind: str, result: object, path: str, options: dict) -> str:
+        calls.append(path)
+        if len(calls) == 2:
+            raise UnwritableError(f"cannot write {path!r} (No space left on device)")
+        return real(kind, result, path, options)
+
+    monkeypatch.setattr(drawing, "render", full_at_the_second)
+    (tmp_path / "pd").mkdir()
+    (tmp_path / "pd" / "mine.txt").write_text("mine")
+    with pytest.raises(UnwritableError):
+        dbg.plot_distribution(model, data, nodes, save_dir=tmp_path / "pd")
+    assert [p.name for p in (tmp_path / "pd").iterdir()] == ["mine.txt"]
+    import ptqdebug.plots
+
+    def full(fig: object, path: object) -> None:  # the JSON is written; its figures cannot be
+        raise UnwritableError(f"cannot write {str(path)!r} (No space left on device)")
+
+    monkeypatch.setattr(ptqdebug.plots, "save_figure", full)
+    with pytest.raises(UnwritableError):
+        dbg.get_calibration_nodes_stat_info(model, data, save_dir=tmp_path / "new", visualize=True)
+    assert not (tmp_path / "new").exists()
+
+
 # -- a folder where an output file goes ------------------------------------------------------------------
 def test_a_folder_where_an_output_file_goes_is_one_line(small: tuple[Path, Path], tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:

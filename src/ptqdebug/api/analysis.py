@@ -37,6 +37,7 @@ from .common import (
     runtime_errors,
     show_info,
     step_progress,
+    write_all,
 )
 from .sensitivity import sensitivity_of_nodes
 
@@ -143,7 +144,7 @@ def sensitivity_analysis(
                                           sensitive_nodes=sensitive_nodes, metric=metric, progress=progress, qtype=qtype,
                                           order=order)
     if save_dir is not None:
-        write_partial(result, save_dir)
+        write_all(save_dir, lambda folder: write_partial(result, folder))
     return result
 
 
@@ -200,7 +201,7 @@ def get_calibration_nodes_stat_info(
     check_node_list(ctx.model, nodes_list, "nodes_list", expand=True)
     with runtime_errors(ctx, data_num):
         stats = calibration_node_stats(ctx, nodes_list, data_num)
-    write_stats(stats, save_dir, visualize)
+    write_all(save_dir, lambda folder: write_stats(stats, folder, visualize))
     if visualize:
         shown: dict[str, dict[str, Any]] = {s.name: display_row(s) for s in stats}
         show_info(info_table("calibration nodes stat info", "node", shown))

@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import cast
 
 import onnx
@@ -15,9 +16,10 @@ from ..analyses.sensitivity import Progress
 from ..context import Context, open_context
 from ..errors import OptionError
 from ..model import CalibratedModel
+from ..report.files import StagedOutput
 from .checks import check_bool
 
-__all__ = ["FloatModelArg", "ModelArg", "ProgressFactory", "context_for", "logger", "show_info", "step_progress"]
+__all__ = ["FloatModelArg", "ModelArg", "ProgressFactory", "context_for", "logger", "show_info", "step_progress", "write_all"]
 
 logger = logging.getLogger("ptqdebug")
 
@@ -25,6 +27,17 @@ ModelArg = str | os.PathLike[str] | onnx.ModelProto | CalibratedModel | Context
 FloatModelArg = str | os.PathLike[str] | onnx.ModelProto | None
 #: Called with a step title; returns that step's ``progress(done, total)`` callback.
 ProgressFactory = Callable[[str], Progress]
+
+
+def write_all(save_dir: str | os.PathLike[str], write: Callable[[Path], object]) -> list[Path]:
+    """``write(folder)`` into a staging folder inside ``save_dir``, then every file moved into
+    place (:class:`~ptqdebug.report.files.StagedOutput`), and their final paths: a function that
+    writes several files (figures, a JSON beside them) writes all of them or, on a full disk or
+    Ctrl-C, none."""
+    with StagedOutput(save_dir) as stage:
+        assert stage.root is not None
+        write(stage.root)
+        return stage.commit()
 
 
 def step_progress(progress: Progress | ProgressFactory | None, title: str) -> Progress | None:

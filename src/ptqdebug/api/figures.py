@@ -25,7 +25,7 @@ from ..plots.render import Renderer
 from ..report.files import ensure_dir
 from ..report.names import acc_error_png, boxplot_png, distribution_png
 from .checks import CURVES, check_axis, check_bool, check_data_num, check_metric, check_node_list, check_save_dir
-from .common import FloatModelArg, ModelArg, context_for, runtime_errors
+from .common import FloatModelArg, ModelArg, context_for, runtime_errors, write_all
 
 __all__ = [
     "get_channelwise_data_distribution", "plot_acc_error", "plot_distribution",
@@ -120,7 +120,7 @@ def plot_acc_error(
     ctx = context_for(model_or_file, calibrated_data, float_model, providers)
     with runtime_errors(ctx, data_num):
         results = accumulate_errors(ctx, quantize_node, non_quantize_node, metric, data_num)
-    write_accumulate_error(results, save_dir, average_mode)
+    write_all(save_dir, lambda folder: write_accumulate_error(results, folder, average_mode))
     return results
 
 
@@ -142,7 +142,7 @@ def plot_distribution(
     ctx = context_for(model_or_file, calibrated_data, float_model, providers)
     with runtime_errors(ctx, 1):
         items = distributions(ctx, nodes_list)
-    write_distributions(items, save_dir)
+    write_all(save_dir, lambda folder: write_distributions(items, folder))
     return items
 
 
@@ -166,5 +166,5 @@ def get_channelwise_data_distribution(
     ctx = context_for(model_or_file, calibrated_data, float_model, providers)
     with runtime_errors(ctx, 1):
         items = channel_boxes(ctx, nodes_list, axis)
-    write_channel_boxes(items, save_dir)
+    write_all(save_dir, lambda folder: write_channel_boxes(items, folder))
     return items

@@ -315,7 +315,7 @@ def _stats(args: argparse.Namespace) -> int:
     ctx = _ctx(args)
     with api.common.runtime_errors(ctx, args.data_num):
         stats = calibration_node_stats(ctx, args.nodes_list, args.data_num)
-    written = write_stats(stats, args.save_dir, args.visualize)
+    written = api.common.write_all(args.save_dir, lambda folder: write_stats(stats, folder, args.visualize))
     if args.visualize:
         print(info_table("calibration nodes stat info", "node", {s.name: display_row(s) for s in stats}).lstrip("\n"))
     _written(written)
