@@ -527,3 +527,35 @@ def test_stats_with_visualize_return_the_originals_display_strings(cnn_dir: Path
     assert {r["Granularity"] for r in shown.values()} == {"per-channel", "per-tensor"}
     assert json.loads((tmp_path / "v" / "cali_nodes_stat_info.json").read_text()) == json.loads(
         (tmp_path / "n" / "cali_nodes_stat_info.json").read_text())
+
+
+def test_integer_outputs_are_left_out_of_the_scores(tmp_path: Path) -> None:
+    """An integer output (a text model's copy of its token ids; here a Shape) scores 1 whatever
+    quantization does: averaged in, it raised every score (a trial's MiniLM: 0.54 printed for
+    0.07 and 0.11 at its two float outputs). Left out, the scores equal those of the same model
+    without it, calibrated alike."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from ptqdebug.calibration import calibrate
+    from tests.calibration.models import make_samples, tiny_cnn
+
+    plain = tiny_cnn()
+    with_int = tiny_cnn()
+    with_int.graph.node.append(helper.make_node("Shape", ["x"], ["x_shape"], name="shape"))
+    with_int.graph.output.append(helper.make_tensor_value_info("x_shape", TensorProto.INT64, [4]))
+    runs = {}
+    for name, model in (("plain", plain), ("with_int", with_int)):
+        onnx.save(model, tmp_path / f"{name}.onnx")
+        cal = calibrate(tmp_path / f"{name}.onnx", make_samples(4), tmp_path / name, method="max")
+        sweep = dbg.get_sensitivity_of_nodes(cal.model_path, calibrated_data=cal.data_dir, node_type="activation",
+                                             data_num=None, cache=False)
+        run = dbg.runall(cal.model_path, cal.data_dir, tmp_path / f"{name}_debug", node_type="activation", data_num=None,
+                         cache=False)
+        runs[name] = (cal, sweep, run)
+    (cal, sweep, run), (cal2, sweep2, run2) = runs["plain"], runs["with_int"]
+    assert dbg.load_model(cal2.model_path).compared_outputs == ("y",)
+    assert cal2.cosine == pytest.approx(cal.cosine, abs=1e-12) and cal.cosine < 0.99999  # (the premise: a loss)
+    assert {n: v["cosine-similarity"] for n, v in sweep2.items()} == pytest.approx(
+        {n: v["cosine-similarity"] for n, v in sweep.items()}, abs=1e-12)
+    assert run2.verdict.scores == pytest.approx(run.verdict.scores, abs=1e-12)

@@ -57,6 +57,9 @@ class TensorSpec:
         return f"{self.dtype.name}{dims}"
 
 
+_FLOAT_TYPES = frozenset({0, onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
+                           onnx.TensorProto.BFLOAT16})  # (0: no type given)
+
 #: Ops whose output shape follows values: those of their inputs after the first ("rest": a
 #: Reshape's target, a Slice's ends, TopK's k), or of every input ("all": NonZero's, a Loop's).
 SHAPE_FROM_VALUES: Mapping[str, str] = MappingProxyType({
@@ -186,6 +189,16 @@ class CalibratedModel:
                 "body; ONNX Runtime returns only main-graph values, so its data cannot be shown: expected a calibration "
                 "node of the main graph, a weight calibration node, or one that quantizes a main-graph value"
             )
+
+    @property
+    def compared_outputs(self) -> tuple[str, ...]:
+        """The model outputs that scores compare by default: the floating-point ones (or of an
+        unknown type). An integer or boolean output, such as a copy of a text model's token ids,
+        scores 1 whatever quantization does and would only raise the mean over the outputs; where
+        no output is floating-point, all of them."""
+        types = {o.name: o.type.tensor_type.elem_type for o in self.proto.graph.output}
+        floats = tuple(o for o in self.outputs if types.get(o, 0) in _FLOAT_TYPES)
+        return floats or self.outputs
 
     @property
     def sensitivity_nodes(self) -> tuple[str, ...]:

@@ -265,7 +265,7 @@ def node_sensitivity(
 ) -> SensitivityResult:
     """Score every candidate against the float model (see module doc)."""
     mets = get_metrics(metrics)
-    tensors = tuple(compare_at) if compare_at is not None else ctx.model.outputs
+    tensors = tuple(compare_at) if compare_at is not None else ctx.model.compared_outputs
     scores, nonfinite = score_configurations(ctx, [c.quantizers for c in candidates], metrics=mets,
                                              compare_at=tensors, data_num=data_num, progress=progress)
     entries = [
