@@ -166,9 +166,20 @@ def test_box_statistics_as_the_row_by_row_loops_gave_them() -> None:
     np.testing.assert_array_equal(b.whislo, whislo)
     np.testing.assert_array_equal(b.whishi, whishi)
     assert len(b.fliers) == len(fliers) and all(np.array_equal(x, y) for x, y in zip(b.fliers, fliers))
-    data[2, 4] = np.nan  # as before: a channel with NaN has no whiskers
-    with pytest.raises(ValueError):
-        _boxes("q", "weight", "w", data, 0)
+    # non-finite values (an attention mask's -inf, a NaN the quantization made) are left out of
+    # their channel's statistics, counted; a channel of none has NaN statistics (it crashed runall)
+    data[2, 4], data[3, :7], data[4, :] = np.nan, -np.inf, np.inf
+    b = _boxes("q", "weight", "w", data, 0)
+    assert b.nonfinite == 1 + 7 + 300
+    rows = [r[np.isfinite(r)] for r in data.astype(np.float64)]
+    for c in (2, 3):
+        q1, med, q3 = np.percentile(rows[c], [25, 50, 75])
+        assert (b.q1[c], b.median[c], b.q3[c]) == pytest.approx((q1, med, q3))
+        assert (b.mean[c], b.minimum[c], b.maximum[c]) == pytest.approx((rows[c].mean(), rows[c].min(), rows[c].max()))
+        (lo,), (hi,), (fl,) = _boxes_row_by_row(rows[c][None, :])
+        assert (b.whislo[c], b.whishi[c]) == (lo, hi) and np.array_equal(b.fliers[c], fl)
+    assert all(np.isnan(v[4]) for v in (b.q1, b.median, b.q3, b.mean, b.whislo, b.whishi, b.minimum, b.maximum))
+    assert b.fliers[4].size == 0
 
 
 def test_runall_shares_only_what_a_separate_run_computes_the_same(cnn_dir: Path, tmp_path: Path) -> None:
@@ -235,3 +246,25 @@ def test_results_print_short_in_a_notebook(cnn_dir: Path, tmp_path: Path) -> Non
     samples = [{"input": np.load(f)} for f in sorted((cnn_dir / "calibration_data" / "input").glob("*.npy"))]
     cal = dbg.calibrate(cnn_dir / "float.onnx", samples, tmp_path / "cal", method="max")
     assert "ranges" not in repr(cal) and len(repr(cal)) < 1500
+
+
+def test_runall_on_a_model_whose_quantization_makes_inf_and_nan(tmp_path: Path) -> None:
+    """ONNX Runtime's quantizer on a text model's attention mask (``float32.min``): -inf and NaN
+    in the activations. runall used to crash in the box plots ("zero-size array") and then in
+    the histograms ("Too many bins"); it writes every file and the report."""
+    import json
+
+    import onnx
+
+    from tests.calibration.models import masked_attention, masked_samples
+    from tests.support.builders import quantize_qdq
+
+    onnx.save(masked_attention(), tmp_path / "float.onnx")
+    samples = masked_samples()
+    qdq = quantize_qdq(tmp_path / "float.onnx", tmp_path / "qdq.onnx", samples, per_channel=False)
+    run = dbg.runall(qdq, samples, tmp_path / "debug", data_num=None, cache=False, float_model=tmp_path / "float.onnx")
+    results = json.loads((tmp_path / "debug" / "results.json").read_text())
+    assert all((tmp_path / "debug" / f).is_file() for f in results["files"]) and "index.html" in results["files"]
+    assert run.verdict.scores["calibrated"] < 0.5  # the premise: the mask's quantization breaks the model
+    drawn = {b["name"] for b in results["channelwise"]} & {d["name"] for d in results["distributions"]}
+    assert {"big_QuantizeLinear", "masked_QuantizeLinear"} <= drawn  # values at float32's limit, drawn

@@ -91,3 +91,39 @@ def scalar_input(seed: int = 0) -> onnx.ModelProto:
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
+
+
+def masked_attention(seed: int = 0) -> onnx.ModelProto:
+    """A text model's attention with the Hugging Face mask: ``(1 - mask) * float32.min`` added to
+    the scores (x[1,8,16] float, mask[1,8] int64 → y[1,8,4])."""
+    rng = np.random.default_rng(seed)
+    inits = [numpy_helper.from_array(rng.normal(0, 0.5, (16, 16)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.normal(0, 0.5, (16, 4)).astype(np.float32), "wo"),
+             numpy_helper.from_array(np.array(1.0, np.float32), "one"),
+             numpy_helper.from_array(np.array(np.finfo(np.float32).min, np.float32), "big"),
+             numpy_helper.from_array(np.array([1], np.int64), "axis1")]
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["q"], name="proj"),
+             helper.make_node("Transpose", ["x"], ["xt"], name="xt", perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["q", "xt"], ["scores"], name="scores"),
+             helper.make_node("Cast", ["mask"], ["maskf"], name="cast", to=TensorProto.FLOAT),
+             helper.make_node("Sub", ["one", "maskf"], ["inv"], name="sub"),
+             helper.make_node("Mul", ["inv", "big"], ["ext"], name="ext"),
+             helper.make_node("Unsqueeze", ["ext", "axis1"], ["ext3"], name="unsq"),
+             helper.make_node("Add", ["scores", "ext3"], ["masked"], name="add"),
+             helper.make_node("Softmax", ["masked"], ["p"], name="softmax", axis=-1),
+             helper.make_node("MatMul", ["p", "x"], ["ctx"], name="mix"),
+             helper.make_node("MatMul", ["ctx", "wo"], ["y"], name="out")]
+    graph = helper.make_graph(nodes, "attention", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16]),
+                                                   helper.make_tensor_value_info("mask", TensorProto.INT64, [1, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 4])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def masked_samples(n: int = 3, seed: int = 1) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        mask = np.ones((1, 8), np.int64)
+        mask[0, 5 + i % 3:] = 0  # padding at the end
+        out.append({"x": rng.normal(size=(1, 8, 16)).astype(np.float32), "mask": mask})
+    return out

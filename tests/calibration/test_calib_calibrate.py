@@ -431,3 +431,29 @@ def test_a_calibration_that_loses_the_output_is_said(tmp_path: Path, tiny_path: 
     with caplog.at_level("WARNING"):
         fine = calibrate(tiny_path, make_samples(4), tmp_path / "fine", method="max")
     assert fine.cosine > 0.99 and "loses much of the output" not in caplog.text
+
+
+def test_fill_values_stay_in_float(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An attention mask's ``(1 - mask) * float32.min``: an 8-bit scale for it (3.4e38 / 127)
+    rounds the scores to 0 and overflows to -inf, and ``0 · -inf`` is NaN downstream (a trial's
+    MiniLM: every attention probability wrong, the output cosine 0.07). The tensors holding such
+    values stay in float, said once; the rest is quantized, and the model written scores as
+    ONNX Runtime runs it."""
+    from tests.calibration.models import masked_attention, masked_samples
+
+    onnx.save(masked_attention(), tmp_path / "float.onnx")
+    samples = masked_samples()
+    with caplog.at_level(logging.WARNING, logger="ptqdebug"):
+        result = calibrate(tmp_path / "float.onnx", samples, tmp_path / "out", method="max")
+    fill = result.options["fill_values_in_float"]
+    assert set(fill) == {"big", "ext", "ext3", "masked"}
+    assert "4 tensors hold values near float32's limit ('ext': -3.4e+38" in caplog.text
+    model = ptqdebug.load_model(result.model_path)
+    quantized = {q.input for q in model.quantizers}
+    assert not quantized & set(fill) and {"x", "scores", "p"} <= quantized  # the rest is quantized
+    float_sess = ort.InferenceSession(str(tmp_path / "float.onnx"), providers=["CPUExecutionProvider"])
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    qdq = ort.InferenceSession(result.model_path, so, providers=["CPUExecutionProvider"])
+    cos = [compare([METRICS["cosine-similarity"]], float_sess.run(None, s)[0], qdq.run(None, s)[0])[0] for s in samples]
+    assert result.cosine == pytest.approx(float(np.mean(cos)), abs=1e-6) and result.cosine > 0.99

@@ -305,6 +305,25 @@ def test_channels_of_one_value_are_dots() -> None:
     assert not by_gid(ax_of(channel_boxes_figure(make_boxes(6))), "values")  # (boxes where channels vary)
 
 
+def test_figures_of_data_with_non_finite_and_huge_values_draw(tmp_path: Path) -> None:
+    """A text model's attention mask: values at float32's limit and -inf. The histogram bins are
+    computed in float64 (float32 bins overflowed: "Too many bins"), and the box plot leaves the
+    non-finite values out, saying how many, and marks a channel of none."""
+    from ptqdebug.analyses.distribution import Distribution, _boxes
+
+    mask = np.zeros((2, 24), np.float32)
+    mask[:, 20:] = np.finfo(np.float32).min
+    d = Distribution("mask_q", "activation", "mask", {"input": mask.ravel()}, float(np.abs(mask).max()), threshold=3.4e38)
+    render(distribution_figure(d), tmp_path)
+    data = np.random.default_rng(0).normal(size=(4, 50)).astype(np.float32)
+    data[1, :5], data[2, :] = -np.inf, np.nan
+    b = _boxes("att_q", "activation", "att", data, 0)
+    ax = ax_of(channel_boxes_figure(b))
+    assert "55 non-finite values left out" in ax.get_title()
+    assert nonfinite_points(ax) == [(3.0, 0.0)]  # channel 3 (1-based) has no finite value
+    render(channel_boxes_figure(b), tmp_path)
+
+
 def test_channel_boxes_degenerate(tmp_path: Path) -> None:
     render(channel_boxes_figure(make_boxes(1)), tmp_path)
     b = make_boxes(4, per_channel=1)  # constant channels: zero-height boxes

@@ -18,6 +18,7 @@ Every sample-dependent value comes from the first calibration sample. Unknown na
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -115,7 +116,8 @@ def distributions(ctx: Context, nodes_list: object, memo: ValuesMemo | None = No
 
 @dataclass(frozen=True, eq=False)
 class ChannelBoxes:
-    """Box-plot statistics per channel of ``tensor`` along ``axis`` (1.5 IQR whiskers)."""
+    """Box-plot statistics per channel of ``tensor`` along ``axis`` (1.5 IQR whiskers), over the
+    finite values: ``nonfinite`` counts those left out (a channel of none has NaN statistics)."""
 
     name: str
     kind: str
@@ -130,6 +132,7 @@ class ChannelBoxes:
     minimum: np.ndarray
     maximum: np.ndarray
     fliers: tuple[np.ndarray, ...] = field(repr=False)
+    nonfinite: int = 0
 
     @property
     def channels(self) -> int:
@@ -146,10 +149,11 @@ class ChannelBoxes:
 
 
 def _per_row(reduce: Any, rows: np.ndarray, mask: np.ndarray, neutral: float) -> np.ndarray:
-    """``reduce`` (np.min / np.max) of each row's values where ``mask``, in one pass over the array."""
-    if not mask.any(axis=1).all():  # a row with nothing selected (NaN data): row by row, which raises as before
-        return np.array([reduce(r[m]) for r, m in zip(rows, mask)])
-    return reduce(np.where(mask, rows, neutral), axis=1)
+    """``reduce`` (np.min / np.max) of each row's values where ``mask``, in one pass over the
+    array; NaN for a row with nothing selected (no finite value)."""
+    out = reduce(np.where(mask, rows, neutral), axis=1)
+    out[~mask.any(axis=1)] = np.nan
+    return out
 
 
 def _boxes(name: str, kind: str, tensor: str, data: np.ndarray, axis: int, max_fliers: int = 50) -> ChannelBoxes:
@@ -159,7 +163,17 @@ def _boxes(name: str, kind: str, tensor: str, data: np.ndarray, axis: int, max_f
         raise OptionError(f"axis {axis} is out of range for {name!r}, whose data has shape {list(data.shape)}; expected -{data.ndim}..{data.ndim - 1}")
     axis %= data.ndim
     rows = np.moveaxis(data.astype(np.float64), axis, 0).reshape(data.shape[axis], -1)
-    q1, med, q3 = np.percentile(rows, [25, 50, 75], axis=1)
+    finite = np.isfinite(rows)
+    nonfinite = int(rows.size - np.count_nonzero(finite))
+    if nonfinite:  # (an attention mask's -inf, a NaN the quantization made): statistics of the rest
+        rows = np.where(finite, rows, np.nan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a channel of no finite value: NaN
+            q1, med, q3 = np.nanpercentile(rows, [25, 50, 75], axis=1)
+            mean, low, high = np.nanmean(rows, axis=1), np.nanmin(rows, axis=1), np.nanmax(rows, axis=1)
+    else:
+        q1, med, q3 = np.percentile(rows, [25, 50, 75], axis=1)
+        mean, low, high = rows.mean(axis=1), rows.min(axis=1), rows.max(axis=1)
     iqr = q3 - q1
     lo_lim, hi_lim = q1 - 1.5 * iqr, q3 + 1.5 * iqr
     whislo = _per_row(np.min, rows, rows >= lo_lim[:, None], np.inf)
@@ -171,8 +185,7 @@ def _boxes(name: str, kind: str, tensor: str, data: np.ndarray, axis: int, max_f
             f = np.sort(f)
             f = np.concatenate([f[: max_fliers // 2], f[-max_fliers // 2:]])
         fliers.append(f)
-    return ChannelBoxes(name, kind, tensor, axis, q1, med, q3, rows.mean(axis=1), whislo, whishi,
-                        rows.min(axis=1), rows.max(axis=1), tuple(fliers))
+    return ChannelBoxes(name, kind, tensor, axis, q1, med, q3, mean, whislo, whishi, low, high, tuple(fliers), nonfinite)
 
 
 def channel_boxes(ctx: Context, nodes_list: object, axis: int | None = None, memo: ValuesMemo | None = None) -> list[ChannelBoxes]:

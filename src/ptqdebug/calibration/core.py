@@ -163,6 +163,25 @@ def _float_nodes(prepared: PreparedModel, names: Sequence[str] | str | None, int
     return list(dict.fromkeys(names))
 
 
+#: Values at least this large are fill values, not data: an attention mask's ``-3.4e38`` (float32's
+#: lowest), ``-1e9``. An 8-bit scale that reaches them rounds every other value of the tensor to 0,
+#: and a scale of ``3.4e38 / 127`` even overflows to ``-inf`` (and ``0 · -inf`` to NaN downstream).
+FILL_VALUE = 1e8
+
+
+def _fill_tensors(prepared: PreparedModel, stats: Statistics) -> dict[str, float]:
+    """The activations and float initializers holding values beyond :data:`FILL_VALUE`, with the
+    value of largest magnitude: calibrate keeps them in float."""
+    out = {st.name: (st.minimum if abs(st.minimum) >= abs(st.maximum) else st.maximum)
+           for st in stats.tensors.values() if st.count and st.absmax >= FILL_VALUE}
+    for init in prepared.proto.graph.initializer:
+        if init.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE) and init.name not in out:
+            values = onnx.numpy_helper.to_array(init)
+            if values.size and np.isfinite(values).all() and float(np.abs(values).max()) >= FILL_VALUE:
+                out[init.name] = float(values.reshape(-1)[np.argmax(np.abs(values))])
+    return out
+
+
 def _range(st: TensorStats, method: str, percentile: float, symmetric: bool, qtype: str,
            memo: dict[tuple[str, str, int], float]) -> tuple[float, float]:
     """The clipping range of one tensor under ``method`` (definitions in :mod:`.methods`)."""
@@ -420,6 +439,12 @@ def calibrate(
         bad = [st.name for st in stats.tensors.values() if st.nonfinite]
         if bad:
             logger.warning("%d activations hold inf/NaN values (e.g. %r); they are left out of their ranges", len(bad), bad[0])
+        fill = _fill_tensors(prepared, stats)
+        if fill:
+            name, value = next(iter(fill.items()))
+            logger.warning("%d tensors hold values near float32's limit (%r: %.3g, as an attention mask's fill value): no "
+                           "integer scale can hold them and the other values, so they stay in float (the rest is "
+                           "quantized): %s", len(fill), name, value, ", ".join(fill))
 
         runner = _Runner(prepared, provider_list) if select_n else None
         first = data[0]
@@ -428,7 +453,8 @@ def calibrate(
         for m in candidates:
             params = activation_params(prepared, stats, m, percentile, activation_symmetric, int16, memo)
             proto = write_qdq(prepared, work / f"calibrated_{m}.onnx", params, first, per_channel=per_channel,
-                              symmetric=activation_symmetric and m != "min-max", float_nodes=keep_float)
+                              symmetric=activation_symmetric and m != "min-max", float_nodes=keep_float,
+                              float_tensors=fill)
             if runner is not None:
                 scores[m] = runner.cosine(proto, data, select_n, tick)
                 logger.info("method %s: output cosine %.6f on the first %d samples", m, scores[m], select_n)
@@ -469,7 +495,7 @@ def calibrate(
             "method": method, "percentile": percentile, "per_channel": bool(per_channel),
             "activation_symmetric": bool(activation_symmetric), "all_int16": bool(all_int16),
             "int16_nodes": [str(x) for x in ([int16_nodes] if isinstance(int16_nodes, str) else (int16_nodes or []))],
-            "float_nodes": keep_float,
+            "float_nodes": keep_float, "fill_values_in_float": list(fill),
             "optimize": bool(optimize), "preprocess": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(pre).items()},
         },
     )

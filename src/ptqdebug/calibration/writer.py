@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -274,9 +274,10 @@ def stats_model(prepared: PreparedModel) -> onnx.ModelProto:
 
 def write_qdq(prepared: PreparedModel, out_path: Path, params: Mapping[str, tuple[str, float, int]],
               first_sample: Mapping[str, np.ndarray], *, per_channel: bool, symmetric: bool,
-              float_nodes: Sequence[str] = ()) -> onnx.ModelProto:
+              float_nodes: Sequence[str] = (), float_tensors: Collection[str] = ()) -> onnx.ModelProto:
     """Write the QDQ model with activation ``params`` (tensor → (qtype, scale, zero point)), with
-    the calibration nodes of ``float_nodes`` switched off as ptqdebug switches them (so the model is
+    the calibration nodes of ``float_nodes``, and every one that quantizes a tensor of
+    ``float_tensors``, switched off as ptqdebug switches them (so the model is
     the configuration partial quantization scored: :func:`ptqdebug.engine.build.standalone_model`).
     ONNX Runtime's own ``nodes_to_exclude`` differs: it keeps an input pair that a quantized
     producer's output carries, and drops the node's output pair instead."""
@@ -323,14 +324,16 @@ def write_qdq(prepared: PreparedModel, out_path: Path, params: Mapping[str, tupl
         raise ModelError(f"ONNX Runtime's quantizer failed on this model ({type(exc).__name__}: {first}); try optimize=False (--no-optimize) or report the model") from None
     proto = onnx.load(str(tmp))
     name_nodes(proto.graph)
-    if float_nodes:
+    if float_nodes or float_tensors:
         model = load_model(proto)
         missing = [n for n in float_nodes if not model.is_node(n)]
         if missing:  # a <tensor>_QuantizeLinear name whose tensor ONNX Runtime's quantizer left float
             raise OptionError(f"float_nodes: {missing[0]!r} is not a calibration node of the written model (ONNX Runtime's "
                               "quantizer left its tensor in float); expected a node name, or a calibration node "
                               "`ptqdebug info` lists for the calibrated model")
-        proto = standalone_model(model, model.calibrated_configuration - set(model.expand(float_nodes, "float node")))
+        off = set(model.expand(float_nodes, "float node")) if float_nodes else set()
+        off |= {q.name for q in model.quantizers if q.input in float_tensors}
+        proto = standalone_model(model, model.calibrated_configuration - off)
     onnx.save(proto, str(out_path))
     return proto
 

@@ -49,11 +49,12 @@ def thresholds_of(qtype: str, scale: np.ndarray, zero_point: np.ndarray, channel
     z = np.broadcast_to(np.asarray(zero_point, dtype=np.float64).reshape(-1), s.shape)
     if qmin < 0 and not np.any(z) and np.ndim(scale) > 1:
         s = per_channel(np.asarray(scale, dtype=np.float64), channel_axis)
-    if qmin < 0 and not np.any(z):
-        return tuple(float(np.float32(v)) for v in s * qmax)
-    lo = s * (qmin - z)
-    hi = s * (qmax - z)
-    return (float(np.float32(lo.min())), float(np.float32(hi.max())))
+    with np.errstate(over="ignore"):  # a range beyond float32's (a fill value's scale): ±inf, as it is
+        if qmin < 0 and not np.any(z):
+            return tuple(float(np.float32(v)) for v in s * qmax)
+        lo = s * (qmin - z)
+        hi = s * (qmax - z)
+        return (float(np.float32(lo.min())), float(np.float32(hi.max())))
 
 
 def dequantize(q: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, axis: int | None,

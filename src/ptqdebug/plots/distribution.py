@@ -83,7 +83,11 @@ def _hist_range(arrays: list[np.ndarray]) -> tuple[float, float] | None:
     arrays = [a for a in arrays if a.size]
     if not arrays:
         return None
-    return float(min(a.min() for a in arrays)), float(max(a.max() for a in arrays))
+    lo, hi = float(min(a.min() for a in arrays)), float(max(a.max() for a in arrays))
+    if lo == hi:  # numpy widens one value by ±0.5, nothing at float32's limit (an attention mask's -3.4e38)
+        pad = max(abs(lo) * 1e-3, 0.5)
+        lo, hi = lo - pad, hi + pad
+    return lo, hi
 
 
 def _stairs(ax: Axes, counts: np.ndarray, edges: np.ndarray, color: str, **kwargs: object) -> StepPatch:
@@ -123,10 +127,8 @@ def distribution_figure(d: Distribution) -> Figure:
         x = np.asarray(d.values[key]).ravel()
         if drop_zeros:  # (paired series have the float's shape; otherwise each drops its own zeros)
             x = x[first != 0] if x.shape == first.shape else x[x != 0]
-        if x.dtype.kind not in "fc":
-            x = x.astype(np.float64)
-        if x.dtype.kind == "c":
-            x = np.abs(x)
+        # float64: the bins of a float32 range near ±3.4e38 (an attention mask) overflow in float32
+        x = np.abs(x) if x.dtype.kind == "c" else x.astype(np.float64)
         finite = np.isfinite(x)
         dropped[key] = int(x.size - np.count_nonzero(finite))
         if dropped[key]:
@@ -273,6 +275,8 @@ def channel_boxes_figure(b: ChannelBoxes) -> Figure:
     # shortened to what fits the figure's width (an 11-point character is about 9.5 px wide)
     fits = max(24, int(width * fig.dpi / 9.5))
     what = f"one value per channel (axis {b.axis})" if single else f"per-channel distribution along axis {b.axis}"
+    if b.nonfinite:
+        what += f", {b.nonfinite} non-finite values left out"
     ax.set_title(f"{text(b.name, min(fits, 80))}\n{text(b.kind)} calibration node, {what}", fontsize=11)
     ax.grid(True, axis="y", alpha=0.3)
     return fig
