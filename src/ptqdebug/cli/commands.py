@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_model_and_data(p)
     p.add_argument("-m", "--metrics", type=list_value("--metrics"), default="cosine-similarity", help=f"one or a list of: {_METRICS}")
     p.add_argument("-o", "--output_node", type=list_value("--output_node"), help="compare at this node's outputs instead of the model outputs")
-    p.add_argument("-n", "--node_type", choices=["node", "weight", "activation", "tae"], default="node",
+    p.add_argument("-n", "-nt", "--node_type", choices=["node", "weight", "activation", "tae"], default="node",
                    help="node: ordinary nodes (all their calibration nodes); weight / activation: calibration nodes; "
                         "tae: activation calibration nodes read by a Conv, MatMul, Gemm or ConvTranspose")
     p.add_argument("-d", "--data_num", type=data_num, default=1, help="how many samples, the first ones (default 1; 'all')")
