@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from ..bodies import bodies_of
 from ..data import Dataset, check_data_num, load_data
@@ -176,7 +177,7 @@ def _fill_tensors(prepared: PreparedModel, stats: Statistics) -> dict[str, float
            for st in stats.tensors.values() if st.count and st.absmax >= FILL_VALUE}
     for init in prepared.proto.graph.initializer:
         if init.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE) and init.name not in out:
-            values = onnx.numpy_helper.to_array(init)
+            values = numpy_helper.to_array(init)
             if values.size and np.isfinite(values).all() and float(np.abs(values).max()) >= FILL_VALUE:
                 out[init.name] = float(values.reshape(-1)[np.argmax(np.abs(values))])
     return out
