@@ -554,7 +554,7 @@ def test_integer_outputs_are_left_out_of_the_scores(tmp_path: Path) -> None:
                          cache=False)
         runs[name] = (cal, sweep, run)
     (cal, sweep, run), (cal2, sweep2, run2) = runs["plain"], runs["with_int"]
-    assert dbg.load_model(cal2.model_path).compared_outputs == ("y",)
+    assert dbg.load_model(cal2.model_path).integer_outputs == {"x_shape"}
     assert cal2.cosine == pytest.approx(cal.cosine, abs=1e-12) and cal.cosine < 0.99999  # (the premise: a loss)
     assert {n: v["cosine-similarity"] for n, v in sweep2.items()} == pytest.approx(
         {n: v["cosine-similarity"] for n, v in sweep.items()}, abs=1e-12)

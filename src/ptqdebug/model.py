@@ -191,14 +191,14 @@ class CalibratedModel:
             )
 
     @property
-    def compared_outputs(self) -> tuple[str, ...]:
-        """The model outputs that scores compare by default: the floating-point ones (or of an
-        unknown type). An integer or boolean output, such as a copy of a text model's token ids,
-        scores 1 whatever quantization does and would only raise the mean over the outputs; where
-        no output is floating-point, all of them."""
+    def integer_outputs(self) -> frozenset[str]:
+        """The model outputs declared integer or boolean, such as a copy of a text model's token
+        ids or a class index: a per-tensor score (cosine similarity, mse) there is 1 or 0 whatever
+        quantization does, so averages over the outputs leave them out
+        (:func:`~ptqdebug.analyses.sensitivity.score_configurations`); a metric over all outputs
+        still sees them."""
         types = {o.name: o.type.tensor_type.elem_type for o in self.proto.graph.output}
-        floats = tuple(o for o in self.outputs if types.get(o, 0) in _FLOAT_TYPES)
-        return floats or self.outputs
+        return frozenset(o for o in self.outputs if types.get(o, 0) not in _FLOAT_TYPES)
 
     @property
     def sensitivity_nodes(self) -> tuple[str, ...]:

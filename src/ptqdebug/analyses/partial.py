@@ -138,7 +138,7 @@ def prune(ctx: Context, result: PartialQuantizationResult, data_num: int | None 
         if recovered[node] or len(keep) == 1:
             continue
         trial = [n for n in keep if n != node]
-        values, _ = score_configurations(score_ctx, [higher(trial)], metrics=[judge], compare_at=ctx.model.compared_outputs,
+        values, _ = score_configurations(score_ctx, [higher(trial)], metrics=[judge], compare_at=ctx.model.outputs,
                                          data_num=data_num)
         if not judge.worse(float(values[0, 0]), score):
             keep, score = trial, float(values[0, 0])
@@ -230,7 +230,7 @@ def partial_quantization(
         return qtype == "float32" and _all_off(model, frozenset().union(*(expanded[n] for n in chosen)))
 
     def scored(configs: list[frozenset[str]], report: Progress | None = None) -> list[float]:
-        values, _ = score_configurations(score_ctx, configs, metrics=mets, compare_at=model.compared_outputs, data_num=data_num,
+        values, _ = score_configurations(score_ctx, configs, metrics=mets, compare_at=model.outputs, data_num=data_num,
                                          progress=report)
         return [float(v) for v in values[:, 0]]
 
@@ -238,7 +238,7 @@ def partial_quantization(
         """The calibrated model, then each node alone, in ``ctx`` (scores the node sweep has are reused);
         the calibrated run is also where the runs of the configurations after it start."""
         values, _ = score_configurations(ctx, [calibrated, *(expanded[n] for n in names)], metrics=mets,
-                                         compare_at=model.compared_outputs, data_num=data_num)
+                                         compare_at=model.outputs, data_num=data_num)
         return [float(v) for v in values[:, 0]]
 
     partial: list[float]

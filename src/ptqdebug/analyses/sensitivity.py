@@ -150,13 +150,16 @@ def score_configurations(
     """Score each configuration against the float model (reference §3.3 step 6).
 
     Returns ``(scores, nonfinite)``: ``scores[c, m]`` is metric ``m`` of configuration ``c``
-    averaged over samples, then over the compared tensors; NaN (and ``nonfinite[c]`` True) when a
+    averaged over samples, then over the compared tensors but the model's integer outputs
+    (:attr:`~ptqdebug.model.CalibratedModel.integer_outputs`: a copy of the token ids scores 1
+    whatever happens; all tensors where every one is such); NaN (and ``nonfinite[c]`` True) when a
     compared value became NaN/inf. See :func:`configuration_values` for how they are computed.
     """
     values = configuration_values(ctx, configurations, metrics=metrics, compare_at=compare_at, data_num=data_num,
                                   progress=progress)
     nonfinite = np.isnan(values).any(axis=(1, 2, 3))
-    scores = values.mean(axis=3).mean(axis=1)
+    averaged = [t for t, name in enumerate(compare_at) if name not in ctx.model.integer_outputs] or list(range(len(compare_at)))
+    scores = values[:, averaged].mean(axis=3).mean(axis=1)
     scores[nonfinite] = np.nan
     return scores, nonfinite
 
@@ -265,7 +268,7 @@ def node_sensitivity(
 ) -> SensitivityResult:
     """Score every candidate against the float model (see module doc)."""
     mets = get_metrics(metrics)
-    tensors = tuple(compare_at) if compare_at is not None else ctx.model.compared_outputs
+    tensors = tuple(compare_at) if compare_at is not None else ctx.model.outputs
     scores, nonfinite = score_configurations(ctx, [c.quantizers for c in candidates], metrics=mets,
                                              compare_at=tensors, data_num=data_num, progress=progress)
     entries = [

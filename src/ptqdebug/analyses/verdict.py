@@ -158,7 +158,7 @@ def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data
     cos = METRICS["cosine-similarity"]
     # the calibrated model is usually partial quantization's baseline already: the context's
     # score store (Context.remember_score) hands it back instead of running it again
-    scores, _ = score_configurations(ctx, [calibrated, weights, acts], metrics=[cos], compare_at=model.compared_outputs, data_num=data_num)
+    scores, _ = score_configurations(ctx, [calibrated, weights, acts], metrics=[cos], compare_at=model.outputs, data_num=data_num)
     c, w, a = (float(v) for v in scores[:, 0])
     # weights stored as integers, with no float model: they stay quantized in every configuration,
     # the "float" reference included, so what they cost is not measured
@@ -192,7 +192,7 @@ def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data
     used, more = len(ctx.samples(data_num)), min(len(ctx.data), CHECK_SAMPLES)
     check = None
     if more > used:  # scores of the first samples are reused where they ran one at a time
-        wide, _ = score_configurations(ctx, [calibrated], metrics=[cos], compare_at=model.compared_outputs, data_num=more)
+        wide, _ = score_configurations(ctx, [calibrated], metrics=[cos], compare_at=model.outputs, data_num=more)
         check = (more, float(wide[0, 0]))
         summary += _check_sentence(c, used, *check)
     measured = {"calibrated": c, "only_activation": a} if weights_fixed else {"calibrated": c, "only_weight": w, "only_activation": a}
@@ -202,7 +202,7 @@ def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data
 def _blind_sentence(ctx: Context, data_num: int | None) -> str:
     """A warning about outputs holding one value per sample, whose cosine similarity is 1 whatever
     the error (unless the sign flips), such as a voice-activity probability."""
-    outputs = ctx.model.compared_outputs
+    outputs = [o for o in ctx.model.outputs if o not in ctx.model.integer_outputs]
     ref = ctx.reference(ctx.sample_groups(data_num)[0][0], outputs)
     blind = [t for t in outputs if ref[t].size == 1]
     if not blind:

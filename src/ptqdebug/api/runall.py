@@ -388,7 +388,7 @@ def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
     t = time.perf_counter()
     ranking = ([e.scores["cosine-similarity"] for e in node_sweep.entries]  # (for a threshold to suggest)
                if node_sweep is not None and "cosine-similarity" in node_sweep.metrics
-               and tuple(node_sweep.compared) == tuple(ctx.model.compared_outputs) else [])
+               and tuple(node_sweep.compared) == tuple(ctx.model.outputs) else [])
     judged = verdict(ctx, partial, data_num, partial16, ranking, lost)
     timing["verdict_s"] = time.perf_counter() - t
     # the local error of each node the verdict recommends (a segment run each; none when nothing is

@@ -56,6 +56,9 @@ def sensitivity_of_nodes(
                    "candidates": [[c.name, list(c.quantizers)] for c in candidates]}
         if any(code):
             options["metric_code"] = code
+        left_out = ctx.model.integer_outputs.intersection(compare_at or ctx.model.outputs)
+        if left_out:  # (left out of the averages since stop 16: not the entries cached before)
+            options["integer_outputs_left_out"] = sorted(left_out)
         key = ctx.cache.key("sensitivity", ctx.sample_digests(data_num), options)
         hit = ctx.cache.get(key)
         if hit is not None:

@@ -285,7 +285,7 @@ class _Runner:
 
 def _output_cosine(reference: list[np.ndarray], actual: list[np.ndarray]) -> float:
     """Cosine similarity per output, averaged over the floating-point outputs (all where none is:
-    :attr:`CalibratedModel.compared_outputs`' rule)."""
+    :attr:`CalibratedModel.integer_outputs`' rule)."""
     cos = METRICS["cosine-similarity"]
     pairs = [(r, a) for r, a in zip(reference, actual) if np.asarray(r).dtype.kind == "f"] or list(zip(reference, actual))
     return float(np.mean([compare([cos], r, a)[0] for r, a in pairs]))

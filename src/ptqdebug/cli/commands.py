@@ -378,7 +378,7 @@ def _runall(args: argparse.Namespace) -> int:
         print(f"the model with the recommended nodes {what}: {check.summary()}")
     for kind, result in run.sensitivities.items():
         top = ", ".join(f"{e.name} ({shown(e.scores[result.metrics[0]], result.metrics[0])})" for e in result.top(3))
-        if tuple(result.compared) != tuple(ctx.model.compared_outputs):  # an output_node (-o): say where
+        if tuple(result.compared) != tuple(ctx.model.outputs):  # an output_node (-o): say where
             at = f" (compared at {', '.join(result.compared[:3])}{', ...' if len(result.compared) > 3 else ''})"
         else:  # with -o, partial quantization's node sweep still compares at the outputs: say so too
             at = " (compared at the model outputs)" if args.output_node else ""
