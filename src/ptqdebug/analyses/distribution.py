@@ -52,9 +52,10 @@ class Distribution:
     cosine: float | None = None
 
     def summary(self) -> dict[str, Any]:
-        """Numbers for reports: min, max, mean, std of each series."""
-        stats = {k: {"min": float(v.min()), "max": float(v.max()), "mean": float(v.mean()), "std": float(v.std()),
-                     "size": int(v.size)} for k, v in self.values.items() if v.size}
+        """Numbers for reports: min, max, mean, std of each series (in float64: float32 sums of a
+        mask's -3.4e38 overflow)."""
+        stats = {k: {"min": float(v.min()), "max": float(v.max()), "mean": float(v.mean(dtype=np.float64)),
+                     "std": float(v.std(dtype=np.float64)), "size": int(v.size)} for k, v in self.values.items() if v.size}
         return {"name": self.name, "kind": self.kind, "tensor": self.tensor, "abs_max": self.abs_max,
                 "threshold": self.threshold, "cosine": self.cosine, "series": stats}
 
