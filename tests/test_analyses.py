@@ -559,3 +559,27 @@ def test_integer_outputs_are_left_out_of_the_scores(tmp_path: Path) -> None:
     assert {n: v["cosine-similarity"] for n, v in sweep2.items()} == pytest.approx(
         {n: v["cosine-similarity"] for n, v in sweep.items()}, abs=1e-12)
     assert run2.verdict.scores == pytest.approx(run.verdict.scores, abs=1e-12)
+
+
+def test_a_transformers_activation_gets_its_features_as_channels(tmp_path: Path) -> None:
+    """[N, tokens, hidden] read by a MatMul: the box plot's channels are the hidden features (the
+    last axis), not the tokens (axis 1, the original's default, which a CNN's NCHW keeps)."""
+    import onnx
+
+    from ptqdebug.analyses.distribution import activation_axis, channel_boxes
+    from ptqdebug.calibration import calibrate
+    from tests.calibration.models import masked_attention, masked_samples, make_samples, tiny_cnn
+
+    onnx.save(masked_attention(), tmp_path / "att.onnx")
+    cal = calibrate(tmp_path / "att.onnx", masked_samples(), tmp_path / "att", method="max")
+    ctx = dbg.open_context(cal.model_path, cal.data_dir)
+    x_q = next(q.name for q in ctx.model.activation_quantizers if q.input == "x")  # x [1, 8, 16] → MatMul
+    assert {ctx.model.node_types[n] for n in ctx.model.quantizer_consumers[x_q]} >= {"MatMul"}
+    (box,) = channel_boxes(ctx, [x_q])
+    assert box.axis == 2 and box.channels == 16
+    (tokens,) = channel_boxes(ctx, [x_q], axis=1)  # asked for: as given
+    assert tokens.channels == 8
+    onnx.save(tiny_cnn(), tmp_path / "cnn.onnx")
+    cnn = calibrate(tmp_path / "cnn.onnx", make_samples(2), tmp_path / "cnn", method="max")
+    model = dbg.load_model(cnn.model_path)
+    assert {activation_axis(model, q.name, 4) for q in model.activation_quantizers} == {1}  # NCHW as before

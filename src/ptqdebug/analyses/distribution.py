@@ -32,8 +32,9 @@ from .candidates import flat_names
 
 if TYPE_CHECKING:  # the engine (ONNX Runtime) is not needed to read or draw a result
     from ..context import Context
+    from ..model import CalibratedModel
 
-__all__ = ["ChannelBoxes", "Distribution", "channel_boxes", "distributions"]
+__all__ = ["ChannelBoxes", "Distribution", "activation_axis", "channel_boxes", "distributions"]
 
 _COS = METRICS["cosine-similarity"]
 
@@ -210,9 +211,26 @@ def channel_boxes(ctx: Context, nodes_list: object, axis: int | None = None, mem
             ax = axis if axis is not None else (q.channel_axis if q.channel_axis is not None else 0)
         else:
             data = np.asarray(actual[q.input])
-            ax = axis if axis is not None else (1 if data.ndim > 1 else 0)
+            ax = axis if axis is not None else activation_axis(model, name, data.ndim)
         jobs.append((name, q.kind, q.input, data, ax))
     return _all_boxes(jobs)
+
+
+#: Readers that take their input's features on its last axis (a transformer's [N, tokens, hidden])
+LAST_AXIS_READERS = frozenset({"MatMul", "Gemm"})
+
+
+def activation_axis(model: CalibratedModel, quantizer: str, ndim: int) -> int:
+    """The default channel axis of an activation calibration node's data: 1 (NCHW, as the
+    original), but the last axis where a MatMul or Gemm reads it and none of its readers is a
+    convolution: a transformer's [N, tokens, hidden] tensor has its channels (where its outlier
+    features live) last, and axis 1 would be the tokens, padding included."""
+    if ndim <= 1:
+        return 0
+    readers = {model.node_types.get(n) for n in model.quantizer_consumers.get(quantizer, ())}
+    if readers & LAST_AXIS_READERS and not readers & {"Conv", "ConvTranspose"}:
+        return ndim - 1
+    return 1
 
 
 #: float64 bytes of channel data whose statistics are computed at once (see :func:`_all_boxes`)

@@ -158,7 +158,9 @@ def get_channelwise_data_distribution(
 ) -> list[ChannelBoxes]:
     """Per-channel box plots of calibration nodes' inputs (reference §5.4); writes ``<name>_boxplot.png``.
 
-    ``axis`` defaults to the weight's channel axis, and to 1 for activations.
+    ``axis`` defaults to the weight's channel axis, and to 1 for activations, or to the last axis
+    for an activation a MatMul or Gemm reads (a transformer's hidden features; see
+    :func:`~ptqdebug.analyses.distribution.activation_axis`).
     """
     check_node_list(None, nodes_list, "nodes_list", expand=True, required=True)
     axis = check_axis(axis)
