@@ -55,3 +55,19 @@ def test_shown_keeps_the_original_rounding_unless_it_hides_the_loss() -> None:
     assert shown(1.234e-14, "mse") == 1.2e-14  # no cap: a tiny loss never reads as none
     assert shown(0.99999951, "cosine-similarity", 6) == 0.99999951  # two digits of the loss
     assert shown(float("inf"), "sqnr") == float("inf") and shown(0.4, "my_own_metric") == 0.4
+
+
+def test_a_printed_table_names_a_few_readers_and_counts_the_rest() -> None:
+    """The verbose node column of an activation sweep: a tensor read by a dozen nodes made the
+    table hundreds of characters wide; the .log keeps every name."""
+    from ptqdebug.analyses.sensitivity import SensitivityEntry, SensitivityResult
+    from ptqdebug.report.tables import sensitivity_rows
+
+    readers = ";".join(f"/encoder/layer.{i}/attention/MatMul" for i in range(12))
+    entries = (SensitivityEntry("t_q", ("t_q",), {"cosine-similarity": 0.99}, node=readers),
+               SensitivityEntry("u_q", ("u_q",), {"cosine-similarity": 0.999}, node="a;b;c"))
+    result = SensitivityResult("activation", ("cosine-similarity",), entries, ("y",), 1)
+    shown = sensitivity_rows(result, rounded=True)
+    assert shown["t_q"]["node"] == "/encoder/layer.0/attention/MatMul;/encoder/layer.1/attention/MatMul;+10 more"
+    assert shown["u_q"]["node"] == "a;b;c"  # (three fit)
+    assert "node" not in sensitivity_rows(result, rounded=False)["t_q"]

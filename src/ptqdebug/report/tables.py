@@ -80,13 +80,24 @@ def shown(value: float, metric: str = "cosine-similarity", decimals: int = 5) ->
     return round(value, math.ceil(-math.log10(abs(best - value))) + 1)
 
 
+#: readers named in a printed table's node column; the rest are counted (a transformer's tensor can
+#: have a dozen readers, which made a table hundreds of characters wide)
+READERS_SHOWN = 2
+
+
+def _readers(node: str) -> str:
+    """A calibration node's readers (``a;b;c``) for a printed table: the first few, then a count."""
+    names = node.split(";")
+    return node if len(names) <= READERS_SHOWN + 1 else ";".join(names[:READERS_SHOWN]) + f";+{len(names) - READERS_SHOWN} more"
+
+
 def sensitivity_rows(result: SensitivityResult, rounded: bool) -> dict[str, dict[str, object]]:
     """Rows for the tables: the verbose extra columns (node, threshold, bit) then the metrics."""
     rows: dict[str, dict[str, object]] = {}
     for e in result.entries:
         row: dict[str, object] = {}
         if rounded and result.node_type != "node":  # one calibration node per row: who reads it
-            row["node"] = e.node
+            row["node"] = _readers(e.node)
             if result.node_type in ("activation", "tae"):
                 row["threshold"] = e.threshold
                 row["bit"] = e.bits
