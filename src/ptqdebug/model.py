@@ -57,6 +57,12 @@ class TensorSpec:
         return f"{self.dtype.name}{dims}"
 
 
+#: nodes whose output quantizing their input cannot change (a tensor's shape): no ``node``
+#: sweep candidates (their calibration node is shared with the tensor's other readers, so their
+#: score was those readers': on ViT-S the verdict recommended keeping ``embeddings/Shape_2`` in
+#: float), and fixed where that shape is static (:meth:`CalibratedModel.fixed_nodes`)
+SHAPE_ONLY = frozenset({"Shape", "Size"})
+
 _FLOAT_TYPES = frozenset({0, onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
                            onnx.TensorProto.BFLOAT16})  # (0: no type given)
 
@@ -249,7 +255,8 @@ class CalibratedModel:
                 shaped = all(t in static for t in inputs) and all(t in fixed for t in (inputs if values == "all" else inputs[1:]))
             if shaped:
                 static.update(o for o in n.output if o)
-            if n.name not in holders and (all(t in fixed for t in inputs) or (n.op_type in ("Shape", "Size") and n.input[0] in static)):
+            shape_of_static = n.op_type in SHAPE_ONLY and n.input[0] in static
+            if n.name not in holders and (shape_of_static or all(t in fixed for t in inputs)):
                 fixed.update(o for o in n.output if o)
                 out.add(n.name)
         return frozenset(out & self.node_outputs.keys())

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import ModelError, OptionError
-from ..model import CalibratedModel
+from ..model import SHAPE_ONLY, CalibratedModel
 
 __all__ = ["NODE_TYPES", "SWEEP_TYPES", "Candidate", "NodeList", "candidates_for", "check_node_type", "flat_names", "group_members",
            "group_name", "normalize_node_list"]
@@ -68,12 +68,6 @@ def check_node_type(node_type: object) -> str:
     if not isinstance(node_type, str) or node_type not in SWEEP_TYPES:
         raise OptionError(f"unknown node_type {node_type!r}; expected one of {', '.join(SWEEP_TYPES)}")
     return node_type
-
-
-#: nodes whose output quantizing their input cannot change (a tensor's shape): no ``node``
-#: candidates. Their calibration node is shared with the tensor's other readers, so their score
-#: was those readers' (on ViT-S the verdict recommended keeping ``embeddings/Shape_2`` in float).
-SHAPE_ONLY = frozenset({"Shape", "Size"})
 
 
 def candidates_for(model: CalibratedModel, node_type: str, interested_nodes: object = None) -> list[Candidate]:
