@@ -32,8 +32,8 @@ def _int16_file(path: Path, names: set[str]) -> bytes:
     for n in [n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.name in names]:
         qtype, scale, zero = int16_params(qmap[n.name])
         model.graph.initializer.extend([
-            onnx.numpy_helper.from_array(np.array(scale, np.float32), f"{n.name}_s16"),
-            onnx.helper.make_tensor(f"{n.name}_z16", T.INT16 if qtype == "int16" else T.UINT16, [], [zero])])
+            onnx.numpy_helper.from_array(scale.astype(np.float32), f"{n.name}_s16"),
+            onnx.numpy_helper.from_array(zero.astype(np.int16 if qtype == "int16" else np.uint16), f"{n.name}_z16")])
         n.input[1:3] = readers[n.output[0]].input[1:3] = [f"{n.name}_s16", f"{n.name}_z16"]
     del model.graph.value_info[:]  # the 8-bit types of the rewritten pairs
     return model.SerializeToString()

@@ -108,7 +108,7 @@ def test_with_weights_stored_as_integers_the_end_is_the_reference(cnn_dir: Path,
     from ptqdebug.analyses.verdict import Recommendation, _summary
 
     recs = [Recommendation("a", ("qa",), 0.995, 0.005), Recommendation("b", ("qb",), 0.997, 0.002)]
-    text = _summary("unknown", 0.99, 1.0, 0.99, recs, None, 0.999, ("c",), weights_fixed=True)
+    text = _summary("unknown", 0.99, 1.0, 0.99, recs, None, 0.999, ("c",), fixed_reason="no float model was given")
     assert ("Keeping c in float too would switch off every calibration node that can be: that is the reference "
             "(weights as stored), not a recommendation.") in text
     everything = [*run.partial.nodes, *run.partial.left_out]
@@ -165,10 +165,10 @@ def test_the_printed_commands_work_for_the_model_given(tmp_path: Path, capsys: p
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("to keep the recommended nodes in float: "))
     assert f"ptqdebug export {qdq} --float-model {tmp_path / 'float.onnx'} -o partial.onnx --float-nodes" in line
-    assert "is unnamed in the file, a name ptqdebug gave it: calibrating the float model again cannot take it" in line
+    assert "are unnamed in the file, names ptqdebug gave them: calibrating the float model again cannot take them" in line
     assert "ptqdebug calibrate" not in line
     page = (tmp_path / "debug" / "index.html").read_text()
-    assert "--float-model" in page and "calibrating the float model again cannot take it" in page
+    assert "--float-model" in page and "calibrating the float model again cannot take them" in page
 
 
 def test_no_calibrate_command_for_nodes_the_float_model_lacks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -194,9 +194,9 @@ def test_no_calibrate_command_for_nodes_the_float_model_lacks(tmp_path: Path, ca
                  "-pt", "0.99999", "--float-model", str(tmp_path / "float.onnx")]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("to keep the recommended nodes in float: "))
     assert "ptqdebug export" in line and "ptqdebug calibrate" not in line
-    assert "_Q4 is no node of the float model (the quantizer renamed or added it): calibrating the float model again" in line
+    assert "_Q4 are no nodes of the float model (the quantizer renamed or added them): calibrating the float model again" in line
     page = (tmp_path / "debug" / "index.html").read_text()
-    assert "is no node of the float model" in page and "ptqdebug calibrate" not in page
+    assert "are no nodes of the float model" in page and "ptqdebug calibrate" not in page
 
 
 def test_calibrate_is_offered_for_the_names_it_gave_an_unnamed_float_models_nodes(tmp_path: Path) -> None:

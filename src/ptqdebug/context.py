@@ -47,6 +47,8 @@ class Context:
         #: the calibrated model as the user gave it (a file path or a ModelProto; None when only a
         #: CalibratedModel read from memory was given), for running it as ONNX Runtime deploys it
         self.source: str | onnx.ModelProto | None = model.path
+        #: the float model the calibrated one was made from, as given (see analyses.floatgap)
+        self.float_model: str | os.PathLike[str] | onnx.ModelProto | None = None
         self.cache = ResultCache(lambda: self.model_digest, enabled=cache)
         #: per-sample scores of configurations already run (see :meth:`remember_score`)
         self.scored: OrderedDict[bytes, np.ndarray] = OrderedDict()
@@ -369,6 +371,7 @@ def open_context(
     ctx.watch(model_or_file, float_model, calibrated_data)
     if isinstance(model_or_file, onnx.ModelProto):
         ctx.source = model_or_file
+    ctx.float_model = float_model
     ctx.workers = workers or 1
     ctx.executor = executor or "local"
     if pool is not None:

@@ -166,6 +166,13 @@ class CalibratedModel:
         return frozenset(q.name for q in self.quantizers if not q.exact)
 
     @property
+    def fixed_reason(self) -> str:
+        """Why :attr:`fixed_quantizers` stay on, as a clause for messages (with what to do)."""
+        if self.float_source is None:
+            return "no float model was given (pass float_model= / --float-model FLOAT.onnx)"
+        return f"the float model lacks them ({CHANGED_WEIGHTS}; give the model the quantizer read, after its own preprocessing)"
+
+    @property
     def held_quantizers(self) -> Mapping[str, tuple[str, ...]]:
         """Main-graph node → the calibration nodes inside its bodies (see :mod:`ptqdebug.bodies`)."""
         held: dict[str, tuple[str, ...]] = {}
@@ -428,9 +435,29 @@ def load_model(
                      None if reference is None else reference.node_names)
 
 
+#: why a float model can lack weights the calibrated model stores as integers
+CHANGED_WEIGHTS = "the quantizer changed them: folded a BatchNorm into them, or rescaled their channels as SmoothQuant does"
+
 #: ONNX Runtime's operators that hold weights quantized and packed (weight-only quantization in
 #: operator form, as its MatMulNBits quantizer writes by default): nothing to switch off
 _PACKED_WEIGHT_OPS = frozenset({"MatMulNBits", "GatherBlockQuantized", "MatMulBnb4", "QMoE"})
+
+
+def _narrowing_casts(index: GraphIndex) -> list[str]:
+    """The narrower type of each Cast pair float32 → bfloat16/float16/float8 → float32 (a
+    precision simulated by casting, not calibration nodes), in graph order."""
+    to = {n.name: next((a.i for a in n.attribute if a.name == "to"), None) for n in index.nodes if n.op_type == "Cast"}
+    found = []
+    for node in index.nodes:
+        narrow = to.get(node.name) if node.op_type == "Cast" else None
+        if narrow in _NARROW_FLOATS and any(c.op_type == "Cast" and to.get(c.name) == onnx.TensorProto.FLOAT
+                                            for c in index.consumers.get(node.output[0], ())):
+            found.append(onnx.TensorProto.DataType.Name(narrow).lower())
+    return found
+
+
+_NARROW_FLOATS = frozenset({onnx.TensorProto.BFLOAT16, onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT8E4M3FN,
+                            onnx.TensorProto.FLOAT8E4M3FNUZ, onnx.TensorProto.FLOAT8E5M2, onnx.TensorProto.FLOAT8E5M2FNUZ})
 
 
 def _all_nodes(graph: onnx.GraphProto) -> Iterable[onnx.NodeProto]:
@@ -454,6 +481,22 @@ def _assemble(
                 f"the model is quantized weight-only in operator form ({packed.op_type} node {packed.name!r}): its weights are "
                 "packed inside the operators, with no calibration nodes to analyse; expected QDQ nodes: quantize with "
                 "quant_format=QuantFormat.QDQ (MatMulNBitsQuantizer takes it too), or run `ptqdebug calibrate` on the float model"
+            )
+        custom: dict[str, str] = {}
+        unsupported_ops(graph, custom)
+        if custom:  # quantization in a vendor's own operators (AMD Quark's BF16/BFP: com.amd.quark)
+            ops = ", ".join(f"{k} (node {v!r})" for k, v in list(custom.items())[:3])
+            raise UnsupportedOpError(
+                f"the model quantizes with custom operators plain ONNX Runtime cannot run: {ops}; expected standard "
+                "QuantizeLinear/DequantizeLinear (or HzCalibration) calibration nodes: export the model from its quantizer "
+                "in standard QDQ form"
+            )
+        casts = _narrowing_casts(index)
+        if casts:
+            raise ModelError(
+                f"the model simulates lower precision with {_count(len(casts), 'Cast pair')} (float32 → "
+                f"{casts[0]} → float32; AMD Quark's BF16QDQToCast writes them), which are not calibration nodes; expected "
+                "QuantizeLinear/DequantizeLinear pairs or HzCalibration nodes"
             )
         raise ModelError(
             "the model has no calibration nodes (no QuantizeLinear/DequantizeLinear pairs, no HzCalibration "
@@ -508,13 +551,29 @@ def _assemble(
     biases = [n.name for n in ordered if n.op_type == "DequantizeLinear" and n.input[0] in index.initializers
               and index.initializers[n.input[0]].data_type == onnx.TensorProto.INT32]
     and_biases = f" (and {len(biases)} int32 bias{'es' * (len(biases) != 1)})" if biases else ""
-    if inexact:
+    if inexact and float_source is None:
         notes.append(
             f"weights stored as integers and no float model given: {_count(len(inexact), 'weight calibration node')}"
             f"{and_biases} cannot be switched off exactly and stay on in every configuration, the float reference "
             "included (pass float_model= / --float-model FLOAT.onnx to analyse them)"
         )
+    elif inexact:
+        weights = sum(q.kind == "weight" for q in quantizers)
+        notes.append(
+            f"weights stored as integers that the float model lacks ({CHANGED_WEIGHTS}): "
+            f"{_count(len(inexact), 'weight calibration node')}{and_biases} cannot be switched "
+            f"off exactly and stay on in every configuration, the float reference included (the float model matched "
+            f"{weights - len(inexact)} of {weights}; give the model the quantizer read, after its own preprocessing, "
+            "to analyse them all)"
+        )
 
+    if any(n.op_type == "Cast" and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT16 for a in n.attribute)
+           for n in ordered) or any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer):
+        notes.append(
+            "the model computes in float16: ONNX Runtime's CPU rounds float16 differently depending on how the graph is "
+            "split into sessions, so scores can differ from a run of the whole file (0.927767 against 0.935678 on a "
+            "ModelOpt CNN); quantize in float32 (ModelOpt: --high_precision_dtype fp32) to analyse it exactly"
+        )
     restored = [q.name for q in quantizers if q.off_node is not None]
     if restored and float_source is not None:
         notes.append(

@@ -104,7 +104,11 @@ def configurations_for(ctx: Context, quantize_node: object = None, non_quantize_
     if any(k in q_flat for k in KEYWORDS):
         weights = frozenset(q.name for q in model.weight_quantizers) & calibrated
         acts = frozenset(q.name for q in model.activation_quantizers) & calibrated
-        only_w = Configuration("only_weight_calibrated", weights)
+        # weights that cannot be switched off are on in the reference too: their cost is not in the curve
+        fixed, total = len(weights & model.fixed_quantizers), len(weights)
+        unmeasured = ("" if not fixed else " (weights as stored: not measured)" if fixed == total
+                      else f" ({total - fixed} of {total} weights measured)")
+        only_w = Configuration("only_weight_calibrated" + unmeasured, weights)
         only_a = Configuration("only_activation_calibrated", acts)
         if "weight" in q_flat and "activation" in q_flat:
             figures.append(("weight_activation_quantized_separately", [default, only_a, only_w]))

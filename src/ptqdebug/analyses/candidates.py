@@ -103,7 +103,7 @@ def candidates_for(model: CalibratedModel, node_type: str, interested_nodes: obj
     pool = model.weight_quantizers if node_type == "weight" else model.activation_quantizers
     if node_type == "weight" and pool and all(q.name in fixed for q in pool):
         raise ModelError(
-            "every weight of this model is stored as integers (lone DequantizeLinear) and no float model was "
-            "given, so weight calibration nodes cannot be switched off; pass float_model= / --float-model FLOAT.onnx"
+            f"every weight of this model is stored as integers (lone DequantizeLinear), so weight calibration nodes "
+            f"cannot be switched off: {model.fixed_reason}"
         )
     return [Candidate(q.name, (q.name,)) for q in pool if q.name not in fixed]

@@ -33,6 +33,7 @@ from ..engine.build import standalone_model
 from ..engine.runtime import SessionError, deployed_session, ort_reason
 from ..errors import ModelError, OptionError
 from ..metrics import METRICS, Metric, compare, compare_sample, get_metrics
+from .floatgap import FloatGap, float_gap
 from .sensitivity import Progress, decode_float, encode_float
 
 if TYPE_CHECKING:
@@ -83,8 +84,11 @@ class DeploymentCheck:
     #: switching on, with those before it, first makes the two differ by half as much as in the
     #: whole model, and their output cosine then (see :func:`first_departure`)
     departure: tuple[str, float] | None = None
-    #: weights stored as integers and no float model given: "float" is the model with those weights
+    #: weights stored as integers that cannot be switched off: "float" is the model with those weights
     weights_fixed: bool = False
+    #: the calibrated graph against the float model itself, where one was given: "float" above is
+    #: that graph with every calibration node off (:mod:`~ptqdebug.analyses.floatgap`)
+    float_gap: FloatGap | None = None
 
     @property
     def agrees(self) -> bool:
@@ -101,17 +105,19 @@ class DeploymentCheck:
         m = self.metrics[0]
         mean = {k: float(np.mean([getattr(o, k)[m] for o in self.outputs])) for k in ("deployed", "simulated", "between")}
         where = f"ONNX Runtime as deployed (default optimizations, {self.providers[0]})"
-        reference = "the model with its stored integer weights (no float model given)" if self.weights_fixed else "float"
+        reference = "the model with its stored integer weights" if self.weights_fixed else "float"
         numbers = (f"{m} against {reference} {mean['deployed']:.6f} deployed, {mean['simulated']:.6f} simulated; "
                    f"deployed against simulated {mean['between']:.6f}")
+        gap = (f" Careful: {self.float_gap.describe()}; \"float\" here is this model with every calibration node off."
+               if self.float_gap is not None and self.float_gap.matters else "")
         share = self._narrow_share() if self.agrees else None
         if share is not None:
             return (f"{where} agrees with ptqdebug's simulation, narrowly: {numbers}; what separates them is up to "
                     f"{share:.0%} of quantization's own error at an output, so the analyses' rankings should hold, but "
-                    "a deployed score can differ from the simulated one by about that much.")
+                    f"a deployed score can differ from the simulated one by about that much.{gap}")
         if self.agrees:
             return (f"{where} agrees with ptqdebug's simulation: {numbers}, closer than quantization's own error, so "
-                    "the analyses describe the deployed model.")
+                    f"the analyses describe the deployed model.{gap}")
         text = (f"{where} differs from ptqdebug's simulation at least as much as quantization changes the model: {numbers}. "
                 "ptqdebug analyses the model as ONNX defines it; ONNX Runtime's rewrites of the quantized graph (fused "
                 "integer kernels, removed operators) compute something else here")
@@ -128,7 +134,7 @@ class DeploymentCheck:
             names = ", ".join(self.relu_fused[:3]) + (", ..." if n > 3 else "")
             text += (f" A known cause: ONNX Runtime removes the Relu before {n} calibration node{'s' * (n != 1)} that "
                      f"keep{'s' * (n == 1)} negative values ({names}).")
-        return text
+        return text + gap
 
     def _same_size(self, deployed: float, simulated: float) -> bool:
         """Whether the deployed and simulated cosine similarities against float lose the same within
@@ -154,14 +160,15 @@ class DeploymentCheck:
                 "agrees": self.agrees, "narrow": self.agrees and self._narrow_share() is not None, "summary": self.summary(),
                 "outputs": [o.to_dict() for o in self.outputs], "relu_fused": list(self.relu_fused),
                 "failure": self.failure, "departure": list(self.departure) if self.departure is not None else None,
-                "weights_fixed": self.weights_fixed}
+                "weights_fixed": self.weights_fixed,
+                "float_gap": None if self.float_gap is None else self.float_gap.to_dict()}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DeploymentCheck:
         return cls(tuple(d["metrics"]), int(d["samples"]), tuple(d["providers"]),
                    tuple(OutputAgreement.from_dict(o) for o in d["outputs"]), tuple(d.get("relu_fused", ())),
                    d.get("failure"), (str(d["departure"][0]), float(d["departure"][1])) if d.get("departure") else None,
-                   bool(d.get("weights_fixed", False)))
+                   bool(d.get("weights_fixed", False)), FloatGap.from_dict(d["float_gap"]) if d.get("float_gap") else None)
 
 
 def deployable(ctx: Context) -> str | onnx.ModelProto:
@@ -220,7 +227,8 @@ def check_deployment(ctx: Context, metrics: tuple[str, ...] | list[str] = ("cosi
     if not agreements:
         raise ModelError("none of the model's outputs is a floating-point tensor; expected at least one to compare")
     check = DeploymentCheck(tuple(names), samples, tuple(engine.providers), agreements, model.relu_fused,
-                            weights_fixed=bool(model.fixed_quantizers))
+                            weights_fixed=bool(model.fixed_quantizers),
+                            float_gap=float_gap(ctx, data_num) if configuration is None else None)
     if check.agrees or configuration is not None:
         return check
     return replace(check, departure=first_departure(ctx, samples, [o.output for o in agreements]))

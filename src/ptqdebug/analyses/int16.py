@@ -4,7 +4,9 @@ The original toolchain's remedy for a sensitive node is int16 (the original arti
 activations to int16, or run it on the CPU; ``hmct``'s ``sensitivity_analysis(qtype="int16")``).
 An int16 calibration node keeps the 8-bit node's range with 256 times finer steps: the threshold
 ``T = scale * 127`` becomes ``scale16 = T / 32767`` (reference §9.5), and an asymmetric range
-``[lo, hi]`` is spread over the 65,536 levels of int16 (uint16 for a uint8 node).
+``[lo, hi]`` is spread over the 65,536 levels of int16 (uint16 for a uint8 node). A scale that is
+a power of two (AMD Quark's XINT8 and other NPU formats, which shift instead of multiplying) stays
+one: ``scale / 256`` with the zero point times 256, the same range to within one 8-bit step.
 
 :func:`int16_twins` adds, right after each named 8-bit activation calibration node, a *twin*
 calibration node with those parameters, switched off in the file. A configuration then chooses
@@ -24,6 +26,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ..errors import OptionError
+from ..formats.params import thresholds_of
 from ..model import CalibratedModel
 from ..quantizer import QTYPE_RANGES, Quantizer
 
@@ -36,20 +39,32 @@ __all__ = ["TWIN_SUFFIX", "int16_context", "int16_params", "int16_twins"]
 TWIN_SUFFIX = "@int16"
 
 _WIDER = {"int8": "int16", "uint8": "uint16"}
-_ONNX_TYPE = {"int16": onnx.TensorProto.INT16, "uint16": onnx.TensorProto.UINT16}
+_NUMPY_TYPE = {"int16": np.int16, "uint16": np.uint16}
 
 
-def int16_params(q: Quantizer) -> tuple[str, float, int]:
-    """(qtype, scale, zero point) of the 16-bit node with ``q``'s range."""
+def int16_params(q: Quantizer) -> tuple[str, np.ndarray, np.ndarray]:
+    """(qtype, scale, zero point) of the 16-bit node with ``q``'s range, per channel where ``q`` is
+    (the arrays shaped as its own)."""
     qtype = _WIDER[q.qtype]
-    s, zp = float(np.asarray(q.scale).reshape(-1)[0]), int(np.asarray(q.zero_point).reshape(-1)[0])
+    s = np.asarray(q.scale, np.float64)
+    zp = np.broadcast_to(np.asarray(q.zero_point, np.int64), s.shape)
     qmin, qmax = QTYPE_RANGES[q.qtype]
     qmin16, qmax16 = QTYPE_RANGES[qtype]
-    if zp == 0 and qmin < 0:  # symmetric: the threshold T = scale * qmax stays
-        return qtype, float(np.float32(s * qmax / qmax16)), 0
-    lo, hi = s * (qmin - zp), s * (qmax - zp)
-    scale16 = float(np.float32((hi - lo) / (qmax16 - qmin16)))
-    return qtype, scale16, int(np.clip(round(qmin16 - lo / scale16), qmin16, qmax16))
+    symmetric = (zp == 0) & (qmin < 0)  # the threshold T = scale * qmax stays
+    lo = s * (qmin - zp)
+    spread = ((s * (qmax - zp) - lo) / (qmax16 - qmin16)).astype(np.float32).astype(np.float64)
+    scale = np.where(symmetric, s * qmax / qmax16, spread)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        zero = np.where(symmetric, 0, np.clip(np.round(qmin16 - lo / spread), qmin16, qmax16))
+    pow2 = (s > 0) & (np.frexp(s)[0] == 0.5)  # a power of two (NPU formats: shifts, not multiplies) stays one
+    return qtype, np.where(pow2, s / 256, scale).astype(np.float32), np.where(pow2, zp * 256, zero).astype(np.int64)
+
+
+def _scale_type(q: Quantizer) -> np.dtype:
+    """The type of ``q``'s scale in the file: a float16 model's twin must quantize float16 too."""
+    name = q.nodes[0].input[1] if q.nodes and len(q.nodes[0].input) > 1 else None
+    proto = next((t for t in q.initializers if t.name == name), None)
+    return np.dtype(np.float32) if proto is None else helper.tensor_dtype_to_np_dtype(proto.data_type)
 
 
 def _check(model: CalibratedModel, names: Collection[str]) -> list[Quantizer]:
@@ -58,10 +73,9 @@ def _check(model: CalibratedModel, names: Collection[str]) -> list[Quantizer]:
     for q in chosen:
         why = ("a weight calibration node (int16 is for activations; weights stay 8-bit)" if q.kind == "weight" else
                f"{q.qtype}, not int8 or uint8" if q.qtype not in _WIDER else
-               "quantized per channel" if q.axis is not None or np.asarray(q.scale).size != 1 else
                "inside an If/Loop/Scan body" if q.scope is not None else "")
         if why:
-            raise OptionError(f"calibration node {q.name!r} is {why}; int16 applies to 8-bit per-tensor activation "
+            raise OptionError(f"calibration node {q.name!r} is {why}; int16 applies to 8-bit activation "
                               "calibration nodes: leave its node out, or keep it in float instead")
     return chosen
 
@@ -81,16 +95,17 @@ def int16_twins(model: CalibratedModel, names: Collection[str]) -> tuple[Calibra
     for q in chosen:
         twin_name, narrow = q.name + TWIN_SUFFIX, q.output + "::8bit"
         qtype, scale, zero = int16_params(q)
-        scale_init = numpy_helper.from_array(np.array(scale, dtype=np.asarray(q.scale).dtype), f"{twin_name}::scale")
-        zero_init = helper.make_tensor(f"{twin_name}::zero_point", _ONNX_TYPE[qtype], [], [zero])
+        scale_init = numpy_helper.from_array(scale.astype(_scale_type(q)), f"{twin_name}::scale")
+        zero_init = numpy_helper.from_array(zero.astype(_NUMPY_TYPE[qtype]), f"{twin_name}::zero_point")
         ops = (helper.make_node("QuantizeLinear", [narrow, scale_init.name, zero_init.name], [f"{twin_name}::q"],
                                 name=twin_name, domain=domain),
                helper.make_node("DequantizeLinear", [f"{twin_name}::q", scale_init.name, zero_init.name], [q.output],
                                 name=f"{twin_name}::dq", domain=domain))
-        qmin16, qmax16 = QTYPE_RANGES[qtype]
-        thresholds = (scale * qmax16,) if zero == 0 and qmin16 < 0 else (scale * (qmin16 - zero), scale * (qmax16 - zero))
-        twins[q.name] = Quantizer(twin_name, "activation", narrow, q.output, qtype, None, np.array(scale), np.array(zero),
-                                  thresholds, enabled=False, nodes=ops, initializers=(scale_init, zero_init))
+        for op in ops if q.axis is not None else ():
+            op.attribute.append(helper.make_attribute("axis", q.axis))
+        twins[q.name] = Quantizer(twin_name, "activation", narrow, q.output, qtype, q.axis, scale, zero,
+                                  thresholds_of(qtype, scale, zero, q.axis), enabled=False, nodes=ops,
+                                  initializers=(scale_init, zero_init))
         renamed[q.name] = replace(q, output=narrow, nodes=tuple(_writing(n, q.output, narrow) for n in q.nodes),
                                   off_node=_writing(q.off_node, q.output, narrow) if q.off_node is not None else None)
         i = placeholders[q.name]

@@ -182,15 +182,18 @@ def _listed_name(name: str) -> str:
 
 
 def unnamed_reason(nodes: Sequence[str], renamed: Collection[str], not_in_float: Collection[str] = ()) -> str | None:
-    """Why :func:`apply_commands` offers no ``calibrate`` command for ``nodes``, or None: the first
-    of them that is among ``renamed`` or ``not_in_float``."""
-    name = next((n for n in nodes if n in renamed), None)
-    if name is not None:
-        return f"{name} is unnamed in the file, a name ptqdebug gave it: calibrating the float model again cannot take it"
-    name = next((n for n in nodes if n in not_in_float), None)
-    return None if name is None else (
-        f"{name} is no node of the float model (the quantizer renamed or added it): calibrating the float model again "
-        "cannot take it")
+    """Why :func:`apply_commands` offers no ``calibrate`` command for ``nodes``, or None: those of
+    them that are among ``renamed`` (named at most three) or else ``not_in_float``."""
+    for among, one, several in (
+            (renamed, "is unnamed in the file, a name ptqdebug gave it", "are unnamed in the file, names ptqdebug gave them"),
+            (not_in_float, "is no node of the float model (the quantizer renamed or added it)",
+             "are no nodes of the float model (the quantizer renamed or added them)")):
+        names = [n for n in nodes if n in among]
+        if names:
+            listed = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            many = len(names) > 1
+            return f"{listed} {several if many else one}: calibrating the float model again cannot take {'them' if many else 'it'}"
+    return None
 
 
 def partial_quantization(

@@ -1,7 +1,8 @@
 """Calibration node statistics: thresholds, scales, per-channel max and smallest non-zero value (reference §7.2).
 
-Weights: the float weight reshaped to ``(shape[0], -1)`` (output channels first). Activations:
-the node's input in the float model, over every selected sample, per channel along axis 1
+Weights: the float weight per channel along its quantization axis (a per-channel node's: 0 for a
+Conv, 1 or -1 for a MatMul), else along axis 0, as the original. Activations: the node's input in
+the float model, over every selected sample, per channel along its quantization axis, else axis 1
 (accumulated sample by sample, so memory does not grow with the sample count). Values are
 absolute: ``max_vals[c] = max |x|``, ``min_nz_vals[c] = min |x| over x != 0`` (0 if the channel is
 all zero).
@@ -19,6 +20,7 @@ from .candidates import flat_names
 
 if TYPE_CHECKING:  # the engine (ONNX Runtime) is not needed to read or draw a result
     from ..context import Context
+    from ..quantizer import Quantizer
 
 __all__ = ["CalibrationNodeStats", "calibration_node_stats"]
 
@@ -45,11 +47,18 @@ class CalibrationNodeStats:
                    tuple(d["Scales"]), tuple(d["Max_vals"]), tuple(d["Min_nz_vals"]))
 
 
-def _per_channel(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _per_channel(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel along ``axis``: the largest ``|x|`` and the smallest non-zero one (inf: none)."""
+    rows = np.moveaxis(x, axis, 0).reshape(x.shape[axis], -1) if -x.ndim <= axis < x.ndim else x.reshape(1, -1)
     a = np.abs(rows.astype(np.float64))
     mx = a.max(axis=1) if a.shape[1] else np.zeros(a.shape[0])
     nz = np.where(a > 0, a, np.inf).min(axis=1) if a.shape[1] else np.full(a.shape[0], np.inf)
     return mx, nz
+
+
+def _axis(q: Quantizer, default: int) -> int:
+    """The axis ``q`` quantizes per channel along, else ``default``."""
+    return q.channel_axis if q.channel_axis is not None else default
 
 
 def calibration_node_stats(ctx: Context, nodes_list: object = None, data_num: int | None = None) -> list[CalibrationNodeStats]:
@@ -58,26 +67,24 @@ def calibration_node_stats(ctx: Context, nodes_list: object = None, data_num: in
         dict.fromkeys(q for n in flat_names(nodes_list, "nodes_list") for q in model.expand(n, "nodes_list")))
     qmap = model.quantizer_map
     acts = [qmap[n] for n in names if qmap[n].kind == "activation" and model.data_visible(n)]
-    acc: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    acc: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
     if acts:
-        tensors = tuple(dict.fromkeys(q.input for q in acts))
+        keys = list(dict.fromkeys((q.input, _axis(q, 1)) for q in acts))
+        tensors = tuple(dict.fromkeys(t for t, _ in keys))
         for s in range(len(ctx.samples(data_num))):
             ref = ctx.reference(s, tensors)
-            for t in tensors:
-                x = np.asarray(ref[t])
-                rows = np.moveaxis(x, 1, 0).reshape(x.shape[1], -1) if x.ndim > 1 else x.reshape(1, -1)
-                mx, nz = _per_channel(rows)
-                if t in acc:
-                    mx, nz = np.maximum(acc[t][0], mx), np.minimum(acc[t][1], nz)
-                acc[t] = (mx, nz)
+            for t, axis in keys:
+                mx, nz = _per_channel(np.asarray(ref[t]), axis)
+                if (t, axis) in acc:
+                    mx, nz = np.maximum(acc[t, axis][0], mx), np.minimum(acc[t, axis][1], nz)
+                acc[t, axis] = (mx, nz)
     out = []
     for n in names:
         q = qmap[n]
         if q.kind == "weight":
-            w = ctx.engine.weight_values(n)[0]
-            mx, nz = _per_channel(w.reshape(w.shape[0], -1) if w.ndim else w.reshape(1, 1))
+            mx, nz = _per_channel(ctx.engine.weight_values(n)[0], _axis(q, 0))
         elif model.data_visible(n):
-            mx, nz = acc[q.input]
+            mx, nz = acc[q.input, _axis(q, 1)]
         else:  # inside a body: its data cannot be fetched (ptqdebug.bodies), so no data statistics
             mx, nz = np.zeros(0), np.zeros(0)
         nz = np.where(np.isinf(nz), 0.0, nz)

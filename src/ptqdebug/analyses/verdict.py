@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..metrics import METRICS
+from .floatgap import FloatGap, float_gap
 from .lost import LostChannels, lost_channels
 from .partial import PartialQuantizationResult, best_prefix, prune
 from .rangefit import RangeFit, range_fits
@@ -47,7 +48,8 @@ CHECK_SAMPLES = 8
 @dataclass(frozen=True)
 class Recommendation:
     """One row of "what to keep in higher precision": ``node`` (an ordinary node, a calibration
-    node no node reads, or what the user named) and its ``calibration_nodes``, in partial
+    node no node reads, or what the user named) and the ``calibration_nodes`` keeping it switches
+    off (weights stored as integers, which stay on, are not among them), in partial
     quantization's order. A ``left_out`` row is scored in int16 only: with it too in float, no
     calibration node would be on (:attr:`PartialQuantizationResult.left_out`), so its
     ``score_after`` and ``recovery`` are NaN."""
@@ -84,6 +86,8 @@ class Verdict:
     lost: tuple[LostChannels, ...] = ()
     #: how the recommended nodes' activation ranges fit their values (:mod:`ptqdebug.analyses.rangefit`)
     fits: tuple[RangeFit, ...] = ()
+    #: the calibrated graph against the float model itself, where one was given (:mod:`~ptqdebug.analyses.floatgap`)
+    float_gap: FloatGap | None = None
 
     @property
     def keep_float(self) -> tuple[str, ...]:
@@ -118,7 +122,8 @@ class Verdict:
                 "keep_float": list(self.keep_float), "keep_int16": list(self.keep_int16),
                 "kept": {q: {"nodes": list(nodes), "score": score} for q, (nodes, score) in self.kept.items()},
                 "check": None if self.check is None else {"samples": self.check[0], "score": self.check[1]},
-                "lost": [asdict(x) for x in self.lost], "fits": [asdict(x) for x in self.fits]}
+                "lost": [asdict(x) for x in self.lost], "fits": [asdict(x) for x in self.fits],
+                "float_gap": None if self.float_gap is None else self.float_gap.to_dict()}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Verdict:
@@ -127,9 +132,11 @@ class Verdict:
                      for r in d["recommendations"])
         check = d.get("check")
         kept = {q: (tuple(k["nodes"]), float(k["score"])) for q, k in d.get("kept", {}).items()}
+        gap = d.get("float_gap")
         return cls(d["metric"], d["cause"], {k: float(v) for k, v in d["scores"].items()}, d["summary"], recs,
                    None if check is None else (int(check["samples"]), float(check["score"])), kept,
-                   tuple(LostChannels(**x) for x in d.get("lost", ())), tuple(RangeFit(**x) for x in d.get("fits", ())))
+                   tuple(LostChannels(**x) for x in d.get("lost", ())), tuple(RangeFit(**x) for x in d.get("fits", ())),
+                   None if gap is None else FloatGap.from_dict(gap))
 
 
 def _cause(calibrated: float, only_w: float, only_a: float) -> str:
@@ -168,11 +175,14 @@ def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data
     negligible = cause == "none" or (cause == "unknown" and not 1 - c > NEGLIGIBLE_LOSS)
     if partial is not None and not negligible:
         wider = partial_int16.partial if partial_int16 is not None else [math.nan] * len(partial.nodes)
+        def switched(node: str) -> tuple[str, ...]:  # (weights stored as integers stay on: not listed)
+            return tuple(q for q in model.expand(node) if q not in model.fixed_quantizers)
+
         for node, after, gain, after16 in zip(partial.nodes, partial.partial, partial.recovery(), wider):
-            recs.append(Recommendation(node, model.expand(node), after, gain, after16))
+            recs.append(Recommendation(node, switched(node), after, gain, after16))
         if partial_int16 is not None:  # the nodes float leaves out, where int16 scored them after the others
             for node, after16 in zip(partial.left_out, wider[len(partial.nodes):]):
-                recs.append(Recommendation(node, model.expand(node), math.nan, math.nan, after16, left_out=True))
+                recs.append(Recommendation(node, switched(node), math.nan, math.nan, after16, left_out=True))
     kept: dict[str, tuple[tuple[str, ...], float]] = {}
     if recs:  # (with int16 scored, the nodes float leaves out are rows too)
         for result in (partial, partial_int16):
@@ -180,7 +190,7 @@ def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data
                 kept[result.qtype] = prune(ctx, result, data_num)
     threshold = partial.pick_threshold if partial is not None else None
     left_out = partial.left_out if partial is not None and not negligible else ()
-    summary = _summary(cause, c, w, a, recs, kept, threshold, left_out, weights_fixed, ranking)
+    summary = _summary(cause, c, w, a, recs, kept, threshold, left_out, model.fixed_reason if weights_fixed else None, ranking)
     if negligible and partial is not None and (partial.nodes or partial.left_out):  # picked or named all the same
         n = len(partial.nodes) + len(partial.left_out)
         summary += f" Partial quantization's table still lists {n} sensitive node{'s' * (n > 1)}, for reference."
@@ -188,7 +198,8 @@ def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data
     # the recommended nodes' activation ranges: the "why" (not for Horizon models: symmetric by hardware)
     fits = () if "horizon" in model.source_format else range_fits(
         ctx, [q for r in recs for q in r.calibration_nodes], range(len(ctx.samples(data_num))))
-    summary += _why_sentence(recs, fits) + _blind_sentence(ctx, data_num) + _lost_sentence(lost)
+    gap = float_gap(ctx, data_num)
+    summary += _why_sentence(recs, fits) + _blind_sentence(ctx, data_num) + _lost_sentence(lost) + _gap_sentence(gap)
     used, more = len(ctx.samples(data_num)), min(len(ctx.data), CHECK_SAMPLES)
     check = None
     if more > used:  # scores of the first samples are reused where they ran one at a time
@@ -196,7 +207,7 @@ def verdict(ctx: Context, partial: PartialQuantizationResult | None = None, data
         check = (more, float(wide[0, 0]))
         summary += _check_sentence(c, used, *check)
     measured = {"calibrated": c, "only_activation": a} if weights_fixed else {"calibrated": c, "only_weight": w, "only_activation": a}
-    return Verdict(cos.name, cause, measured, summary, tuple(recs), check, kept, lost, fits)
+    return Verdict(cos.name, cause, measured, summary, tuple(recs), check, kept, lost, fits, gap)
 
 
 def _blind_sentence(ctx: Context, data_num: int | None) -> str:
@@ -238,6 +249,16 @@ def _lost_sentence(lost: Sequence[LostChannels]) -> str:
     return out
 
 
+def _gap_sentence(gap: FloatGap | None) -> str:
+    """A warning where the calibrated graph in float is not the float model (see
+    :mod:`ptqdebug.analyses.floatgap`): the scores above leave that part of the loss out."""
+    if gap is None or not gap.matters:
+        return ""
+    return (f" Careful: {gap.describe()}. The quantizer changed more than calibration nodes; the scores here measure "
+            "quantization against the changed graph, and no calibration node switches the change off: to recover that "
+            "part, quantize without it (keep the original operators).")
+
+
 def _check_sentence(c: float, used: int, more: int, wide: float) -> str:
     """A warning when the calibrated model's loss on more samples differs from the one judged
     (by more than half of the larger one, and more than a negligible loss)."""
@@ -251,19 +272,19 @@ def _check_sentence(c: float, used: int, more: int, wide: float) -> str:
 
 def _summary(cause: str, c: float, w: float, a: float, recs: list[Recommendation],
              kept: Mapping[str, tuple[tuple[str, ...], float]] | None = None, threshold: float | None = None,
-             left_out: Sequence[str] = (), weights_fixed: bool = False, ranking: Sequence[float] = ()) -> str:
+             left_out: Sequence[str] = (), fixed_reason: str | None = None, ranking: Sequence[float] = ()) -> str:
     """The verdict's sentences; ``left_out``: sensitive nodes after ``recs`` that partial
     quantization left out (with them too in float, no calibration node would be on that can be
-    switched off: the float model, or with ``weights_fixed`` the reference, weights as stored)."""
-    end = ("every calibration node that can be: that is the reference (weights as stored)" if weights_fixed
+    switched off: the float model, or where weights stay as stored, ``fixed_reason`` saying why,
+    the reference)."""
+    end = ("every calibration node that can be: that is the reference (weights as stored)" if fixed_reason
            else "every calibration node: that is the float model")
     head = f"Quantization brings the output cosine similarity to {c:.6f} (float = 1)"
     if cause == "none":
         return head + ": the loss is negligible; nothing needs higher precision."
     if cause == "unknown":
         text = (f"Quantizing the activations brings the output cosine similarity to {c:.6f}, against the model with its "
-                "weights as stored (integers): no float model was given, so these scores leave out what weight "
-                "quantization costs (pass it: float_model=, --float-model).")
+                f"weights as stored (integers): {fixed_reason}, so these scores leave out what weight quantization costs.")
         if not 1 - c > NEGLIGIBLE_LOSS:
             return text + " The activations' loss is negligible."
     else:

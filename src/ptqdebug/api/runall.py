@@ -301,7 +301,7 @@ def _run(root: Path, renderer: Renderer, t_start: float, ctx: Context,
     nodes_list: list[str] = []
     for kind in types:
         if kind == "weight" and ctx.model.weight_quantizers and not [q for q in ctx.model.weight_quantizers if q.exact]:
-            notes.append("weight sensitivity skipped: weights are stored as integers and no float model was given (--float-model)")
+            notes.append(f"weight sensitivity skipped: weights are stored as integers and {ctx.model.fixed_reason}")
             continue
         result = sensitivity_of_nodes(ctx, metrics=metrics, output_node=output_node, node_type=kind, data_num=data_num,
                                       interested_nodes=interested_nodes, progress=step_progress(progress, f"Sensitivity of {kind} nodes"))

@@ -99,7 +99,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         "better (mse, mre, chebyshev), e.g. -m mse -p 1e-4")
     p.add_argument("-d", "--data_num", type=data_num, default=1, help="how many samples, the first ones (default 1; 'all')")
     p.add_argument("-sn", "--sensitive_nodes", type=list_value("--sensitive_nodes"), help="use these nodes instead of a sweep")
-    p.add_argument("-sd", "--save_dir", default="./debug_result/", help="output folder (default ./debug_result/)")
+    p.add_argument("-sd", "-s", "--save_dir", default="./debug_result/", help="output folder (default ./debug_result/; -s as in the other commands)")
     p.add_argument("-m", "--metric", default="cosine-similarity", help=f"{_METRICS} (default cosine-similarity)")
     p.add_argument("-qt", "-q", "--qtype", choices=["float32", "int16"], default="float32",
                    help="what the sensitive nodes become: float32 (un-quantized, default) or int16 (their activations; "
@@ -451,7 +451,8 @@ def _export(args: argparse.Namespace) -> int:
                 "restored), not a quantized one"])
     if done.stayed:
         _notes([f"{len(done.stayed)} weight calibration node{'s' * (len(done.stayed) != 1)} of those nodes stay quantized: "
-                "their weights are stored as integers and no float model was given (--float-model switches them too)"])
+                "their weights are stored as integers and " + ("no float model was given (--float-model switches them too)"
+                                                               if args.float_model is None else "the float model lacks them")])
     return 0
 
 

@@ -204,11 +204,9 @@ def find_qdq(index: GraphIndex, float_model: FloatModel | None) -> list[Found]:
             weights += 1
             weight = numpy_helper.to_array(index.initializers[src])
             found_float = _float_weight(index, dqs[0], float_model, src, weight.shape)
-            if found_float is not None:
+            if found_float is not None and (params.qtype not in QTYPE_RANGES or _check_float_weight(
+                    dqs[0].name, src, *found_float, weight, _step(weight.shape, params.scale, params.axis, params.block_size))):
                 matched += 1
-                if params.qtype in QTYPE_RANGES:
-                    _check_float_weight(dqs[0].name, src, *found_float, weight,
-                                        _step(weight.shape, params.scale, params.axis, params.block_size))
         aliases = tuple((quantizer.output, d.output[0]) for d in dqs[1:])
         found.append(Found(nodes=(q, *dqs), quantizer=quantizer, aliases=aliases))
 
@@ -250,8 +248,18 @@ def _lone_dq(index: GraphIndex, dq: onnx.NodeProto, float_model: FloatModel | No
             f"{dq.input[0]!r} has shape {list(stored.shape)}; expected one scale per channel along that axis"
         )
     if float_value is not None and (qtype in QTYPE_RANGES or bias):  # (float8 steps grow with the value)
-        _check_float_weight(dq.name, dq.input[0], float_name, float_value,
-                            dequantize(stored, scale, zero_point, axis, block_size), _step(stored.shape, scale, axis, block_size))
+        try:
+            same = _check_float_weight(dq.name, dq.input[0], float_name, float_value,
+                                       dequantize(stored, scale, zero_point, axis, block_size),
+                                       _step(stored.shape, scale, axis, block_size))
+        except ModelError:
+            if not bias:
+                raise
+            same = False  # a bias the quantizer corrected (bias correction); the weights tell a foreign model
+        if not same:  # the quantizer changed it: the float model lacks the value stored
+            if bias:
+                return None
+            float_value = None
     exact = float_value is not None
     if float_value is None:
         float_value = dequantize(stored, scale, zero_point, axis, block_size)
@@ -300,19 +308,43 @@ def _step(shape: tuple[int, ...], scale: np.ndarray, axis: int | None, block_siz
 
 
 def _check_float_weight(dq: str, stored: str, float_name: str, float_value: np.ndarray, calibrated: np.ndarray,
-                        step: np.ndarray) -> None:
-    """Refuse a float model whose weight is not the one calibration node ``dq`` quantized: the
-    ``calibrated`` model's value (stored as ``stored``) typically more than a few steps away."""
-    diff = np.abs(float_value.astype(np.float64) - calibrated.astype(np.float64))
-    steps = np.where(step > 0, diff / np.where(step > 0, step, 1.0), np.where(diff == 0, 0.0, np.inf))
-    typical = float(np.median(steps)) if steps.size else 0.0
-    if typical > FOREIGN_WEIGHT_STEPS:
-        raise ModelError(
-            f"the float model's weight {float_name!r} is typically {typical:.3g} quantization steps away from what the "
-            f"calibrated model stores as {stored!r} (DequantizeLinear {dq!r}); expected the float model this "
-            "model was calibrated from (--float-model; where it went through ONNX Runtime's quant_pre_process, which "
-            "folds BatchNorm into the weights, the preprocessed model)"
-        )
+                        step: np.ndarray) -> bool:
+    """Whether the float model's weight is the one calibration node ``dq`` quantized: the
+    ``calibrated`` model's value (stored as ``stored``) typically within a few steps of it. False
+    where the quantizer rescaled it channel by channel (a folded BatchNorm, SmoothQuant): the float
+    model lacks that weight. Anything else is another model's weight, refused in one line."""
+    def typical(value: np.ndarray) -> float:
+        diff = np.abs(value - calibrated.astype(np.float64))
+        steps = np.where(step > 0, diff / np.where(step > 0, step, 1.0), np.where(diff == 0, 0.0, np.inf))
+        return float(np.median(steps)) if steps.size else 0.0
+
+    value = float_value.astype(np.float64)
+    away = typical(value)
+    if away <= FOREIGN_WEIGHT_STEPS:
+        return True
+    if any(typical(value * factor) <= FOREIGN_WEIGHT_STEPS for factor in _channel_factors(value, calibrated)):
+        return False
+    raise ModelError(
+        f"the float model's weight {float_name!r} is typically {away:.3g} quantization steps away from what the "
+        f"calibrated model stores as {stored!r} (DequantizeLinear {dq!r}); expected the float model this "
+        "model was calibrated from (--float-model; where it went through ONNX Runtime's quant_pre_process, which "
+        "folds BatchNorm into the weights, the preprocessed model)"
+    )
+
+
+def _channel_factors(value: np.ndarray, calibrated: np.ndarray) -> list[np.ndarray]:
+    """Per axis, the factor per slice that best scales ``value`` onto ``calibrated`` (least squares),
+    shaped to broadcast: a quantizer that rescales channels (BatchNorm folded into a Conv's output
+    channels, SmoothQuant's input channels of a MatMul) makes one of them fit."""
+    target = calibrated.astype(np.float64)
+    factors = []
+    for axis in range(value.ndim):
+        if value.size < 4 * value.shape[axis]:  # a factor per few values fits anything
+            continue
+        others = tuple(a for a in range(value.ndim) if a != axis)
+        norm = np.sum(value * value, axis=others, keepdims=True)
+        factors.append(np.sum(value * target, axis=others, keepdims=True) / np.where(norm > 0, norm, 1.0))
+    return factors
 
 
 #: Operators whose output is non-negative, or has the sign of its input: a calibration range
@@ -337,6 +369,9 @@ def _with_deleted_activation(index: GraphIndex, q: Quantizer, float_model: Float
         original = float_model.producer(q.input)
         if original is None or original.op_type not in ("Relu", "Clip"):
             return q
+        before = float_model.producer(original.input[0])  # what the Relu read now writes its output (deleted)
+        if before is None or before.op_type != producer.op_type:
+            return q  # the quantizer replaced the Relu by another operator: the float gap's business
         inits = []
         node = onnx.helper.make_node(original.op_type, [q.input], [q.output], name=q.name)
         node.attribute.extend(original.attribute)

@@ -19,7 +19,7 @@ MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif"
          ".webp": "image/webp", ".svg": "image/svg+xml"}
 CAUSES = {"weight": "weight quantization", "activation": "activation quantization",
            "both": "weight and activation quantization", "none": "no significant loss",
-           "unknown": "not measured: weights stored as integers, no float model"}
+           "unknown": "not measured: weights stored as integers"}
 TYPE_TITLES = {"weight": "Weight calibration nodes", "activation": "Activation calibration nodes", "node": "Ordinary nodes"}
 SERIES = {"input": "input", "float": "float", "quantized": "quantized", "error": "error"}
 
