@@ -333,3 +333,38 @@ def test_stats_of_a_matmul_weight_follow_its_channel_axis(tmp_path: Path) -> Non
     stats = dbg.get_calibration_nodes_stat_info(tmp_path / "mm.onnx", [{"x": x}], save_dir=tmp_path / "s")
     assert stats["wq"]["Max_vals"] == pytest.approx(list(np.abs(w).max(axis=0))) and len(stats["wq"]["Scales"]) == 3
     assert stats["xq"]["Max_vals"] == pytest.approx(list(np.abs(x).max(axis=0)))  # the activation: along axis 1, as before
+
+
+def test_a_cumulative_curve_ends_at_the_output_after_a_float_tail(tmp_path: Path) -> None:
+    """NNCF leaves the nodes after the last calibration node in float (MatMul → Add → Softmax):
+    the curve goes on to the model's output, so its last point is the calibrated model's score;
+    a Shape of a quantized tensor (1 whatever is quantized) is not drawn."""
+    from ptqdebug.analyses.accumulate import accumulate_error
+    from ptqdebug.analyses.sensitivity import score_configurations
+
+    rng = np.random.default_rng(1)
+    w = rng.normal(0, 1, (4, 5)).astype(np.float32)
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array((np.abs(w).max(0) / 127).astype(np.float32), "ws"),
+             numpy_helper.from_array(np.zeros(5, np.int8), "wz"), numpy_helper.from_array(np.float32(0.05), "xs"),
+             numpy_helper.from_array(np.int8(0), "xz"), numpy_helper.from_array(rng.normal(0, 1, 5).astype(np.float32), "b")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"], name="xq"),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"], name="xdq"),
+             helper.make_node("QuantizeLinear", ["w", "ws", "wz"], ["wq"], name="wq", axis=1),
+             helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], name="wdq", axis=1),
+             helper.make_node("Shape", ["xd"], ["shape"], name="shape"),
+             helper.make_node("MatMul", ["xd", "wd"], ["m"], name="mm"),
+             helper.make_node("Add", ["m", "b"], ["a"], name="add"),
+             helper.make_node("Softmax", ["a"], ["y"], name="softmax")]
+    graph = helper.make_graph(nodes, "tail", [helper.make_tensor_value_info("x", T.FLOAT, [2, 4])],
+                              [helper.make_tensor_value_info("y", T.FLOAT, [2, 5]),
+                               helper.make_tensor_value_info("shape", T.INT64, [2])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, tmp_path / "tail.onnx")
+    ctx = dbg.open_context(tmp_path / "tail.onnx", [{"x": rng.normal(0, 1, (2, 4)).astype(np.float32)}], cache=False)
+    (prefix, configs), = configurations_for(ctx, ["weight", "activation"])
+    result = accumulate_error(ctx, configs, prefix=prefix)
+    assert result.tensors == ("m", "y") and result.nodes == ("mm", "softmax")
+    scores, _ = score_configurations(ctx, [c.enabled for c in configs], metrics=[COS], compare_at=["y"], data_num=1)
+    assert [c.values[-1] for c in result.curves] == pytest.approx(list(scores[:, 0]), abs=1e-12)
+    assert result.curves[0].values[-1] < 1 - 1e-6

@@ -13,9 +13,12 @@ Configurations follow the original's rules (§4.3):
 Curves keep the user's order. Non-finite points stay at their index (the original dropped +inf
 points, which shifted every later point left). The original draws one sample; given several, each
 point is the mean of the samples' scores (NaNs skipped, as the sweeps average), so that a curve's
-last point is the score the sweeps and the verdict give on those samples. A model output produced by a calibration node (an
-output QDQ pair) is the last point, named after that calibration node, so a curve ends at the
-score the verdict gives.
+last point is the score the sweeps and the verdict give on those samples. Beyond the original's
+tensors (the outputs of the nodes that have calibration nodes), the model's floating-point
+outputs the curve would not reach are its last points, named after the node or calibration node
+that produces them (an output QDQ pair; the float tail NNCF leaves after the last calibration
+node), so a curve ends at the score the verdict gives; nodes that only compute shapes, which
+score 1 whatever is quantized, are left out.
 """
 
 from __future__ import annotations
@@ -149,12 +152,16 @@ def accumulate_error(
     configuration: the mean over ``samples`` (indices into the context's data; NaNs skipped)."""
     (m,) = get_metrics(metric)
     per_tensor_only([m], "cumulative error curves")
-    nodes = ctx.model.sensitivity_nodes
-    pairs = [(n, t) for n in nodes for t in ctx.model.node_outputs[n]]
-    # a model output that a calibration node produces (the QDQ pair ONNX Runtime puts on outputs)
-    # is the curve's last point, under that calibration node's name: the verdict's score
+    model = ctx.model
+    # (a node that only computes a shape scores 1 whatever is quantized: not drawn)
+    fixed = model.fixed_nodes()
+    pairs = [(n, t) for n in model.sensitivity_nodes if n not in fixed for t in model.node_outputs[n]]
+    # the model's floating-point outputs the curve does not reach (one a calibration node
+    # produces, as ONNX Runtime's output QDQ pairs do; one after a float tail, as NNCF leaves the
+    # nodes after the last calibration node) are its last points: a curve ends at the verdict's score
     shown = {t for _, t in pairs}
-    pairs += [(q.name, q.output) for q in ctx.model.quantizers if q.output in ctx.model.outputs and q.output not in shown]
+    producer = {q.output: q.name for q in model.quantizers} | {t: n for n, outs in model.node_outputs.items() for t in outs}
+    pairs += [(producer.get(t, t), t) for t in model.outputs if t not in shown and t not in model.integer_outputs]
     tensors = [t for _, t in pairs]
     values = np.full((len(samples), len(configs), len(tensors)), np.nan)
     index = {t: j for j, t in enumerate(tensors)}
