@@ -95,7 +95,8 @@ def test_a_deleted_relu_is_applied_before_the_fit(tmp_path: Path) -> None:
 def test_advice() -> None:
     relu = RangeFit("r_q", "int8", 0.0, 0.5, 0.0, 1.3, -1.3, 1.29, True)
     assert relu.advice() == ("r_q reaches only 50% of its int8 levels, the negative half unused (its values span 0 to 1.3, "
-                             "its range -1.3 to 1.29): an asymmetric range (calibrate --asymmetric) may recover it without float")
+                             "its range -1.3 to 1.29): an asymmetric range, where the target allows one (here: calibrate --asymmetric), "
+                             "may recover it without float")
     clip = RangeFit("c_q", "int8", 0.031, 0.99, -6.0, 6.0, -3.0, 2.98, True)
     assert clip.advice().startswith("c_q clips 3.1% of its values (its values span -6 to 6")
     assert RangeFit("a_q", "uint8", 0.0, 0.5, 0.0, 1.3, 0.0, 1.3, False).advice() is None  # asymmetric already

@@ -92,11 +92,12 @@ class RangeFit:
         """What the fit points to, in a sentence fragment, or None where it fits."""
         span = f"its values span {self.low:.3g} to {self.high:.3g}, its range {self.range_low:.3g} to {self.range_high:.3g}"
         if self.clips:
-            return (f"{self.quantizer} clips {self.clipped:.1%} of its values ({span}): a wider range (calibrate -m max, "
-                    "or a higher --percentile) may recover it without float")
+            return (f"{self.quantizer} clips {self.clipped:.1%} of its values ({span}): a wider range (max calibration or "
+                    "a higher percentile; here: calibrate -m max, or --percentile) may recover it without float")
         if self.one_sided:
             return (f"{self.quantizer} reaches only {self.used:.0%} of its {self.qtype} levels, the negative half unused "
-                    f"({span}): an asymmetric range (calibrate --asymmetric) may recover it without float")
+                    f"({span}): an asymmetric range, where the target allows one (here: calibrate --asymmetric), may "
+                    "recover it without float")
         if self.coarse:
             return (f"{self.quantizer} rounds {self.zeroed:.0%} of its non-zero values to 0 ({span}): its {self.qtype} steps "
                     "are coarse for most of them; int16 (export --int16-nodes) may recover it without float")
