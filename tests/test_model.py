@@ -240,6 +240,8 @@ def test_the_note_on_deleted_relus_says_what_it_knows(cnn_dir: Path) -> None:
     inferred = dbg.load_model(cnn_dir / "pc_int8_pairs.onnx")
     (note,) = [n for n in inferred.notes if "Relu" in n]
     assert "start their range at 0 right after an op that can be negative" in note and "Pass --float-model to know" in note
+    restored = [q.name for q in inferred.quantizers if q.off_node is not None]
+    assert f"({restored[0]}" in note  # named (NNCF's YOLOv8n had four, which the note did not say)
     known = dbg.load_model(cnn_dir / "pc_int8_pairs.onnx", float_model=cnn_dir / "float.onnx")
     (note,) = [n for n in known.notes if "Relu" in n]
     assert note.startswith("the quantizer deleted the Relu/Clip before") and note.endswith("(from the float model)")

@@ -368,3 +368,20 @@ def test_a_cumulative_curve_ends_at_the_output_after_a_float_tail(tmp_path: Path
     scores, _ = score_configurations(ctx, [c.enabled for c in configs], metrics=[COS], compare_at=["y"], data_num=1)
     assert [c.values[-1] for c in result.curves] == pytest.approx(list(scores[:, 0]), abs=1e-12)
     assert result.curves[0].values[-1] < 1 - 1e-6
+
+
+def test_float8_calibration_nodes_have_thresholds(tmp_path: Path) -> None:
+    """ModelOpt's fp8: a float8 calibration node clips at its scale times the type's largest finite
+    value (448 for float8e4m3fn, 57344 for float8e5m2), per channel; the statistics and the
+    histograms' threshold line had none."""
+    import ml_dtypes
+
+    from tests.test_float8 import fp8_model
+
+    path, samples = fp8_model(tmp_path, T.FLOAT8E4M3FN, T.FLOAT8E5M2)
+    model = dbg.load_model(path)
+    for q in model.quantizers:
+        top = float(ml_dtypes.finfo(ml_dtypes.float8_e4m3fn if q.qtype == "float8e4m3fn" else ml_dtypes.float8_e5m2).max)
+        assert q.thresholds == pytest.approx(tuple(np.asarray(q.scale, np.float64).reshape(-1) * top), rel=1e-6), q.name
+    stats = dbg.get_calibration_nodes_stat_info(path, samples, save_dir=tmp_path / "s")
+    assert all(row["Thresholds"] for row in stats.values())

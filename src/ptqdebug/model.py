@@ -581,8 +581,9 @@ def _assemble(
             "Runtime's default); switched off, ptqdebug applies it again, so all-off is the float model (from the float model)"
         )
     elif restored:  # inferred: right for a Relu deleted, and no change where the values are never negative anyway
+        named = ", ".join(restored[:3]) + (", ..." if len(restored) > 3 else "")
         notes.append(
-            f"{_count(len(restored), 'activation calibration node')} start their range at 0 right after an op that can be "
+            f"{_count(len(restored), 'activation calibration node')} ({named}) start their range at 0 right after an op that can be "
             "negative, as where the quantizer deleted a Relu/Clip (ONNX Runtime's default): switched off, ptqdebug applies "
             "a Relu there, so that all-off is the float model; where the values are never negative anyway (a variance, "
             "1 + erf) that changes nothing. Pass --float-model to know"

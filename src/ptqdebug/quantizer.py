@@ -148,5 +148,5 @@ class Quantizer:
 
     @property
     def threshold(self) -> float | None:
-        """The largest threshold, as the original tool's tables show it (None for float types)."""
+        """The largest threshold, as the original tool's tables show it (None where the type has none)."""
         return max(abs(t) for t in self.thresholds) if self.thresholds else None

@@ -18,6 +18,9 @@ ONNX_QTYPES: dict[str, int] = {
     "uint16": onnx.TensorProto.UINT16,
 }
 _BY_CODE = {code: name for name, code in ONNX_QTYPES.items()}
+#: the largest finite value of each float8 type
+FLOAT8_MAX = {"float8e4m3fn": 448.0, "float8e4m3fnuz": 240.0, "float8e5m2": 57344.0, "float8e5m2fnuz": 57344.0}
+
 _FLOAT8: dict[int, str] = {
     onnx.TensorProto.FLOAT8E4M3FN: "float8e4m3fn",
     onnx.TensorProto.FLOAT8E4M3FNUZ: "float8e4m3fnuz",
@@ -40,8 +43,12 @@ def thresholds_of(qtype: str, scale: np.ndarray, zero_point: np.ndarray, channel
 
     Symmetric (zero point 0 on a signed type): one threshold ``scale * qmax`` per channel (per
     block: the channel's largest, along ``channel_axis``). Otherwise the float range
-    ``[scale * (qmin - zp), scale * (qmax - zp)]``, of the widest channel.
+    ``[scale * (qmin - zp), scale * (qmax - zp)]``, of the widest channel. Float8: ``scale`` times
+    the type's largest finite value (448 for float8e4m3fn), per channel.
     """
+    if qtype in FLOAT8_MAX:  # (zero point 0): the largest finite float8 value, scaled
+        s = per_channel(np.asarray(scale, dtype=np.float64), channel_axis) if np.ndim(scale) > 1 else np.asarray(scale, np.float64)
+        return tuple(float(np.float32(v)) for v in s.reshape(-1) * FLOAT8_MAX[qtype])
     if qtype not in QTYPE_RANGES:
         return ()
     qmin, qmax = QTYPE_RANGES[qtype]
