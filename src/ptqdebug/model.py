@@ -168,9 +168,7 @@ class CalibratedModel:
     @property
     def fixed_reason(self) -> str:
         """Why :attr:`fixed_quantizers` stay on, as a clause for messages (with what to do)."""
-        if self.float_source is None:
-            return "no float model was given (pass float_model= / --float-model FLOAT.onnx)"
-        return f"the float model lacks them ({CHANGED_WEIGHTS}; give the model the quantizer read, after its own preprocessing)"
+        return _fixed_reason(self.float_source)
 
     @property
     def held_quantizers(self) -> Mapping[str, tuple[str, ...]]:
@@ -435,8 +433,12 @@ def load_model(
                      None if reference is None else reference.node_names)
 
 
-#: why a float model can lack weights the calibrated model stores as integers
-CHANGED_WEIGHTS = "the quantizer changed them: folded a BatchNorm into them, or rescaled their channels as SmoothQuant does"
+def _fixed_reason(float_source: str | None) -> str:
+    """Why weights stored as integers cannot be switched off (see :attr:`CalibratedModel.fixed_reason`)."""
+    if float_source is None:
+        return "no float model was given (pass float_model= / --float-model FLOAT.onnx)"
+    return ("the float model lacks them (the quantizer changed them: folded a BatchNorm into them, or rescaled their "
+            "channels as SmoothQuant does; give the model the quantizer read, after its own preprocessing)")
 
 #: ONNX Runtime's operators that hold weights quantized and packed (weight-only quantization in
 #: operator form, as its MatMulNBits quantizer writes by default): nothing to switch off
@@ -551,22 +553,14 @@ def _assemble(
     biases = [n.name for n in ordered if n.op_type == "DequantizeLinear" and n.input[0] in index.initializers
               and index.initializers[n.input[0]].data_type == onnx.TensorProto.INT32]
     and_biases = f" (and {len(biases)} int32 bias{'es' * (len(biases) != 1)})" if biases else ""
-    if inexact and float_source is None:
-        notes.append(
-            f"weights stored as integers and no float model given: {_count(len(inexact), 'weight calibration node')}"
-            f"{and_biases} cannot be switched off exactly and stay on in every configuration, the float reference "
-            "included (pass float_model= / --float-model FLOAT.onnx to analyse them)"
-        )
-    elif inexact:
+    if inexact:
         weights = sum(q.kind == "weight" for q in quantizers)
+        matched = "" if float_source is None else f"; the float model matched {weights - len(inexact)} of {weights}"
         notes.append(
-            f"weights stored as integers that the float model lacks ({CHANGED_WEIGHTS}): "
-            f"{_count(len(inexact), 'weight calibration node')}{and_biases} cannot be switched "
-            f"off exactly and stay on in every configuration, the float reference included (the float model matched "
-            f"{weights - len(inexact)} of {weights}; give the model the quantizer read, after its own preprocessing, "
-            "to analyse them all)"
+            f"weights stored as integers: {_count(len(inexact), 'weight calibration node')}{and_biases} cannot be "
+            "switched off exactly and stay on in every configuration, the float reference included, as "
+            f"{_fixed_reason(float_source)}{matched}"
         )
-
     if any(n.op_type == "Cast" and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT16 for a in n.attribute)
            for n in ordered) or any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer):
         notes.append(
