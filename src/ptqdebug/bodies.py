@@ -137,7 +137,10 @@ def _own_names(item: Found, scope: str, path: str, taken: set[str], constants: M
         )
     taken.add(name)
     rename = {t.name: f"{name}::{t.name}" for t in q.initializers}
-    made = {t.name: t for t in item.initializers}  # e.g. the float value of a weight stored as integers
+    # e.g. the float value of a weight stored as integers; a bias correction inside a body is left
+    # as the quantizer wrote it (its bias stays a constant of the body)
+    corrected = {t.name for t in q.corrections}
+    made = {t.name: t for t in item.initializers if t.name not in corrected}
     weight = constants.get(q.input, made.get(q.input)) if q.kind == "weight" else None
     if weight is not None:
         rename[q.input] = f"{name}::{q.input}"
@@ -157,7 +160,7 @@ def _own_names(item: Found, scope: str, path: str, taken: set[str], constants: M
 
     lifted = replace(q, name=name, scope=scope, input=rename.get(q.input, q.input),
                      nodes=tuple(relinked(n) for n in q.nodes), initializers=tuple(renamed(t) for t in q.initializers),
-                     off_node=relinked(q.off_node) if q.off_node is not None else None)
+                     off_node=relinked(q.off_node) if q.off_node is not None else None, corrections=())
     # the weight (what the placeholder reads) moves to the main graph; the quantizer's own
     # constants travel with it and are added wherever it is switched on
     main = tuple(renamed(t) for t in made.values() if t.name != q.input)

@@ -150,7 +150,7 @@ class Context:
         for q in self.model.quantizers:  # what a calibration node computes when on
             for node in q.nodes:
                 h.update(node.SerializeToString(deterministic=True))
-            for t in q.initializers:
+            for t in (*q.initializers, *q.corrections):
                 h.update(t.SerializeToString(deterministic=True))
         h.update(",".join(self.engine.providers).encode())
         return h.hexdigest()

@@ -345,7 +345,8 @@ def _detached(q: Quantizer) -> Quantizer:
 
     return replace(q, nodes=tuple(_copy(n) for n in q.nodes), initializers=tuple(_copy(t) for t in q.initializers),
                    off_node=_copy(q.off_node) if q.off_node is not None else None,
-                   off_initializers=tuple(_copy(t) for t in q.off_initializers))
+                   off_initializers=tuple(_copy(t) for t in q.off_initializers),
+                   corrections=tuple(_copy(t) for t in q.corrections))
 
 
 def _count(n: int, noun: str) -> str:
@@ -567,6 +568,13 @@ def _assemble(
             "the model computes in float16: ONNX Runtime's CPU rounds float16 differently depending on how the graph is "
             "split into sessions, so scores can differ from a run of the whole file (0.927767 against 0.935678 on a "
             "ModelOpt CNN); quantize in float32 (ModelOpt: --high_precision_dtype fp32) to analyse it exactly"
+        )
+    corrected = [q.name for q in quantizers if q.corrections]
+    if corrected:
+        notes.append(
+            f"the quantizer corrected the bias beside {_count(len(corrected), 'weight calibration node')} (a bias "
+            "correction, NNCF's default): the corrected bias goes with its weight's calibration node, and switched off "
+            "that node takes the float model's bias, so that all-off is the float model"
         )
     restored = [q.name for q in quantizers if q.off_node is not None]
     if restored and float_source is not None:

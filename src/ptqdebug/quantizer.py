@@ -84,6 +84,10 @@ class Quantizer:
         block_size: the block length of blocked quantization (ONNX opset 21 ``block_size``: the
             int4 weight-only quantization of large language models, one scale per ``block_size``
             consecutive values along ``axis``); ``None`` otherwise.
+        corrections: float constants the quantizer changed together with this weight, with the
+            values it gave them: a bias correction (NNCF's default) shifts the bias of the layer
+            whose weight it quantized. The float graph holds the float model's values, so that
+            off is the float model; on, the node uses these.
     """
 
     name: str
@@ -104,6 +108,7 @@ class Quantizer:
     off_initializers: tuple[onnx.TensorProto, ...] = field(default=(), repr=False)
     scope: str | None = None
     block_size: int | None = None
+    corrections: tuple[onnx.TensorProto, ...] = field(default=(), repr=False)
 
     def placeholder(self) -> onnx.NodeProto:
         """The node standing for this calibration node in the float graph (switched off)."""

@@ -137,8 +137,10 @@ def quantize_qdq(
     weight_pairs: bool = True,
     symmetric_activations: bool = False,
     keep_activations: bool = False,
+    quantize_bias: bool = True,
 ) -> Path:
-    """Quantize with ``onnxruntime.quantization.quantize_static`` in QDQ format."""
+    """Quantize with ``onnxruntime.quantization.quantize_static`` in QDQ format (``quantize_bias``
+    False: float biases, as NNCF writes them)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     types = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8, "int16": QuantType.QInt16, "uint16": QuantType.QUInt16}
@@ -157,6 +159,7 @@ def quantize_qdq(
             "ActivationSymmetric": symmetric_activations,
             "QDQKeepRemovableActivations": keep_activations,
             "QDQDisableWeightAdjustForInt32Bias": True,
+            "QuantizeBias": quantize_bias,
         },
     )
     return qdq_path

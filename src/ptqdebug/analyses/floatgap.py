@@ -49,8 +49,9 @@ class FloatGap:
     ``graph``: every calibration node off (the reference of every other score) against the float
     model; ``calibrated``: every calibration node on against the float model; ``changed_ops``:
     ``{op type: (count in the float model, count in the calibrated graph)}`` where they differ;
-    ``changed_constants``: float constants both hold, by name and shape, with other values (NNCF's
-    bias correction rewrites biases)."""
+    ``changed_constants``: float constants both hold, by name and shape, with other values (a
+    corrected bias read beside a weight calibration node is not one: it goes with that node, see
+    :attr:`~ptqdebug.quantizer.Quantizer.corrections`)."""
 
     float_model: str
     samples: int
@@ -71,7 +72,7 @@ class FloatGap:
         ops = ", ".join(f"{op} {a} → {b}" for op, (a, b) in list(self.changed_ops.items())[:4])
         n = self.changed_constants
         changes = ([f"operators changed: {ops}"] if ops else []) + (
-            [f"{n} float constant{'s' * (n != 1)} changed, as a bias correction does"] if n else [])
+            [f"{n} float constant{'s' * (n != 1)} changed"] if n else [])
         change = f" ({'; '.join(changes)})" if changes else ""
         return (f"with every calibration node off, this model is not the float model {self.float_model}: it scores "
                 f"{self.graph:.6f} against it{change}, and the calibrated model {self.calibrated:.6f}")

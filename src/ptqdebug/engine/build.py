@@ -12,13 +12,16 @@ Each calibration node placeholder of the float graph becomes, depending on the c
   fake-quantized value (computed once by the node's own operators), so no per-run work is spent
   on weights. Calibration nodes that cannot be switched off (``exact=False``) are always on.
 
+A weight calibration node's ``corrections`` (a corrected bias) follow it: on, their values replace
+the float graph's; switchable, they are model inputs too, fed the float or the corrected value.
+
 The same function builds the brute-force models of the tests (whole graph, fixed configuration).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import onnx
 from onnx import helper
@@ -44,6 +47,7 @@ class Built:
     model: onnx.ModelProto
     switches: Mapping[str, str]  # quantizer → boolean input name
     weights: Mapping[str, str]  # quantizer → weight input name (its output tensor)
+    corrections: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # quantizer → its fed corrections
 
 
 def _holds_quantizers(node: onnx.NodeProto, qmap: Mapping[str, object]) -> bool:
@@ -91,6 +95,7 @@ def build_model(
     extra_inits: dict[str, onnx.TensorProto] = {}
     switches: dict[str, str] = {}
     weights: dict[str, str] = {}
+    corrections: dict[str, tuple[str, ...]] = {}
     domains: set[str] = set()
 
     def emit(node: onnx.NodeProto, out: list[onnx.NodeProto]) -> None:
@@ -101,10 +106,12 @@ def build_model(
             return
         if q.name in on:
             out.extend(q.nodes)
-            extra_inits.update((t.name, t) for t in q.initializers)
+            extra_inits.update((t.name, t) for t in (*q.initializers, *q.corrections))
             domains.update(n.domain for n in q.nodes)
         elif q.name in switchable and q.kind == "weight":
             weights[q.name] = q.output  # a model input, read from the enclosing graph inside a body
+            if q.corrections:
+                corrections[q.name] = tuple(t.name for t in q.corrections)
         elif q.name in switchable:
             fq = f"{q.output}::fake_quantized"
             for n in q.nodes:
@@ -140,7 +147,8 @@ def build_model(
     reads: set[str] = set()
     for node in new_nodes:
         reads.update(node_inputs(node))
-    inits = [t for t in graph.initializer if t.name in reads]
+    fed = {name for names in corrections.values() for name in names}
+    inits = [t for t in graph.initializer if t.name in reads and t.name not in extra_inits and t.name not in fed]
     inits += [t for name, t in extra_inits.items() if name in reads]
     if shared is not None:
         inits = [_stub(t) if shared(t) else t for t in inits]
@@ -152,8 +160,11 @@ def build_model(
         src = qmap[q].input
         proto = next(t for t in graph.initializer if t.name == src)
         types[name] = helper.make_tensor_type_proto(proto.data_type, list(proto.dims))
+    for name in fed:
+        proto = next(t for t in graph.initializer if t.name == name)
+        types[name] = helper.make_tensor_type_proto(proto.data_type, list(proto.dims))
     graph_inputs = []
-    for name in [*inputs, *weights.values()]:
+    for name in [*inputs, *weights.values(), *sorted(fed)]:
         vi = onnx.ValueInfoProto()
         vi.name = name
         vi.type.CopyFrom(types[name])
@@ -175,7 +186,7 @@ def build_model(
     model.ir_version = cm.proto.ir_version
     if "com.microsoft" in domains and not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    return Built(model, switches, weights)
+    return Built(model, switches, weights, corrections)
 
 
 def standalone_model(cm: CalibratedModel, on: Collection[str]) -> onnx.ModelProto:

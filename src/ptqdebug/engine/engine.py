@@ -101,6 +101,7 @@ class Engine:
         # float and fake-quantized values of weights, for the segments in use (least recently
         # used dropped past WEIGHT_CACHE_BYTES: a sweep visits segments in order)
         self._weights: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._corrected: dict[str, dict[str, np.ndarray]] = {}  # see _corrections
         # large initializers, one copy for every session (see SHARE_BYTES)
         self._shared: dict[str, tuple[np.ndarray, ort.OrtValue]] = {}
         self._initializers = {t.name: t for t in model.proto.graph.initializer}
@@ -163,7 +164,8 @@ class Engine:
                 self._types[out.name] = type_from_ort(out.type, out.shape)
         # keep only the switch and weight names: the built model (a copy of the segment's
         # weights) is not needed once ONNX Runtime has its own
-        entry = (session, Built(None, built.switches, built.weights), [o.name for o in session.get_outputs()])  # type: ignore[arg-type]
+        entry = (session, Built(None, built.switches, built.weights, built.corrections),  # type: ignore[arg-type]
+                 [o.name for o in session.get_outputs()])
         self._sessions[key] = entry
         if extra:  # sessions fetching extra tensors serve one analysis: keep only the last few
             extras = [k for k in self._sessions if k[2]]
@@ -219,6 +221,14 @@ class Engine:
             _, (a, b) = self._weights.popitem(last=False)
             held -= a.nbytes + b.nbytes
 
+    def _corrections(self, quantizer: str) -> dict[str, np.ndarray]:
+        """The corrected values of a weight calibration node's corrections (a bias: small)."""
+        values = self._corrected.get(quantizer)
+        if values is None:
+            q = self.model.quantizer_map[quantizer]
+            values = self._corrected[quantizer] = {t.name: onnx.numpy_helper.to_array(t) for t in q.corrections}
+        return values
+
     def weight_values(self, quantizer: str) -> tuple[np.ndarray, np.ndarray]:
         """A weight calibration node's float value and its fake-quantized value, the latter
         computed by the node's own operators exactly as every run uses it."""
@@ -248,6 +258,10 @@ class Engine:
             for q, name in built.weights.items():
                 w_float, w_quant = self._weights[q]
                 feed[name] = w_quant if q in enabled else w_float
+            for q, constants in built.corrections.items():
+                corrected = self._corrections(q)
+                for name in constants:
+                    feed[name] = corrected[name] if q in enabled else self._array(name)
         self.runs += 1
         for name, value in zip(names, session.run(names, feed)):
             env[name] = value

@@ -137,10 +137,11 @@ def make_plan(model: CalibratedModel, segments: int | None = None, shapes: Mappi
     crossing = np.cumsum(diff)[: n + 1]
     cum = np.concatenate([[0.0], np.cumsum(costs)])
     total = cum[-1] if cum[-1] > 0 else 1.0
+    joined = _joined(model, nodes)
     cuts = [0]
     for i in range(1, k):
         lo, hi = total * (i - 0.5) / k, total * (i + 0.5) / k
-        window = [c for c in range(cuts[-1] + 1, n) if lo <= cum[c] <= hi]
+        window = [c for c in range(cuts[-1] + 1, n) if lo <= cum[c] <= hi and c not in joined]
         if not window:
             continue
         target = total * i / k
@@ -148,6 +149,20 @@ def make_plan(model: CalibratedModel, segments: int | None = None, shapes: Mappi
         cuts.append(best)
     cuts.append(n)
     return _segments(model, nodes, cuts, pos_of, last_use)
+
+
+def _joined(model: CalibratedModel, nodes: list[onnx.NodeProto]) -> set[int]:
+    """Positions no cut may fall at: between a weight calibration node with corrections (a
+    corrected bias) and the last node reading them, so that the segment switching the weight
+    feeds its bias too."""
+    position = {node.name: i for i, node in enumerate(nodes)}
+    joined: set[int] = set()
+    for q in model.quantizers:
+        if q.corrections and q.name in position:
+            names = {t.name for t in q.corrections}
+            last = max((i for i, node in enumerate(nodes) if names.intersection(node.input)), default=position[q.name])
+            joined.update(range(position[q.name] + 1, last + 1))
+    return joined
 
 
 def _segments(model: CalibratedModel, nodes: list[onnx.NodeProto], cuts: list[int],

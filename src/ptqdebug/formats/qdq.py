@@ -207,8 +207,11 @@ def find_qdq(index: GraphIndex, float_model: FloatModel | None) -> list[Found]:
             if found_float is not None and (params.qtype not in QTYPE_RANGES or _check_float_weight(
                     dqs[0].name, src, *found_float, weight, _step(weight.shape, params.scale, params.axis, params.block_size))):
                 matched += 1
+        restored: tuple[onnx.TensorProto, ...] = ()
+        if kind == "weight" and len(dqs) == 1:
+            quantizer, restored = _with_bias_correction(index, quantizer, float_model)
         aliases = tuple((quantizer.output, d.output[0]) for d in dqs[1:])
-        found.append(Found(nodes=(q, *dqs), quantizer=quantizer, aliases=aliases))
+        found.append(Found(nodes=(q, *dqs), quantizer=quantizer, initializers=restored, aliases=aliases))
 
     for dq in index.nodes:
         if not _is(dq, "DequantizeLinear") or dq.name in paired:
@@ -281,7 +284,10 @@ def _lone_dq(index: GraphIndex, dq: onnx.NodeProto, float_model: FloatModel | No
         source_op="DequantizeLinear",
         block_size=block_size,
     )
-    return Found(nodes=(dq,), quantizer=quantizer, initializers=(float_init,))
+    restored: tuple[onnx.TensorProto, ...] = ()
+    if not bias:
+        quantizer, restored = _with_bias_correction(index, quantizer, float_model)
+    return Found(nodes=(dq,), quantizer=quantizer, initializers=(float_init, *restored))
 
 
 #: A float model's weight further than this many quantization steps (median over its values) from
@@ -345,6 +351,50 @@ def _channel_factors(value: np.ndarray, calibrated: np.ndarray) -> list[np.ndarr
         norm = np.sum(value * value, axis=others, keepdims=True)
         factors.append(np.sum(value * target, axis=others, keepdims=True) / np.where(norm > 0, norm, 1.0))
     return factors
+
+
+#: Operators that add their float bias (input 2) to what their weight (input 1) computes.
+_BIASED = frozenset({"Conv", "ConvTranspose", "Gemm"})
+
+
+def _with_bias_correction(index: GraphIndex, q: Quantizer,
+                          float_model: FloatModel | None) -> tuple[Quantizer, tuple[onnx.TensorProto, ...]]:
+    """``q`` with the bias its quantizer corrected, and that bias's float value for the float graph.
+
+    A bias correction (NNCF's default) shifts the float bias of a layer whose weight it quantized,
+    to make up for the mean error the quantization adds. Part of quantizing that weight, it goes
+    with the weight's calibration node: where the float model holds another value for the bias
+    read beside the weight (a Conv's, ConvTranspose's or Gemm's input 2, or the Add after a
+    MatMul), the float graph gets the float model's value and the calibrated one becomes the
+    node's :attr:`~ptqdebug.quantizer.Quantizer.corrections`. All-off is then the float model.
+    """
+    from dataclasses import replace
+
+    readers = index.consumers.get(q.output, [])
+    if float_model is None or not q.exact or len(readers) != 1 or list(readers[0].input).count(q.output) != 1:
+        return q, ()
+    layer = readers[0]
+    if layer.op_type in _BIASED and list(layer.input).index(q.output) == 1 and len(layer.input) > 2:
+        holder, slot = layer, 2
+    elif layer.op_type == "MatMul" and list(layer.input).index(q.output) == 1:
+        adds = index.consumers.get(layer.output[0], [])
+        if len(adds) != 1 or adds[0].op_type != "Add" or list(adds[0].input).count(layer.output[0]) != 1:
+            return q, ()
+        holder = adds[0]
+        slot = 1 - list(holder.input).index(layer.output[0])
+    else:
+        return q, ()
+    name = holder.input[slot]
+    stored = index.initializers.get(name)
+    if stored is None or stored.data_type != onnx.TensorProto.FLOAT or len(index.consumers.get(name, [])) != 1:
+        return q, ()
+    found = float_model.weight(holder.name, slot, name)
+    value = numpy_helper.to_array(stored)
+    if found is None or found[1].shape != value.shape or found[1].dtype != value.dtype or np.array_equal(found[1], value):
+        return q, ()
+    corrected = onnx.TensorProto()
+    corrected.CopyFrom(stored)  # (the file's own proto leaves the graph)
+    return replace(q, corrections=(corrected,)), (numpy_helper.from_array(found[1], name),)
 
 
 #: Operators whose output is non-negative, or has the sign of its input: a calibration range
