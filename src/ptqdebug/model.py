@@ -25,6 +25,7 @@ from onnx import helper
 from .bodies import BodyQuantizers, Finder, alias_node_name, bodies_of, lift_body_calibration, replace_found
 from .errors import ModelError, OptionError, UnknownNodeError, UnsupportedOpError
 from .formats import Found
+from .formats.casts import find_casts
 from .formats.floatref import FloatModel
 from .formats.horizon import find_horizon
 from .formats.qdq import find_qdq, relu_wrongly_fused
@@ -93,7 +94,8 @@ class CalibratedModel:
             (reference §2.2), in input order.
         quantizer_nodes: calibration node → the ordinary nodes that find it that way.
         quantizer_consumers: calibration node → the ordinary nodes that read its output directly.
-        source_format: ``"qdq"``, ``"horizon"`` or ``"qdq+horizon"``.
+        source_format: ``"qdq"``, ``"horizon"``, ``"cast"`` (Cast round trips), or several joined by ``+``
+            (``"cast+qdq"``).
         path: the file it was read from, if any.
         notes: things the user should know about how the model was read (one line each).
         relu_fused: activation calibration nodes whose preceding Relu ONNX Runtime's default
@@ -416,7 +418,7 @@ def load_model(
                              "it is a calibrated model; expected the float model the calibrated one was made from")
         reference = FloatModel(float_proto)
 
-    finders: list[Finder] = [lambda ix: find_horizon(ix, opset), lambda ix: find_qdq(ix, reference)]
+    finders: list[Finder] = [lambda ix: find_horizon(ix, opset), lambda ix: find_qdq(ix, reference), find_casts]
     index = GraphIndex(graph)
     found = [item for finder in finders for item in finder(index)]
     taken = {n.name for n in graph.node} | {t for n in graph.node for t in n.output} | set(index.initializers)
@@ -446,21 +448,8 @@ def _fixed_reason(float_source: str | None) -> str:
 _PACKED_WEIGHT_OPS = frozenset({"MatMulNBits", "GatherBlockQuantized", "MatMulBnb4", "QMoE"})
 
 
-def _narrowing_casts(index: GraphIndex) -> list[str]:
-    """The narrower type of each Cast pair float32 → bfloat16/float16/float8 → float32 (a
-    precision simulated by casting, not calibration nodes), in graph order."""
-    to = {n.name: next((a.i for a in n.attribute if a.name == "to"), None) for n in index.nodes if n.op_type == "Cast"}
-    found = []
-    for node in index.nodes:
-        narrow = to.get(node.name) if node.op_type == "Cast" else None
-        if narrow in _NARROW_FLOATS and any(c.op_type == "Cast" and to.get(c.name) == onnx.TensorProto.FLOAT
-                                            for c in index.consumers.get(node.output[0], ())):
-            found.append(onnx.TensorProto.DataType.Name(narrow).lower())
-    return found
-
-
-_NARROW_FLOATS = frozenset({onnx.TensorProto.BFLOAT16, onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT8E4M3FN,
-                            onnx.TensorProto.FLOAT8E4M3FNUZ, onnx.TensorProto.FLOAT8E5M2, onnx.TensorProto.FLOAT8E5M2FNUZ})
+#: model format of each kind of calibration node (``CalibratedModel.source_format``); the rest "qdq"
+_FORMATS = {"HzCalibration": "horizon", "Cast": "cast"}
 
 
 def _all_nodes(graph: onnx.GraphProto) -> Iterable[onnx.NodeProto]:
@@ -494,16 +483,10 @@ def _assemble(
                 "QuantizeLinear/DequantizeLinear (or HzCalibration) calibration nodes: export the model from its quantizer "
                 "in standard QDQ form"
             )
-        casts = _narrowing_casts(index)
-        if casts:
-            raise ModelError(
-                f"the model simulates lower precision with {_count(len(casts), 'Cast pair')} (float32 → "
-                f"{casts[0]} → float32; AMD Quark's BF16QDQToCast writes them), which are not calibration nodes; expected "
-                "QuantizeLinear/DequantizeLinear pairs or HzCalibration nodes"
-            )
         raise ModelError(
             "the model has no calibration nodes (no QuantizeLinear/DequantizeLinear pairs, no HzCalibration "
-            "nodes); expected a calibrated model: run `ptqdebug calibrate FLOAT_MODEL DATA -o OUT` to make one"
+            "nodes, no Cast round trips to a narrower float); expected a calibrated model: run `ptqdebug calibrate "
+            "FLOAT_MODEL DATA -o OUT` to make one"
         )
     new_nodes = replace_found(index.nodes, found)
 
@@ -548,7 +531,7 @@ def _assemble(
 
     qorder = {node.name: i for i, node in enumerate(ordered)}
     quantizers.sort(key=lambda q: qorder[q.scope or q.name])  # stable: a body's own order within its holder
-    formats = sorted({"horizon" if q.source_op == "HzCalibration" else "qdq" for q in quantizers})
+    formats = sorted({_FORMATS.get(q.source_op, "qdq") for q in quantizers})
     notes = []
     inexact = [q.name for q in quantizers if not q.exact]
     biases = [n.name for n in ordered if n.op_type == "DequantizeLinear" and n.input[0] in index.initializers

@@ -74,7 +74,8 @@ class Quantizer:
             and no float model given): such a node cannot be switched off and stays on.
         nodes: the ONNX nodes that fake-quantize ``input`` into ``output`` when switched on.
         initializers: the constants those nodes read (scales, zero points, stored weights).
-        source_op: ``QuantizeLinear``, ``DequantizeLinear`` or ``HzCalibration``.
+        source_op: ``QuantizeLinear``, ``DequantizeLinear``, ``HzCalibration`` or ``Cast`` (a round trip
+            float32 → bfloat16/float16/float8 → float32).
         off_node: what the node computes when switched off, if not the identity: the ``Relu``
             (or ``Clip``) that ONNX Runtime's quantizer deleted because the calibration node's
             range already clamps there (its inputs start with ``input``, it writes ``output``).

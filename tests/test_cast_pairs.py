@@ -1,0 +1,138 @@
+"""Cast round trips (float32 → bfloat16/float16 → float32) are calibration nodes: AMD Quark's BF16
+export (``BF16QDQToCast``) simulates bfloat16 that way on every activation and weight.
+
+Checked against a brute force that edits the file itself: the round trips that are off are cut out
+(their readers read the float tensor), one session per configuration.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto as T
+from onnx import helper, numpy_helper
+
+import ptqdebug as dbg
+from ptqdebug.engine.build import standalone_model
+from ptqdebug.engine.engine import Engine
+from ptqdebug.errors import ModelError
+from tests.support.oracle import oracle_from_file
+
+NARROW = (T.BFLOAT16, T.FLOAT16)
+
+
+def _round_trips(float_path: Path, out: Path, trips: dict[str, int], two_readers: str | None = None) -> Path:
+    """The float model with a Cast round trip (to the given type and back) on each named tensor;
+    on ``two_readers`` the narrow tensor goes back through two Casts, one per reader."""
+    model = onnx.load(float_path)
+    g = model.graph
+    nodes: list[onnx.NodeProto] = []
+    for tensor, to in trips.items():
+        readers = [(n, i) for n in g.node for i, x in enumerate(n.input) if x == tensor]
+        nodes.append(helper.make_node("Cast", [tensor], [f"{tensor}/narrow"], to=to, name=f"rt_{tensor}"))
+        backs = len(readers) if tensor == two_readers else 1
+        for k in range(backs):
+            nodes.append(helper.make_node("Cast", [f"{tensor}/narrow"], [f"{tensor}/back{k}"], to=T.FLOAT, name=f"rt_{tensor}/back{k}"))
+        for j, (n, i) in enumerate(readers):
+            n.input[i] = f"{tensor}/back{j if backs > 1 else 0}"
+    nodes.extend(g.node)
+    del g.node[:]
+    g.node.extend(nodes)  # (not sorted: the loader orders the graph)
+    onnx.save(model, out)
+    return out
+
+
+def _cut(path: Path, enabled: set[str], out: Path) -> Path:
+    """``path`` with the round trips not in ``enabled`` removed."""
+    model = onnx.load(path)
+    g = model.graph
+    off = {n.name for n in g.node if n.name.startswith("rt_") and "/back" not in n.name and n.name not in enabled}
+    rename: dict[str, str] = {}
+    source = {n.output[0]: n.input[0] for n in g.node if n.name in off}
+    keep = []
+    for n in g.node:
+        if n.name in off:
+            continue
+        if n.op_type == "Cast" and n.input[0] in source:
+            rename[n.output[0]] = source[n.input[0]]
+            continue
+        keep.append(n)
+    for n in keep:
+        n.input[:] = [rename.get(x, x) for x in n.input]
+    del g.node[:]
+    g.node.extend(keep)
+    onnx.save(model, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def casted(cnn_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    trips = {"input": T.BFLOAT16, "conv0.weight": T.BFLOAT16, "conv1.weight": T.FLOAT16, "fc.bias": T.BFLOAT16}
+    float_model = onnx.load(cnn_dir / "float.onnx")
+    relu = [n for n in float_model.graph.node if n.op_type == "Relu"][1]  # read by a Conv and the residual Add
+    trips[relu.output[0]] = T.FLOAT16
+    return _round_trips(cnn_dir / "float.onnx", tmp_path_factory.mktemp("casts") / "casts.onnx", trips,
+                        two_readers=relu.output[0])
+
+
+def test_round_trips_are_calibration_nodes(casted: Path) -> None:
+    model = dbg.load_model(casted)
+    got = {q.name: (q.kind, q.qtype) for q in model.quantizers}
+    relu = next(n for n in got if n not in ("rt_input", "rt_conv0.weight", "rt_conv1.weight", "rt_fc.bias"))
+    assert got == {"rt_input": ("activation", "bfloat16"), "rt_conv0.weight": ("weight", "bfloat16"),
+                   "rt_conv1.weight": ("weight", "float16"), "rt_fc.bias": ("weight", "bfloat16"),
+                   relu: ("activation", "float16")}
+    assert model.source_format == "cast" and model.copies  # the second Cast back is a copy
+    # the node reading each round trip counts it as its own
+    conv0 = next(n for n in model.proto.graph.node if n.op_type == "Conv")
+    assert set(model.node_quantizers[conv0.name]) >= {"rt_input", "rt_conv0.weight"}
+
+
+def test_runs_match_the_file_with_round_trips_cut(casted: Path, samples: list, tmp_path: Path) -> None:
+    model = dbg.load_model(casted)
+    names = [q.name for q in model.quantizers]
+    configurations = [set(), set(names), *({n} for n in names), set(names[::2]), set(names[1::2])]
+    for segments in (None, len(model.proto.graph.node)):
+        engine = Engine(model, segments=segments)
+        for sample in samples[:2]:
+            ref = engine.reference(sample, ["logits"])
+            for on in configurations:
+                want = oracle_from_file(_cut(casted, on, tmp_path / "cut.onnx"), [], sample, ["logits"])["logits"]
+                np.testing.assert_array_equal(engine.run(ref, on, ["logits"])["logits"], want)
+    # the weights' values: float, and rounded to their type
+    w = numpy_helper.to_array(next(t for t in onnx.load(casted).graph.initializer if t.name == "conv1.weight"))
+    floats, rounded = engine.weight_values("rt_conv1.weight")
+    assert np.array_equal(floats, w) and np.array_equal(rounded, w.astype(np.float16).astype(np.float32))
+    assert not np.array_equal(rounded, w)
+
+
+def test_sweeps_export_and_runall(casted: Path, cnn_dir: Path, samples: list, tmp_path: Path) -> None:
+    model = dbg.load_model(casted)
+    exported = standalone_model(model, {"rt_input"})
+    casts = [n for n in exported.graph.node if n.op_type == "Cast"]
+    assert [n.name for n in casts] == ["rt_input", "rt_input/back0"]
+    got = dbg.get_sensitivity_of_nodes(casted, calibrated_data=samples[:1], node_type="activation", cache=False)
+    assert set(got) == {q.name for q in model.activation_quantizers}
+    run = dbg.runall(casted, cnn_dir / "calibration_data", str(tmp_path / "out") + "/", cache=False)
+    assert (tmp_path / "out" / "index.html").is_file() and run.results["model"]["format"] == "cast"
+
+
+def test_a_tensor_computed_in_a_narrow_type_is_not_a_round_trip(tmp_path: Path) -> None:
+    """A graph that computes in float16 in places: a Cast to float16 read by a Mul is not
+    simulated precision, and a round trip of a float16 tensor (not float32) is no calibration node
+    (switched off, its readers would get float16)."""
+    nodes = [helper.make_node("Cast", ["x"], ["h"], to=T.FLOAT16, name="to16"),
+             helper.make_node("Mul", ["h", "w"], ["m"], name="mul"),
+             helper.make_node("Cast", ["m"], ["mb"], to=T.BFLOAT16, name="tobf16"),
+             helper.make_node("Cast", ["mb"], ["y"], to=T.FLOAT, name="back")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", T.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", T.FLOAT, [1, 4])],
+                              [numpy_helper.from_array(np.full(4, 0.5, np.float16), "w")])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 9
+    onnx.save(m, tmp_path / "m.onnx")
+    with pytest.raises(ModelError, match="no Cast round trips to a narrower float"):
+        dbg.load_model(tmp_path / "m.onnx")
