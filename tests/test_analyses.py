@@ -15,7 +15,7 @@ from ptqdebug.analyses.partial import partial_quantization
 from ptqdebug.analyses.stats import calibration_node_stats
 from ptqdebug.errors import OptionError, UnknownNodeError
 from ptqdebug.metrics import METRICS, compare
-from tests.support.oracle import oracle_from_file, oracle_from_model
+from tests.support.oracle import oracle_from_file, oracle_from_model, representable_range
 
 COS = METRICS["cosine-similarity"]
 NAME = "pc_int8_pairs_keep"
@@ -128,6 +128,8 @@ def test_distributions_match_brute_force(ctx, cnn_dir: Path, samples) -> None:
     flt = oracle_from_model(ctx.model, set(), samples[0], outputs=list(m.node_outputs[node]))
     np.testing.assert_allclose(items[0].values["input"], full[act.input].ravel(), atol=1e-6)
     assert items[0].threshold == pytest.approx(act.threshold)
+    low, high = representable_range(cnn_dir / f"{NAME}.onnx", act.name)  # asymmetric int8: not ±threshold
+    assert items[0].clip == (low[0], high[0]) and items[0].narrowest is None and low[0] != -high[0]
     np.testing.assert_array_equal(items[1].values["quantized"], full[weight.output].ravel())
     t = m.node_outputs[node][0]
     np.testing.assert_allclose(items[2].values["float"], flt[t].ravel(), atol=1e-6)

@@ -31,12 +31,12 @@ from ptqdebug.analyses.int16 import int16_params
 from ptqdebug.analyses.partial import partial_quantization, unnamed_reason
 from ptqdebug.analyses.verdict import Verdict, verdict
 from ptqdebug.cli import main
-from ptqdebug.errors import ModelError, UnsupportedOpError
+from ptqdebug.errors import UnsupportedOpError
 from ptqdebug.metrics import METRICS, compare
 from ptqdebug.model import CalibratedModel
 from ptqdebug.quantizer import Quantizer
 from tests.support.builders import quantize_qdq
-from tests.support.oracle import oracle_from_file
+from tests.support.oracle import oracle_from_file, representable_range
 
 COS = METRICS["cosine-similarity"]
 
@@ -181,6 +181,24 @@ def _per_channel_activation(cnn_dir: Path, tmp_path: Path) -> tuple[Path, str]:
     return tmp_path / "per_channel.onnx", name
 
 
+def test_the_histogram_of_a_per_channel_activation_marks_its_widest_and_narrowest_range(cnn_dir: Path, tmp_path: Path) -> None:
+    from ptqdebug.analyses.distribution import distributions
+    from ptqdebug.plots.distribution import distribution_figure
+
+    path, name = _per_channel_activation(cnn_dir, tmp_path)
+    (d,) = distributions(dbg.open_context(path, cnn_dir / "calibration_data", cache=False), [name])
+    low, high = representable_range(path, name)
+    narrow = int(np.argmin(high - low))
+    assert d.clip == (low.min(), high.max()) and d.narrowest == (low[narrow], high[narrow])
+    fig = distribution_figure(d)
+    lines = [a for a in fig.axes[0].get_lines() if a.get_gid() == "threshold"]
+    assert d.values["input"].min() >= 0  # (after a Relu: the low ends are not drawn)
+    assert sorted((ln.get_linestyle(), ln.get_xdata()[0]) for ln in lines) == [("--", d.clip[1]), (":", d.narrowest[1])]
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert f"range [{d.clip[0]:.6g}, {d.clip[1]:.6g}]" in labels
+    assert f"narrowest channel's range [{d.narrowest[0]:.6g}, {d.narrowest[1]:.6g}]" in labels
+
+
 def test_int16_of_a_per_channel_activation_matches_brute_force(cnn_dir: Path, samples: list, tmp_path: Path) -> None:
     from tests.test_int16 import _int16_file
 
@@ -252,10 +270,10 @@ def test_int16_of_a_float16_model_quantizes_float16(tmp_path: Path) -> None:
     assert got.partial[0] == pytest.approx(want, abs=1e-4)  # float16 rounds where the engine's segments part
 
 
-def test_vendor_operators_and_cast_pairs_are_named(tmp_path: Path) -> None:
-    """Quark's BF16 and BFP configurations quantize with its own operators, and its standard export
-    of BF16 is Cast pairs: neither is a calibration node ptqdebug reads, and the error says which
-    it found instead of "no calibration nodes"."""
+def test_vendor_operators_are_named_and_cast_pairs_read(tmp_path: Path) -> None:
+    """Quark's BF16 and BFP configurations quantize with its own operators: no calibration node
+    ptqdebug reads, and the error says which it found instead of "no calibration nodes". Its
+    standard export of BF16 is Cast pairs, which are calibration nodes (tests/test_cast_pairs.py)."""
     def model(nodes: list[onnx.NodeProto], domains: tuple[str, ...] = ()) -> Path:
         graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", T.FLOAT, [1, 4])],
                                   [helper.make_tensor_value_info("y", T.FLOAT, [1, 4])],
@@ -274,9 +292,10 @@ def test_vendor_operators_and_cast_pairs_are_named(tmp_path: Path) -> None:
         dbg.load_model(quark)
     casts = model([helper.make_node("Cast", ["x"], ["h"], to=T.BFLOAT16, name="c1"),
                    helper.make_node("Cast", ["h"], ["y"], to=T.FLOAT, name="c2")])
-    with pytest.raises(ModelError, match=r"simulates lower precision with 1 Cast pair \(float32 → bfloat16 → float32"):
-        dbg.load_model(casts)
-    assert main(["info", str(casts)]) == 2
+    read = dbg.load_model(casts)
+    assert [(q.name, q.kind, q.qtype) for q in read.quantizers] == [("c1", "activation", "bfloat16")]
+    assert read.source_format == "cast"
+    assert main(["info", str(quark)]) == 2
 
 
 def test_unnamed_nodes_are_all_named() -> None:

@@ -179,6 +179,17 @@ def test_activation_histogram_threshold_and_abs_max() -> None:
     assert [ln.get_xdata()[0] for ln in by_gid(ax, "threshold")] == [2.0]  # no negatives: +threshold only
 
 
+def test_an_asymmetric_range_is_marked_at_its_own_ends() -> None:
+    """uint8/int8 activations are asymmetric by default (ONNX Runtime): the lines mark [min, max],
+    not ±max as a single threshold would."""
+    x = np.array([-0.8, 0.5, 2.5, 3.2], np.float32)
+    d = activation_distribution(x, threshold=3.0)
+    d = Distribution(d.name, d.kind, d.tensor, d.values, d.abs_max, threshold=3.0, clip=(-1.0, 3.0))
+    ax = ax_of(distribution_figure(d))
+    assert sorted(ln.get_xdata()[0] for ln in by_gid(ax, "threshold")) == [-1.0, 3.0]
+    assert "range [-1, 3]" in legend_texts(ax)
+
+
 def test_weight_histogram_uses_the_given_quantized_values() -> None:
     w = np.array([0.0, 0.013, -0.02, 0.5, -0.49, 0.25], np.float32)
     wq = np.array([0.0, 0.0, -0.0196, 0.5, -0.49, 0.248], np.float32)

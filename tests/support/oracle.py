@@ -139,3 +139,28 @@ def assert_same_ranking(got: list[tuple[str, float]], expected: Mapping[str, flo
     for (name, _), want in zip(got, order):
         if name != want:
             assert abs(expected[name] - expected[want]) <= tol, (name, want, expected[name], expected[want])
+
+
+def representable_range(qdq: Path, quantize_node: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel, the lowest and highest value the calibration node ``quantize_node`` of file
+    ``qdq`` can output: its own QuantizeLinear → DequantizeLinear (parameters as stored, channels
+    on axis 1 of a [2, C] input) run on -1e30 and +1e30."""
+    model = onnx.load(str(qdq))
+    q = next(n for n in model.graph.node if n.name == quantize_node)
+    dq = next(n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] == q.output[0])
+    inits = {t.name: t for t in model.graph.initializer}
+    channels = onnx.numpy_helper.to_array(inits[q.input[1]]).size
+    nodes = []
+    for node, inputs, out in ((q, ["x", *q.input[1:]], "q"), (dq, ["q", *dq.input[1:]], "y")):
+        copy = onnx.helper.make_node(node.op_type, inputs, [out], domain=node.domain)
+        copy.attribute.extend(a for a in node.attribute if a.name != "axis")
+        copy.attribute.append(onnx.helper.make_attribute("axis", 1))
+        nodes.append(copy)
+    graph = onnx.helper.make_graph(nodes, "range", [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, channels])],
+                                   [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, channels])],
+                                   [inits[n] for n in {*q.input[1:], *dq.input[1:]} if n])
+    m = onnx.helper.make_model(graph, opset_imports=model.opset_import)
+    m.ir_version = model.ir_version
+    ends = np.repeat(np.array([[-1e30], [1e30]], np.float32), channels, axis=1)
+    out = _session(m).run(["y"], {"x": ends})[0].astype(np.float64)
+    return out[0], out[1]

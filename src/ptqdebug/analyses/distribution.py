@@ -3,7 +3,8 @@
 :func:`distributions` (``plot_distribution``):
 
 * activation calibration node: its input tensor in the fully calibrated model (upstream
-  quantization included), with its threshold;
+  quantization included), with the range the node represents (an asymmetric node's ``[min,
+  max]``, a symmetric one's ``±threshold``; per channel, the widest and the narrowest channel's);
 * weight calibration node: the float weight and the fake-quantized weight, computed by the node's
   own operators exactly as the engine uses them (not the original's buggy rounding, §5.3);
 * ordinary node: each output in the float model, in the calibrated model, and their difference.
@@ -27,7 +28,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import OptionError, UnknownNodeError
+from ..formats.params import FLOAT8_MAX
 from ..metrics import METRICS, compare
+from ..quantizer import QTYPE_RANGES, Quantizer
 from .candidates import flat_names
 
 if TYPE_CHECKING:  # the engine (ONNX Runtime) is not needed to read or draw a result
@@ -42,7 +45,12 @@ _COS = METRICS["cosine-similarity"]
 @dataclass(frozen=True, eq=False)
 class Distribution:
     """Values of one tensor. ``values`` keys: ``input`` (activation), ``float`` and ``quantized``
-    (weight), ``float``, ``quantized`` and ``error`` (ordinary node output ``tensor``)."""
+    (weight), ``float``, ``quantized`` and ``error`` (ordinary node output ``tensor``).
+
+    ``threshold`` is the largest threshold, as the original's tables show it; ``clip`` the range an
+    activation calibration node represents, ``[scale·(qmin − zp), scale·(qmax − zp)]`` (per channel:
+    the lowest low and the highest high), and ``narrowest`` that of its narrowest channel (None
+    when per-tensor, or where every channel has the same range)."""
 
     name: str
     kind: str
@@ -51,6 +59,8 @@ class Distribution:
     abs_max: float
     threshold: float | None = None
     cosine: float | None = None
+    clip: tuple[float, float] | None = None
+    narrowest: tuple[float, float] | None = None
 
     def summary(self) -> dict[str, Any]:
         """Numbers for reports: min, max, mean, std of each series (in float64: float32 sums of a
@@ -58,7 +68,33 @@ class Distribution:
         stats = {k: {"min": float(v.min()), "max": float(v.max()), "mean": float(v.mean(dtype=np.float64)),
                      "std": float(v.std(dtype=np.float64)), "size": int(v.size)} for k, v in self.values.items() if v.size}
         return {"name": self.name, "kind": self.kind, "tensor": self.tensor, "abs_max": self.abs_max,
-                "threshold": self.threshold, "cosine": self.cosine, "series": stats}
+                "threshold": self.threshold, "clip": self.clip, "narrowest": self.narrowest, "cosine": self.cosine,
+                "series": stats}
+
+
+def clip_ranges(q: Quantizer) -> np.ndarray | None:
+    """The float range each channel (or block) of ``q`` represents, shape ``(N, 2)``: integer types
+    ``[scale·(qmin − zp), scale·(qmax − zp)]``, float8 ``±scale·largest``; None for the wider
+    float types (bfloat16, float16), which clip nothing in practice."""
+    s = np.asarray(q.scale, np.float64).reshape(-1)
+    if q.is_integer:
+        qmin, qmax = QTYPE_RANGES[q.qtype]
+        z = np.broadcast_to(np.asarray(q.zero_point, np.float64).reshape(-1), s.shape)
+        return np.stack([s * (qmin - z), s * (qmax - z)], axis=1)
+    if q.qtype in FLOAT8_MAX:
+        return np.stack([-s, s], axis=1) * FLOAT8_MAX[q.qtype]
+    return None
+
+
+def _clip(q: Quantizer) -> tuple[tuple[float, float] | None, tuple[float, float] | None]:
+    """``clip`` and ``narrowest`` of :class:`Distribution` for ``q``."""
+    ranges = clip_ranges(q)
+    if ranges is None or not ranges.size:
+        return None, None
+    widest = (float(np.float32(ranges[:, 0].min())), float(np.float32(ranges[:, 1].max())))
+    i = int(np.argmin(ranges[:, 1] - ranges[:, 0]))
+    narrow = (float(np.float32(ranges[i, 0])), float(np.float32(ranges[i, 1])))
+    return widest, narrow if narrow != widest else None
 
 
 def _abs_max(x: np.ndarray) -> float:
@@ -101,7 +137,9 @@ def distributions(ctx: Context, nodes_list: object, memo: ValuesMemo | None = No
         q = qmap.get(n)
         if q is not None and q.kind == "activation":
             x = actual[q.input].astype(np.float32).ravel()
-            out.append(Distribution(n, "activation", q.input, {"input": x}, _abs_max(x), threshold=q.threshold))
+            clip, narrowest = _clip(q)
+            out.append(Distribution(n, "activation", q.input, {"input": x}, _abs_max(x), threshold=q.threshold,
+                                    clip=clip, narrowest=narrowest))
         elif q is not None:
             w, wq = ctx.engine.weight_values(n)
             w, wq = w.astype(np.float32).ravel(), wq.astype(np.float32).ravel()

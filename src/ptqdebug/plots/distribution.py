@@ -10,8 +10,10 @@ that the quantized series lacked); the error series keeps them all. Differences,
 
 * the weight "After calibration" series is the weight exactly as the calibration node computes it
   (the original re-quantized it in Python with a rounding bug, §5.3);
-* the threshold line is drawn at ``-threshold`` too when the data has negative values (the
-  original drew only ``+threshold``, while a symmetric quantizer clips both sides);
+* the threshold lines mark the range the node represents: both ends when the data has negative
+  values (the original drew only ``+threshold``, while a quantizer clips both sides), an
+  asymmetric node's own ``[min, max]`` (not ``±max``), and for a per-channel node, dotted, its
+  narrowest channel's range too (the original drew one threshold);
 * the float and quantized series share one set of bins (the original binned each series over its
   own range, so their bars were not comparable); the error series keeps its own, finer, bins;
 * non-finite values cannot be binned: they are left out and counted in the legend.
@@ -150,17 +152,35 @@ def distribution_figure(d: Distribution) -> Figure:
     if math.isfinite(d.abs_max):
         handles.append(ax.scatter([d.abs_max], [0], marker="^", color=ABS_MAX_COLOR, zorder=4, clip_on=False,
                                   label=f"abs max {d.abs_max:.6g}", gid="abs_max"))
-    if d.kind == "activation" and d.threshold is not None and math.isfinite(d.threshold):
-        t = float(d.threshold)
-        handles.append(ax.axvline(t, ls="--", color="red", linewidth=1, label=f"threshold {t:.6g}", gid="threshold"))
-        if has_negative:
-            ax.axvline(-t, ls="--", color="red", linewidth=1, gid="threshold")
+    if d.kind == "activation":
+        handles += _range_lines(ax, d, has_negative)
     ax.set_xlabel("data range")
     ax.set_ylabel("Total number of data")
     ax.set_title(_title(d))
     if handles:
         ax.legend(handles=handles, fontsize=8)
     return fig
+
+
+def _range_lines(ax: Axes, d: Distribution, has_negative: bool) -> list[Artist]:
+    """Red lines where an activation calibration node clips, dashed for its range (the low end
+    only where the data has negative values), dotted for its narrowest channel's; the legend
+    handles. Without a range, its threshold (``±threshold``)."""
+    ranges = [(d.clip, "--", "range")]
+    if d.clip is None and d.threshold is not None:
+        ranges = [((-float(d.threshold), float(d.threshold)), "--", "threshold")]
+    if d.narrowest is not None:
+        ranges.append((d.narrowest, ":", "narrowest channel's range"))
+    handles: list[Artist] = []
+    for bounds, style, what in ranges:
+        if bounds is None or not all(math.isfinite(v) for v in bounds):
+            continue
+        lo, hi = bounds
+        label = f"threshold {hi:.6g}" if what == "threshold" else f"{what} [{lo:.6g}, {hi:.6g}]"
+        handles.append(ax.axvline(hi, ls=style, color="red", linewidth=1, label=label, gid="threshold"))
+        if has_negative:
+            ax.axvline(lo, ls=style, color="red", linewidth=1, gid="threshold")
+    return handles
 
 
 # --------------------------------------------------------------------------- channel boxes
