@@ -191,3 +191,24 @@ def test_a_bias_in_the_add_after_a_matmul(tmp_path: Path) -> None:
                 edited = calibrated if "w1_Q" in on else _with_float_biases(calibrated, float_path, ["b1"], tmp_path / "e.onnx")
                 want = oracle_from_file(edited, on, sample, ["y"])["y"]
                 np.testing.assert_allclose(engine.run(ref, on, ["y"])["y"], want, rtol=0, atol=1e-6)
+
+
+def test_a_weight_rescaled_with_its_bias_keeps_both(cnn_dir: Path, samples: list, tmp_path: Path) -> None:
+    """Cross-layer equalization (or a BatchNorm folded) rescales a layer's weight and bias channel by
+    channel: the float model lacks both, and swapping in its bias beside the rescaled weight would
+    make a layer neither model has. Such a bias is no correction."""
+    calibrated = quantize_qdq(cnn_dir / "float.onnx", tmp_path / "calibrated.onnx", samples[:4], quantize_bias=False,
+                              keep_activations=True)
+    factors = np.linspace(0.5, 2.0, 8, dtype=np.float32)
+    model = onnx.load(cnn_dir / "float.onnx")
+    for t in model.graph.initializer:
+        if t.name in ("conv0.weight", "conv0.bias"):
+            value = numpy_helper.to_array(t)
+            scaled = value / factors.reshape(-1, *[1] * (value.ndim - 1))
+            t.CopyFrom(numpy_helper.from_array(scaled.astype(np.float32), t.name))
+    onnx.save(model, tmp_path / "equalized_float.onnx")
+    loaded = dbg.load_model(calibrated, float_model=tmp_path / "equalized_float.onnx")
+    assert not any(q.corrections for q in loaded.quantizers)
+    stored = {t.name: numpy_helper.to_array(t) for t in onnx.load(calibrated).graph.initializer}
+    graph = {t.name: numpy_helper.to_array(t) for t in loaded.proto.graph.initializer}
+    assert np.array_equal(graph["conv0.bias"], stored["conv0.bias"])

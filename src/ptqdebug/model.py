@@ -418,7 +418,8 @@ def load_model(
                              "it is a calibrated model; expected the float model the calibrated one was made from")
         reference = FloatModel(float_proto)
 
-    finders: list[Finder] = [lambda ix: find_horizon(ix, opset), lambda ix: find_qdq(ix, reference), find_casts]
+    finders: list[Finder] = [lambda ix: find_horizon(ix, opset), lambda ix: find_qdq(ix, reference),
+                             lambda ix: find_casts(ix, proto)]
     index = GraphIndex(graph)
     found = [item for finder in finders for item in finder(index)]
     taken = {n.name for n in graph.node} | {t for n in graph.node for t in n.output} | set(index.initializers)

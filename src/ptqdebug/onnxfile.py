@@ -241,19 +241,22 @@ def check_model(proto: onnx.ModelProto, what: str) -> None:
                          "expected an .onnx file as the exporter wrote it (export it again)") from None
 
 
-def skeleton(proto: onnx.ModelProto, shapes: Mapping[str, Sequence[int]] | None = None) -> onnx.ModelProto:
+def skeleton(proto: onnx.ModelProto, shapes: Mapping[str, Sequence[int]] | None = None,
+             graph: onnx.GraphProto | None = None) -> onnx.ModelProto:
     """The model without its weights, for checks and shape inference: large initializers become
     typed inputs (their values are not needed, only their shapes), so neither copies nor holds the
-    weights. With ``shapes``, the model inputs get those concrete dims."""
+    weights. With ``shapes``, the model inputs get those concrete dims; with ``graph``, that graph
+    of the model (e.g. a body) stands in for the main one."""
+    source = proto.graph if graph is None else graph
     model = onnx.ModelProto()
     model.ir_version = proto.ir_version
     model.opset_import.extend(proto.opset_import)
     model.functions.extend(proto.functions)
     g = model.graph
-    g.name = proto.graph.name
-    g.node.extend(proto.graph.node)
-    g.output.extend(proto.graph.output)
-    for vi in proto.graph.input:
+    g.name = source.name
+    g.node.extend(source.node)
+    g.output.extend(source.output)
+    for vi in source.input:
         new = g.input.add()
         new.CopyFrom(vi)
         if shapes and vi.name in shapes and vi.type.HasField("tensor_type"):
@@ -261,8 +264,8 @@ def skeleton(proto: onnx.ModelProto, shapes: Mapping[str, Sequence[int]] | None 
             del dims.dim[:]
             for d in shapes[vi.name]:
                 dims.dim.add().dim_value = int(d)
-    declared = {vi.name for vi in proto.graph.input}
-    for t in proto.graph.initializer:
+    declared = {vi.name for vi in source.input}
+    for t in source.initializer:
         if t.name in declared:
             continue
         if int(np.prod(t.dims, dtype=np.int64)) <= 64:  # small constants: shapes, axes, scales

@@ -156,13 +156,14 @@ def build_model(
     types = dict(input_types or {})
     for vi in graph.input:
         types.setdefault(vi.name, vi.type)
+    def typed(constant: str) -> onnx.TypeProto:
+        proto = next(t for t in graph.initializer if t.name == constant)
+        return helper.make_tensor_type_proto(proto.data_type, list(proto.dims))
+
     for q, name in weights.items():
-        src = qmap[q].input
-        proto = next(t for t in graph.initializer if t.name == src)
-        types[name] = helper.make_tensor_type_proto(proto.data_type, list(proto.dims))
+        types[name] = typed(qmap[q].input)
     for name in fed:
-        proto = next(t for t in graph.initializer if t.name == name)
-        types[name] = helper.make_tensor_type_proto(proto.data_type, list(proto.dims))
+        types[name] = typed(name)
     graph_inputs = []
     for name in [*inputs, *weights.values(), *sorted(fed)]:
         vi = onnx.ValueInfoProto()

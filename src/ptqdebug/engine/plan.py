@@ -155,13 +155,20 @@ def _joined(model: CalibratedModel, nodes: list[onnx.NodeProto]) -> set[int]:
     """Positions no cut may fall at: between a weight calibration node with corrections (a
     corrected bias) and the last node reading them, so that the segment switching the weight
     feeds its bias too."""
-    position = {node.name: i for i, node in enumerate(nodes)}
+    owner = {t.name: q.name for q in model.quantizers for t in q.corrections}
+    if not owner:
+        return set()
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
+    for i, node in enumerate(nodes):
+        first.setdefault(node.name, i)
+        for name in node.input:
+            if name in owner:
+                last[owner[name]] = i
     joined: set[int] = set()
-    for q in model.quantizers:
-        if q.corrections and q.name in position:
-            names = {t.name for t in q.corrections}
-            last = max((i for i, node in enumerate(nodes) if names.intersection(node.input)), default=position[q.name])
-            joined.update(range(position[q.name] + 1, last + 1))
+    for q, end in last.items():
+        if q in first:
+            joined.update(range(first[q] + 1, end + 1))
     return joined
 
 

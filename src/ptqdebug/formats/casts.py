@@ -15,6 +15,7 @@ import onnx
 
 from ..graph import GraphIndex
 from ..quantizer import Quantizer, QuantizerKind
+from ..onnxfile import skeleton
 from . import Found
 from .params import qtype_of_onnx, thresholds_of
 
@@ -37,36 +38,37 @@ def _round_trip(index: GraphIndex, cast: onnx.NodeProto) -> bool:
     return bool(backs) and cast.output[0] not in index.outputs and all(_to(b) == onnx.TensorProto.FLOAT for b in backs)
 
 
-def find_casts(index: GraphIndex) -> list[Found]:
-    """Every Cast round trip float32 → narrow float → float32 of the graph.
+def _inferred_types(index: GraphIndex, proto: onnx.ModelProto) -> dict[str, int]:
+    """Element types of the graph's tensors by ONNX type inference ({} where it fails)."""
+    try:
+        g = onnx.shape_inference.infer_shapes(skeleton(proto, graph=index.graph)).graph
+    except Exception:  # inference is best effort: what it cannot type is not taken for float32
+        return {}
+    return {vi.name: vi.type.tensor_type.elem_type for vi in [*g.value_info, *g.input, *g.output]
+            if vi.type.HasField("tensor_type")}
+
+
+def find_casts(index: GraphIndex, proto: onnx.ModelProto) -> list[Found]:
+    """Every Cast round trip float32 → narrow float → float32 of the graph (``index``, the main
+    graph of ``proto`` or one of its bodies).
 
     The tensor cast must be float32, or switching the round trip off would change its readers'
-    type: a float32 initializer or graph input, the output of a Cast to float32, or any tensor
-    where the graph computes in float32 throughout (no narrow constants, no narrow tensor read by
-    anything but a Cast back).
+    type: a float32 constant or graph input, the output of a Cast to float32, or a tensor ONNX type
+    inference finds float32.
     """
-    casts = [n for n in index.nodes if _to(n) in NARROW_FLOATS]
-    trips = [n for n in casts if _round_trip(index, n)]
-    float32_graph = len(trips) == len(casts) and not any(
-        t.data_type in NARROW_FLOATS for t in index.initializers.values())
-    graph_inputs = {vi.name: vi.type.tensor_type.elem_type for vi in index.graph.input}
+    trips = [(n, to) for n in index.nodes if (to := _to(n)) in NARROW_FLOATS and _round_trip(index, n)]
+    known = {vi.name: vi.type.tensor_type.elem_type for vi in index.graph.input}
+    known.update((name, t.data_type) for name, t in index.initializers.items())
+    known.update((n.output[0], to) for n in index.nodes if (to := _to(n)) is not None)
+    if any(n.input[0] not in known for n, _ in trips):
+        known = {**_inferred_types(index, proto), **known}
     found: list[Found] = []
-    for cast in trips:
+    for cast, narrow in trips:
         src = cast.input[0]
-        stored = index.initializers.get(src)
-        producer = index.producer.get(src)
-        if stored is not None:
-            is_float32 = stored.data_type == onnx.TensorProto.FLOAT
-        elif src in graph_inputs:
-            is_float32 = graph_inputs[src] == onnx.TensorProto.FLOAT
-        else:
-            is_float32 = float32_graph or (producer is not None and _to(producer) == onnx.TensorProto.FLOAT)
-        if not is_float32:
+        if known.get(src) != onnx.TensorProto.FLOAT:
             continue
         backs = index.consumers[cast.output[0]]
-        narrow = _to(cast)
-        assert narrow is not None
-        kind: QuantizerKind = "weight" if stored is not None else "activation"
+        kind: QuantizerKind = "weight" if src in index.initializers else "activation"
         qtype = qtype_of_onnx(narrow)
         one, zero = np.ones((), np.float32), np.zeros((), np.int64)
         quantizer = Quantizer(

@@ -198,6 +198,7 @@ def find_qdq(index: GraphIndex, float_model: FloatModel | None) -> list[Found]:
             source_op="QuantizeLinear",
             block_size=params.block_size,
         )
+        restored: tuple[onnx.TensorProto, ...] = ()
         if kind == "activation":
             quantizer = _with_deleted_activation(index, quantizer, float_model)
         elif float_model is not None:
@@ -207,9 +208,8 @@ def find_qdq(index: GraphIndex, float_model: FloatModel | None) -> list[Found]:
             if found_float is not None and (params.qtype not in QTYPE_RANGES or _check_float_weight(
                     dqs[0].name, src, *found_float, weight, _step(weight.shape, params.scale, params.axis, params.block_size))):
                 matched += 1
-        restored: tuple[onnx.TensorProto, ...] = ()
-        if kind == "weight" and len(dqs) == 1:
-            quantizer, restored = _with_bias_correction(index, quantizer, float_model)
+                if len(dqs) == 1:  # (a weight the quantizer rescaled, bias and all, keeps both as they are)
+                    quantizer, restored = _with_bias_correction(index, quantizer, float_model)
         aliases = tuple((quantizer.output, d.output[0]) for d in dqs[1:])
         found.append(Found(nodes=(q, *dqs), quantizer=quantizer, initializers=restored, aliases=aliases))
 
