@@ -120,6 +120,39 @@ def test_sweeps_export_and_runall(casted: Path, cnn_dir: Path, samples: list, tm
     assert (tmp_path / "out" / "index.html").is_file() and run.results["model"]["format"] == "cast"
 
 
+def test_unnamed_round_trips_say_what_they_quantize(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Quark leaves its Casts unnamed (844 of YOLOv8n's 850): the names are ptqdebug's, so the notes
+    say so and `info` shows each one's tensor (a Conv's weight and bias are otherwise alike)."""
+    from ptqdebug.cli import main
+
+    nodes = [helper.make_node("Cast", ["x"], ["xb"], to=T.BFLOAT16), helper.make_node("Cast", ["xb"], ["x32"], to=T.FLOAT),
+             helper.make_node("Relu", ["x32"], ["y"], name="relu")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", T.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", T.FLOAT, [1, 4])])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 9
+    onnx.save(m, tmp_path / "m.onnx")
+    model = dbg.load_model(tmp_path / "m.onnx")
+    assert [q.name for q in model.quantizers] == ["Cast_0"]
+    assert "1 calibration node is unnamed in the file (Cast_0): ptqdebug names a node <op type>_<its position in the file>" \
+        in " ".join(model.notes)
+    assert main(["info", str(tmp_path / "m.onnx")]) == 0
+    assert "  Cast_0 (unnamed in the file; quantizes x)  bfloat16 per-tensor -> relu" in capsys.readouterr().out
+
+
+def test_statistics_of_round_trips_have_no_scale(casted: Path, cnn_dir: Path) -> None:
+    """bfloat16 and float16 round each value at its own exponent: no scale or threshold to report
+    (the trial's figure drew a flat "Scales = 1" line and a red mark under every node)."""
+    from ptqdebug.analyses.stats import calibration_node_stats
+    from ptqdebug.plots.stats import stat_info_figure
+
+    stats = calibration_node_stats(dbg.open_context(casted, cnn_dir / "calibration_data", cache=False))
+    assert stats and all(s.scales == () and s.thresholds == () and s.max_vals for s in stats)
+    ax = stat_info_figure(stats, "weight").axes[0]
+    assert sorted(line.get_label() for line in ax.get_lines()) == ["Max_vals", "Min_nz_vals"]
+    assert not [c for c in ax.collections if c.get_gid() == "nonfinite"]
+
+
 def test_a_tensor_computed_in_a_narrow_type_is_not_a_round_trip(tmp_path: Path) -> None:
     """A graph that computes in float16 in places: a Cast to float16 read by a Mul is not
     simulated precision, and a round trip of a float16 tensor (not float32) is no calibration node
@@ -166,3 +199,31 @@ def test_a_round_trip_of_a_tensor_that_is_not_float32_is_left_alone(before: list
     engine = Engine(model)
     ref = engine.reference(sample, ["y"])
     np.testing.assert_array_equal(engine.run(ref, {"fine"}, ["y"])["y"], oracle_from_file(tmp_path / "m.onnx", [], sample, ["y"])["y"])
+
+
+def test_no_cut_leaves_a_bfloat16_value_between_segments(tmp_path: Path) -> None:
+    """ONNX Runtime cannot hand a bfloat16 tensor to numpy, so a value the graph computes with in
+    bfloat16 (not a round trip: a node reads it) must stay inside one segment, however finely the
+    graph is cut (found by the Quark BF16 trial: a traceback from every command that runs data)."""
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+             helper.make_node("Cast", ["r"], ["rb"], to=T.BFLOAT16, name="rt_r"),
+             helper.make_node("Cast", ["rb"], ["r32"], to=T.FLOAT, name="rt_r/back0"),
+             helper.make_node("Cast", ["x"], ["xb"], to=T.BFLOAT16, name="narrow"),
+             helper.make_node("Identity", ["xb"], ["xb2"], name="bf16_identity"),
+             helper.make_node("Neg", ["r32"], ["n"], name="neg"),
+             helper.make_node("Cast", ["xb2"], ["x32"], to=T.FLOAT, name="wide"),
+             helper.make_node("Add", ["n", "x32"], ["y"], name="add")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", T.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", T.FLOAT, [1, 4])])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 9
+    onnx.save(m, tmp_path / "m.onnx")
+    model = dbg.load_model(tmp_path / "m.onnx")
+    assert [q.name for q in model.quantizers] == ["rt_r"]
+    sample = {"x": np.linspace(-2, 2, 4, dtype=np.float32).reshape(1, 4) + np.float32(1e-3)}
+    engine = Engine(model, segments=len(model.proto.graph.node))
+    assert len(engine.plan.segments) > 1
+    ref = engine.reference(sample, ["y"])
+    for on in ([], ["rt_r"]):
+        want = oracle_from_file(tmp_path / "m.onnx" if on else _cut(tmp_path / "m.onnx", set(), tmp_path / "cut.onnx"), [], sample, ["y"])
+        np.testing.assert_array_equal(engine.run(ref, on, ["y"])["y"], want["y"])

@@ -574,6 +574,13 @@ def _assemble(
             "a Relu there, so that all-off is the float model; where the values are never negative anyway (a variance, "
             "1 + erf) that changes nothing. Pass --float-model to know"
         )
+    unnamed = [q.name for q in quantizers if q.name in auto_named]
+    if unnamed:
+        notes.append(
+            f"{_count(len(unnamed), 'calibration node')} {'is' if len(unnamed) == 1 else 'are'} unnamed in the file "
+            f"({', '.join(unnamed[:3])}{', ...' if len(unnamed) > 3 else ''}): ptqdebug names a node <op type>_<its "
+            "position in the file>, and `ptqdebug info` shows the tensor each one quantizes"
+        )
     fused = relu_wrongly_fused(ordered, quantizers)
     if fused:
         notes.append(

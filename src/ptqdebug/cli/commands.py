@@ -469,7 +469,8 @@ def _info(args: argparse.Namespace) -> int:
             state = "" if q.enabled else "  (switch OFF)"
             readers = ";".join(model.quantizer_consumers.get(q.name, ())) or (f"(inside {q.scope})" if q.scope else "(no node reads it)")
             blocks = f" of {q.block_size}" if q.block_size else ""
-            print(f"  {q.name}  {q.qtype} {q.granularity}{blocks} -> {readers}{extra}{state}")
+            of = f" (unnamed in the file; quantizes {q.input})" if q.name in model.auto_named else ""
+            print(f"  {q.name}{of}  {q.qtype} {q.granularity}{blocks} -> {readers}{extra}{state}")
     nodes = model.sensitivity_nodes
     print(f"\nordinary nodes with calibration nodes ({len(nodes)}):")
     for n in nodes:

@@ -91,13 +91,13 @@ class Engine:
         self.model = model
         self.providers = resolve_providers(providers)
         self.threads = threads
-        self.plan: Plan = make_plan(model, segments, shapes)
-        self._nodes = list(model.proto.graph.node)
-        self._sessions: OrderedDict[tuple[int, str, frozenset[str]], tuple[ort.InferenceSession, Built, list[str]]] = OrderedDict()
         # Types of the values crossing cuts: ONNX shape inference where it knows the rank (static
         # dims like a Resize's `sizes` matter to ONNX Runtime), else what ONNX Runtime reports.
         self._types: dict[str, onnx.TypeProto] = _inferred_types(model.proto)
         self._types.update({vi.name: vi.type for vi in model.proto.graph.input})
+        self.plan: Plan = make_plan(model, segments, shapes, self._types)
+        self._nodes = list(model.proto.graph.node)
+        self._sessions: OrderedDict[tuple[int, str, frozenset[str]], tuple[ort.InferenceSession, Built, list[str]]] = OrderedDict()
         # float and fake-quantized values of weights, for the segments in use (least recently
         # used dropped past WEIGHT_CACHE_BYTES: a sweep visits segments in order)
         self._weights: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()

@@ -113,8 +113,17 @@ def default_segment_count(model: CalibratedModel) -> int:
     return max(1, min(64, round(n / 6)))
 
 
-def make_plan(model: CalibratedModel, segments: int | None = None, shapes: Mapping[str, Sequence[int]] | None = None) -> Plan:
-    """Cut the model's topological order into about ``segments`` parts."""
+#: element types ONNX Runtime cannot hand to numpy: no cut may leave such a tensor between segments
+UNFETCHABLE = frozenset({onnx.TensorProto.BFLOAT16, onnx.TensorProto.FLOAT8E4M3FN, onnx.TensorProto.FLOAT8E4M3FNUZ,
+                         onnx.TensorProto.FLOAT8E5M2, onnx.TensorProto.FLOAT8E5M2FNUZ, onnx.TensorProto.UINT4,
+                         onnx.TensorProto.INT4, *([onnx.TensorProto.FLOAT4E2M1] if hasattr(onnx.TensorProto, "FLOAT4E2M1") else [])})
+
+
+def make_plan(model: CalibratedModel, segments: int | None = None, shapes: Mapping[str, Sequence[int]] | None = None,
+              types: Mapping[str, onnx.TypeProto] | None = None) -> Plan:
+    """Cut the model's topological order into about ``segments`` parts; ``types`` (by tensor name,
+    from ONNX type inference) keep the cuts off tensors of :data:`UNFETCHABLE` types (a bfloat16
+    value the graph computes with)."""
     nodes = list(model.proto.graph.node)
     n = len(nodes)
     k = default_segment_count(model) if segments is None else max(1, min(segments, n))
@@ -138,6 +147,9 @@ def make_plan(model: CalibratedModel, segments: int | None = None, shapes: Mappi
     cum = np.concatenate([[0.0], np.cumsum(costs)])
     total = cum[-1] if cum[-1] > 0 else 1.0
     joined = _joined(model, nodes)
+    for t, p in pos_of.items():  # a value numpy cannot hold stays inside its segment
+        if types and t in types and types[t].tensor_type.elem_type in UNFETCHABLE and last_use.get(t, p) > p:
+            joined.update(range(p + 1, last_use[t] + 1))
     cuts = [0]
     for i in range(1, k):
         lo, hi = total * (i - 0.5) / k, total * (i + 0.5) / k

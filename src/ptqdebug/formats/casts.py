@@ -70,7 +70,10 @@ def find_casts(index: GraphIndex, proto: onnx.ModelProto) -> list[Found]:
         backs = index.consumers[cast.output[0]]
         kind: QuantizerKind = "weight" if src in index.initializers else "activation"
         qtype = qtype_of_onnx(narrow)
-        one, zero = np.ones((), np.float32), np.zeros((), np.int64)
+        # float8 is QuantizeLinear with scale 1 (thresholds at the type's largest value); bfloat16 and
+        # float16 round each value at its own exponent: no scale to report
+        shape: tuple[int, ...] = () if qtype.startswith("float8") else (0,)
+        scale, zero_point = np.ones(shape, np.float32), np.zeros(shape, np.int64)
         quantizer = Quantizer(
             name=cast.name,
             kind=kind,
@@ -78,9 +81,9 @@ def find_casts(index: GraphIndex, proto: onnx.ModelProto) -> list[Found]:
             output=backs[0].output[0],
             qtype=qtype,
             axis=None,
-            scale=one,
-            zero_point=zero,
-            thresholds=thresholds_of(qtype, one, zero),
+            scale=scale,
+            zero_point=zero_point,
+            thresholds=thresholds_of(qtype, scale, zero_point),
             nodes=(cast, backs[0]),
             source_op="Cast",
         )

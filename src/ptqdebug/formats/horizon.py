@@ -112,7 +112,7 @@ def _calibration(index: GraphIndex, node: onnx.NodeProto, opset: int) -> Quantiz
                 helper.make_node("Cast", [src], [mid], name=f"{name}/Cast", to=_FLOAT_CASTS[qtype]),
                 helper.make_node("Cast", [mid], [out], name=f"{name}/CastBack", to=onnx.TensorProto.FLOAT),
             )
-        empty = np.zeros((), np.float32)
+        empty = np.zeros(0, np.float32)  # no scale: each value rounded at its own exponent
         return Quantizer(name, kind, src, out, qtype, None, empty, empty.astype(np.int64), (), enabled,
                          nodes=nodes, source_op="HzCalibration")
     if qtype not in QTYPE_RANGES or qtype not in ONNX_QTYPES:

@@ -9,7 +9,8 @@ one number that summarises all its channels:
 
 For a per-tensor node these are the same as the first value. A value that a log axis cannot show
 (zero, negative, NaN, inf, or a node with no values) leaves a gap in its curve and a red ``x`` on
-the bottom edge (legend entry "not on log axis") instead of an error.
+the bottom edge (legend entry "not on log axis") instead of an error; a statistic no node has
+(the thresholds and scales of bfloat16 and float16 nodes) is no curve at all.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def stat_summary(stats: Sequence[CalibrationNodeStats], tensor_type: str) -> dic
 def stat_info_figure(stats: Sequence[CalibrationNodeStats], tensor_type: str) -> Figure:
     """``tensor_type`` is ``"weight"`` or ``"feature"`` (``"activation"`` is accepted for ``"feature"``)."""
     want = "feature" if tensor_type == "activation" else tensor_type
-    names = [s.name for s in stats if s.tensor_type == want]
+    nodes = [s for s in stats if s.tensor_type == want]
+    names = [s.name for s in nodes]
     summary = stat_summary(stats, want)
     n = len(names)
     fig = new_figure(series_width(n, n <= MAX_NAMED_TICKS), 6.0)
@@ -73,8 +75,10 @@ def stat_info_figure(stats: Sequence[CalibrationNodeStats], tensor_type: str) ->
     ax.set_yscale("log")
     bad_positions: list[float] = [0.0] * n
     drawn = False
-    for i, (label, values) in enumerate(summary.items()):
-        y = [v if math.isfinite(v) and v > 0 else math.nan for v in values]
+    for i, (label, attr, _) in enumerate(_CURVES):
+        if nodes and not any(getattr(s, attr) for s in nodes):
+            continue  # a statistic no node has (a bfloat16 node's scale): no curve, no marks
+        y = [v if math.isfinite(v) and v > 0 else math.nan for v in summary[label]]
         for j, v in enumerate(y):
             if math.isnan(v):
                 bad_positions[j] = math.nan
