@@ -24,6 +24,17 @@ from tests.support.oracle import oracle_from_file
 NARROW = (T.BFLOAT16, T.FLOAT16)
 
 
+def _tiny(tmp_path: Path, nodes: list[onnx.NodeProto], inputs: tuple[tuple[str, int], ...] = (("x", T.FLOAT),),
+          inits: tuple[onnx.TensorProto, ...] = ()) -> Path:
+    """A model of ``nodes`` from ``inputs`` (each [1, 4]) to ``y`` (float32 [1, 4]), saved as m.onnx."""
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, t, [1, 4]) for n, t in inputs],
+                              [helper.make_tensor_value_info("y", T.FLOAT, [1, 4])], list(inits))
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 9
+    onnx.save(m, tmp_path / "m.onnx")
+    return tmp_path / "m.onnx"
+
+
 def _round_trips(float_path: Path, out: Path, trips: dict[str, int], two_readers: str | None = None) -> Path:
     """The float model with a Cast round trip (to the given type and back) on each named tensor;
     on ``two_readers`` the narrow tensor goes back through two Casts, one per reader."""
@@ -127,11 +138,7 @@ def test_unnamed_round_trips_say_what_they_quantize(tmp_path: Path, capsys: pyte
 
     nodes = [helper.make_node("Cast", ["x"], ["xb"], to=T.BFLOAT16), helper.make_node("Cast", ["xb"], ["x32"], to=T.FLOAT),
              helper.make_node("Relu", ["x32"], ["y"], name="relu")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", T.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("y", T.FLOAT, [1, 4])])
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 9
-    onnx.save(m, tmp_path / "m.onnx")
+    _tiny(tmp_path, nodes)
     model = dbg.load_model(tmp_path / "m.onnx")
     assert [q.name for q in model.quantizers] == ["Cast_0"]
     assert "1 calibration node is unnamed in the file (Cast_0): ptqdebug names a node <op type>_<its position in the file>" \
@@ -161,12 +168,7 @@ def test_a_tensor_computed_in_a_narrow_type_is_not_a_round_trip(tmp_path: Path) 
              helper.make_node("Mul", ["h", "w"], ["m"], name="mul"),
              helper.make_node("Cast", ["m"], ["mb"], to=T.BFLOAT16, name="tobf16"),
              helper.make_node("Cast", ["mb"], ["y"], to=T.FLOAT, name="back")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", T.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("y", T.FLOAT, [1, 4])],
-                              [numpy_helper.from_array(np.full(4, 0.5, np.float16), "w")])
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 9
-    onnx.save(m, tmp_path / "m.onnx")
+    _tiny(tmp_path, nodes, inits=(numpy_helper.from_array(np.full(4, 0.5, np.float16), "w"),))
     with pytest.raises(ModelError, match="no Cast round trips to a narrower float"):
         dbg.load_model(tmp_path / "m.onnx")
 
@@ -187,12 +189,7 @@ def test_a_round_trip_of_a_tensor_that_is_not_float32_is_left_alone(before: list
              helper.make_node("Cast", ["xb"], ["x32"], to=T.FLOAT, name="fine_back"),
              helper.make_node("ReduceSum", ["s32"], ["r"], keepdims=0, name="sum"),
              helper.make_node("Mul", ["x32", "r"], ["y"], name="mul")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", T.FLOAT, [1, 4]),
-                                           helper.make_tensor_value_info("h", T.FLOAT16, [1, 4])],
-                              [helper.make_tensor_value_info("y", T.FLOAT, [1, 4])])
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 9
-    onnx.save(m, tmp_path / "m.onnx")
+    _tiny(tmp_path, nodes, inputs=(("x", T.FLOAT), ("h", T.FLOAT16)))
     model = dbg.load_model(tmp_path / "m.onnx")
     assert [q.name for q in model.quantizers] == ["fine"]
     sample = {"x": np.ones((1, 4), np.float32), "h": np.ones((1, 4), np.float16)}
@@ -213,11 +210,7 @@ def test_no_cut_leaves_a_bfloat16_value_between_segments(tmp_path: Path) -> None
              helper.make_node("Neg", ["r32"], ["n"], name="neg"),
              helper.make_node("Cast", ["xb2"], ["x32"], to=T.FLOAT, name="wide"),
              helper.make_node("Add", ["n", "x32"], ["y"], name="add")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", T.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("y", T.FLOAT, [1, 4])])
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 9
-    onnx.save(m, tmp_path / "m.onnx")
+    _tiny(tmp_path, nodes)
     model = dbg.load_model(tmp_path / "m.onnx")
     assert [q.name for q in model.quantizers] == ["rt_r"]
     sample = {"x": np.linspace(-2, 2, 4, dtype=np.float32).reshape(1, 4) + np.float32(1e-3)}
