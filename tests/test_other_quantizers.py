@@ -288,8 +288,9 @@ def test_vendor_operators_are_named_and_cast_pairs_read(tmp_path: Path) -> None:
                    helper.make_node("ExtendedDequantizeLinear", ["q", "s", "z"], ["y"], name="x_DequantizeLinear", domain="com.amd.quark")],
                   ("com.amd.quark",))
     with pytest.raises(UnsupportedOpError, match=r"^the model quantizes with custom operators plain ONNX Runtime cannot run: "
-                                                 r"com.amd.quark::ExtendedQuantizeLinear \(node 'x_QuantizeLinear'\)"):
+                                                 r"com.amd.quark::ExtendedQuantizeLinear \(node 'x_QuantizeLinear'\)") as refused:
         dbg.load_model(quark)
+    assert "BF16QDQToCast option writes Cast round trips, which ptqdebug reads" in str(refused.value)
     casts = model([helper.make_node("Cast", ["x"], ["h"], to=T.BFLOAT16, name="c1"),
                    helper.make_node("Cast", ["h"], ["y"], to=T.FLOAT, name="c2")])
     read = dbg.load_model(casts)

@@ -482,7 +482,7 @@ def _assemble(
             raise UnsupportedOpError(
                 f"the model quantizes with custom operators plain ONNX Runtime cannot run: {ops}; expected standard "
                 "QuantizeLinear/DequantizeLinear (or HzCalibration) calibration nodes: export the model from its quantizer "
-                "in standard QDQ form"
+                "in standard QDQ form (Quark's BF16: its BF16QDQToCast option writes Cast round trips, which ptqdebug reads)"
             )
         raise ModelError(
             "the model has no calibration nodes (no QuantizeLinear/DequantizeLinear pairs, no HzCalibration "
