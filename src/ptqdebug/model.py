@@ -351,6 +351,11 @@ def _detached(q: Quantizer) -> Quantizer:
                    corrections=tuple(_copy(t) for t in q.corrections))
 
 
+def _first(names: Sequence[str]) -> str:
+    """The first three names, then ``...``."""
+    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+
+
 def _count(n: int, noun: str) -> str:
     """``"1 node"``, ``"2 nodes"``."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
@@ -567,10 +572,9 @@ def _assemble(
             "Runtime's default); switched off, ptqdebug applies it again, so all-off is the float model (from the float model)"
         )
     elif restored:  # inferred: right for a Relu deleted, and no change where the values are never negative anyway
-        named = ", ".join(restored[:3]) + (", ..." if len(restored) > 3 else "")
         notes.append(
-            f"{_count(len(restored), 'activation calibration node')} ({named}) start their range at 0 right after an op that can be "
-            "negative, as where the quantizer deleted a Relu/Clip (ONNX Runtime's default): switched off, ptqdebug applies "
+            f"{_count(len(restored), 'activation calibration node')} ({_first(restored)}) start their range at 0 right "
+            "after an op that can be negative, as where the quantizer deleted a Relu/Clip (ONNX Runtime's default): switched off, ptqdebug applies "
             "a Relu there, so that all-off is the float model; where the values are never negative anyway (a variance, "
             "1 + erf) that changes nothing. Pass --float-model to know"
         )
@@ -578,14 +582,14 @@ def _assemble(
     if unnamed:
         notes.append(
             f"{_count(len(unnamed), 'calibration node')} {'is' if len(unnamed) == 1 else 'are'} unnamed in the file "
-            f"({', '.join(unnamed[:3])}{', ...' if len(unnamed) > 3 else ''}): ptqdebug names a node <op type>_<its "
-            "position in the file>, and `ptqdebug info` shows the tensor each one quantizes"
+            f"({_first(unnamed)}): ptqdebug names a node <op type>_<its position in the file>, and `ptqdebug info` "
+            "shows the tensor each one quantizes"
         )
     fused = relu_wrongly_fused(ordered, quantizers)
     if fused:
         notes.append(
             f"ONNX Runtime's default optimizations (checked on 1.32) remove the Relu before "
-            f"{_count(len(fused), 'activation calibration node')} ({', '.join(fused[:3])}{', ...' if len(fused) > 3 else ''}) "
+            f"{_count(len(fused), 'activation calibration node')} ({_first(fused)}) "
             f"that {'keeps' if len(fused) == 1 else 'keep'} negative values (float8, or int4 with zero point above the "
             "minimum), as if the quantizer clamped at 0; ptqdebug analyses the model as ONNX defines it, Relu kept, so "
             "ONNX Runtime's own output of this model can differ from the calibrated scores (see check-deployment)"

@@ -14,8 +14,8 @@ import numpy as np
 import onnx
 
 from ..graph import GraphIndex
-from ..quantizer import Quantizer, QuantizerKind
 from ..onnxfile import skeleton
+from ..quantizer import Quantizer, QuantizerKind
 from . import Found
 from .params import qtype_of_onnx, thresholds_of
 

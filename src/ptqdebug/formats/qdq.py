@@ -140,8 +140,7 @@ def _check_same_dequantization(q: onnx.NodeProto, dqs: list[onnx.NodeProto], par
 
     first = key(params[0])
     for dq, p in zip(dqs[1:], params[1:]):
-        same = key(p) == first
-        if not same:
+        if key(p) != first:
             raise ModelError(
                 f"QuantizeLinear node {q.name!r} is read by DequantizeLinear nodes {dqs[0].name!r} and {dq.name!r} with "
                 "different scales, zero points, axes or output types: ptqdebug reads one QuantizeLinear and its DequantizeLinear nodes as "
