@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from ptqdebug.analyses.distribution import Distribution
+from ptqdebug.analyses.partial import PartialQuantizationResult
 from ptqdebug.plots import (accumulate_error_figure, channel_boxes_figure, distribution_figure, partial_quantization_figure,
                             save_figure, stat_info_figure)
 from tests.plots.helpers import HOSTILE, activation_distribution, make_accumulate, make_boxes, make_partial, make_stats
@@ -375,9 +376,17 @@ def test_partial_quantization_lines_labels_and_positions() -> None:
 
 def test_partial_quantization_no_nodes(tmp_path: Path) -> None:
     fig = partial_quantization_figure(make_partial(nodes=(), single=(), partial=()))
+    ax = ax_of(fig)
     # scores near 1 are read as such: no "+1" offset above the axis (a reviewer found one)
-    assert ax_of(fig).yaxis.get_major_formatter().get_useOffset() is False
+    assert ax.yaxis.get_major_formatter().get_useOffset() is False
+    # the lone "none" point is explained in words
+    (note,) = [t for t in ax.texts if t.get_gid() == "nothing-picked"]
+    assert "is at or below pick_threshold 0.999" in note.get_text() and "raise the threshold" in note.get_text()
     render(fig, tmp_path)
+    mse = ax_of(partial_quantization_figure(PartialQuantizationResult("mse", 0.5, (), 0.2, (), (), 1)))
+    assert "mse is at or above pick_threshold 0.5" in next(t.get_text() for t in mse.texts)
+    scored = ax_of(partial_quantization_figure(make_partial()))
+    assert not scored.texts
 
 
 # --------------------------------------------------------------------------- stat info

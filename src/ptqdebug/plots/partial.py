@@ -4,7 +4,7 @@ As the original: grid; x = ``none`` (the calibrated model), then the sensitive n
 a blue dashed "baseline" line at the float model's score (1.0 for cosine similarity); a red line
 "partial quantization cumulative error" through the calibrated score and the scores with nodes
 1..k kept in float; green ``x`` "per-node quantization sensitivity" at each node's own score;
-rotated x ticks; legend outside on the right.
+rotated x ticks; legend outside on the right. With no sensitive node the axes say so in words.
 
 Differences, on purpose: positions are numeric with the names as tick labels (the original's
 categorical axis merged duplicate names, and a node called ``none`` with the baseline); the
@@ -28,6 +28,15 @@ if TYPE_CHECKING:
 __all__ = ["partial_quantization_figure"]
 
 
+def _nothing_picked(result: PartialQuantizationResult) -> str:
+    if result.left_out:
+        return (f"{', '.join(text(n, 40) for n in result.left_out)} left out: with them in float,\n"
+                "no calibration node would be on (the float model)")
+    metric = METRICS.get(result.metric)
+    where, move = ("at or above", "lower") if metric is not None and not metric.higher_is_better else ("at or below", "raise")
+    return f"No node's {text(result.metric)} is {where} pick_threshold {result.pick_threshold:g}:\nnone was picked ({move} the threshold to pick some)"
+
+
 def partial_quantization_figure(result: PartialQuantizationResult) -> Figure:
     k = len(result.nodes)
     fig = new_figure(float(min(max(6.0 + 0.25 * k, 8.0), 30.0)), 6.0)
@@ -48,6 +57,9 @@ def partial_quantization_figure(result: PartialQuantizationResult) -> Figure:
     ax.set_xticks(range(k + 1))
     ax.set_xticklabels(["none", *(text(n, 40) for n in result.nodes)], rotation=90, fontsize=8)
     ax.set_xlim(-0.5, k + 0.5)
+    if not k:  # a lone "none" point would leave the reader guessing why
+        ax.text(0.5, 0.5, _nothing_picked(result), transform=ax.transAxes, ha="center", va="center", fontsize=10,
+                wrap=True, gid="nothing-picked")
     details = [d for d, on in (("int16", result.qtype == "int16"), ("greedy order", result.order == "greedy")) if on]
     ax.set_title("Partial Quantization Analysis" + (f" ({', '.join(details)})" if details else ""))
     ax.set_ylabel("Cosine Similarity" if result.metric == "cosine-similarity" else text(result.metric))
