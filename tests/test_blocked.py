@@ -175,13 +175,24 @@ def test_blocked_parameters_of_the_wrong_shape_are_one_line(tmp_path: Path, caps
     assert err.count("\n") == 0 and "block_size 16" in err and f"[{K // B1 + 1}, {H}]" in err and f"[{K}, {H}]" in err
 
 
+def _weight_only_quantizer() -> tuple[type, type]:
+    """ONNX Runtime's weight-only quantizer: ``matmul_nbits_quantizer`` since 1.22,
+    ``matmul_4bits_quantizer`` (``MatMul4BitsQuantizer``) before."""
+    try:
+        from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+    except ModuleNotFoundError:  # onnxruntime < 1.22
+        from onnxruntime.quantization.matmul_4bits_quantizer import DefaultWeightOnlyQuantConfig
+        from onnxruntime.quantization.matmul_4bits_quantizer import MatMul4BitsQuantizer as MatMulNBitsQuantizer
+    return DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+
 def test_onnxruntime_int4_weight_only_qdq_with_its_float_model(tmp_path: Path) -> None:
     """ONNX Runtime's weight-only quantizer in QDQ format (what it writes for LLMs): int4 blocks in
     lone DequantizeLinear nodes, weights and readers renamed (``<w>_DQ_Q4``, ``<node>_matmul_Q4``);
     the float model gives the float weights back, and the weight sweep equals a brute force."""
     pytest.importorskip("onnx_ir")  # what the quantizer needs (the test extra installs it)
     from onnxruntime.quantization import QuantFormat
-    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+    DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer = _weight_only_quantizer()
 
     w1, w2 = _weights()
     nodes = [h.make_node("MatMul", ["x", "w1"], ["mm1_out"], name="mm1"), h.make_node("Relu", ["mm1_out"], ["relu_out"], name="relu"),
@@ -223,7 +234,7 @@ def test_onnxruntime_int4_weight_only_in_operator_form_is_named(tmp_path: Path) 
     model in QDQ form names renamed nodes the float model lacks."""
     pytest.importorskip("onnx_ir")
     from onnxruntime.quantization import QuantFormat
-    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+    DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer = _weight_only_quantizer()
 
     from ptqdebug.errors import ModelError
 

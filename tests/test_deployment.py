@@ -51,6 +51,15 @@ def brute_force(path: Path, samples: list[dict[str, np.ndarray]], float_path: Pa
     return {k: np.mean(np.array(v, dtype=np.float64), axis=0) for k, v in rows.items()}
 
 
+def _skip_unless_deployable(got: DeploymentCheck) -> None:
+    """ONNX Runtime before 1.32 fuses some float8 QDQ MatMuls into nodes it cannot run (QLinearMatMul;
+    1.20 also MatMulIntegerToFloat): the deployed session fails to load, and the check says so
+    instead of scoring it."""
+    if got.failure is not None and "tensor(float8" in got.failure:
+        assert got.outputs == () and "ONNX Runtime cannot run this model as deployed" in got.summary()
+        pytest.skip(f"ONNX Runtime {ort.__version__} cannot load its own float8 fusion: {got.failure[:160]}")
+
+
 def _assert_matches(got: DeploymentCheck, want: dict[str, np.ndarray]) -> None:
     (out,) = got.outputs
     for key, values in want.items():
@@ -84,10 +93,11 @@ def test_a_relu_onnxruntime_removes_is_found_and_named(tmp_path: Path) -> None:
     model computes something else than the model means (the simulation keeps the Relu)."""
     path, samples = fp8_model(tmp_path, T.FLOAT8E4M3FN, T.FLOAT8E4M3FN)
     got = dbg.check_deployment(path, tmp_path / "data", METRICS)
+    assert not got.agrees and got.relu_fused == ("r_q",)
+    _skip_unless_deployable(got)
     want = brute_force(path, samples)  # the brute force's own float8 graph keeps its Relu too
     _assert_matches(got, want)
     assert want["between"][0] < 0.9 < want["simulated"][0]  # the premise: a real disagreement
-    assert not got.agrees and got.relu_fused == ("r_q",)
     text = got.summary()
     assert "differs from ptqdebug's simulation" in text and "removes the Relu before 1 calibration node that keeps" in text
 
@@ -197,6 +207,7 @@ def test_the_first_calibration_node_where_deployment_departs_is_found(tmp_path: 
     path, samples = _chain(tmp_path, bad=3)
     got = dbg.check_deployment(path, samples)
     assert not got.agrees and got.relu_fused == ("a3_q",)
+    _skip_unless_deployable(got)
     assert got.departure is not None and got.departure[0] == "a3_q"
     assert "the two first part at a3_q" in got.summary()
     assert DeploymentCheck.from_dict(json.loads(json.dumps(got.to_dict()))).to_dict() == got.to_dict()

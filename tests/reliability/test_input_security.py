@@ -216,7 +216,12 @@ def test_cli_and_figure_workers_make_no_network_access(weird: tuple[Path, Path],
         "import socket\n"
         "def _refuse(*a, **k):\n"
         "    raise RuntimeError('network access attempted')\n"
-        "socket.socket = socket.create_connection = socket.getaddrinfo = _refuse\n"
+        # a class, not a function: ssl subclasses socket.socket when imported (onnx < 1.21 imports
+        # onnx.hub, hence urllib.request and ssl, with onnx)
+        "class _Refused(socket.socket):\n"
+        "    __init__ = _refuse\n"
+        "socket.socket = _Refused\n"
+        "socket.create_connection = socket.getaddrinfo = _refuse\n"
     )
     model, data = weird
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(guard), *filter(None, [os.environ.get("PYTHONPATH")])])}

@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     args_in = list(sys.argv[1:] if argv is None else argv)
     # a node name in a script the font lacks is drawn as a box; the warning helps no one here
-    warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font", category=UserWarning)
+    warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from (current )?font", category=UserWarning)
     try:
         parser = build_parser()
         args = parser.parse_args(normalize_argv(args_in, parser.commands))

@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     renderers = max(1, int(argv[0])) if argv else 1
     # node names in scripts the default font lacks: the figure is still right, the warning is noise
-    warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font")
+    # (matplotlib < 3.9 says "missing from current font", later ones "missing from font(s) ...")
+    warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from (current )?font")
 
     # loaded before the first job arrives
     import matplotlib.backends.backend_agg
