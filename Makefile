@@ -41,8 +41,9 @@ demo: $(STAMP)
 test: $(VENV)/.models
 	$(BIN)/python -m pytest
 
+# (typing is checked with constraints.txt's versions: matplotlib before 3.8 ships no type information)
 test-oldest: $(OLDEST)/.installed
-	$(OLDEST)/bin/python -m pytest
+	$(OLDEST)/bin/python -m pytest --ignore=tests/test_typing.py
 
 bench: $(VENV)/.models
 	$(BIN)/python benchmarks/run.py
