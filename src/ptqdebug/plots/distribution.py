@@ -29,7 +29,7 @@ display exists, a GUI toolkit).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -105,7 +105,7 @@ def _stairs(ax: Axes, counts: np.ndarray, edges: np.ndarray, color: str, **kwarg
     patch = StepPatch(counts, edges, baseline=0, orientation="vertical", fill=True, linewidth=0, facecolor=color, **kwargs)
     ax.add_artist(patch)
     ax.update_datalim(patch.get_path().vertices)
-    patch.sticky_edges.y.append(0)  # what Axes.stairs adds for its baseline
+    cast("list[float]", patch.sticky_edges.y).append(0)  # what Axes.stairs adds for its baseline (typed ArrayLike before matplotlib 3.11)
     ax.update_datalim([(edges[0], 0)])
     ax.autoscale_view()
     return patch
