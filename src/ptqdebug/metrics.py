@@ -90,7 +90,7 @@ import numpy as np
 from .errors import OptionError
 from .userscript import SCRIPT, file_digest, load_function, user_error
 
-__all__ = ["METRICS", "Metric", "MetricLike", "compare", "compare_sample", "get_metrics", "known_metric", "per_tensor_only",
+__all__ = ["METRICS", "Metric", "MetricLike", "compare", "compare_sample", "get_metrics", "known_metric", "per_tensor_only", "pick_direction",
            "portable_refs"]
 
 MetricFunction = Callable[[np.ndarray, np.ndarray], float]
@@ -216,6 +216,14 @@ def known_metric(name: str) -> Metric | None:
     """The built-in metric or the user's metric met in this process with that name, else None
     (nothing is loaded): for describing results, such as the report's "higher is better"."""
     return METRICS.get(name) or _USER.get(name)
+
+
+def pick_direction(metric: str) -> tuple[str, str]:
+    """How ``pick_threshold`` picks nodes by ``metric``: ``("at or below", "raise")`` when higher
+    is better (cosine similarity), ``("at or above", "lower")`` when lower is (mse): where a
+    picked node scores, and which way to move the threshold to pick more."""
+    m = known_metric(metric)
+    return ("at or below", "raise") if m is None or m.higher_is_better else ("at or above", "lower")
 
 
 def _metric(item: object) -> Metric:

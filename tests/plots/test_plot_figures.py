@@ -385,6 +385,8 @@ def test_partial_quantization_no_nodes(tmp_path: Path) -> None:
     render(fig, tmp_path)
     mse = ax_of(partial_quantization_figure(PartialQuantizationResult("mse", 0.5, (), 0.2, (), (), 1)))
     assert "mse is at or above pick_threshold 0.5" in next(t.get_text() for t in mse.texts)
+    whole = ax_of(partial_quantization_figure(PartialQuantizationResult("cosine-similarity", 0.999, (), 0.9, (), (), 1, left_out=("only",))))
+    assert "only left out: with them in float" in next(t.get_text() for t in whole.texts)
     scored = ax_of(partial_quantization_figure(make_partial()))
     assert not scored.texts
 

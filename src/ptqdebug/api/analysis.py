@@ -14,7 +14,7 @@ from ..analyses.sensitivity import Progress, SensitivityResult
 from ..analyses.stats import CalibrationNodeStats, calibration_node_stats
 from ..context import Context
 from ..errors import OptionError
-from ..metrics import MetricLike, get_metrics
+from ..metrics import MetricLike, get_metrics, pick_direction
 from ..plots.render import Renderer
 from ..report.files import dump_json, ensure_dir
 from ..report.tables import info_table
@@ -26,7 +26,6 @@ from .checks import (
     check_pick_threshold,
     check_progress,
     check_save_dir,
-    pick_direction,
 )
 from .common import (
     FloatModelArg,

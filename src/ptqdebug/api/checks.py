@@ -26,7 +26,7 @@ from ..report.files import check_dir
 
 __all__ = [
     "CURVES", "check_axis", "check_bool", "check_data_num", "check_metric", "check_metrics", "check_node_list",
-    "check_node_type", "check_pick_threshold", "check_progress", "check_providers", "check_save_dir", "pick_direction",
+    "check_node_type", "check_pick_threshold", "check_progress", "check_providers", "check_save_dir",
 ]
 
 _KNOWN = ", ".join(METRICS)
@@ -57,14 +57,6 @@ def check_metric(value: object, what: str = "metric", per_tensor: str | None = N
     if not (isinstance(value, str) or callable(value)):
         raise OptionError(f"{what} is {value!r}; expected one metric name ({_KNOWN})")
     return check_metrics(value, what, per_tensor)[0]
-
-
-def pick_direction(metric: str) -> tuple[str, str]:
-    """How ``pick_threshold`` picks nodes by ``metric``: ``("at or below", "raise")`` when higher
-    is better (cosine similarity), ``("at or above", "lower")`` when lower is (mse): where a
-    picked node scores, and which way to move the threshold to pick more."""
-    m = known_metric(metric)
-    return ("at or below", "raise") if m is None or m.higher_is_better else ("at or above", "lower")
 
 
 def check_pick_threshold(value: object, metric: str = "cosine-similarity") -> float:

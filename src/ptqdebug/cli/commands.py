@@ -16,9 +16,10 @@ from pathlib import Path
 from .. import api
 from ..analyses.partial import apply_commands, check_command, unnamed_reason
 from ..analyses.verdict import Verdict
-from ..api.checks import check_metric, check_pick_threshold, pick_direction
+from ..api.checks import check_metric, check_pick_threshold
 from ..api.figures import check_acc_nodes
 from ..errors import OptionError
+from ..metrics import pick_direction
 from ..model import CalibratedModel, load_model
 from ..report.sensitivity_files import write_sensitivity
 from ..report.tables import info_table, sensitivity_rows, shown

@@ -19,7 +19,7 @@ import math
 from typing import TYPE_CHECKING
 
 from ..analyses.partial import PartialQuantizationResult
-from ..metrics import METRICS
+from ..metrics import METRICS, pick_direction
 from ._base import finite_or_nan, legend_right, mark_nonfinite, new_figure, text
 
 if TYPE_CHECKING:
@@ -32,8 +32,7 @@ def _nothing_picked(result: PartialQuantizationResult) -> str:
     if result.left_out:
         return (f"{', '.join(text(n, 40) for n in result.left_out)} left out: with them in float,\n"
                 "no calibration node would be on (the float model)")
-    metric = METRICS.get(result.metric)
-    where, move = ("at or above", "lower") if metric is not None and not metric.higher_is_better else ("at or below", "raise")
+    where, move = pick_direction(result.metric)
     return f"No node's {text(result.metric)} is {where} pick_threshold {result.pick_threshold:g}:\nnone was picked ({move} the threshold to pick some)"
 
 
