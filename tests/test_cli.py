@@ -128,6 +128,9 @@ GOOD = np.zeros((1, 3, 16, 16), np.float32)
     ("data_num", "there are only 6 samples"),
     ("weights_need_float_model", "--float-model"),
     ("save_dir_is_file", "is a file"),
+    # -o is the output node here (the original's flag), the output path in calibrate and export
+    ("output_folder", "'out/' is not in the model; .* \\(-o names the node to compare at, as in the original tool; the output folder is -s\\)$"),
+    ("output_node", "'Conv_77' is not in the model; (?!.*output folder)"),
 ])
 def test_bad_input_is_one_line_exit_2(case: str, message: str, cnn_dir: Path, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
@@ -163,6 +166,8 @@ def test_bad_input_is_one_line_exit_2(case: str, message: str, cnn_dir: Path, tm
     elif case == "weights_need_float_model":
         model = cnn_dir / "pc_int8_stored.onnx"
         extra = ["-n", "weight"]
+    elif case in ("output_folder", "output_node"):
+        extra = ["-o", "out/" if case == "output_folder" else "Conv_77"]
     elif case == "save_dir_is_file":
         (tmp_path / "f").write_text("x")
         extra = ["-s", str(tmp_path / "f")]

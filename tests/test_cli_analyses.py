@@ -12,6 +12,7 @@ import onnx
 import pytest
 
 import ptqdebug as dbg
+from ptqdebug.report.tables import shown
 from tests.support.horizon import hz_twin
 
 ARTICLE = [
@@ -75,6 +76,10 @@ def test_runall_tree_report_and_json(workdir: Path) -> None:
     assert set(results["sensitivity"]) == {"weight", "activation", "node"}
     assert all((out / f).is_file() for f in results["files"])
     assert "most sensitive weight nodes" in proc.stdout and "report:" in proc.stdout
+    # the closing lines show scores to 6 decimals, as the verdict and the demo do (the tables keep the original's 5)
+    worst = results["sensitivity"]["weight"]["entries"][0]
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("most sensitive weight nodes"))
+    assert f"{worst['name']} ({shown(worst['scores']['cosine-similarity'], 'cosine-similarity', 6)})" in line
 
 
 def test_plot_acc_error_writes_the_original_file_names(workdir: Path) -> None:

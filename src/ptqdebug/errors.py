@@ -53,7 +53,7 @@ class UnknownNodeError(OptionError):
 
     def __init__(self, names: Iterable[str], what: str, known: Iterable[str],
                  listing: str = "list the names with `ptqdebug info MODEL`") -> None:
-        self.names = tuple(names)
+        self.names, self.what = tuple(names), what
         known = list(known)
         first = self.names[0]
         parts = [p.strip() for p in first.split(",")]

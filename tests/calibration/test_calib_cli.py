@@ -49,9 +49,11 @@ def test_calibrate_prints_what_it_did(run, tiny_path: Path, tmp_path: Path) -> N
     model = ptqdebug.load_model(tmp_path / "out" / "calibrated_model.onnx")
     assert {q.name for q in model.activation_quantizers if q.qtype == "int16"} == {"r1_QuantizeLinear"}
     assert lines[-1].endswith(" as ONNX Runtime deploys it)")  # 5 samples: all of them run as deployed too
+    assert "activations in int16: conv2" in lines and not any(line.startswith("kept in float") for line in lines)
 
     code, out, err = run("calibrate", tiny_path, tmp_path / "x.npy", "-o", tmp_path / "kept", "--float-nodes", "[conv2]", "-m", "max")
     assert code == 0, err
+    assert "kept in float: conv2" in out.splitlines()
     names = {q.name for q in ptqdebug.load_model(tmp_path / "kept" / "calibrated_model.onnx").quantizers}
     assert "r1_QuantizeLinear" not in names and "w2_QuantizeLinear" not in names and "w1_QuantizeLinear" in names
 

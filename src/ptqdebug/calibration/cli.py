@@ -114,6 +114,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"Select {result.method} method.")
     else:
         print(f"method: {result.method}")
+    for key, what in (("float_nodes", "kept in float"), ("int16_nodes", "activations in int16")):
+        if result.options.get(key):
+            print(f"{what}: {', '.join(result.options[key])}")
+    if result.options.get("all_int16"):
+        print("activations in int16: all")
     k, defined, deployed = result.deployment
     if k == result.num_samples:
         print(f"float vs calibrated output cosine similarity: {result.cosine:.6f} ({deployed:.6f} as ONNX Runtime deploys it)")

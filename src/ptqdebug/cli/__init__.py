@@ -21,7 +21,7 @@ from types import FrameType
 from typing import Any
 
 from ..errors import PtqDebugError
-from .args import UsageError, build_parser, normalize_argv, unrecognized_hint
+from .args import UsageError, build_parser, folder_hint, normalize_argv, unrecognized_hint
 
 __all__ = ["main"]
 
@@ -83,7 +83,7 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"ptqdebug: error: {unrecognized_hint(str(exc), args_in)}", file=sys.stderr)
         return 2
     except PtqDebugError as exc:
-        print(f"ptqdebug: error: {exc}", file=sys.stderr)
+        print(f"ptqdebug: error: {exc}{folder_hint(exc)}", file=sys.stderr)
         return 2
     except Terminated as exc:
         print(f"ptqdebug: interrupted by {signal.Signals(exc.signum).name}", file=sys.stderr)

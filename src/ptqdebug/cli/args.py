@@ -12,10 +12,11 @@ Conveniences that run before argparse sees the arguments (:func:`normalize_argv`
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Collection, Sequence
 from typing import NoReturn
 
-from ..errors import OptionError
+from ..errors import OptionError, UnknownNodeError
 from ..listsyntax import ListValue, parse_list
 
 __all__ = ["BOOL_FLAGS", "UsageError", "build_parser", "names_value", "normalize_argv", "parse_bool", "unrecognized_hint"]
@@ -121,6 +122,16 @@ def normalize_argv(argv: Sequence[str], commands: Collection[str] = ()) -> list[
         out.append(tok)
         i += 1
     return out
+
+
+def folder_hint(exc: Exception) -> str:
+    """A pointer to ``-s`` when an output node (``-o`` in the analysis commands, the original's
+    flag) names a folder, as ``-o`` does in ``calibrate`` and ``export``; else empty."""
+    if isinstance(exc, UnknownNodeError) and exc.what == "output_node" and exc.names:
+        name = exc.names[0]
+        if name.endswith(("/", os.sep)) or os.path.isdir(name):
+            return " (-o names the node to compare at, as in the original tool; the output folder is -s)"
+    return ""
 
 
 def unrecognized_hint(message: str, argv: Sequence[str]) -> str:

@@ -88,7 +88,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         p.add_argument("-s", "--save_dir", default="./debug_result/", help="output folder (default ./debug_result/)")
         p.add_argument("-n", "--nodes_list", type=list_value("--nodes_list"), required=True, help="names: [a,b]")
         if name.startswith("get-"):
-            p.add_argument("-a", "--axis", type=int, default=None, help="channel axis (default: weight's axis, 1 for activations)")
+            p.add_argument("-a", "--axis", type=int, default=None, help="channel axis (default: a weight's own axis; for activations 1, or the last axis where "
+                                "a MatMul or Gemm reads them: a transformer's hidden features)")
         add_runtime(p)
         p.set_defaults(func=fn)
 
@@ -111,7 +112,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_runtime(p)
     p.set_defaults(func=_partial)
 
-    p = sub.add_parser("get-calibration-nodes-stat-info", help="thresholds, scales and per-channel ranges of calibration nodes")
+    p = sub.add_parser("get-calibration-nodes-stat-info", help="thresholds, scales and per-channel ranges of calibration nodes",
+                       description="Thresholds, scales, and per-channel max and min non-zero values of calibration nodes, "
+                                   "written to cali_nodes_stat_info.json (with -v true, also printed and drawn).")
     add_model_and_data(p)
     p.add_argument("-n", "--nodes_list", type=list_value("--nodes_list"), help="names (default: every calibration node)")
     p.add_argument("-s", "--save_dir", default="./debug_result/", help="output folder (default ./debug_result/)")
@@ -378,7 +381,7 @@ def _runall(args: argparse.Namespace) -> int:
         what = "in float" if qtype == "float32" else "with their activations in int16"
         print(f"the model with the recommended nodes {what}: {check.summary()}")
     for kind, result in run.sensitivities.items():
-        top = ", ".join(f"{e.name} ({shown(e.scores[result.metrics[0]], result.metrics[0])})" for e in result.top(3))
+        top = ", ".join(f"{e.name} ({shown(e.scores[result.metrics[0]], result.metrics[0], 6)})" for e in result.top(3))
         if tuple(result.compared) != tuple(ctx.model.outputs):  # an output_node (-o): say where
             at = f" (compared at {', '.join(result.compared[:3])}{', ...' if len(result.compared) > 3 else ''})"
         else:  # with -o, partial quantization's node sweep still compares at the outputs: say so too
