@@ -217,7 +217,8 @@ CASES: list[Case] = [
          cli={"sensitivity-analysis": ["-p", "nan"], "runall": ["-pt", "nan"]}, api={"*": {"pick_threshold": float("nan")}}),
     Case("pick-threshold-above-1", ["sensitivity-analysis", "runall"], OptionError,
          r"pick_threshold is 2.0, outside the cosine similarity's range \[-1, 1\]",
-         cli={"sensitivity-analysis": ["-p", "2"], "runall": ["-pt", "2"]}, api={"*": {"pick_threshold": 2.0}}),
+         # (sensitivity-analysis takes runall's -pt too; the nan case above spells it -p)
+         cli={"sensitivity-analysis": ["-pt", "2"], "runall": ["-pt", "2"]}, api={"*": {"pick_threshold": 2.0}}),
     Case("provider-unknown", ["get-sensitivity-of-nodes", "runall"], OptionError, r"execution provider FooExecutionProvider is not available",
          cli={"*": ["--providers", "FooExecutionProvider"]}, api={"*": {"providers": "FooExecutionProvider"}}),
     # -- save_dir ------------------------------------------------------------------------------

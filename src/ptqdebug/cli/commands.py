@@ -96,7 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("sensitivity-analysis", help="what un-quantizing the most sensitive nodes recovers",
                        description="Partial quantization: the calibrated model with the worst nodes un-quantized one by one.")
     add_model_and_data(p)
-    p.add_argument("-p", "--pick_threshold", type=float, default=0.999,
+    p.add_argument("-p", "-pt", "--pick_threshold", type=float, default=0.999,  # (-pt: runall's spelling)
                    help="pick nodes scoring at or below this (default 0.999); at or above it for metrics where lower is "
                         "better (mse, mre, chebyshev), e.g. -m mse -p 1e-4")
     p.add_argument("-d", "--data_num", type=data_num, default=1, help="how many samples, the first ones (default 1; 'all')")
