@@ -100,6 +100,3 @@ class GraphIndex:
                     self.producer[out] = node
             for name in node_inputs(node):
                 self.consumers.setdefault(name, []).append(node)
-
-    def is_constant(self, name: str) -> bool:
-        return name in self.initializers
