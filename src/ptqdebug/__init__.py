@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # what type checkers and editors see
         local_errors,
         plot_acc_error,
         plot_distribution,
+        sample_sensitivity,
+        select_sensitive_samples,
         sensitivity_analysis,
         sensitivity_of_nodes,
     )
@@ -46,7 +48,7 @@ if TYPE_CHECKING:  # what type checkers and editors see
 _EXPORTS = {
     "RunResult": ".api", "check_deployment": ".api", "export_model": ".api", "get_calibration_nodes_stat_info": ".api", "get_channelwise_data_distribution": ".api",
     "get_sensitivity_of_nodes": ".api", "local_errors": ".api", "plot_acc_error": ".api", "plot_distribution": ".api", "runall": ".api",
-    "sensitivity_analysis": ".api", "sensitivity_of_nodes": ".api",
+    "sample_sensitivity": ".api", "select_sensitive_samples": ".api", "sensitivity_analysis": ".api", "sensitivity_of_nodes": ".api",
     "CalibrationResult": ".calibration", "calibrate": ".calibration",
     "Context": ".context", "open_context": ".context",
     "Dataset": ".data", "load_data": ".data",

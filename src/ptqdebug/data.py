@@ -163,14 +163,17 @@ class Dataset(Sequence[Sample]):
 
     def __getitem__(self, i):  # type: ignore[override]
         if isinstance(i, slice):
-            idx = range(*i.indices(len(self)))
-            return Dataset([self._loaders[j] for j in idx], self.inputs, self.source, [self.labels[j] for j in idx],
-                           None if self._shapes is None else [self._shapes[j] for j in idx])
+            return self.subset(range(*i.indices(len(self))))
         sample = self._loaders[i]()
         if isinstance(sample, Mapping):
             sample = {k: _native(v) if isinstance(v, np.ndarray) else v for k, v in sample.items()}
         _check_sample(sample, self.inputs, f"sample {self.labels[i]} of {self.source}", values=True)
         return sample
+
+    def subset(self, positions: Sequence[int]) -> Dataset:
+        """The samples at ``positions``, in that order, with their labels."""
+        return Dataset([self._loaders[j] for j in positions], self.inputs, self.source, [self.labels[j] for j in positions],
+                       None if self._shapes is None else [self._shapes[j] for j in positions])
 
     def head(self, n: int | None) -> Dataset:
         """The first ``n`` samples (all when ``n`` is None)."""

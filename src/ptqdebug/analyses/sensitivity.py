@@ -25,9 +25,8 @@ from .candidates import Candidate
 if TYPE_CHECKING:  # the engine (ONNX Runtime) is not needed to read or draw a result
     from ..context import Context
 
-__all__ = ["Progress", "SensitivityEntry", "SensitivityResult", "configuration_values", "decode_float", "encode_float",
-           "node_sensitivity", "rank",
-           "score_configurations"]
+__all__ = ["Progress", "SensitivityEntry", "SensitivityResult", "averaged_tensors", "configuration_values", "decode_float",
+           "encode_float", "node_sensitivity", "rank", "score_configurations"]
 
 #: Called as ``progress(done, total)`` after each unit of work.
 Progress = Callable[[int, int], None]
@@ -158,10 +157,15 @@ def score_configurations(
     values = configuration_values(ctx, configurations, metrics=metrics, compare_at=compare_at, data_num=data_num,
                                   progress=progress)
     nonfinite = np.isnan(values).any(axis=(1, 2, 3))
-    averaged = [t for t, name in enumerate(compare_at) if name not in ctx.model.integer_outputs] or list(range(len(compare_at)))
-    scores = values[:, averaged].mean(axis=3).mean(axis=1)
+    scores = values[:, averaged_tensors(ctx, compare_at)].mean(axis=3).mean(axis=1)
     scores[nonfinite] = np.nan
     return scores, nonfinite
+
+
+def averaged_tensors(ctx: Context, compare_at: Sequence[str]) -> list[int]:
+    """The positions in ``compare_at`` a score averages over: all but the model's integer outputs
+    (all of them where every one is such)."""
+    return [t for t, name in enumerate(compare_at) if name not in ctx.model.integer_outputs] or list(range(len(compare_at)))
 
 
 def configuration_values(

@@ -16,6 +16,7 @@ from .figures import (
     plot_distribution,
 )
 from .runall import RunResult, runall
+from .samples import sample_sensitivity, select_sensitive_samples
 from .sensitivity import get_sensitivity_of_nodes, local_errors, sensitivity_of_nodes
 
 __all__ = [
@@ -29,6 +30,8 @@ __all__ = [
     "plot_acc_error",
     "plot_distribution",
     "runall",
+    "sample_sensitivity",
+    "select_sensitive_samples",
     "sensitivity_analysis",
     "sensitivity_of_nodes",
 ]

@@ -40,7 +40,7 @@ from ..report.files import write_atomic
 from ..userscript import SCRIPT, load_function, user_error
 from .preprocess import ImagePreprocess, plan_for, read_image
 
-__all__ = ["IMAGE_SUFFIXES", "Source", "open_source", "write_calibration_data"]
+__all__ = ["IMAGE_SUFFIXES", "Source", "open_source", "write_calibration_data", "write_samples"]
 
 logger = logging.getLogger("ptqdebug.calibration")
 
@@ -300,16 +300,22 @@ def write_calibration_data(source: Source, folder: Path, specs: Sequence[TensorS
     if source.folder is not None:
         n = source.count or 0
         return n if data_num is None else min(n, data_num)
+    iterator: Iterable[Sample] = source.samples()
+    if data_num is not None:
+        iterator = itertools.islice(iterator, data_num)
+    return write_samples(iterator, folder, specs, source.description)
+
+
+def write_samples(samples: Iterable[Sample], folder: Path, specs: Sequence[TensorSpec], description: str) -> int:
+    """Write ``samples`` as a calibration_data folder, ``folder/<input>/<i>.npy`` (emptied
+    first); return how many were written."""
     bad = [s.name for s in specs if not s.name or "/" in s.name or "\\" in s.name or s.name in (".", "..")]
     if bad:
         raise DataError(f"model input name {bad[0]!r} cannot be a folder name in calibration_data; rename the model input")
     clear_folder(folder)
     n = 0
-    iterator: Iterable[Sample] = source.samples()
-    if data_num is not None:
-        iterator = itertools.islice(iterator, data_num)
-    for i, sample in enumerate(iterator):
-        sample = _coerce(sample, specs, f"sample {i} of {source.description}")
+    for i, sample in enumerate(samples):
+        sample = _coerce(sample, specs, f"sample {i} of {description}")
         for spec in specs:
             d = folder / spec.name
             d.mkdir(parents=True, exist_ok=True)
@@ -317,5 +323,5 @@ def write_calibration_data(source: Source, folder: Path, specs: Sequence[TensorS
             write_atomic(d / f"{i}.npy", functools.partial(np.save, arr=array, allow_pickle=False), binary=True)
         n = i + 1
     if n == 0:
-        raise DataError(f"{source.description} gave no samples; expected at least one")
+        raise DataError(f"{description} gave no samples; expected at least one")
     return n

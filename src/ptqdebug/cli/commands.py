@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -133,6 +134,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("-d", "--data_num", type=data_num, default=1, help="how many samples, the first ones (default 1; 'all')")
     add_runtime(p, sweeps=False)
     p.set_defaults(func=_local_error)
+
+    p = sub.add_parser("select-sensitive-samples", help="the samples quantization hurts most, worst first (hmct's function)",
+                       description="Scores the calibrated model against the float model on each sample, at the outputs, and "
+                                   "lists the worst; with -s, writes them as calibration data (worst first, so -d 1 in the "
+                                   "other commands takes the worst) and every sample's score as sample_sensitivity.json.")
+    add_model_and_data(p)
+    p.add_argument("-m", "--metric", default="cosine-similarity", help=f"{_METRICS} (default cosine-similarity)")
+    p.add_argument("-n", "--num_sample", type=int, default=1, help="how many samples to select (default 1)")
+    p.add_argument("-d", "--data_num", type=data_num, default=None, help="score the first N samples (default: all)")
+    p.add_argument("-s", "--save_dir", help="write SAVE_DIR/calibration_data/ (the selected samples) and "
+                                            "SAVE_DIR/sample_sensitivity.json")
+    add_runtime(p, sweeps=False)
+    p.set_defaults(func=_select_samples)
 
     p = sub.add_parser("check-deployment", help="whether ONNX Runtime runs the model as ptqdebug analyses it (beyond the original)",
                        description="Runs the calibrated model as deployed (ONNX Runtime's default optimizations, which fuse "
@@ -337,6 +351,28 @@ def _local_error(args: argparse.Namespace) -> int:
     worst = sorted(result.entries, key=lambda e: first.badness(e.scores[first.name]))  # worst first, as the sweeps
     print(info_table("local error", "node", {e.node: {m: shown(e.scores[m], m) for m in result.metrics} for e in worst}).lstrip("\n"))
     _few_samples(ctx, args.data_num)
+    return 0
+
+
+def _select_samples(args: argparse.Namespace) -> int:
+    from ..calibration.inputs import write_samples
+    from ..report.files import dump_json, ensure_dir
+
+    ctx = _ctx(args)
+    with progress_bar("Progress") as progress:
+        selected = api.select_sensitive_samples(ctx, args.calibrated_data, metric=args.metric, num_sample=args.num_sample,
+                                                data_num=args.data_num, progress=progress)
+    ranking = api.sample_sensitivity(ctx, args.calibrated_data, metric=args.metric, data_num=args.data_num)  # (scored: reused)
+    chosen = ranking.worst(args.num_sample)
+    rows = {f"{rank + 1}": {"sample": ranking.labels[i], ranking.metric: shown(ranking.scores[i], ranking.metric, 6)}
+            for rank, i in enumerate(chosen)}
+    print(info_table(f"the {len(chosen)} worst of {len(ranking.scores)} samples", "rank", rows).lstrip("\n"))
+    if args.save_dir:
+        root = ensure_dir(args.save_dir, "save_dir")
+        write_samples(selected, root / "calibration_data", ctx.model.inputs, "the selected samples")
+        dump_json(root / "sample_sensitivity.json", ranking.to_dict())
+        print(f"wrote {root / 'calibration_data'} ({len(chosen)} samples, worst first) and {root / 'sample_sensitivity.json'}")
+        print(f"debug on them: ptqdebug runall {shlex.quote(str(args.model_or_file))} {shlex.quote(str(root / 'calibration_data'))}")
     return 0
 
 
