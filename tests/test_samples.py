@@ -89,3 +89,21 @@ def test_cli_writes_the_worst_samples_as_calibration_data(cnn_dir: Path, tmp_pat
     assert saved == ranking
     assert main(["select-sensitive-samples", str(path), str(cnn_dir / "calibration_data"), "-n", "9"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.parametrize("where,message", [
+    ("parent", "would put the selected samples in place of the calibration data"),
+    ("inside", "is inside the calibration data folder"),
+])
+def test_cli_never_writes_over_the_data_it_reads(cnn_dir: Path, tmp_path: Path, where: str, message: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    data = tmp_path / "calibration_data"
+    shutil.copytree(cnn_dir / "calibration_data", data)
+    before = {p.name: p.read_bytes() for p in (data / "input").iterdir()}
+    save = tmp_path if where == "parent" else data / "out"
+    assert main(["select-sensitive-samples", str(cnn_dir / MODEL), str(data), "-n", "2", "-s", str(save)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert {p.name: p.read_bytes() for p in (data / "input").iterdir()} == before and sorted(p.name for p in data.iterdir()) == ["input"]

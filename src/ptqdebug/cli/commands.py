@@ -17,7 +17,7 @@ from pathlib import Path
 from .. import api
 from ..analyses.partial import apply_commands, check_command, unnamed_reason
 from ..analyses.verdict import Verdict
-from ..api.checks import check_metric, check_pick_threshold
+from ..api.checks import check_metric, check_pick_threshold, check_save_dir
 from ..api.figures import check_acc_nodes
 from ..errors import OptionError
 from ..metrics import pick_direction
@@ -358,6 +358,13 @@ def _select_samples(args: argparse.Namespace) -> int:
     from ..calibration.inputs import write_samples
     from ..report.files import dump_json, ensure_dir
 
+    root = None
+    if args.save_dir:  # checked before any work; never the data being read (it would be cleared first)
+        root = check_save_dir(args.save_dir, args.calibrated_data)
+        data = Path(args.calibrated_data).resolve()
+        if (root / "calibration_data").resolve() in (data, *data.parents):
+            raise OptionError(f"save_dir {args.save_dir!r} would put the selected samples in place of the calibration data "
+                              f"{args.calibrated_data!r} they are read from; choose another folder")
     ctx = _ctx(args)
     with progress_bar("Progress") as progress:
         selected = api.select_sensitive_samples(ctx, args.calibrated_data, metric=args.metric, num_sample=args.num_sample,
@@ -367,8 +374,8 @@ def _select_samples(args: argparse.Namespace) -> int:
     rows = {f"{rank + 1}": {"sample": ranking.labels[i], ranking.metric: shown(ranking.scores[i], ranking.metric, 6)}
             for rank, i in enumerate(chosen)}
     print(info_table(f"the {len(chosen)} worst of {len(ranking.scores)} samples", "rank", rows).lstrip("\n"))
-    if args.save_dir:
-        root = ensure_dir(args.save_dir, "save_dir")
+    if root is not None:
+        ensure_dir(root, "save_dir")
         write_samples(selected, root / "calibration_data", ctx.model.inputs, "the selected samples")
         dump_json(root / "sample_sensitivity.json", ranking.to_dict())
         print(f"wrote {root / 'calibration_data'} ({len(chosen)} samples, worst first) and {root / 'sample_sensitivity.json'}")
