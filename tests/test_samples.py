@@ -64,14 +64,20 @@ def test_selected_samples_are_data_to_debug_on(cnn_dir: Path, samples: list) -> 
 
 @pytest.mark.parametrize("kwargs,message", [
     ({"num_sample": 0}, r"num_sample is 0; expected a positive whole number"),
-    ({"num_sample": 7}, r"num_sample is 7, but there are only 6 samples in .*; use at most 6"),
-    ({"num_sample": 2, "data_num": 1}, r"num_sample is 2, but there are only 1 samples"),
-    ({"metric": ["cosine-similarity", "mse"]}, r"expected one metric \(samples are ranked by one score\)"),
+    ({"num_sample": 7}, r"num_sample is 7, but there are only 6 samples; select at most 6"),
+    ({"num_sample": 2, "data_num": 1}, r"num_sample is 2, but data_num is 1; select at most 1"),
+    ({"metric": ["cosine-similarity", "mse"]}, r"metric is \['cosine-similarity', 'mse'\]; expected one metric name"),
     ({"metric": "kl"}, r"unknown metric 'kl'"),
+    ({"calibrated_model": None}, r"there is no calibrated model: pass calibrated_model"),
+    ({"calibration_data": None}, r"there is no calibration data: pass calibration_data"),
 ])
 def test_bad_options_are_one_line(cnn_dir: Path, kwargs: dict, message: str) -> None:
+    args = {"calibrated_model": cnn_dir / MODEL, "calibration_data": cnn_dir / "calibration_data", **kwargs}
     with pytest.raises(dbg.OptionError, match=message):
-        dbg.select_sensitive_samples(cnn_dir / MODEL, cnn_dir / "calibration_data", **kwargs)
+        dbg.select_sensitive_samples(**args)
+    picked = dbg.select_sensitive_samples(cnn_dir / MODEL, cnn_dir / "calibration_data", num_sample=2)
+    with pytest.raises(dbg.OptionError, match=r"there are only 2 samples in the 2 selected of .*, but data_num is 3"):
+        dbg.get_sensitivity_of_nodes(cnn_dir / MODEL, calibrated_data=picked, data_num=3)
 
 
 def test_cli_writes_the_worst_samples_as_calibration_data(cnn_dir: Path, tmp_path: Path, samples: list,
@@ -94,16 +100,30 @@ def test_cli_writes_the_worst_samples_as_calibration_data(cnn_dir: Path, tmp_pat
 @pytest.mark.parametrize("where,message", [
     ("parent", "would put the selected samples in place of the calibration data"),
     ("inside", "is inside the calibration data folder"),
+    ("link", "is a symbolic link; ptqdebug replaces that folder, and would empty what it points to"),
+    ("other-model", "holds data for input 'other', which this model does not have"),
+    ("stray-file", "holds 'notes.txt', which is not calibration data written by ptqdebug"),
 ])
-def test_cli_never_writes_over_the_data_it_reads(cnn_dir: Path, tmp_path: Path, where: str, message: str,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_never_writes_over_data_it_did_not_write(cnn_dir: Path, tmp_path: Path, where: str, message: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Refused in one line, before any scoring, with every file left as it was."""
     import shutil
 
     data = tmp_path / "calibration_data"
     shutil.copytree(cnn_dir / "calibration_data", data)
-    before = {p.name: p.read_bytes() for p in (data / "input").iterdir()}
-    save = tmp_path if where == "parent" else data / "out"
+    save = {"parent": tmp_path, "inside": data / "out"}.get(where, tmp_path / "save")
+    if where == "link":
+        (tmp_path / "save").mkdir()
+        (tmp_path / "save" / "calibration_data").symlink_to(data)
+        data = cnn_dir / "calibration_data"  # read elsewhere: the link points at the copy, which must survive
+    elif where == "other-model":
+        (tmp_path / "save" / "calibration_data" / "other").mkdir(parents=True)
+        np.save(tmp_path / "save" / "calibration_data" / "other" / "0.npy", np.zeros(3))
+    elif where == "stray-file":
+        (tmp_path / "save" / "calibration_data").mkdir(parents=True)
+        (tmp_path / "save" / "calibration_data" / "notes.txt").write_text("mine")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     assert main(["select-sensitive-samples", str(cnn_dir / MODEL), str(data), "-n", "2", "-s", str(save)]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and message in err
-    assert {p.name: p.read_bytes() for p in (data / "input").iterdir()} == before and sorted(p.name for p in data.iterdir()) == ["input"]
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and message in err and "worst of" not in out  # (no table: nothing was scored)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before

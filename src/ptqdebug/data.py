@@ -170,10 +170,11 @@ class Dataset(Sequence[Sample]):
         _check_sample(sample, self.inputs, f"sample {self.labels[i]} of {self.source}", values=True)
         return sample
 
-    def subset(self, positions: Sequence[int]) -> Dataset:
-        """The samples at ``positions``, in that order, with their labels."""
-        return Dataset([self._loaders[j] for j in positions], self.inputs, self.source, [self.labels[j] for j in positions],
-                       None if self._shapes is None else [self._shapes[j] for j in positions])
+    def subset(self, positions: Sequence[int], source: str | None = None) -> Dataset:
+        """The samples at ``positions``, in that order, with their labels (``source``: what to call
+        them in messages, default this data's)."""
+        return Dataset([self._loaders[j] for j in positions], self.inputs, source or self.source,
+                       [self.labels[j] for j in positions], None if self._shapes is None else [self._shapes[j] for j in positions])
 
     def head(self, n: int | None) -> Dataset:
         """The first ``n`` samples (all when ``n`` is None)."""

@@ -387,6 +387,17 @@ def test_another_models_calibration_data_is_not_replaced(tmp_path: Path, tiny_pa
     assert Path(first.data_dir) == Path(again.data_dir) and len(list((Path(again.data_dir) / "x").glob("*.npy"))) == 3
 
 
+def test_a_symlinked_calibration_data_folder_is_not_emptied(tmp_path: Path, tiny_path: Path) -> None:
+    """OUT/calibration_data as a link to another folder: replacing it would empty the folder it
+    points to (a reviewer found it so); refused in one line, that folder kept."""
+    first = calibrate(tiny_path, make_samples(2), tmp_path / "elsewhere", method="max")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "calibration_data").symlink_to(first.data_dir)
+    with pytest.raises(DataError, match=r"is a symbolic link; ptqdebug replaces that folder, and would empty what it points to"):
+        calibrate(tiny_path, make_samples(3), tmp_path / "out", method="max")
+    assert len(list((Path(first.data_dir) / "x").glob("*.npy"))) == 2
+
+
 @pytest.mark.parametrize("optimize", [True, False])
 def test_ir3_models_list_initializers_as_inputs(tmp_path: Path, optimize: bool) -> None:
     """IR 3 (onnx's own older test models) lists every initializer as a graph input. ORT's

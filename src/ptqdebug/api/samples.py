@@ -11,18 +11,18 @@ from ..context import Context
 from ..data import Dataset
 from ..errors import OptionError
 from ..metrics import MetricLike
-from .checks import check_data_num, check_metrics, check_progress
+from .checks import check_data_num, check_metric, check_progress
 from .common import FloatModelArg, ModelArg, context_for, runtime_errors
 
-__all__ = ["sample_sensitivity", "select_sensitive_samples"]
+__all__ = ["check_num_sample", "sample_sensitivity", "select_sensitive_samples"]
 
 
 def sample_sensitivity(
-    calibrated_model: ModelArg,
-    calibration_data: object,
+    model_or_file: ModelArg,
+    calibrated_data: object,
     metric: MetricLike = "cosine-similarity",
-    data_num: int | None = None,
     *,
+    data_num: int | None = None,
     float_model: FloatModelArg = None,
     providers: str | list[str] | None = None,
     progress: Progress | None = None,
@@ -33,13 +33,13 @@ def sample_sensitivity(
     Args:
         metric: one metric, as for :func:`get_sensitivity_of_nodes` (your own task metric too).
         data_num: the first N samples (default: all of them).
-        float_model, providers, progress: as for :func:`get_sensitivity_of_nodes`.
+        float_model, providers, progress: as for :func:`local_errors`.
 
     Returns:
         A :class:`~ptqdebug.analyses.samples.SampleSensitivity`; ``.order()`` lists the samples
         worst first.
     """
-    ctx, name, data_num = _opened(calibrated_model, calibration_data, metric, data_num, float_model, providers, progress)
+    ctx, name, data_num = _opened(model_or_file, calibrated_data, metric, data_num, float_model, providers, progress)
     with runtime_errors(ctx, data_num):
         return _sample_sensitivity(ctx, name, data_num, progress)
 
@@ -60,28 +60,40 @@ def select_sensitive_samples(
     Every sample (or the first ``data_num``) is scored as :func:`sample_sensitivity` does. The
     result is calibration data that every function takes: pass it as ``calibrated_data`` to debug
     on the samples that show the loss (``data_num=1``, the functions' default, then takes the
-    worst one). ``dataset.labels`` names them as the data did (file names without ``.npy``).
+    worst one). ``dataset.labels`` names them as the data did (file names without ``.npy``); a
+    metric that reads labels by sample position sees positions in the selection (0 is the worst),
+    so look its labels up through ``dataset.labels``.
     """
-    if isinstance(num_sample, bool) or not isinstance(num_sample, (int, np.integer)) or num_sample < 1:
-        raise OptionError(f"num_sample is {num_sample!r}; expected a positive whole number (how many samples to select)")
+    if calibrated_model is None:  # (named as hmct names them, not model_or_file / calibrated_data)
+        raise OptionError("there is no calibrated model: pass calibrated_model (e.g. './calibrated_model.onnx')")
+    if calibration_data is None and not isinstance(calibrated_model, Context):
+        raise OptionError("there is no calibration data: pass calibration_data (e.g. './calibration_data/')")
+    check_num_sample(num_sample)
     ctx, name, data_num = _opened(calibrated_model, calibration_data, metric, data_num, float_model, providers, progress)
     samples = ctx.samples(data_num)
-    if num_sample > len(samples):
-        raise OptionError(f"num_sample is {num_sample}, but there are only {len(samples)} samples in {samples.source}; "
-                          f"use at most {len(samples)}")
+    check_num_sample(num_sample, len(samples), data_num)
     with runtime_errors(ctx, data_num):
         ranking = _sample_sensitivity(ctx, name, data_num, progress)
-    return samples.subset(ranking.worst(int(num_sample)))
+    return samples.subset(ranking.worst(int(num_sample)), f"the {num_sample} selected of {samples.source}")
 
 
-def _opened(calibrated_model: ModelArg, calibration_data: object, metric: object, data_num: object,
-            float_model: FloatModelArg, providers: str | list[str] | None, progress: object) -> tuple[Context, str, int | None]:
+def check_num_sample(num_sample: object, available: int | None = None, data_num: int | None = None) -> int:
+    """A positive whole number; given the ``available`` samples (``data_num`` of them, where
+    given), at most that many."""
+    if isinstance(num_sample, bool) or not isinstance(num_sample, (int, np.integer)) or num_sample < 1:
+        raise OptionError(f"num_sample is {num_sample!r}; expected a positive whole number (how many samples to select)")
+    if available is not None and num_sample > available:
+        scored = f"data_num is {data_num}" if data_num is not None else f"there are only {available} samples"
+        raise OptionError(f"num_sample is {num_sample}, but {scored}; select at most {available}")
+    return int(num_sample)
+
+
+def _opened(model: ModelArg, data: object, metric: object, data_num: object, float_model: FloatModelArg,
+            providers: str | list[str] | None, progress: object) -> tuple[Context, str, int | None]:
     """The checked options (no work before them), then the context."""
-    names = check_metrics(metric, "metric")
-    if len(names) != 1:
-        raise OptionError(f"metric is {metric!r}; expected one metric (samples are ranked by one score)")
+    name = check_metric(metric)
     checked = check_data_num(data_num)
     check_progress(progress)
-    ctx = context_for(calibrated_model, calibration_data, float_model, providers, True, None, None)
+    ctx = context_for(model, data, float_model, providers, True, None, None)
     ctx.samples(checked)
-    return ctx, names[0], checked
+    return ctx, name, checked

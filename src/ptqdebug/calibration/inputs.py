@@ -258,7 +258,11 @@ def _coerce(sample: object, specs: Sequence[TensorSpec], where: str) -> Sample:
 
 def check_replaceable(folder: Path, inputs: Collection[str] | None = None) -> None:
     """Refuse an existing ``calibration_data`` folder that holds anything ptqdebug did not write,
-    or (given the model's ``inputs``) data of an input this model does not have: another model's."""
+    or (given the model's ``inputs``) data of an input this model does not have: another model's;
+    and a symbolic link, whose target's files clearing would delete."""
+    if folder.is_symlink():
+        raise DataError(f"{str(folder)!r} is a symbolic link; ptqdebug replaces that folder, and would empty what it "
+                        "points to: remove the link or choose another output folder")
     if not folder.exists():
         return
     if not folder.is_dir():

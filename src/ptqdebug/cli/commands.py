@@ -355,31 +355,44 @@ def _local_error(args: argparse.Namespace) -> int:
 
 
 def _select_samples(args: argparse.Namespace) -> int:
-    from ..calibration.inputs import write_samples
-    from ..report.files import dump_json, ensure_dir
+    import shutil
 
-    root = None
+    from ..api.samples import check_num_sample
+    from ..calibration.inputs import check_replaceable, replace_folder, write_samples
+    from ..report.files import dump_json, ensure_dir, staging_folder
+
+    check_num_sample(args.num_sample)
+    root = target = None
     if args.save_dir:  # checked before any work; never the data being read (it would be cleared first)
         root = check_save_dir(args.save_dir, args.calibrated_data)
+        target = root / "calibration_data"
         data = Path(args.calibrated_data).resolve()
-        if (root / "calibration_data").resolve() in (data, *data.parents):
+        if target.resolve() in (data, *data.parents):
             raise OptionError(f"save_dir {args.save_dir!r} would put the selected samples in place of the calibration data "
                               f"{args.calibrated_data!r} they are read from; choose another folder")
     ctx = _ctx(args)
+    samples = ctx.samples(args.data_num)
+    check_num_sample(args.num_sample, len(samples), args.data_num)
+    if target is not None:
+        check_replaceable(target, {s.name for s in ctx.model.inputs})
     with progress_bar("Progress") as progress:
-        selected = api.select_sensitive_samples(ctx, args.calibrated_data, metric=args.metric, num_sample=args.num_sample,
-                                                data_num=args.data_num, progress=progress)
-    ranking = api.sample_sensitivity(ctx, args.calibrated_data, metric=args.metric, data_num=args.data_num)  # (scored: reused)
+        ranking = api.sample_sensitivity(ctx, args.calibrated_data, metric=args.metric, data_num=args.data_num, progress=progress)
     chosen = ranking.worst(args.num_sample)
     rows = {f"{rank + 1}": {"sample": ranking.labels[i], ranking.metric: shown(ranking.scores[i], ranking.metric, 6)}
             for rank, i in enumerate(chosen)}
     print(info_table(f"the {len(chosen)} worst of {len(ranking.scores)} samples", "rank", rows).lstrip("\n"))
-    if root is not None:
-        ensure_dir(root, "save_dir")
-        write_samples(selected, root / "calibration_data", ctx.model.inputs, "the selected samples")
-        dump_json(root / "sample_sensitivity.json", ranking.to_dict())
-        print(f"wrote {root / 'calibration_data'} ({len(chosen)} samples, worst first) and {root / 'sample_sensitivity.json'}")
-        print(f"debug on them: ptqdebug runall {shlex.quote(str(args.model_or_file))} {shlex.quote(str(root / 'calibration_data'))}")
+    if root is None or target is None:
+        return 0
+    staging = staging_folder(".calibration_data-", ensure_dir(root, "save_dir"))
+    try:  # written whole, then moved into place: a failure leaves the folder as it was
+        write_samples(samples.subset(chosen), staging, ctx.model.inputs, "the selected samples")
+        replace_folder(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    dump_json(root / "sample_sensitivity.json", ranking.to_dict())
+    print(f"wrote {target} ({len(chosen)} samples, worst first: 0.npy is sample {ranking.labels[chosen[0]]}) and "
+          f"{root / 'sample_sensitivity.json'}")
+    print(f"debug on them: ptqdebug runall {shlex.quote(str(args.model_or_file))} {shlex.quote(str(target))}")
     return 0
 
 
