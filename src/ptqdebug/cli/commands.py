@@ -89,8 +89,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         p.add_argument("-s", "--save_dir", default="./debug_result/", help="output folder (default ./debug_result/)")
         p.add_argument("-n", "--nodes_list", type=list_value("--nodes_list"), required=True, help="names: [a,b]")
         if name.startswith("get-"):
-            p.add_argument("-a", "--axis", type=int, default=None, help="channel axis (default: a weight's own axis; for activations 1, or the last axis where "
-                                "a MatMul or Gemm reads them: a transformer's hidden features)")
+            p.add_argument("-a", "--axis", type=int, default=None,
+                           help="channel axis (default: a weight's own axis; for activations 1, or the last axis where a "
+                                "MatMul or Gemm reads them: a transformer's hidden features)")
         add_runtime(p)
         p.set_defaults(func=fn)
 
@@ -362,10 +363,9 @@ def _select_samples(args: argparse.Namespace) -> int:
     from ..report.files import dump_json, ensure_dir, staging_folder
 
     check_num_sample(args.num_sample)
-    root = target = None
+    target = None  # SAVE_DIR/calibration_data
     if args.save_dir:  # checked before any work; never the data being read (it would be cleared first)
-        root = check_save_dir(args.save_dir, args.calibrated_data)
-        target = root / "calibration_data"
+        target = check_save_dir(args.save_dir, args.calibrated_data) / "calibration_data"
         data = Path(args.calibrated_data).resolve()
         if target.resolve() in (data, *data.parents):
             raise OptionError(f"save_dir {args.save_dir!r} would put the selected samples in place of the calibration data "
@@ -381,8 +381,9 @@ def _select_samples(args: argparse.Namespace) -> int:
     rows = {f"{rank + 1}": {"sample": ranking.labels[i], ranking.metric: shown(ranking.scores[i], ranking.metric, 6)}
             for rank, i in enumerate(chosen)}
     print(info_table(f"the {len(chosen)} worst of {len(ranking.scores)} samples", "rank", rows).lstrip("\n"))
-    if root is None or target is None:
+    if target is None:
         return 0
+    root = target.parent
     staging = staging_folder(".calibration_data-", ensure_dir(root, "save_dir"))
     try:  # written whole, then moved into place: a failure leaves the folder as it was
         write_samples(samples.subset(chosen), staging, ctx.model.inputs, "the selected samples")
