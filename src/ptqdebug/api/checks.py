@@ -26,7 +26,7 @@ from ..report.files import check_dir
 
 __all__ = [
     "CURVES", "check_axis", "check_bool", "check_data_num", "check_metric", "check_metrics", "check_node_list",
-    "check_node_type", "check_pick_threshold", "check_progress", "check_providers", "check_save_dir",
+    "check_node_type", "check_num_sample", "check_pick_threshold", "check_progress", "check_providers", "check_save_dir",
 ]
 
 _KNOWN = ", ".join(METRICS)
@@ -90,6 +90,17 @@ def check_progress(value: object) -> None:
     """A progress callback: a function (or a factory of them, per step), or None."""
     if value is not None and not callable(value):
         raise OptionError(f"progress is {value!r}; expected a function called as progress(done, total), or None")
+
+
+def check_num_sample(num_sample: object, available: int | None = None, data_num: int | None = None) -> int:
+    """A positive whole number; given the ``available`` samples (``data_num`` of them, where
+    given), at most that many."""
+    if isinstance(num_sample, bool) or not isinstance(num_sample, (int, np.integer)) or num_sample < 1:
+        raise OptionError(f"num_sample is {num_sample!r}; expected a positive whole number (how many samples to select)")
+    if available is not None and num_sample > available:
+        scored = f"data_num is {data_num}" if data_num is not None else f"there are only {available} samples"
+        raise OptionError(f"num_sample is {num_sample}, but {scored}; select at most {available}")
+    return int(num_sample)
 
 
 def check_axis(value: object) -> int | None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..analyses.samples import SampleSensitivity
 from ..analyses.samples import sample_sensitivity as _sample_sensitivity
 from ..analyses.sensitivity import Progress
@@ -11,10 +9,10 @@ from ..context import Context
 from ..data import Dataset
 from ..errors import OptionError
 from ..metrics import MetricLike
-from .checks import check_data_num, check_metric, check_progress
+from .checks import check_data_num, check_metric, check_num_sample, check_progress
 from .common import FloatModelArg, ModelArg, context_for, runtime_errors
 
-__all__ = ["check_num_sample", "sample_sensitivity", "select_sensitive_samples"]
+__all__ = ["sample_sensitivity", "select_sensitive_samples"]
 
 
 def sample_sensitivity(
@@ -75,17 +73,6 @@ def select_sensitive_samples(
     with runtime_errors(ctx, data_num):
         ranking = _sample_sensitivity(ctx, name, data_num, progress)
     return samples.subset(ranking.worst(int(num_sample)), f"the {num_sample} selected of {samples.source}")
-
-
-def check_num_sample(num_sample: object, available: int | None = None, data_num: int | None = None) -> int:
-    """A positive whole number; given the ``available`` samples (``data_num`` of them, where
-    given), at most that many."""
-    if isinstance(num_sample, bool) or not isinstance(num_sample, (int, np.integer)) or num_sample < 1:
-        raise OptionError(f"num_sample is {num_sample!r}; expected a positive whole number (how many samples to select)")
-    if available is not None and num_sample > available:
-        scored = f"data_num is {data_num}" if data_num is not None else f"there are only {available} samples"
-        raise OptionError(f"num_sample is {num_sample}, but {scored}; select at most {available}")
-    return int(num_sample)
 
 
 def _opened(model: ModelArg, data: object, metric: object, data_num: object, float_model: FloatModelArg,

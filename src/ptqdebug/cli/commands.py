@@ -17,7 +17,7 @@ from pathlib import Path
 from .. import api
 from ..analyses.partial import apply_commands, check_command, unnamed_reason
 from ..analyses.verdict import Verdict
-from ..api.checks import check_metric, check_pick_threshold, check_save_dir
+from ..api.checks import check_metric, check_num_sample, check_pick_threshold, check_save_dir
 from ..api.figures import check_acc_nodes
 from ..errors import OptionError
 from ..metrics import pick_direction
@@ -358,7 +358,6 @@ def _local_error(args: argparse.Namespace) -> int:
 def _select_samples(args: argparse.Namespace) -> int:
     import shutil
 
-    from ..api.samples import check_num_sample
     from ..calibration.inputs import check_replaceable, replace_folder, write_samples
     from ..report.files import dump_json, ensure_dir, staging_folder
 
