@@ -186,7 +186,8 @@ def add_model_and_data(p: argparse.ArgumentParser) -> None:
     """The two positional arguments every analysis takes, model first (as in the original)."""
     p.add_argument("model_or_file", metavar="MODEL", help="the calibrated model (.onnx)")
     p.add_argument("calibrated_data", metavar="CALIBRATION_DATA",
-                   help="calibration data: a folder with one folder per model input (0.npy, 1.npy, ...), or an .npz")
+                   help="calibration data: a folder with one folder per model input (0.npy, 1.npy, ...; for a "
+                        "one-input model the .npy files may sit in the folder itself), an .npz or an .npy")
 
 
 def add_runtime(p: argparse.ArgumentParser, sweeps: bool = True) -> None:
