@@ -127,3 +127,12 @@ def test_cli_never_writes_over_data_it_did_not_write(cnn_dir: Path, tmp_path: Pa
     out, err = capsys.readouterr()
     assert err.count("\n") == 1 and message in err and "worst of" not in out  # (no table: nothing was scored)
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_a_result_on_fewer_samples_than_the_data_points_to_the_worst(cnn_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sensitivity-analysis", str(cnn_dir / MODEL), str(cnn_dir / "calibration_data"), "-sd", str(cnn_dir / "sa_note")]) == 0
+    err = capsys.readouterr().err
+    assert "note: scored on the first sample of 6; --data_num all scores every one, and select-sensitive-samples finds the worst" in err
+    assert main(["sensitivity-analysis", str(cnn_dir / MODEL), str(cnn_dir / "calibration_data"), "-d", "all",
+                 "-sd", str(cnn_dir / "sa_note")]) == 0
+    assert "note: scored on" not in capsys.readouterr().err

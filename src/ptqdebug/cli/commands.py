@@ -219,8 +219,8 @@ def _few_samples(ctx, data_num: int | None) -> None:  # noqa: ANN001
     used, total = len(ctx.samples(data_num)), len(ctx.data)
     if used < total:
         first = "the first sample" if used == 1 else f"the first {used} samples"
-        print(f"note: scored on {first} of {total}; --data_num all scores every one (a single sample can hide a loss "
-              "the others show)", file=sys.stderr)
+        print(f"note: scored on {first} of {total}; --data_num all scores every one, and select-sensitive-samples finds "
+              "the worst (a single sample can hide a loss the others show)", file=sys.stderr)
 
 
 def _written(paths) -> None:  # noqa: ANN001
